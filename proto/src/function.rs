@@ -1,0 +1,297 @@
+//! Functions and the jobs they become once a task's arguments are applied.
+
+use crate::api;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A registered function: one of the built-ins, with its default parameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum FunctionKind {
+    /// Does nothing; measures pure runtime overhead.
+    Noop,
+    /// Sleeps for `ms` milliseconds.
+    Sleep {
+        /// Default duration, overridable per task.
+        ms: u64,
+    },
+    /// Busy-loops on a CPU core for `ms` milliseconds of wall time.
+    Spin {
+        /// Default duration, overridable per task.
+        ms: u64,
+    },
+    /// Returns the task's arguments as its result.
+    Echo,
+    /// Always fails with `message`.
+    Fail {
+        /// Default error message, overridable per task.
+        message: String,
+    },
+}
+
+/// What a worker runs: a function with the task's arguments applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Job {
+    /// See [`FunctionKind::Noop`].
+    Noop,
+    /// See [`FunctionKind::Sleep`].
+    Sleep {
+        /// Milliseconds to sleep.
+        ms: u64,
+    },
+    /// See [`FunctionKind::Spin`].
+    Spin {
+        /// Milliseconds to spin.
+        ms: u64,
+    },
+    /// See [`FunctionKind::Echo`].
+    Echo {
+        /// The JSON text returned as the result.
+        payload: String,
+    },
+    /// See [`FunctionKind::Fail`].
+    Fail {
+        /// The error the task fails with.
+        message: String,
+    },
+}
+
+impl Job {
+    /// How long the job is meant to take, for slowdown and timeout checks.
+    pub fn nominal_ms(&self) -> u64 {
+        match self {
+            Job::Sleep { ms } | Job::Spin { ms } => *ms,
+            _ => 0,
+        }
+    }
+}
+
+/// Why a function spec or a task's arguments were refused; the text is meant for the user.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidFunction(pub String);
+
+fn invalid(msg: impl Into<String>) -> InvalidFunction {
+    InvalidFunction(msg.into())
+}
+
+impl FunctionKind {
+    /// The lower-case name of the built-in.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FunctionKind::Noop => "noop",
+            FunctionKind::Sleep { .. } => "sleep",
+            FunctionKind::Spin { .. } => "spin",
+            FunctionKind::Echo => "echo",
+            FunctionKind::Fail { .. } => "fail",
+        }
+    }
+
+    /// Converts the gRPC spec, refusing a missing kind.
+    pub fn from_api(spec: Option<&api::FunctionSpec>) -> Result<Self, InvalidFunction> {
+        use api::function_spec::Kind;
+        let kind = spec
+            .and_then(|s| s.kind.as_ref())
+            .ok_or_else(|| invalid("spec is missing: give one of noop, sleep, spin, echo, fail"))?;
+        Ok(match kind {
+            Kind::Noop(_) => FunctionKind::Noop,
+            Kind::Sleep(s) => FunctionKind::Sleep { ms: s.ms },
+            Kind::Spin(s) => FunctionKind::Spin { ms: s.ms },
+            Kind::Echo(_) => FunctionKind::Echo,
+            Kind::Fail(f) => FunctionKind::Fail {
+                message: f.message.clone(),
+            },
+        })
+    }
+
+    /// The gRPC form of this function.
+    pub fn to_api(&self) -> api::FunctionSpec {
+        use api::function_spec::Kind;
+        let kind = match self {
+            FunctionKind::Noop => Kind::Noop(api::Noop {}),
+            FunctionKind::Sleep { ms } => Kind::Sleep(api::Sleep { ms: *ms }),
+            FunctionKind::Spin { ms } => Kind::Spin(api::Spin { ms: *ms }),
+            FunctionKind::Echo => Kind::Echo(api::Echo {}),
+            FunctionKind::Fail { message } => Kind::Fail(api::Fail {
+                message: message.clone(),
+            }),
+        };
+        api::FunctionSpec { kind: Some(kind) }
+    }
+
+    /// Parses the spec strings people type: `noop`, `sleep:<ms>`, `spin:<ms>`,
+    /// `echo[:<text>]`, `fail[:<message>]`. Returns the function and the task
+    /// arguments the string implies (the echo text, as JSON).
+    pub fn parse_spec(spec: &str) -> Result<(Self, String), InvalidFunction> {
+        let (name, param) = match spec.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (spec, None),
+        };
+        let ms = |p: Option<&str>| -> Result<u64, InvalidFunction> {
+            let p = p.ok_or_else(|| invalid(format!("'{name}' needs a duration: {name}:<ms>")))?;
+            p.trim()
+                .parse()
+                .map_err(|_| invalid(format!("'{p}' is not a duration in whole milliseconds")))
+        };
+        Ok(match name {
+            "noop" => (FunctionKind::Noop, String::new()),
+            "sleep" => (FunctionKind::Sleep { ms: ms(param)? }, String::new()),
+            "spin" => (FunctionKind::Spin { ms: ms(param)? }, String::new()),
+            "echo" => (
+                FunctionKind::Echo,
+                Value::String(param.unwrap_or_default().to_owned()).to_string(),
+            ),
+            "fail" => (
+                FunctionKind::Fail {
+                    message: param.unwrap_or("failed on purpose").to_owned(),
+                },
+                String::new(),
+            ),
+            other => {
+                return Err(invalid(format!(
+                    "unknown function '{other}': expected noop, sleep:<ms>, spin:<ms>, echo:<text> or fail:<message>"
+                )))
+            }
+        })
+    }
+
+    /// Checks the function's own parameters against the longest job allowed.
+    pub fn validate(&self, max_ms: u64) -> Result<(), InvalidFunction> {
+        match self {
+            FunctionKind::Sleep { ms } | FunctionKind::Spin { ms } => check_ms(self.name(), *ms, max_ms),
+            _ => Ok(()),
+        }
+    }
+
+    /// Applies a task's arguments (empty, or a JSON text) and returns the job to run.
+    /// Durations above `max_ms` are refused, so no task can outlive its lease by design.
+    pub fn resolve(&self, args: &str, max_ms: u64) -> Result<Job, InvalidFunction> {
+        let parsed = if args.trim().is_empty() {
+            None
+        } else {
+            Some(
+                serde_json::from_str::<Value>(args)
+                    .map_err(|e| invalid(format!("args are not valid JSON: {e}")))?,
+            )
+        };
+        let job = match self {
+            FunctionKind::Noop => Job::Noop,
+            FunctionKind::Echo => Job::Echo {
+                payload: if parsed.is_some() { args.to_owned() } else { "null".to_owned() },
+            },
+            FunctionKind::Sleep { ms } => Job::Sleep {
+                ms: override_ms(self.name(), *ms, parsed.as_ref(), max_ms)?,
+            },
+            FunctionKind::Spin { ms } => Job::Spin {
+                ms: override_ms(self.name(), *ms, parsed.as_ref(), max_ms)?,
+            },
+            FunctionKind::Fail { message } => Job::Fail {
+                message: override_message(message, parsed.as_ref())?,
+            },
+        };
+        Ok(job)
+    }
+}
+
+fn check_ms(name: &str, ms: u64, max_ms: u64) -> Result<(), InvalidFunction> {
+    if ms > max_ms {
+        return Err(invalid(format!(
+            "{name} of {ms} ms exceeds the longest task this dispatcher allows ({max_ms} ms, its task timeout)"
+        )));
+    }
+    Ok(())
+}
+
+fn object<'a>(name: &str, args: &'a Value, allowed: &str) -> Result<&'a serde_json::Map<String, Value>, InvalidFunction> {
+    let map = args
+        .as_object()
+        .ok_or_else(|| invalid(format!("args for {name} must be a JSON object like {{\"{allowed}\": ...}}")))?;
+    if let Some(unknown) = map.keys().find(|k| k.as_str() != allowed) {
+        return Err(invalid(format!(
+            "unknown argument '{unknown}' for {name}; the only argument is \"{allowed}\""
+        )));
+    }
+    Ok(map)
+}
+
+fn override_ms(name: &str, default: u64, args: Option<&Value>, max_ms: u64) -> Result<u64, InvalidFunction> {
+    let ms = match args {
+        None => default,
+        Some(args) => match object(name, args, "ms")?.get("ms") {
+            None => default,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                invalid(format!("\"ms\" for {name} must be a whole number of milliseconds ≥ 0, got {v}"))
+            })?,
+        },
+    };
+    check_ms(name, ms, max_ms)?;
+    Ok(ms)
+}
+
+fn override_message(default: &str, args: Option<&Value>) -> Result<String, InvalidFunction> {
+    match args {
+        None => Ok(default.to_owned()),
+        Some(args) => match object("fail", args, "message")?.get("message") {
+            None => Ok(default.to_owned()),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(v) => Err(invalid(format!("\"message\" for fail must be a string, got {v}"))),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: u64 = 60_000;
+
+    #[test]
+    fn spec_strings_parse() {
+        assert_eq!(FunctionKind::parse_spec("noop").unwrap().0, FunctionKind::Noop);
+        assert_eq!(FunctionKind::parse_spec("sleep:250").unwrap().0, FunctionKind::Sleep { ms: 250 });
+        assert_eq!(FunctionKind::parse_spec("spin:5").unwrap().0, FunctionKind::Spin { ms: 5 });
+        let (echo, args) = FunctionKind::parse_spec("echo:hi there").unwrap();
+        assert_eq!(echo, FunctionKind::Echo);
+        assert_eq!(args, "\"hi there\"");
+        assert!(FunctionKind::parse_spec("sleep").is_err());
+        assert!(FunctionKind::parse_spec("sleep:-3").is_err());
+        assert!(FunctionKind::parse_spec("launch:1").unwrap_err().0.contains("unknown function"));
+    }
+
+    #[test]
+    fn args_override_parameters() {
+        let sleep = FunctionKind::Sleep { ms: 10 };
+        assert_eq!(sleep.resolve("", MAX).unwrap(), Job::Sleep { ms: 10 });
+        assert_eq!(sleep.resolve(r#"{"ms": 250}"#, MAX).unwrap(), Job::Sleep { ms: 250 });
+        let fail = FunctionKind::Fail { message: "a".into() };
+        assert_eq!(fail.resolve(r#"{"message":"b"}"#, MAX).unwrap(), Job::Fail { message: "b".into() });
+        assert_eq!(FunctionKind::Echo.resolve("[1,2]", MAX).unwrap(), Job::Echo { payload: "[1,2]".into() });
+    }
+
+    #[test]
+    fn bad_args_are_explained() {
+        let spin = FunctionKind::Spin { ms: 10 };
+        assert!(spin.resolve("{", MAX).unwrap_err().0.contains("not valid JSON"));
+        assert!(spin.resolve(r#"{"ms": -5}"#, MAX).unwrap_err().0.contains("whole number"));
+        assert!(spin.resolve(r#"{"ms": 1.5}"#, MAX).unwrap_err().0.contains("whole number"));
+        assert!(spin.resolve(r#"{"msec": 5}"#, MAX).unwrap_err().0.contains("unknown argument 'msec'"));
+        assert!(spin.resolve("[]", MAX).unwrap_err().0.contains("JSON object"));
+        assert!(spin.resolve(r#"{"ms": 60001}"#, MAX).unwrap_err().0.contains("exceeds"));
+        assert!(FunctionKind::Sleep { ms: 60_001 }.validate(MAX).is_err());
+    }
+
+    #[test]
+    fn api_round_trip() {
+        for kind in [
+            FunctionKind::Noop,
+            FunctionKind::Sleep { ms: 3 },
+            FunctionKind::Spin { ms: 4 },
+            FunctionKind::Echo,
+            FunctionKind::Fail { message: "x".into() },
+        ] {
+            assert_eq!(FunctionKind::from_api(Some(&kind.to_api())).unwrap(), kind);
+        }
+        assert!(FunctionKind::from_api(None).is_err());
+        assert!(FunctionKind::from_api(Some(&api::FunctionSpec { kind: None })).is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Every byte that crosses a Volley process boundary.
+//!
+//! - [`api`] — the gRPC client API (`volley.v1.Dispatcher`), generated from
+//!   `volley/v1/dispatcher.proto`.
+//! - [`ids`] — id newtypes shared by every crate.
+//! - [`function`] — what a function is ([`function::FunctionKind`]), how execution
+//!   arguments resolve it into a runnable [`function::Job`], and the `noop`/`sleep:<ms>`
+//!   spec strings people type.
+//! - [`wire`] — the dispatcher↔worker messages ([`wire::FromWorker`], [`wire::ToWorker`])
+//!   and their versioned, size-limited postcard codec.
+//! - [`connection`] — typed ZeroMQ connections: handlers see messages, never bytes.
+
+pub mod connection;
+pub mod function;
+pub mod ids;
+pub mod wire;
+
+/// The generated gRPC types, client and server.
+#[allow(missing_docs, clippy::all)]
+pub mod api {
+    tonic::include_proto!("volley.v1");
+
+    /// The encoded file descriptor set, served by gRPC reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("volley_descriptor");
+}
+
+/// The Volley release, reported by workers at registration and by `ClusterInfo`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The scheduling mode a dispatcher runs, chosen at start and told to workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum Mode {
+    /// The dispatcher's own pool runs tasks; no workers connect.
+    Local,
+    /// Workers ask for work with credits.
+    Pull,
+    /// The dispatcher places work on workers it picks.
+    Push,
+}
+
+impl Mode {
+    /// The lower-case name used on command lines and in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Local => "local",
+            Mode::Pull => "pull",
+            Mode::Push => "push",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(Mode::Local),
+            "pull" => Ok(Mode::Pull),
+            "push" => Ok(Mode::Push),
+            other => Err(format!("unknown mode '{other}': expected local, pull or push")),
+        }
+    }
+}

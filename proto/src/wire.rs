@@ -1,0 +1,256 @@
+//! The dispatcher↔worker protocol: messages named by direction, and their codec.
+//!
+//! A frame is a postcard-encoded [`Envelope`]: the protocol version first (so a peer of
+//! another version is recognised before its message is parsed), then the message.
+//! Messages carry batches: whatever is ready is sent together, with no timer.
+
+use crate::function::Job;
+use crate::ids::{TaskId, WorkerId};
+use crate::Mode;
+use serde::{Deserialize, Serialize};
+
+/// Bumped whenever a message changes shape.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The largest frame either side accepts or sends.
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// What a worker says to the dispatcher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum FromWorker {
+    /// Registration, the first message of every connection.
+    Hello {
+        /// A name stable across reconnects of one worker process.
+        name: String,
+        /// Tasks the worker runs at once.
+        slots: u32,
+        /// The worker's process id, for operators.
+        pid: u32,
+        /// The worker's host name, for operators.
+        host: String,
+        /// The worker's release.
+        version: String,
+        /// The mode the worker was told to expect, if any; a mismatch is rejected.
+        expect_mode: Option<Mode>,
+    },
+    /// Pull mode: the worker can take `credits` more tasks.
+    Ready {
+        /// Additional tasks the worker asks for.
+        credits: u32,
+    },
+    /// Finished tasks.
+    Results(Vec<TaskResult>),
+    /// Liveness, sent every heartbeat interval.
+    Heartbeat {
+        /// Tasks the worker holds (queued inside it or running).
+        in_flight: u32,
+    },
+    /// The worker leaves; its unfinished tasks should be requeued at once.
+    Goodbye {
+        /// Why, for the log.
+        reason: String,
+    },
+}
+
+/// What the dispatcher says to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum ToWorker {
+    /// Registration accepted.
+    Welcome {
+        /// The id of this registration.
+        worker_id: WorkerId,
+        /// The dispatcher's mode.
+        mode: Mode,
+        /// How often both sides send heartbeats.
+        heartbeat_ms: u64,
+        /// Heartbeats missed before the peer is considered dead.
+        liveness: u32,
+        /// Tasks the worker may hold beyond its slots.
+        prefetch: u32,
+    },
+    /// Work to run.
+    Tasks(Vec<TaskAssignment>),
+    /// Liveness, sent every heartbeat interval.
+    Heartbeat,
+    /// Registration refused, or a message not understood; the worker should stop.
+    Reject {
+        /// What was wrong, in words for the operator.
+        reason: String,
+    },
+    /// The dispatcher is stopping; the worker should exit.
+    Shutdown,
+}
+
+/// One attempt at one task, sent to a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskAssignment {
+    /// The task.
+    pub task_id: TaskId,
+    /// Which attempt this is (1-based); the result must carry it back.
+    pub attempt: u32,
+    /// What to run.
+    pub job: Job,
+}
+
+/// The outcome of one attempt, sent back by a worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    /// The task.
+    pub task_id: TaskId,
+    /// The attempt this result belongs to.
+    pub attempt: u32,
+    /// Its result or error.
+    pub outcome: Outcome,
+    /// Microseconds the task waited inside the worker before a slot took it.
+    pub wait_us: u64,
+    /// Microseconds the function ran.
+    pub run_us: u64,
+}
+
+/// A function's result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The function returned this JSON text.
+    Completed(String),
+    /// The function failed with this error.
+    Failed(String),
+}
+
+#[derive(Serialize)]
+struct EnvelopeRef<'a, M> {
+    version: u16,
+    msg: &'a M,
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// The peer speaks another protocol version.
+    #[error("protocol version {got} (this side speaks {PROTOCOL_VERSION})")]
+    Version {
+        /// The version the peer sent.
+        got: u16,
+    },
+    /// The frame is larger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {len} bytes exceeds the limit of {MAX_FRAME_BYTES}")]
+    TooLarge {
+        /// The frame's size.
+        len: usize,
+    },
+    /// The bytes are not a message of this protocol.
+    #[error("malformed frame: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+/// Encodes a message into one frame.
+pub fn encode<M: Serialize>(msg: &M) -> Result<Vec<u8>, CodecError> {
+    let bytes = postcard::to_stdvec(&EnvelopeRef {
+        version: PROTOCOL_VERSION,
+        msg,
+    })?;
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(CodecError::TooLarge { len: bytes.len() });
+    }
+    Ok(bytes)
+}
+
+/// Decodes one frame. Never panics; postcard never allocates more than the frame's
+/// own length implies, and the frame is bounded by [`MAX_FRAME_BYTES`].
+pub fn decode<M: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<M, CodecError> {
+    if frame.len() > MAX_FRAME_BYTES {
+        return Err(CodecError::TooLarge { len: frame.len() });
+    }
+    let (version, rest): (u16, &[u8]) = postcard::take_from_bytes(frame)?;
+    if version != PROTOCOL_VERSION {
+        return Err(CodecError::Version { got: version });
+    }
+    let (msg, trailing): (M, &[u8]) = postcard::take_from_bytes(rest)?;
+    if !trailing.is_empty() {
+        return Err(CodecError::Malformed(postcard::Error::DeserializeBadEncoding));
+    }
+    Ok(msg)
+}
+
+/// Encodes a message as if it came from another protocol version; for tests of
+/// version handling.
+pub fn encode_with_version<M: Serialize>(version: u16, msg: &M) -> Result<Vec<u8>, CodecError> {
+    Ok(postcard::to_stdvec(&EnvelopeRef { version, msg })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> (Vec<FromWorker>, Vec<ToWorker>) {
+        let from = vec![
+            FromWorker::Hello {
+                name: "w-1".into(),
+                slots: 4,
+                pid: 42,
+                host: "h".into(),
+                version: "0.1.0".into(),
+                expect_mode: Some(Mode::Pull),
+            },
+            FromWorker::Ready { credits: 3 },
+            FromWorker::Results(vec![TaskResult {
+                task_id: TaskId(7),
+                attempt: 2,
+                outcome: Outcome::Failed("boom".into()),
+                wait_us: 5,
+                run_us: 9,
+            }]),
+            FromWorker::Heartbeat { in_flight: 1 },
+            FromWorker::Goodbye { reason: "SIGTERM".into() },
+        ];
+        let to = vec![
+            ToWorker::Welcome {
+                worker_id: WorkerId(3),
+                mode: Mode::Push,
+                heartbeat_ms: 250,
+                liveness: 4,
+                prefetch: 8,
+            },
+            ToWorker::Tasks(vec![TaskAssignment {
+                task_id: TaskId(1),
+                attempt: 1,
+                job: Job::Sleep { ms: 10 },
+            }]),
+            ToWorker::Heartbeat,
+            ToWorker::Reject { reason: "no".into() },
+            ToWorker::Shutdown,
+        ];
+        (from, to)
+    }
+
+    #[test]
+    fn every_message_round_trips() {
+        let (from, to) = samples();
+        for m in from {
+            assert_eq!(decode::<FromWorker>(&encode(&m).unwrap()).unwrap(), m);
+        }
+        for m in to {
+            assert_eq!(decode::<ToWorker>(&encode(&m).unwrap()).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn other_versions_are_named() {
+        let frame = encode_with_version(9, &FromWorker::Ready { credits: 1 }).unwrap();
+        assert!(matches!(decode::<FromWorker>(&frame), Err(CodecError::Version { got: 9 })));
+    }
+
+    #[test]
+    fn garbage_and_truncation_are_errors_not_panics() {
+        let frame = encode(&FromWorker::Heartbeat { in_flight: 3 }).unwrap();
+        for cut in 0..frame.len() {
+            assert!(decode::<FromWorker>(&frame[..cut]).is_err());
+        }
+        let mut trailing = frame.clone();
+        trailing.push(0);
+        assert!(decode::<FromWorker>(&trailing).is_err());
+        // A vector length claiming billions of elements must fail, not allocate.
+        let bogus = [PROTOCOL_VERSION as u8, 2, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert!(decode::<FromWorker>(&bogus).is_err());
+        assert!(decode::<FromWorker>(&[1, 200]).is_err());
+    }
+}
