@@ -1,0 +1,468 @@
+//! The gRPC front door: validates requests, stores tasks, hands them to the reactor, and
+//! answers from the store. The only module that speaks `tonic::Status`.
+
+use crate::core::{Finished, NewTask, Now};
+use crate::reactor::{Command, Snapshot};
+use crate::shared::{EdgeCounters, Shared};
+use crate::store::{StoreError, Submission, TaskRecord, TaskState};
+use parking_lot::RwLock;
+use std::collections::{HashMap, HashSet};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+use volley_proto::api::{self, dispatcher_server::Dispatcher};
+use volley_proto::function::FunctionKind;
+use volley_proto::ids::{FunctionId, TaskId};
+use volley_proto::wire::Outcome;
+use volley_proto::Mode;
+
+/// Most tasks one `ExecuteBatch` may carry.
+pub const MAX_BATCH: usize = 100_000;
+/// Largest `args` of one task, in bytes.
+pub const MAX_ARGS_BYTES: usize = 1024 * 1024;
+/// Longest function name.
+pub const MAX_NAME_CHARS: usize = 256;
+/// Most task ids one `WatchResults` may follow.
+pub const MAX_WATCH: usize = 1_000_000;
+/// Tasks per `WatchResults` message.
+const WATCH_CHUNK: usize = 4096;
+
+/// Static facts `ClusterInfo` reports.
+#[derive(Debug, Clone)]
+pub struct ClusterFacts {
+    /// The dispatcher's mode.
+    pub mode: Mode,
+    /// Where workers connect (empty in local mode).
+    pub worker_endpoint: String,
+    /// Tasks a worker may hold beyond its slots.
+    pub prefetch: u32,
+    /// Placement policy name.
+    pub policy: &'static str,
+}
+
+/// The `volley.v1.Dispatcher` service.
+pub struct Api {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    functions: RwLock<HashMap<FunctionId, FunctionKind>>,
+    max_job_ms: u64,
+    facts: ClusterFacts,
+}
+
+impl Api {
+    /// The service over shared state, sending work to the reactor.
+    pub fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>, max_job_ms: u64, facts: ClusterFacts) -> Self {
+        Self {
+            shared,
+            commands,
+            functions: RwLock::new(HashMap::new()),
+            max_job_ms,
+            facts,
+        }
+    }
+
+    async fn function(&self, id: u64) -> Result<FunctionKind, Status> {
+        let id = FunctionId(id);
+        if let Some(kind) = self.functions.read().get(&id) {
+            return Ok(kind.clone());
+        }
+        let record = self
+            .shared
+            .store
+            .function(id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("no function with id {id}; register it first")))?;
+        self.functions.write().insert(id, record.kind.clone());
+        Ok(record.kind)
+    }
+
+    async fn submit(&self, requests: &[api::ExecuteRequest], batch: bool) -> Result<Vec<TaskId>, Status> {
+        if requests.is_empty() {
+            return Err(Status::invalid_argument("the batch has no tasks"));
+        }
+        if requests.len() > MAX_BATCH {
+            return Err(Status::invalid_argument(format!(
+                "a batch of {} tasks exceeds the limit of {MAX_BATCH}; split it",
+                requests.len()
+            )));
+        }
+        let now = Now::now();
+        let mut jobs = Vec::with_capacity(requests.len());
+        let mut submissions = Vec::with_capacity(requests.len());
+        let mut last: Option<(u64, FunctionKind)> = None;
+        for (i, r) in requests.iter().enumerate() {
+            let at = |msg: String| if batch { format!("task {i}: {msg}") } else { msg };
+            if r.args.len() > MAX_ARGS_BYTES {
+                return Err(Status::invalid_argument(at(format!(
+                    "args of {} bytes exceed the limit of {MAX_ARGS_BYTES}",
+                    r.args.len()
+                ))));
+            }
+            let kind = match &last {
+                Some((id, kind)) if *id == r.function_id => kind.clone(),
+                _ => {
+                    let kind = self.function(r.function_id).await.map_err(|s| Status::new(s.code(), at(s.message().to_owned())))?;
+                    last = Some((r.function_id, kind.clone()));
+                    kind
+                }
+            };
+            let job = kind
+                .resolve(&r.args, self.max_job_ms)
+                .map_err(|e| Status::invalid_argument(at(e.to_string())))?;
+            jobs.push(job);
+            submissions.push(Submission {
+                function_id: FunctionId(r.function_id),
+                args: r.args.clone(),
+                submitted_us: now.unix_us,
+            });
+        }
+        let n = submissions.len();
+        if let Err(unfinished) = self.shared.admission.try_admit(n) {
+            EdgeCounters::bump(&self.shared.counters.rejected_submissions);
+            return Err(Status::resource_exhausted(format!(
+                "queue full: {unfinished} unfinished tasks, limit {}; {n} more refused, retry later",
+                self.shared.admission.limit()
+            )));
+        }
+        let ids = match self.shared.store.enqueue(&submissions).await {
+            Ok(ids) => ids,
+            Err(e) => {
+                self.shared.admission.release(n);
+                return Err(store_status(e));
+            }
+        };
+        let tasks = ids
+            .iter()
+            .zip(submissions)
+            .zip(jobs)
+            .map(|((id, s), job)| NewTask {
+                id: *id,
+                function_id: s.function_id,
+                job,
+                attempts: 0,
+                submitted_us: s.submitted_us,
+            })
+            .collect();
+        self.commands
+            .send(Command::Submit(tasks))
+            .await
+            .map_err(|_| Status::unavailable("the dispatcher is shutting down; tasks are stored and will run after a restart on a durable store"))?;
+        Ok(ids)
+    }
+
+    async fn record(&self, id: u64) -> Result<TaskRecord, Status> {
+        if id == 0 {
+            return Err(Status::invalid_argument("task_id is required (ids start at 1)"));
+        }
+        self.shared
+            .store
+            .get(TaskId(id))
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("no task with id {id}")))
+    }
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(why) => Status::unavailable(format!("task store unavailable: {why}")),
+        StoreError::Corrupt(why) => Status::data_loss(format!("task store holds unreadable data: {why}")),
+        StoreError::Config(why) => Status::internal(format!("task store misconfigured: {why}")),
+    }
+}
+
+fn api_state(s: TaskState) -> api::TaskState {
+    match s {
+        TaskState::Queued => api::TaskState::Queued,
+        TaskState::Running => api::TaskState::Running,
+        TaskState::Completed => api::TaskState::Completed,
+        TaskState::Failed => api::TaskState::Failed,
+    }
+}
+
+/// The client's view of a stored task.
+pub fn task_info(r: &TaskRecord) -> api::TaskInfo {
+    api::TaskInfo {
+        task_id: r.id.0,
+        function_id: r.function_id.0,
+        state: api_state(r.state) as i32,
+        result: r.result.clone(),
+        error: r.error.clone(),
+        attempts: r.attempts,
+        worker: r.worker.clone(),
+        submitted_us: r.submitted_us,
+        dispatched_us: r.dispatched_us,
+        completed_us: r.completed_us,
+        wait_us: r.wait_us,
+        run_us: r.run_us,
+    }
+}
+
+/// The client's view of a task that just finished.
+pub fn finished_info(f: &Finished) -> api::TaskInfo {
+    let (state, result, error) = match &f.outcome {
+        Outcome::Completed(r) => (api::TaskState::Completed, r.clone(), String::new()),
+        Outcome::Failed(e) => (api::TaskState::Failed, String::new(), e.clone()),
+    };
+    api::TaskInfo {
+        task_id: f.task.0,
+        function_id: f.function_id.0,
+        state: state as i32,
+        result,
+        error,
+        attempts: f.attempts,
+        worker: f.worker.as_deref().unwrap_or_default().to_owned(),
+        submitted_us: f.submitted_us,
+        dispatched_us: f.dispatched_us,
+        completed_us: f.completed_us,
+        wait_us: f.wait_us,
+        run_us: f.run_us,
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<api::WatchResultsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Dispatcher for Api {
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn register_function(
+        &self,
+        request: Request<api::RegisterFunctionRequest>,
+    ) -> Result<Response<api::RegisterFunctionResponse>, Status> {
+        let req = request.into_inner();
+        let name = req.name.trim();
+        if name.is_empty() {
+            return Err(Status::invalid_argument("function name must not be empty"));
+        }
+        if name.chars().count() > MAX_NAME_CHARS {
+            return Err(Status::invalid_argument(format!(
+                "function name is longer than {MAX_NAME_CHARS} characters"
+            )));
+        }
+        let kind = FunctionKind::from_api(req.spec.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        kind.validate(self.max_job_ms)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let id = self
+            .shared
+            .store
+            .register_function(name, &kind)
+            .await
+            .map_err(store_status)?;
+        self.functions.write().insert(id, kind);
+        Ok(Response::new(api::RegisterFunctionResponse { function_id: id.0 }))
+    }
+
+    async fn execute(&self, request: Request<api::ExecuteRequest>) -> Result<Response<api::ExecuteResponse>, Status> {
+        let ids = self.submit(std::slice::from_ref(request.get_ref()), false).await?;
+        Ok(Response::new(api::ExecuteResponse { task_id: ids[0].0 }))
+    }
+
+    async fn execute_batch(
+        &self,
+        request: Request<api::ExecuteBatchRequest>,
+    ) -> Result<Response<api::ExecuteBatchResponse>, Status> {
+        let ids = self.submit(&request.get_ref().tasks, true).await?;
+        Ok(Response::new(api::ExecuteBatchResponse {
+            task_ids: ids.into_iter().map(|i| i.0).collect(),
+        }))
+    }
+
+    async fn get_status(&self, request: Request<api::GetStatusRequest>) -> Result<Response<api::GetStatusResponse>, Status> {
+        let r = self.record(request.get_ref().task_id).await?;
+        Ok(Response::new(api::GetStatusResponse {
+            task_id: r.id.0,
+            state: api_state(r.state) as i32,
+            attempts: r.attempts,
+        }))
+    }
+
+    async fn get_result(&self, request: Request<api::GetResultRequest>) -> Result<Response<api::GetResultResponse>, Status> {
+        let r = self.record(request.get_ref().task_id).await?;
+        Ok(Response::new(api::GetResultResponse { task: Some(task_info(&r)) }))
+    }
+
+    type WatchResultsStream = WatchStream;
+
+    async fn watch_results(&self, request: Request<api::WatchResultsRequest>) -> Result<Response<WatchStream>, Status> {
+        let ids = request.into_inner().task_ids;
+        if ids.len() > MAX_WATCH {
+            return Err(Status::invalid_argument(format!(
+                "watching {} tasks exceeds the limit of {MAX_WATCH}",
+                ids.len()
+            )));
+        }
+        // Subscribe before reading the store, so nothing finishes unseen in between.
+        let completions = self.shared.completions.subscribe();
+        let (tx, rx) = mpsc::channel(16);
+        if ids.is_empty() {
+            tokio::spawn(watch_all(completions, tx));
+        } else {
+            let mut pending: HashSet<TaskId> = ids.iter().map(|i| TaskId(*i)).collect();
+            let already = finished_in_store(&self.shared, &mut pending, true).await?;
+            tokio::spawn(watch_some(self.shared.clone(), completions, pending, already, tx));
+        }
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn cluster_info(&self, _request: Request<api::ClusterInfoRequest>) -> Result<Response<api::ClusterInfoResponse>, Status> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Snapshot(reply))
+            .await
+            .map_err(|_| Status::unavailable("the dispatcher is shutting down"))?;
+        let Snapshot {
+            workers,
+            queued,
+            running,
+            counters,
+        } = answer
+            .await
+            .map_err(|_| Status::unavailable("the dispatcher is shutting down"))?;
+        let edge = &self.shared.counters;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(Response::new(api::ClusterInfoResponse {
+            mode: self.facts.mode.to_string(),
+            store: self.shared.store.describe(),
+            worker_endpoint: self.facts.worker_endpoint.clone(),
+            workers: workers
+                .into_iter()
+                .filter(|w| self.facts.mode != Mode::Local || w.name != "local")
+                .map(|w| api::WorkerInfo {
+                    id: w.id.0,
+                    name: w.name,
+                    host: w.host,
+                    pid: w.pid,
+                    slots: w.slots,
+                    in_flight: w.in_flight,
+                })
+                .collect(),
+            queued: queued as u64,
+            running: running as u64,
+            counters: Some(api::Counters {
+                submitted: counters.submitted,
+                dispatched: counters.dispatched,
+                completed: counters.completed,
+                failed: counters.failed,
+                requeued: counters.requeued,
+                duplicate_results: counters.duplicate_results,
+                dropped_frames: load(&edge.dropped_frames),
+                workers_joined: counters.workers_joined,
+                workers_lost: counters.workers_lost,
+                rejected_submissions: load(&edge.rejected_submissions),
+            }),
+            version: volley_proto::VERSION.to_owned(),
+            prefetch: self.facts.prefetch,
+            policy: self.facts.policy.to_owned(),
+        }))
+    }
+}
+
+/// Reads the pending tasks from the store, removes the finished ones from `pending` and
+/// returns them. With `strict`, an id the store does not know is NOT_FOUND.
+async fn finished_in_store(
+    shared: &Shared,
+    pending: &mut HashSet<TaskId>,
+    strict: bool,
+) -> Result<Vec<api::TaskInfo>, Status> {
+    let ids: Vec<TaskId> = pending.iter().copied().collect();
+    let records = shared.store.get_many(&ids).await.map_err(store_status)?;
+    let mut done = Vec::new();
+    for (id, rec) in ids.iter().zip(records) {
+        match rec {
+            Some(r) if r.state.is_terminal() => {
+                pending.remove(id);
+                done.push(task_info(&r));
+            }
+            Some(_) => {}
+            None if strict => return Err(Status::not_found(format!("no task with id {id}"))),
+            None => {
+                pending.remove(id);
+            }
+        }
+    }
+    Ok(done)
+}
+
+type WatchSender = mpsc::Sender<Result<api::WatchResultsResponse, Status>>;
+
+async fn send_chunks(tx: &WatchSender, mut tasks: Vec<api::TaskInfo>) -> bool {
+    while !tasks.is_empty() {
+        let rest = tasks.split_off(tasks.len().min(WATCH_CHUNK));
+        if tx.send(Ok(api::WatchResultsResponse { tasks })).await.is_err() {
+            return false;
+        }
+        tasks = rest;
+    }
+    true
+}
+
+async fn watch_all(mut completions: broadcast::Receiver<Arc<Vec<Finished>>>, tx: WatchSender) {
+    loop {
+        match completions.recv().await {
+            Ok(batch) => {
+                if !send_chunks(&tx, batch.iter().map(finished_info).collect()).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                let _ = tx
+                    .send(Err(Status::data_loss(format!(
+                        "this watcher fell {n} batches behind and missed completions; watch specific task ids to never miss one"
+                    ))))
+                    .await;
+                return;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn watch_some(
+    shared: Arc<Shared>,
+    mut completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+    mut pending: HashSet<TaskId>,
+    already: Vec<api::TaskInfo>,
+    tx: WatchSender,
+) {
+    if !send_chunks(&tx, already).await {
+        return;
+    }
+    while !pending.is_empty() {
+        match completions.recv().await {
+            Ok(batch) => {
+                let mine: Vec<api::TaskInfo> = batch
+                    .iter()
+                    .filter(|f| pending.remove(&f.task))
+                    .map(finished_info)
+                    .collect();
+                if !mine.is_empty() && !send_chunks(&tx, mine).await {
+                    return;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                // Fell behind: the store has every terminal task, so catch up from it.
+                match finished_in_store(&shared, &mut pending, false).await {
+                    Ok(done) => {
+                        if !send_chunks(&tx, done).await {
+                            return;
+                        }
+                    }
+                    Err(status) => {
+                        let _ = tx.send(Err(status)).await;
+                        return;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => {
+                let _ = tx
+                    .send(Err(Status::unavailable("the dispatcher stopped before these tasks finished")))
+                    .await;
+                return;
+            }
+        }
+    }
+}

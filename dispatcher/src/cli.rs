@@ -1,0 +1,116 @@
+//! The dispatcher's command line, compatible with the original
+//! `task_dispatcher.py -m <mode> -p <port> -w <n> [-t <timeout>]`, and every flag also
+//! readable from a `VOLLEY_*` variable.
+
+use crate::config::Config;
+use crate::core::Policy;
+use clap::{Parser, ValueEnum};
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+use volley_proto::Mode;
+
+/// The Volley dispatcher: takes tasks over gRPC and hands them to workers.
+#[derive(Debug, Parser)]
+#[command(name = "dispatcher", version)]
+pub struct Cli {
+    /// Scheduling mode.
+    #[arg(short, long, value_enum, env = "VOLLEY_MODE", default_value = "local")]
+    pub mode: ModeArg,
+    /// Port workers connect to (0: the OS picks; printed at start).
+    #[arg(short = 'p', long = "port", env = "VOLLEY_PORT", default_value_t = 5555)]
+    pub worker_port: u16,
+    /// Address the worker port binds to. Anything but loopback exposes an
+    /// unauthenticated, unencrypted port: see the README.
+    #[arg(long, env = "VOLLEY_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+    /// Slots of the dispatcher's own pool in local mode.
+    #[arg(short = 'w', long = "local-slots", env = "VOLLEY_LOCAL_SLOTS", default_value_t = 2)]
+    pub local_slots: u32,
+    /// Task timeout in seconds: an attempt's lease, and the longest sleep/spin accepted.
+    #[arg(short = 't', long = "task-timeout", env = "VOLLEY_TASK_TIMEOUT", default_value_t = 300.0)]
+    pub task_timeout_s: f64,
+    /// gRPC address (port 0: the OS picks; printed at start).
+    #[arg(long, env = "VOLLEY_GRPC", default_value = "127.0.0.1:50051")]
+    pub grpc: SocketAddr,
+    /// Task store: `memory` or `redis://host:port/db`.
+    #[arg(long, env = "VOLLEY_STORE", default_value = "memory")]
+    pub store: String,
+    /// Prefix of every Redis key.
+    #[arg(long, env = "VOLLEY_REDIS_PREFIX", default_value = "volley:")]
+    pub redis_prefix: String,
+    /// Heartbeat interval in milliseconds, both ways.
+    #[arg(long, env = "VOLLEY_HEARTBEAT_MS", default_value_t = 250)]
+    pub heartbeat_ms: u64,
+    /// Heartbeats a worker may miss before it is dead and its tasks requeued.
+    #[arg(long, env = "VOLLEY_LIVENESS", default_value_t = 4)]
+    pub liveness: u32,
+    /// Attempts before a task whose workers keep dying is FAILED (worker_lost).
+    #[arg(long, env = "VOLLEY_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+    /// Unfinished tasks allowed before submissions get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "VOLLEY_MAX_QUEUED", default_value_t = 1_000_000)]
+    pub max_queued: usize,
+    /// Tasks a worker may hold beyond its slots (0 with pull: strict request/reply).
+    #[arg(long, env = "VOLLEY_PREFETCH", default_value_t = 16)]
+    pub prefetch: u32,
+    /// How push mode (and pull, among workers asking) picks a worker.
+    #[arg(long, value_enum, env = "VOLLEY_POLICY", default_value = "least-loaded")]
+    pub policy: PolicyArg,
+    /// Seed of the random policy.
+    #[arg(long, env = "VOLLEY_SEED", default_value_t = 0x5eed)]
+    pub seed: u64,
+    /// On a graceful stop, leave workers running (they reconnect to the next dispatcher)
+    /// instead of telling them to exit.
+    #[arg(long, env = "VOLLEY_KEEP_WORKERS")]
+    pub keep_workers: bool,
+}
+
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// The dispatcher's own pool runs tasks.
+    Local,
+    /// Workers ask for tasks.
+    Pull,
+    /// The dispatcher sends tasks to workers it picks.
+    Push,
+}
+
+/// `--policy` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PolicyArg {
+    /// Fewest in flight relative to slots.
+    LeastLoaded,
+    /// In turn.
+    RoundRobin,
+    /// At random.
+    Random,
+}
+
+impl From<Cli> for Config {
+    fn from(cli: Cli) -> Self {
+        Config {
+            mode: match cli.mode {
+                ModeArg::Local => Mode::Local,
+                ModeArg::Pull => Mode::Pull,
+                ModeArg::Push => Mode::Push,
+            },
+            local_slots: cli.local_slots.max(1),
+            task_timeout: Duration::from_secs_f64(cli.task_timeout_s.clamp(0.001, 7.0 * 86_400.0)),
+            store: cli.store,
+            redis_prefix: cli.redis_prefix,
+            heartbeat: Duration::from_millis(cli.heartbeat_ms.max(1)),
+            liveness: cli.liveness.max(1),
+            max_attempts: cli.max_attempts.max(1),
+            max_queued: cli.max_queued.max(1),
+            prefetch: cli.prefetch,
+            policy: match cli.policy {
+                PolicyArg::LeastLoaded => Policy::LeastLoaded,
+                PolicyArg::RoundRobin => Policy::RoundRobin,
+                PolicyArg::Random => Policy::Random,
+            },
+            seed: cli.seed,
+            stop_workers_on_exit: !cli.keep_workers,
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! The dispatcher's run-time configuration, independent of how it was given.
+
+use crate::core::Policy;
+use std::time::Duration;
+use volley_proto::Mode;
+
+/// Everything a dispatcher needs besides its listeners.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Local, pull or push.
+    pub mode: Mode,
+    /// Slots of the in-process pool in local mode.
+    pub local_slots: u32,
+    /// The longest a task attempt may take from dispatch to result; also the longest
+    /// `sleep`/`spin` a client may ask for.
+    pub task_timeout: Duration,
+    /// `memory` or `redis://host:port/db`.
+    pub store: String,
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
+    /// Heartbeat interval, both ways.
+    pub heartbeat: Duration,
+    /// Heartbeats a worker may miss before it is dead.
+    pub liveness: u32,
+    /// Attempts before a task whose workers keep dying is FAILED.
+    pub max_attempts: u32,
+    /// Unfinished tasks allowed before submissions get RESOURCE_EXHAUSTED.
+    pub max_queued: usize,
+    /// Tasks a worker may hold beyond its slots.
+    pub prefetch: u32,
+    /// How push mode picks a worker.
+    pub policy: Policy,
+    /// Seed of the random policy.
+    pub seed: u64,
+    /// Whether a graceful stop tells workers to exit too.
+    pub stop_workers_on_exit: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Local,
+            local_slots: 2,
+            task_timeout: Duration::from_secs(300),
+            store: "memory".into(),
+            redis_prefix: "volley:".into(),
+            heartbeat: Duration::from_millis(250),
+            liveness: 4,
+            max_attempts: 3,
+            max_queued: 1_000_000,
+            prefetch: 16,
+            policy: Policy::LeastLoaded,
+            seed: 0x5eed,
+            stop_workers_on_exit: true,
+        }
+    }
+}

@@ -1,0 +1,567 @@
+//! The scheduler core: every task's and worker's scheduling state, with no I/O.
+//!
+//! Events come in as method calls carrying the current time ([`Now`]); actions go out
+//! through [`Comm`]. Local, pull and push mode all drive this one core: local mode is one
+//! in-process worker, pull mode gives workers [`Capacity::Credits`], push mode places tasks
+//! by [`Policy`] up to [`Capacity::Slots`]. Being pure, it is unit-tested without sockets.
+
+mod placement;
+#[cfg(test)]
+mod tests;
+
+pub use placement::Policy;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use volley_proto::function::Job;
+use volley_proto::ids::{FunctionId, TaskId, WorkerId};
+use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
+
+/// The time an event happened: monotonic for deadlines, wall clock (µs since the Unix
+/// epoch) for records.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For leases and liveness.
+    pub instant: Instant,
+    /// For task timestamps.
+    pub unix_us: u64,
+}
+
+impl Now {
+    /// The current time.
+    pub fn now() -> Self {
+        Self {
+            instant: Instant::now(),
+            unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
+        }
+    }
+
+    /// This time plus `d`.
+    pub fn after(self, d: Duration) -> Self {
+        Self {
+            instant: self.instant + d,
+            unix_us: self.unix_us + d.as_micros() as u64,
+        }
+    }
+}
+
+/// Scheduling parameters fixed at start.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Attempts before a task whose workers keep dying is FAILED.
+    pub max_attempts: u32,
+    /// Tasks a worker may hold beyond its slots.
+    pub prefetch: u32,
+    /// How push (and pull, among workers with credits) picks a worker.
+    pub policy: Policy,
+    /// How long one attempt may take from dispatch to result.
+    pub lease: Duration,
+    /// Silence after which a worker is dead.
+    pub liveness: Duration,
+}
+
+/// How a worker's capacity is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// Pull: the worker grants credits with `Ready`; each task sent spends one.
+    Credits,
+    /// Push and local: at most `slots + prefetch` tasks in flight.
+    Slots,
+}
+
+/// A worker as it registers.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// Stable across reconnects; shown to operators.
+    pub name: String,
+    /// Host name, for operators.
+    pub host: String,
+    /// Process id, for operators.
+    pub pid: u32,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// How its capacity is counted.
+    pub capacity: Capacity,
+    /// Whether silence makes it dead (false for the in-process local pool).
+    pub monitored: bool,
+}
+
+/// A task entering the core: fresh from a client, or recovered from the store.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The task.
+    pub id: TaskId,
+    /// Its function, for records.
+    pub function_id: FunctionId,
+    /// What to run.
+    pub job: Job,
+    /// Attempts already made (0 for a fresh task).
+    pub attempts: u32,
+    /// When it was submitted.
+    pub submitted_us: u64,
+}
+
+/// Why a worker left, or why an attempt was abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// The worker said goodbye.
+    Goodbye,
+    /// Its connection closed.
+    Disconnected,
+    /// It missed its heartbeats.
+    Silent,
+    /// It registered again, so its old registration is void.
+    Replaced,
+    /// One attempt's lease ran out (the worker may live on).
+    LeaseExpired,
+}
+
+impl LossReason {
+    /// The error a task gets when this loss uses its last attempt.
+    pub fn failure(self) -> &'static str {
+        match self {
+            LossReason::LeaseExpired => "lease_expired",
+            _ => "worker_lost",
+        }
+    }
+}
+
+/// A task state change the store must record, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Dispatched as attempt `attempt` to `worker`.
+    Running {
+        /// The task.
+        task: TaskId,
+        /// The attempt now running.
+        attempt: u32,
+        /// Who runs it.
+        worker: Arc<str>,
+        /// When it was sent.
+        at_us: u64,
+    },
+    /// Back in the queue after attempt `attempts` was lost.
+    Requeued {
+        /// The task.
+        task: TaskId,
+        /// Attempts made so far.
+        attempts: u32,
+    },
+    /// Reached COMPLETED or FAILED; final.
+    Finished(Finished),
+}
+
+/// A task's terminal record: everything a client is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The task.
+    pub task: TaskId,
+    /// Its function.
+    pub function_id: FunctionId,
+    /// The result JSON, or the error.
+    pub outcome: Outcome,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Who ran the last attempt, if anyone did.
+    pub worker: Option<Arc<str>>,
+    /// When it was submitted.
+    pub submitted_us: u64,
+    /// When the last attempt was sent (0 if never).
+    pub dispatched_us: u64,
+    /// When the dispatcher accepted the outcome.
+    pub completed_us: u64,
+    /// Worker-side queueing.
+    pub wait_us: u64,
+    /// Execution time.
+    pub run_us: u64,
+}
+
+/// Where the core's decisions go.
+pub trait Comm {
+    /// Send this task to this worker (batched by the caller).
+    fn assign(&mut self, worker: WorkerId, task: TaskAssignment);
+    /// Persist this transition before telling anyone about it.
+    fn record(&mut self, transition: Transition);
+    /// This worker is no longer registered; forget its connection.
+    fn worker_removed(&mut self, worker: WorkerId, reason: LossReason);
+}
+
+/// Event counts, for `ClusterInfo` and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreCounters {
+    /// Tasks that entered the core (fresh and recovered).
+    pub submitted: u64,
+    /// Attempts sent to workers.
+    pub dispatched: u64,
+    /// Tasks COMPLETED.
+    pub completed: u64,
+    /// Tasks FAILED (function errors and lost workers).
+    pub failed: u64,
+    /// Attempts lost and put back in the queue.
+    pub requeued: u64,
+    /// Results dropped: late, duplicate, for another attempt or from the wrong worker.
+    pub duplicate_results: u64,
+    /// Workers registered.
+    pub workers_joined: u64,
+    /// Workers that left or died.
+    pub workers_lost: u64,
+}
+
+/// A worker as operators see it.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    /// Its id.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
+    /// Its host.
+    pub host: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Its slots.
+    pub slots: u32,
+    /// Tasks it holds.
+    pub in_flight: u32,
+}
+
+enum TaskState {
+    Queued,
+    Assigned {
+        worker: WorkerId,
+        deadline: Instant,
+        dispatched_us: u64,
+    },
+}
+
+struct TaskEntry {
+    function_id: FunctionId,
+    job: Job,
+    attempts: u32,
+    submitted_us: u64,
+    state: TaskState,
+}
+
+struct WorkerEntry {
+    spec: WorkerSpec,
+    label: Arc<str>,
+    credits: u32,
+    in_flight: HashSet<TaskId>,
+    last_seen: Instant,
+}
+
+impl WorkerEntry {
+    fn limit(&self, prefetch: u32) -> u32 {
+        self.spec.slots.saturating_add(prefetch)
+    }
+
+    fn free(&self, prefetch: u32) -> u32 {
+        let room = self.limit(prefetch).saturating_sub(self.in_flight.len() as u32);
+        match self.spec.capacity {
+            Capacity::Slots => room,
+            Capacity::Credits => self.credits.min(room),
+        }
+    }
+}
+
+/// The scheduler state machine.
+pub struct SchedulerCore {
+    config: CoreConfig,
+    tasks: HashMap<TaskId, TaskEntry>,
+    queue: VecDeque<TaskId>,
+    workers: BTreeMap<WorkerId, WorkerEntry>,
+    next_worker: u32,
+    placement: placement::Placer,
+    counters: CoreCounters,
+}
+
+impl SchedulerCore {
+    /// An empty core; `seed` drives the random policy.
+    pub fn new(config: CoreConfig, seed: u64) -> Self {
+        Self {
+            placement: placement::Placer::new(config.policy, seed),
+            config,
+            tasks: HashMap::new(),
+            queue: VecDeque::new(),
+            workers: BTreeMap::new(),
+            next_worker: 1,
+            counters: CoreCounters::default(),
+        }
+    }
+
+    /// Registers a worker. Pull workers start with `prefetch` credits; their `Ready`
+    /// messages add the rest.
+    pub fn add_worker(&mut self, spec: WorkerSpec, now: Now, comm: &mut impl Comm) -> WorkerId {
+        let id = WorkerId(self.next_worker);
+        self.next_worker += 1;
+        let label: Arc<str> = format!("{}#{}", spec.name, id.0).into();
+        let credits = match spec.capacity {
+            Capacity::Credits => self.config.prefetch,
+            Capacity::Slots => 0,
+        };
+        self.workers.insert(
+            id,
+            WorkerEntry {
+                spec,
+                label,
+                credits,
+                in_flight: HashSet::new(),
+                last_seen: now.instant,
+            },
+        );
+        self.counters.workers_joined += 1;
+        self.schedule(now, comm);
+        id
+    }
+
+    /// Tasks enter the queue in order and are placed at once if capacity allows.
+    pub fn submit(&mut self, tasks: Vec<NewTask>, now: Now, comm: &mut impl Comm) {
+        self.queue.reserve(tasks.len());
+        for task in tasks {
+            self.counters.submitted += 1;
+            if self.tasks.contains_key(&task.id) {
+                continue;
+            }
+            let entry = TaskEntry {
+                function_id: task.function_id,
+                job: task.job,
+                attempts: task.attempts,
+                submitted_us: task.submitted_us,
+                state: TaskState::Queued,
+            };
+            if entry.attempts >= self.config.max_attempts {
+                // Recovered after its last attempt was lost with the old dispatcher.
+                self.finish_lost(task.id, entry, None, LossReason::Disconnected, now, comm);
+                continue;
+            }
+            self.tasks.insert(task.id, entry);
+            self.queue.push_back(task.id);
+        }
+        self.schedule(now, comm);
+    }
+
+    /// A pull worker grants more credits; never more than `slots + prefetch` in total.
+    pub fn ready(&mut self, worker: WorkerId, credits: u32, now: Now, comm: &mut impl Comm) {
+        let prefetch = self.config.prefetch;
+        let Some(w) = self.workers.get_mut(&worker) else { return };
+        w.last_seen = now.instant;
+        let cap = w.limit(prefetch).saturating_sub(w.in_flight.len() as u32);
+        w.credits = w.credits.saturating_add(credits).min(cap);
+        self.schedule(now, comm);
+    }
+
+    /// Any message from a worker proves it alive.
+    pub fn heard_from(&mut self, worker: WorkerId, now: Now) {
+        if let Some(w) = self.workers.get_mut(&worker) {
+            w.last_seen = now.instant;
+        }
+    }
+
+    /// Results from a worker. Only the current attempt, from the worker holding it,
+    /// counts; anything else is dropped and counted.
+    pub fn results(&mut self, worker: WorkerId, results: Vec<TaskResult>, now: Now, comm: &mut impl Comm) {
+        match self.workers.get_mut(&worker) {
+            Some(w) => w.last_seen = now.instant,
+            None => {
+                self.counters.duplicate_results += results.len() as u64;
+                return;
+            }
+        }
+        for r in results {
+            let current = matches!(
+                self.tasks.get(&r.task_id),
+                Some(TaskEntry { attempts, state: TaskState::Assigned { worker: holder, .. }, .. })
+                    if *holder == worker && *attempts == r.attempt
+            );
+            if !current {
+                self.counters.duplicate_results += 1;
+                continue;
+            }
+            let Some(entry) = self.tasks.remove(&r.task_id) else { continue };
+            let TaskState::Assigned { dispatched_us, .. } = entry.state else { continue };
+            let label = self.workers.get_mut(&worker).map(|w| {
+                w.in_flight.remove(&r.task_id);
+                w.label.clone()
+            });
+            match r.outcome {
+                Outcome::Completed(_) => self.counters.completed += 1,
+                Outcome::Failed(_) => self.counters.failed += 1,
+            }
+            comm.record(Transition::Finished(Finished {
+                task: r.task_id,
+                function_id: entry.function_id,
+                outcome: r.outcome,
+                attempts: entry.attempts,
+                worker: label,
+                submitted_us: entry.submitted_us,
+                dispatched_us,
+                completed_us: now.unix_us,
+                wait_us: r.wait_us,
+                run_us: r.run_us,
+            }));
+        }
+        self.schedule(now, comm);
+    }
+
+    /// A worker is gone: every task it held is requeued, or FAILED after its last attempt.
+    pub fn remove_worker(&mut self, worker: WorkerId, reason: LossReason, now: Now, comm: &mut impl Comm) {
+        let Some(w) = self.workers.remove(&worker) else { return };
+        self.counters.workers_lost += 1;
+        let mut held: Vec<TaskId> = w.in_flight.into_iter().collect();
+        held.sort_unstable();
+        for task in held.into_iter().rev() {
+            self.abandon(task, Some(w.label.clone()), reason, now, comm);
+        }
+        comm.worker_removed(worker, reason);
+        self.schedule(now, comm);
+    }
+
+    /// Periodic check: silent workers die, expired leases are abandoned.
+    pub fn tick(&mut self, now: Now, comm: &mut impl Comm) {
+        let silent: Vec<WorkerId> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.spec.monitored && now.instant.duration_since(w.last_seen) > self.config.liveness)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in silent {
+            self.remove_worker(id, LossReason::Silent, now, comm);
+        }
+        let mut expired: Vec<(TaskId, WorkerId)> = Vec::new();
+        for (wid, w) in &self.workers {
+            for t in &w.in_flight {
+                if let Some(TaskEntry { state: TaskState::Assigned { deadline, .. }, .. }) = self.tasks.get(t) {
+                    if *deadline <= now.instant {
+                        expired.push((*t, *wid));
+                    }
+                }
+            }
+        }
+        expired.sort_unstable();
+        for (task, wid) in expired {
+            let label = self.workers.get_mut(&wid).map(|w| {
+                w.in_flight.remove(&task);
+                w.label.clone()
+            });
+            self.abandon(task, label, LossReason::LeaseExpired, now, comm);
+        }
+        self.schedule(now, comm);
+    }
+
+    fn abandon(&mut self, task: TaskId, worker: Option<Arc<str>>, reason: LossReason, now: Now, comm: &mut impl Comm) {
+        let Some(mut entry) = self.tasks.remove(&task) else { return };
+        if entry.attempts >= self.config.max_attempts {
+            self.finish_lost(task, entry, worker, reason, now, comm);
+            return;
+        }
+        entry.state = TaskState::Queued;
+        self.counters.requeued += 1;
+        comm.record(Transition::Requeued {
+            task,
+            attempts: entry.attempts,
+        });
+        self.tasks.insert(task, entry);
+        self.queue.push_front(task);
+    }
+
+    fn finish_lost(
+        &mut self,
+        task: TaskId,
+        entry: TaskEntry,
+        worker: Option<Arc<str>>,
+        reason: LossReason,
+        now: Now,
+        comm: &mut impl Comm,
+    ) {
+        let dispatched_us = match entry.state {
+            TaskState::Assigned { dispatched_us, .. } => dispatched_us,
+            TaskState::Queued => 0,
+        };
+        self.counters.failed += 1;
+        comm.record(Transition::Finished(Finished {
+            task,
+            function_id: entry.function_id,
+            outcome: Outcome::Failed(reason.failure().to_owned()),
+            attempts: entry.attempts,
+            worker,
+            submitted_us: entry.submitted_us,
+            dispatched_us,
+            completed_us: now.unix_us,
+            wait_us: 0,
+            run_us: 0,
+        }));
+    }
+
+    fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
+        let prefetch = self.config.prefetch;
+        while let Some(&task) = self.queue.front() {
+            let Some(wid) = self.placement.pick(&self.workers, prefetch) else { break };
+            self.queue.pop_front();
+            let Some(entry) = self.tasks.get_mut(&task) else { continue };
+            let Some(w) = self.workers.get_mut(&wid) else { break };
+            entry.attempts += 1;
+            entry.state = TaskState::Assigned {
+                worker: wid,
+                deadline: now.instant + self.config.lease,
+                dispatched_us: now.unix_us,
+            };
+            w.in_flight.insert(task);
+            if w.spec.capacity == Capacity::Credits {
+                w.credits = w.credits.saturating_sub(1);
+            }
+            self.counters.dispatched += 1;
+            comm.record(Transition::Running {
+                task,
+                attempt: entry.attempts,
+                worker: w.label.clone(),
+                at_us: now.unix_us,
+            });
+            comm.assign(
+                wid,
+                TaskAssignment {
+                    task_id: task,
+                    attempt: entry.attempts,
+                    job: entry.job.clone(),
+                },
+            );
+        }
+    }
+
+    /// Tasks waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Tasks held by workers.
+    pub fn running(&self) -> usize {
+        self.tasks.len() - self.queue.len()
+    }
+
+    /// Event counts since start.
+    pub fn counters(&self) -> CoreCounters {
+        self.counters
+    }
+
+    /// The registered workers.
+    pub fn workers(&self) -> Vec<WorkerView> {
+        self.workers
+            .iter()
+            .map(|(id, w)| WorkerView {
+                id: *id,
+                name: w.spec.name.clone(),
+                host: w.spec.host.clone(),
+                pid: w.spec.pid,
+                slots: w.spec.slots,
+                in_flight: w.in_flight.len() as u32,
+            })
+            .collect()
+    }
+
+    /// The worker registered under `name`, if any (a reconnecting worker replaces it).
+    pub fn worker_named(&self, name: &str) -> Option<WorkerId> {
+        self.workers.iter().find(|(_, w)| w.spec.name == name).map(|(id, _)| *id)
+    }
+}

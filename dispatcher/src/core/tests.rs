@@ -1,0 +1,337 @@
+use super::*;
+
+#[derive(Default)]
+struct TestComm {
+    assigned: Vec<(WorkerId, TaskAssignment)>,
+    records: Vec<Transition>,
+    removed: Vec<(WorkerId, LossReason)>,
+}
+
+impl Comm for TestComm {
+    fn assign(&mut self, worker: WorkerId, task: TaskAssignment) {
+        self.assigned.push((worker, task));
+    }
+    fn record(&mut self, transition: Transition) {
+        self.records.push(transition);
+    }
+    fn worker_removed(&mut self, worker: WorkerId, reason: LossReason) {
+        self.removed.push((worker, reason));
+    }
+}
+
+impl TestComm {
+    fn take_assigned(&mut self) -> Vec<(WorkerId, u64, u32)> {
+        self.assigned.drain(..).map(|(w, t)| (w, t.task_id.0, t.attempt)).collect()
+    }
+    fn take_records(&mut self) -> Vec<Transition> {
+        std::mem::take(&mut self.records)
+    }
+    fn take_removed(&mut self) -> Vec<(WorkerId, LossReason)> {
+        std::mem::take(&mut self.removed)
+    }
+    fn assert_empty(&self) {
+        assert!(self.assigned.is_empty(), "unexpected assignments {:?}", self.assigned);
+        assert!(self.records.is_empty(), "unexpected records {:?}", self.records);
+        assert!(self.removed.is_empty(), "unexpected removals {:?}", self.removed);
+    }
+}
+
+fn config(policy: Policy, prefetch: u32) -> CoreConfig {
+    CoreConfig {
+        max_attempts: 3,
+        prefetch,
+        policy,
+        lease: Duration::from_secs(10),
+        liveness: Duration::from_secs(1),
+    }
+}
+
+fn spec(name: &str, slots: u32, capacity: Capacity) -> WorkerSpec {
+    WorkerSpec {
+        name: name.into(),
+        host: "h".into(),
+        pid: 1,
+        slots,
+        capacity,
+        monitored: true,
+    }
+}
+
+fn tasks(ids: std::ops::Range<u64>) -> Vec<NewTask> {
+    ids.map(|i| NewTask {
+        id: TaskId(i),
+        function_id: FunctionId(1),
+        job: Job::Noop,
+        attempts: 0,
+        submitted_us: 0,
+    })
+    .collect()
+}
+
+fn ok(task: u64, attempt: u32) -> TaskResult {
+    TaskResult {
+        task_id: TaskId(task),
+        attempt,
+        outcome: Outcome::Completed("null".into()),
+        wait_us: 1,
+        run_us: 2,
+    }
+}
+
+fn finished(records: &[Transition]) -> Vec<(u64, Outcome)> {
+    records
+        .iter()
+        .filter_map(|t| match t {
+            Transition::Finished(f) => Some((f.task.0, f.outcome.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn running(records: &[Transition]) -> usize {
+    records.iter().filter(|t| matches!(t, Transition::Running { .. })).count()
+}
+
+#[test]
+fn tasks_wait_for_a_worker_then_run_and_complete() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    core.submit(tasks(1..3), t0, &mut comm);
+    comm.assert_empty();
+    assert_eq!(core.queued(), 2);
+
+    let w = core.add_worker(spec("a", 2, Capacity::Slots), t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 1, 1), (w, 2, 1)]);
+    assert_eq!(running(&comm.take_records()), 2);
+    comm.assert_empty();
+
+    core.results(w, vec![ok(1, 1), ok(2, 1)], t0, &mut comm);
+    let recs = comm.take_records();
+    assert_eq!(finished(&recs).len(), 2);
+    comm.assert_empty();
+    assert_eq!(core.queued() + core.running(), 0);
+    let c = core.counters();
+    assert_eq!((c.submitted, c.dispatched, c.completed, c.failed), (2, 2, 2, 0));
+}
+
+#[test]
+fn push_never_exceeds_slots_plus_prefetch_and_spreads_by_load() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 1), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    let a = core.add_worker(spec("a", 2, Capacity::Slots), t0, &mut comm);
+    let b = core.add_worker(spec("b", 1, Capacity::Slots), t0, &mut comm);
+    core.submit(tasks(1..11), t0, &mut comm);
+    let assigned = comm.take_assigned();
+    let on_a = assigned.iter().filter(|(w, _, _)| *w == a).count();
+    let on_b = assigned.iter().filter(|(w, _, _)| *w == b).count();
+    assert_eq!((on_a, on_b), (3, 2), "slots + prefetch each");
+    assert_eq!(core.queued(), 5);
+    comm.take_records();
+    comm.assert_empty();
+
+    // One result frees one place on that worker, and exactly one task moves.
+    let first_on_b = assigned.iter().find(|(w, _, _)| *w == b).map(|(_, t, _)| *t).unwrap();
+    core.results(b, vec![ok(first_on_b, 1)], t0, &mut comm);
+    let next = comm.take_assigned();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].0, b);
+    comm.take_records();
+    comm.assert_empty();
+}
+
+#[test]
+fn round_robin_and_random_place_every_task() {
+    for policy in [Policy::RoundRobin, Policy::Random] {
+        let mut core = SchedulerCore::new(config(policy, 100), 7);
+        let mut comm = TestComm::default();
+        let t0 = Now::now();
+        let ws: Vec<_> = (0..3).map(|i| core.add_worker(spec(&format!("w{i}"), 1, Capacity::Slots), t0, &mut comm)).collect();
+        core.submit(tasks(0..30), t0, &mut comm);
+        let assigned = comm.take_assigned();
+        assert_eq!(assigned.len(), 30);
+        for w in &ws {
+            let n = assigned.iter().filter(|(x, _, _)| x == w).count();
+            if policy == Policy::RoundRobin {
+                assert_eq!(n, 10);
+            } else {
+                assert!(n > 0, "random never picked {w}");
+            }
+        }
+    }
+}
+
+#[test]
+fn pull_workers_get_only_what_they_asked_for() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    let w = core.add_worker(spec("p", 2, Capacity::Credits), t0, &mut comm);
+    core.submit(tasks(1..6), t0, &mut comm);
+    comm.assert_empty();
+
+    core.ready(w, 1, t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 1, 1)]);
+    comm.take_records();
+    // A flood of credits is clamped to slots + prefetch minus what it holds.
+    core.ready(w, 1_000_000, t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 2, 1)]);
+    comm.take_records();
+    comm.assert_empty();
+    assert_eq!(core.queued(), 3);
+}
+
+#[test]
+fn prefetch_gives_pull_workers_credit_up_front() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 2), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    core.submit(tasks(1..6), t0, &mut comm);
+    let w = core.add_worker(spec("p", 1, Capacity::Credits), t0, &mut comm);
+    assert_eq!(comm.take_assigned().len(), 2);
+    comm.take_records();
+    core.ready(w, 1, t0, &mut comm);
+    assert_eq!(comm.take_assigned().len(), 1);
+    comm.take_records();
+    comm.assert_empty();
+}
+
+#[test]
+fn a_dead_workers_tasks_are_requeued_and_run_elsewhere_as_the_next_attempt() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    let a = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
+    core.submit(tasks(1..2), t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(a, 1, 1)]);
+    comm.take_records();
+
+    core.remove_worker(a, LossReason::Disconnected, t0, &mut comm);
+    assert_eq!(comm.take_records(), vec![Transition::Requeued { task: TaskId(1), attempts: 1 }]);
+    assert_eq!(comm.take_removed(), vec![(a, LossReason::Disconnected)]);
+    comm.assert_empty();
+
+    let b = core.add_worker(spec("b", 1, Capacity::Slots), t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(b, 1, 2)]);
+    comm.take_records();
+    // The dead worker's late result, and a result for the wrong attempt, are dropped.
+    core.results(a, vec![ok(1, 1)], t0, &mut comm);
+    core.results(b, vec![ok(1, 1)], t0, &mut comm);
+    comm.assert_empty();
+    assert_eq!(core.counters().duplicate_results, 2);
+
+    core.results(b, vec![ok(1, 2)], t0, &mut comm);
+    assert_eq!(finished(&comm.take_records()), vec![(1, Outcome::Completed("null".into()))]);
+    // A duplicate of the accepted result changes nothing.
+    core.results(b, vec![ok(1, 2)], t0, &mut comm);
+    comm.assert_empty();
+    assert_eq!(core.counters().duplicate_results, 3);
+    assert_eq!(core.counters().requeued, 1);
+}
+
+#[test]
+fn after_max_attempts_the_task_fails_with_worker_lost() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    core.submit(tasks(9..10), t0, &mut comm);
+    for attempt in 1..=3 {
+        let w = core.add_worker(spec("doomed", 1, Capacity::Slots), t0, &mut comm);
+        assert_eq!(comm.take_assigned(), vec![(w, 9, attempt)]);
+        comm.take_records();
+        core.remove_worker(w, LossReason::Silent, t0, &mut comm);
+        comm.take_removed();
+        let recs = comm.take_records();
+        if attempt < 3 {
+            assert_eq!(recs, vec![Transition::Requeued { task: TaskId(9), attempts: attempt }]);
+        } else {
+            assert_eq!(finished(&recs), vec![(9, Outcome::Failed("worker_lost".into()))]);
+        }
+        comm.assert_empty();
+    }
+    assert_eq!(core.queued() + core.running(), 0);
+    assert_eq!(core.counters().failed, 1);
+}
+
+#[test]
+fn silent_workers_die_on_tick_and_the_local_pool_never_does() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    let a = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
+    let mut local = spec("local", 1, Capacity::Slots);
+    local.monitored = false;
+    core.add_worker(local, t0, &mut comm);
+
+    core.tick(t0.after(Duration::from_millis(900)), &mut comm);
+    comm.assert_empty();
+    core.heard_from(a, t0.after(Duration::from_millis(900)));
+    core.tick(t0.after(Duration::from_millis(1800)), &mut comm);
+    comm.assert_empty();
+    core.tick(t0.after(Duration::from_millis(2000)), &mut comm);
+    assert_eq!(comm.take_removed(), vec![(a, LossReason::Silent)]);
+    comm.assert_empty();
+    assert_eq!(core.workers().len(), 1);
+}
+
+#[test]
+fn expired_leases_are_requeued_then_fail_as_lease_expired() {
+    let mut cfg = config(Policy::LeastLoaded, 0);
+    cfg.max_attempts = 2;
+    cfg.lease = Duration::from_millis(100);
+    let mut core = SchedulerCore::new(cfg, 1);
+    let mut comm = TestComm::default();
+    let mut now = Now::now();
+    let mut local = spec("local", 1, Capacity::Slots);
+    local.monitored = false;
+    let w = core.add_worker(local, now, &mut comm);
+    core.submit(tasks(5..6), now, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 5, 1)]);
+    comm.take_records();
+
+    now = now.after(Duration::from_millis(150));
+    core.tick(now, &mut comm);
+    // Requeued and, the slot being free again, sent straight back as attempt 2.
+    let recs = comm.take_records();
+    assert_eq!(recs[0], Transition::Requeued { task: TaskId(5), attempts: 1 });
+    assert_eq!(comm.take_assigned(), vec![(w, 5, 2)]);
+    comm.assert_empty();
+
+    now = now.after(Duration::from_millis(150));
+    core.tick(now, &mut comm);
+    assert_eq!(finished(&comm.take_records()), vec![(5, Outcome::Failed("lease_expired".into()))]);
+    comm.assert_empty();
+}
+
+#[test]
+fn recovered_tasks_keep_their_attempt_count() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    let mut recovered = tasks(1..3);
+    recovered[0].attempts = 1;
+    recovered[1].attempts = 3;
+    core.submit(recovered, t0, &mut comm);
+    assert_eq!(finished(&comm.take_records()), vec![(2, Outcome::Failed("worker_lost".into()))]);
+    comm.assert_empty();
+    let w = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 1, 2)]);
+}
+
+#[test]
+fn function_failures_are_terminal_not_retried() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::now();
+    let w = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
+    core.submit(tasks(1..2), t0, &mut comm);
+    comm.take_assigned();
+    comm.take_records();
+    let mut r = ok(1, 1);
+    r.outcome = Outcome::Failed("boom".into());
+    core.results(w, vec![r], t0, &mut comm);
+    assert_eq!(finished(&comm.take_records()), vec![(1, Outcome::Failed("boom".into()))]);
+    comm.assert_empty();
+    assert_eq!(core.counters().requeued, 0);
+}

@@ -1,0 +1,231 @@
+//! The Volley dispatcher: takes tasks over gRPC, keeps their state in a store, and hands
+//! them to workers in local, pull or push mode.
+//!
+//! - [`core`] — the scheduler state machine (no I/O): queue, leases, attempts, placement.
+//! - [`reactor`] — the one task that owns the core and batches its decisions.
+//! - [`worker_link`] — the ZeroMQ ROUTER endpoint workers connect to.
+//! - [`persist`] — the store writer: transitions are stored before clients hear of them.
+//! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
+//! - [`api`] — the gRPC service, health and reflection.
+//! - [`shared`] — admission control and counters shared without locks.
+//! - [`config`], [`cli`] — configuration and the command line.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod persist;
+pub mod reactor;
+pub mod shared;
+pub mod store;
+pub mod worker_link;
+
+use crate::core::{CoreConfig, NewTask, SchedulerCore};
+use crate::reactor::{Backend, Reactor, ReactorConfig};
+use crate::shared::Shared;
+use anyhow::Context;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+use volley_proto::api::dispatcher_server::DispatcherServer;
+use volley_proto::wire::Outcome;
+use volley_proto::Mode;
+
+pub use config::Config;
+
+/// Sockets the caller bound, so tests can use port 0.
+pub struct Listeners {
+    /// The gRPC API.
+    pub grpc: tokio::net::TcpListener,
+    /// The worker endpoint; required in pull and push mode, unused in local mode.
+    pub workers: Option<std::net::TcpListener>,
+}
+
+/// Facts about a started dispatcher.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    /// Where the gRPC API listens.
+    pub grpc_addr: SocketAddr,
+    /// Where workers connect (`None` in local mode).
+    pub worker_endpoint: Option<String>,
+    /// The store in use.
+    pub store: String,
+    /// Tasks recovered from the store at start.
+    pub recovered: usize,
+}
+
+/// Starts a dispatcher. Everything that can fail at start (store, recovery, binding the
+/// worker socket) fails here; the returned future runs until `shutdown` and then drains.
+pub async fn start(
+    config: Config,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> anyhow::Result<(Handle, impl Future<Output = anyhow::Result<()>>)> {
+    let store = store::open(&config.store, &config.redis_prefix)
+        .await
+        .with_context(|| format!("opening the task store '{}'", config.store))?;
+    let shared = Arc::new(Shared::new(store.clone(), config.max_queued));
+    let max_job_ms = config.task_timeout.as_millis() as u64;
+
+    let recovered = recover(&shared, max_job_ms).await.context("recovering unfinished tasks")?;
+    let recovered_count = recovered.len();
+    if recovered_count > 0 {
+        info!(tasks = recovered_count, "recovered unfinished tasks from the store");
+    }
+    shared.admission.force_admit(recovered_count);
+
+    let tracker = TaskTracker::new();
+    let grpc_addr = listeners.grpc.local_addr().context("reading the gRPC address")?;
+    let (backend, worker_endpoint) = match config.mode {
+        Mode::Local => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let pool = volley_worker::executor::SlotPool::start(config.local_slots as usize, tx)
+                .context("starting the local pool")?;
+            let local = Backend::Local {
+                pool,
+                results: rx,
+                slots: config.local_slots,
+            };
+            (local, None)
+        }
+        Mode::Pull | Mode::Push => {
+            let listener = listeners
+                .workers
+                .context("pull and push mode need a worker listener")?;
+            let link = worker_link::start(listener, shared.clone(), &tracker, shutdown.clone())
+                .await
+                .context("binding the worker endpoint")?;
+            let remote = Backend::Remote {
+                outgoing: link.outgoing,
+                inbound: link.inbound,
+            };
+            (remote, Some(link.endpoint))
+        }
+    };
+
+    let core = SchedulerCore::new(
+        CoreConfig {
+            max_attempts: config.max_attempts,
+            prefetch: config.prefetch,
+            policy: config.policy,
+            lease: config.task_timeout,
+            liveness: config.heartbeat * config.liveness,
+        },
+        config.seed,
+    );
+    let (to_store, from_core) = mpsc::unbounded_channel();
+    let (commands_tx, commands_rx) = mpsc::channel(1024);
+    let reactor = Reactor::new(
+        core,
+        ReactorConfig {
+            mode: config.mode,
+            heartbeat: config.heartbeat,
+            liveness: config.liveness,
+            prefetch: config.prefetch,
+            stop_workers_on_exit: config.stop_workers_on_exit,
+        },
+        to_store,
+    );
+    if !recovered.is_empty() {
+        commands_tx
+            .send(reactor::Command::Submit(recovered))
+            .await
+            .context("queueing recovered tasks")?;
+    }
+    tracker.spawn(persist::run(shared.clone(), from_core, shutdown.clone()));
+    tracker.spawn(reactor.run(backend, commands_rx, shutdown.clone()));
+
+    let api = api::Api::new(
+        shared.clone(),
+        commands_tx,
+        max_job_ms,
+        api::ClusterFacts {
+            mode: config.mode,
+            worker_endpoint: worker_endpoint.clone().unwrap_or_default(),
+            prefetch: config.prefetch,
+            policy: config.policy.as_str(),
+        },
+    );
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<DispatcherServer<api::Api>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(volley_proto::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building gRPC reflection")?;
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc).map(|conn| {
+        conn.inspect(|s| {
+            // Small request/response messages: never wait for Nagle.
+            let _ = s.set_nodelay(true);
+        })
+    });
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(DispatcherServer::new(api))
+        .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
+
+    let handle = Handle {
+        grpc_addr,
+        worker_endpoint,
+        store: store.describe(),
+        recovered: recovered_count,
+    };
+    let run = async move {
+        let served = server.await;
+        shutdown.cancel();
+        tracker.close();
+        tracker.wait().await;
+        served.context("gRPC server failed")
+    };
+    Ok((handle, run))
+}
+
+/// Reads every unfinished task back from the store and rebuilds its job.
+async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask>> {
+    let records = shared.store.recover_unfinished().await?;
+    let mut functions = std::collections::HashMap::new();
+    let mut tasks = Vec::with_capacity(records.len());
+    let mut unusable = Vec::new();
+    for r in records {
+        if !functions.contains_key(&r.function_id) {
+            let f = shared.store.function(r.function_id).await?;
+            functions.insert(r.function_id, f);
+        }
+        let job = functions
+            .get(&r.function_id)
+            .and_then(|f| f.as_ref())
+            .and_then(|f| f.kind.resolve(&r.args, max_job_ms).ok());
+        match job {
+            Some(job) => tasks.push(NewTask {
+                id: r.id,
+                function_id: r.function_id,
+                job,
+                attempts: r.attempts,
+                submitted_us: r.submitted_us,
+            }),
+            None => unusable.push(core::Transition::Finished(core::Finished {
+                task: r.id,
+                function_id: r.function_id,
+                outcome: Outcome::Failed("unrecoverable: its function is missing or its args exceed this dispatcher's limits".into()),
+                attempts: r.attempts,
+                worker: None,
+                submitted_us: r.submitted_us,
+                dispatched_us: r.dispatched_us,
+                completed_us: core::Now::now().unix_us,
+                wait_us: 0,
+                run_us: 0,
+            })),
+        }
+    }
+    if !unusable.is_empty() {
+        warn!(count = unusable.len(), "unfinished tasks could not be rebuilt and were marked FAILED");
+        shared.store.record(&unusable).await?;
+    }
+    Ok(tasks)
+}

@@ -1,0 +1,60 @@
+use anyhow::Context;
+use clap::Parser;
+use std::net::SocketAddr;
+use tokio_util::sync::CancellationToken;
+use volley_dispatcher::cli::Cli;
+use volley_dispatcher::{Config, Listeners};
+use volley_proto::Mode;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    volley_worker::telemetry::init("info");
+    let (grpc_addr, worker_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port));
+    let config = Config::from(cli);
+
+    let grpc = tokio::net::TcpListener::bind(grpc_addr)
+        .await
+        .with_context(|| format!("binding the gRPC address {grpc_addr}"))?;
+    let workers = match config.mode {
+        Mode::Local => None,
+        Mode::Pull | Mode::Push => Some(
+            std::net::TcpListener::bind(worker_addr)
+                .with_context(|| format!("binding the worker port {worker_addr}"))?,
+        ),
+    };
+    let shutdown = CancellationToken::new();
+    let (mode, store) = (config.mode, config.store.clone());
+    let (handle, run) = volley_dispatcher::start(config, Listeners { grpc, workers }, shutdown.clone())
+        .await
+        .with_context(|| format!("starting the dispatcher on store '{store}'"))?;
+    // One line on stdout, for people and for launchers that read the chosen ports.
+    println!(
+        "dispatcher ready mode={mode} grpc=http://{} workers={} store={} recovered={}",
+        handle.grpc_addr,
+        handle.worker_endpoint.as_deref().unwrap_or("none"),
+        handle.store,
+        handle.recovered
+    );
+    tokio::spawn(async move {
+        stop_signal().await;
+        tracing::info!("stopping");
+        shutdown.cancel();
+    });
+    run.await
+}
+
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

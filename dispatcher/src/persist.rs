@@ -1,0 +1,73 @@
+//! The store writer: applies the core's transitions in order, one round trip per batch,
+//! and only then tells clients. While the store is down it retries, so nothing the core
+//! decided is lost; clients simply hear later.
+
+use crate::core::{Finished, Transition};
+use crate::shared::Shared;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+/// Most transitions written in one round trip.
+const MAX_BATCH: usize = 20_000;
+/// How long a stopping dispatcher keeps retrying a store that is down.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs until the reactor drops its sender and everything sent has been written.
+pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Vec<Transition>>, shutdown: CancellationToken) {
+    while let Some(mut batch) = rx.recv().await {
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(more) => batch.extend(more),
+                Err(_) => break,
+            }
+        }
+        if !write(&shared, &batch, &shutdown).await {
+            warn!(transitions = batch.len(), "gave up writing to the store while stopping");
+            continue;
+        }
+        let finished: Vec<Finished> = batch
+            .into_iter()
+            .filter_map(|t| match t {
+                Transition::Finished(f) => Some(f),
+                _ => None,
+            })
+            .collect();
+        if !finished.is_empty() {
+            shared.admission.release(finished.len());
+            // No watcher is not an error.
+            let _ = shared.completions.send(Arc::new(finished));
+        }
+    }
+}
+
+async fn write(shared: &Shared, batch: &[Transition], shutdown: &CancellationToken) -> bool {
+    let mut delay = Duration::from_millis(20);
+    let mut stopping_since = None;
+    loop {
+        match shared.store.record(batch).await {
+            Ok(()) => {
+                if !shared.store_healthy.swap(true, Ordering::AcqRel) {
+                    info!("task store reachable again; pending transitions written");
+                }
+                return true;
+            }
+            Err(e) => {
+                if shared.store_healthy.swap(false, Ordering::AcqRel) {
+                    warn!("task store write failed: {e}; retrying until it returns");
+                }
+                if shutdown.is_cancelled() {
+                    let since = *stopping_since.get_or_insert_with(tokio::time::Instant::now);
+                    if since.elapsed() > STOP_GRACE {
+                        return false;
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_millis(500));
+            }
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! The one task that owns the scheduler core. Everything else talks to it through
+//! channels; it drains whatever is ready, feeds the core, then flushes the core's
+//! decisions in batches: one `Tasks` frame per worker, one store write per turn.
+
+use crate::core::{Capacity, Comm, CoreCounters, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec, WorkerView};
+use crate::worker_link::Inbound;
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use volley_proto::connection::PeerId;
+use volley_proto::ids::WorkerId;
+use volley_proto::wire::{self, FromWorker, TaskAssignment, TaskResult, ToWorker};
+use volley_proto::Mode;
+use volley_worker::executor::SlotPool;
+
+/// Slots a worker may announce; more is a misconfiguration or an attack.
+pub const MAX_WORKER_SLOTS: u32 = 4096;
+/// Messages handled per turn before the reactor flushes.
+const DRAIN_LIMIT: usize = 1024;
+
+/// Requests from the gRPC edge.
+pub enum Command {
+    /// Stored tasks to schedule.
+    Submit(Vec<NewTask>),
+    /// A snapshot for `ClusterInfo`.
+    Snapshot(oneshot::Sender<Snapshot>),
+}
+
+/// What `ClusterInfo` reports of the core.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Registered workers.
+    pub workers: Vec<WorkerView>,
+    /// Tasks waiting.
+    pub queued: usize,
+    /// Tasks held by workers.
+    pub running: usize,
+    /// Core event counts.
+    pub counters: CoreCounters,
+}
+
+/// Where the reactor's tasks run: its own pool, or workers over ZeroMQ.
+pub enum Backend {
+    /// Local mode.
+    Local {
+        /// The in-process slot pool.
+        pool: SlotPool,
+        /// Its results.
+        results: mpsc::UnboundedReceiver<TaskResult>,
+        /// Its slots.
+        slots: u32,
+    },
+    /// Pull and push mode.
+    Remote {
+        /// Frames to workers.
+        outgoing: mpsc::UnboundedSender<(PeerId, Bytes)>,
+        /// What workers say.
+        inbound: mpsc::Receiver<Inbound>,
+    },
+}
+
+/// The reactor's fixed parameters.
+pub struct ReactorConfig {
+    /// The dispatcher's mode.
+    pub mode: Mode,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Heartbeats missed before death.
+    pub liveness: u32,
+    /// Extra tasks per worker.
+    pub prefetch: u32,
+    /// Tell workers to exit on a graceful stop.
+    pub stop_workers_on_exit: bool,
+}
+
+#[derive(Default)]
+struct Outbox {
+    assignments: HashMap<WorkerId, Vec<TaskAssignment>>,
+    transitions: Vec<Transition>,
+    removed: Vec<WorkerId>,
+}
+
+impl Comm for Outbox {
+    fn assign(&mut self, worker: WorkerId, task: TaskAssignment) {
+        self.assignments.entry(worker).or_default().push(task);
+    }
+    fn record(&mut self, transition: Transition) {
+        self.transitions.push(transition);
+    }
+    fn worker_removed(&mut self, worker: WorkerId, _reason: LossReason) {
+        self.removed.push(worker);
+    }
+}
+
+struct Peers {
+    by_peer: HashMap<PeerId, WorkerId>,
+    by_worker: HashMap<WorkerId, PeerId>,
+}
+
+/// The reactor: the core plus its I/O adapters.
+pub struct Reactor {
+    core: SchedulerCore,
+    config: ReactorConfig,
+    outbox: Outbox,
+    peers: Peers,
+    to_store: mpsc::UnboundedSender<Vec<Transition>>,
+    local_worker: Option<WorkerId>,
+}
+
+impl Reactor {
+    /// A reactor around `core`, writing transitions to `to_store`.
+    pub fn new(core: SchedulerCore, config: ReactorConfig, to_store: mpsc::UnboundedSender<Vec<Transition>>) -> Self {
+        Self {
+            core,
+            config,
+            outbox: Outbox::default(),
+            peers: Peers {
+                by_peer: HashMap::new(),
+                by_worker: HashMap::new(),
+            },
+            to_store,
+            local_worker: None,
+        }
+    }
+
+    /// Runs until `shutdown`; then optionally tells workers to exit and returns.
+    pub async fn run(mut self, mut backend: Backend, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+        if let Backend::Local { slots, .. } = &backend {
+            let spec = WorkerSpec {
+                name: "local".into(),
+                host: "dispatcher".into(),
+                pid: std::process::id(),
+                slots: *slots,
+                capacity: Capacity::Slots,
+                monitored: false,
+            };
+            self.local_worker = Some(self.core.add_worker(spec, Now::now(), &mut self.outbox));
+        }
+        let mut tick = tokio::time::interval(self.config.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            match &mut backend {
+                Backend::Local { results, .. } => tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(cmd) = commands.recv() => {
+                        self.command(cmd);
+                        self.drain_commands(&mut commands);
+                    }
+                    Some(first) = results.recv() => {
+                        let mut batch = vec![first];
+                        while let Ok(r) = results.try_recv() {
+                            batch.push(r);
+                        }
+                        if let Some(local) = self.local_worker {
+                            self.core.results(local, batch, Now::now(), &mut self.outbox);
+                        }
+                    }
+                    _ = tick.tick() => self.core.tick(Now::now(), &mut self.outbox),
+                },
+                Backend::Remote { inbound, outgoing } => tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    Some(cmd) = commands.recv() => {
+                        self.command(cmd);
+                        self.drain_commands(&mut commands);
+                    }
+                    Some(first) = inbound.recv() => {
+                        let now = Now::now();
+                        self.inbound(first, now, outgoing);
+                        for _ in 0..DRAIN_LIMIT {
+                            match inbound.try_recv() {
+                                Ok(next) => self.inbound(next, now, outgoing),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    _ = tick.tick() => {
+                        self.core.tick(Now::now(), &mut self.outbox);
+                        self.broadcast(outgoing, &ToWorker::Heartbeat);
+                    }
+                },
+            }
+            self.flush(&mut backend);
+        }
+        self.flush(&mut backend);
+        if let Backend::Remote { outgoing, .. } = &backend {
+            if self.config.stop_workers_on_exit {
+                self.broadcast(outgoing, &ToWorker::Shutdown);
+            }
+        }
+    }
+
+    fn drain_commands(&mut self, commands: &mut mpsc::Receiver<Command>) {
+        for _ in 0..DRAIN_LIMIT {
+            match commands.try_recv() {
+                Ok(cmd) => self.command(cmd),
+                Err(_) => break,
+            }
+        }
+    }
+
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit(tasks) => self.core.submit(tasks, Now::now(), &mut self.outbox),
+            Command::Snapshot(reply) => {
+                let _ = reply.send(Snapshot {
+                    workers: self.core.workers(),
+                    queued: self.core.queued(),
+                    running: self.core.running(),
+                    counters: self.core.counters(),
+                });
+            }
+        }
+    }
+
+    fn inbound(&mut self, event: Inbound, now: Now, outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>) {
+        match event {
+            Inbound::Disconnected(peer) => {
+                if let Some(id) = self.peers.by_peer.get(&peer).copied() {
+                    info!(worker_id = %id, "worker connection closed; requeueing its tasks");
+                    self.core.remove_worker(id, LossReason::Disconnected, now, &mut self.outbox);
+                }
+            }
+            Inbound::Message(peer, msg) => {
+                let known = self.peers.by_peer.get(&peer).copied();
+                match (msg, known) {
+                    (
+                        FromWorker::Hello {
+                            name,
+                            slots,
+                            pid,
+                            host,
+                            version,
+                            expect_mode,
+                        },
+                        _,
+                    ) => self.hello(peer, WorkerSpec { name, host, pid, slots, capacity: Capacity::Slots, monitored: true }, version, expect_mode, now, outgoing),
+                    (FromWorker::Ready { credits }, Some(id)) => self.core.ready(id, credits, now, &mut self.outbox),
+                    (FromWorker::Results(results), Some(id)) => self.core.results(id, results, now, &mut self.outbox),
+                    (FromWorker::Heartbeat { .. }, Some(id)) => self.core.heard_from(id, now),
+                    (FromWorker::Goodbye { reason }, Some(id)) => {
+                        info!(worker_id = %id, %reason, "worker said goodbye; requeueing its tasks");
+                        self.core.remove_worker(id, LossReason::Goodbye, now, &mut self.outbox);
+                    }
+                    (FromWorker::Results(results), None) => {
+                        // A worker we declared dead, or a stranger: its results are stale.
+                        self.core.results(WorkerId(0), results, now, &mut self.outbox);
+                    }
+                    // Unregistered peers' heartbeats, credits and goodbyes mean nothing; a
+                    // live one stops hearing our heartbeats and registers again.
+                    (_, None) => {}
+                }
+            }
+        }
+    }
+
+    fn hello(
+        &mut self,
+        peer: PeerId,
+        mut spec: WorkerSpec,
+        version: String,
+        expect_mode: Option<Mode>,
+        now: Now,
+        outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>,
+    ) {
+        let refusal = if expect_mode.is_some_and(|m| m != self.config.mode) {
+            Some(format!(
+                "this dispatcher runs in {} mode, but the worker was started with --mode {}",
+                self.config.mode,
+                expect_mode.map(|m| m.as_str()).unwrap_or_default()
+            ))
+        } else if spec.slots == 0 || spec.slots > MAX_WORKER_SLOTS {
+            Some(format!(
+                "a worker must announce between 1 and {MAX_WORKER_SLOTS} slots, not {}",
+                spec.slots
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = refusal {
+            warn!(worker = %spec.name, "rejected a worker: {reason}");
+            send(outgoing, &peer, &ToWorker::Reject { reason });
+            return;
+        }
+        if version != volley_proto::VERSION {
+            info!(worker = %spec.name, %version, "worker runs another release; the protocol matches");
+        }
+        // A reconnecting worker voids its old registration: requeue what it held at once.
+        let old = self.peers.by_peer.get(&peer).copied().or_else(|| self.core.worker_named(&spec.name));
+        if let Some(old) = old {
+            self.core.remove_worker(old, LossReason::Replaced, now, &mut self.outbox);
+            self.forget_removed();
+        }
+        spec.capacity = if self.config.mode == Mode::Pull {
+            Capacity::Credits
+        } else {
+            Capacity::Slots
+        };
+        let (name, slots) = (spec.name.clone(), spec.slots);
+        // Assignments leave only at flush, so this Welcome precedes any Tasks frame.
+        let id = self.core.add_worker(spec, now, &mut self.outbox);
+        let welcome = ToWorker::Welcome {
+            worker_id: id,
+            mode: self.config.mode,
+            heartbeat_ms: self.config.heartbeat.as_millis() as u64,
+            liveness: self.config.liveness,
+            prefetch: self.config.prefetch,
+        };
+        send(outgoing, &peer, &welcome);
+        self.peers.by_peer.insert(peer.clone(), id);
+        self.peers.by_worker.insert(id, peer);
+        info!(worker_id = %id, worker = %name, slots, "worker registered");
+    }
+
+    fn forget_removed(&mut self) {
+        for id in self.outbox.removed.drain(..) {
+            if let Some(peer) = self.peers.by_worker.remove(&id) {
+                if self.peers.by_peer.get(&peer) == Some(&id) {
+                    self.peers.by_peer.remove(&peer);
+                }
+            }
+        }
+    }
+
+    fn broadcast(&self, outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>, msg: &ToWorker) {
+        let Ok(frame) = wire::encode(msg) else { return };
+        let frame = Bytes::from(frame);
+        for peer in self.peers.by_worker.values() {
+            let _ = outgoing.send((peer.clone(), frame.clone()));
+        }
+    }
+
+    fn flush(&mut self, backend: &mut Backend) {
+        self.forget_removed();
+        if !self.outbox.transitions.is_empty() {
+            let batch = std::mem::take(&mut self.outbox.transitions);
+            if self.to_store.send(batch).is_err() {
+                warn!("store writer is gone; transitions not persisted");
+            }
+        }
+        for (worker, tasks) in self.outbox.assignments.drain() {
+            match backend {
+                Backend::Local { pool, .. } => tasks.into_iter().for_each(|t| pool.submit(t)),
+                Backend::Remote { outgoing, .. } => {
+                    if let Some(peer) = self.peers.by_worker.get(&worker) {
+                        send(outgoing, peer, &ToWorker::Tasks(tasks));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn send(outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>, peer: &PeerId, msg: &ToWorker) {
+    match wire::encode(msg) {
+        Ok(frame) => {
+            let _ = outgoing.send((peer.clone(), Bytes::from(frame)));
+        }
+        Err(e) => warn!("cannot encode a message for a worker: {e}"),
+    }
+}

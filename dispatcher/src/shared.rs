@@ -1,0 +1,100 @@
+//! State the gRPC edge, the reactor and the store writer share without locks.
+
+use crate::core::Finished;
+use crate::store::TaskStore;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use tokio::sync::broadcast;
+
+/// Shared handles and counters.
+pub struct Shared {
+    /// The task store.
+    pub store: Arc<dyn TaskStore>,
+    /// Bounds unfinished tasks (backpressure).
+    pub admission: Admission,
+    /// Terminal tasks, published after the store has them.
+    pub completions: broadcast::Sender<Arc<Vec<Finished>>>,
+    /// Counters kept at the edges.
+    pub counters: EdgeCounters,
+    /// False while store writes fail.
+    pub store_healthy: AtomicBool,
+}
+
+impl Shared {
+    /// Shared state over `store`, admitting at most `max_unfinished` tasks.
+    pub fn new(store: Arc<dyn TaskStore>, max_unfinished: usize) -> Self {
+        Self {
+            store,
+            admission: Admission::new(max_unfinished),
+            completions: broadcast::channel(4096).0,
+            counters: EdgeCounters::default(),
+            store_healthy: AtomicBool::new(true),
+        }
+    }
+}
+
+/// Counters of events seen at the gRPC and socket edges.
+#[derive(Default)]
+pub struct EdgeCounters {
+    /// Worker frames that did not decode, had another version or too many parts.
+    pub dropped_frames: AtomicU64,
+    /// Submissions refused because the queue was full.
+    pub rejected_submissions: AtomicU64,
+}
+
+impl EdgeCounters {
+    /// Adds one.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A counting admission gate: tasks in, until the limit; finished tasks release.
+pub struct Admission {
+    unfinished: AtomicUsize,
+    limit: usize,
+}
+
+impl Admission {
+    fn new(limit: usize) -> Self {
+        Self {
+            unfinished: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// Admits `n` tasks, or none if that would pass the limit; returns the count now
+    /// unfinished on refusal.
+    pub fn try_admit(&self, n: usize) -> Result<(), usize> {
+        let mut current = self.unfinished.load(Ordering::Relaxed);
+        loop {
+            if current + n > self.limit {
+                return Err(current);
+            }
+            match self
+                .unfinished
+                .compare_exchange_weak(current, current + n, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return Ok(()),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// Counts tasks that entered without admission (recovered at start).
+    pub fn force_admit(&self, n: usize) {
+        self.unfinished.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// `n` admitted tasks finished (or were never stored).
+    pub fn release(&self, n: usize) {
+        let _ = self
+            .unfinished
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| Some(c.saturating_sub(n)));
+    }
+
+    /// The limit.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+}

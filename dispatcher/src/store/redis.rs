@@ -1,0 +1,335 @@
+//! The Redis store: durable, shared, and recoverable after a dispatcher restart.
+//!
+//! Layout (see [`super::keys`]): a hash per task with the fields `function_id`, `args`,
+//! `state`, `result`, `error`, `attempts`, `worker`, `submitted_us`, `dispatched_us`,
+//! `completed_us`, `wait_us`, `run_us`; a hash per function; and the `unfinished` set.
+//! Every batch of transitions is one pipelined round trip. The pipeline is not atomic:
+//! a task whose hash says terminal but is still in `unfinished` is cleaned up on recovery.
+
+use super::keys::Keys;
+use super::{FunctionRecord, StoreError, Submission, TaskRecord, TaskState, TaskStore};
+use crate::core::Transition;
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use std::collections::HashMap;
+use std::time::Duration;
+use volley_proto::function::FunctionKind;
+use volley_proto::ids::{FunctionId, TaskId};
+use volley_proto::wire::Outcome;
+
+/// Task ids are reserved from Redis in blocks, so ids stay unique across restarts
+/// without a round trip per task.
+const ID_BLOCK: u64 = 4096;
+/// Tasks read per pipeline during recovery.
+const RECOVERY_CHUNK: usize = 1000;
+
+/// A store on one Redis database, under one key prefix.
+pub struct RedisStore {
+    conn: ConnectionManager,
+    keys: Keys,
+    url: String,
+    ids: Mutex<IdBlock>,
+}
+
+#[derive(Default)]
+struct IdBlock {
+    next: u64,
+    end: u64,
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+impl RedisStore {
+    /// Connects; fails at once if Redis cannot be reached, so a misconfigured dispatcher
+    /// never starts. After that, a lost connection is rebuilt on the next call.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let client = redis::Client::open(url).map_err(|e| StoreError::Config(format!("{url}: {e}")))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(5)))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {url}: {e}")))?;
+        Ok(Self {
+            conn,
+            keys: Keys::new(prefix),
+            url: url.to_owned(),
+            ids: Mutex::new(IdBlock::default()),
+        })
+    }
+
+    async fn take_ids(&self, n: u64) -> Result<u64, StoreError> {
+        {
+            let mut block = self.ids.lock();
+            if block.end - block.next >= n {
+                let first = block.next;
+                block.next += n;
+                return Ok(first);
+            }
+        }
+        let size = n.max(ID_BLOCK);
+        let mut conn = self.conn.clone();
+        let hi: u64 = redis::cmd("INCRBY")
+            .arg(self.keys.task_seq())
+            .arg(size)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let first = hi - size + 1;
+        *self.ids.lock() = IdBlock {
+            next: first + n,
+            end: hi + 1,
+        };
+        Ok(first)
+    }
+
+    /// Deletes every key under this store's prefix; for tests and benchmarks.
+    pub async fn purge(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(self.keys.all())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(unavailable)
+    }
+}
+
+fn field<T: std::str::FromStr + Default>(h: &HashMap<String, String>, name: &str) -> T {
+    h.get(name).and_then(|v| v.parse().ok()).unwrap_or_default()
+}
+
+fn parse_task(id: TaskId, h: HashMap<String, String>) -> Result<Option<TaskRecord>, StoreError> {
+    if h.is_empty() {
+        return Ok(None);
+    }
+    let state = h
+        .get("state")
+        .and_then(|s| TaskState::parse(s))
+        .ok_or_else(|| StoreError::Corrupt(format!("task {id} has no valid state")))?;
+    Ok(Some(TaskRecord {
+        id,
+        function_id: FunctionId(field(&h, "function_id")),
+        args: h.get("args").cloned().unwrap_or_default(),
+        state,
+        result: h.get("result").cloned().unwrap_or_default(),
+        error: h.get("error").cloned().unwrap_or_default(),
+        attempts: field(&h, "attempts"),
+        worker: h.get("worker").cloned().unwrap_or_default(),
+        submitted_us: field(&h, "submitted_us"),
+        dispatched_us: field(&h, "dispatched_us"),
+        completed_us: field(&h, "completed_us"),
+        wait_us: field(&h, "wait_us"),
+        run_us: field(&h, "run_us"),
+    }))
+}
+
+fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition) {
+    match t {
+        Transition::Running {
+            task,
+            attempt,
+            worker,
+            at_us,
+        } => {
+            pipe.cmd("HSET")
+                .arg(keys.task(*task))
+                .arg("state")
+                .arg(TaskState::Running.as_str())
+                .arg("attempts")
+                .arg(*attempt)
+                .arg("worker")
+                .arg(worker.as_ref())
+                .arg("dispatched_us")
+                .arg(*at_us)
+                .ignore();
+        }
+        Transition::Requeued { task, attempts } => {
+            pipe.cmd("HSET")
+                .arg(keys.task(*task))
+                .arg("state")
+                .arg(TaskState::Queued.as_str())
+                .arg("attempts")
+                .arg(*attempts)
+                .ignore();
+        }
+        Transition::Finished(f) => {
+            let (state, result_field, text) = match &f.outcome {
+                Outcome::Completed(r) => (TaskState::Completed, "result", r),
+                Outcome::Failed(e) => (TaskState::Failed, "error", e),
+            };
+            pipe.cmd("HSET")
+                .arg(keys.task(f.task))
+                .arg("state")
+                .arg(state.as_str())
+                .arg(result_field)
+                .arg(text.as_str())
+                .arg("attempts")
+                .arg(f.attempts)
+                .arg("worker")
+                .arg(f.worker.as_deref().unwrap_or(""))
+                .arg("dispatched_us")
+                .arg(f.dispatched_us)
+                .arg("completed_us")
+                .arg(f.completed_us)
+                .arg("wait_us")
+                .arg(f.wait_us)
+                .arg("run_us")
+                .arg(f.run_us)
+                .ignore();
+            pipe.cmd("SREM").arg(keys.unfinished()).arg(f.task.0).ignore();
+        }
+    }
+}
+
+#[async_trait]
+impl TaskStore for RedisStore {
+    fn describe(&self) -> String {
+        self.url.clone()
+    }
+
+    async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<FunctionId, StoreError> {
+        let mut conn = self.conn.clone();
+        let id: u64 = redis::cmd("INCR")
+            .arg(self.keys.function_seq())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let spec = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        redis::cmd("HSET")
+            .arg(self.keys.function(FunctionId(id)))
+            .arg("name")
+            .arg(name)
+            .arg("spec")
+            .arg(spec)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(FunctionId(id))
+    }
+
+    async fn function(&self, id: FunctionId) -> Result<Option<FunctionRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.function(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if h.is_empty() {
+            return Ok(None);
+        }
+        let spec = h.get("spec").map(String::as_str).unwrap_or("");
+        let kind = serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("function {id}: {e}")))?;
+        Ok(Some(FunctionRecord {
+            id,
+            name: h.get("name").cloned().unwrap_or_default(),
+            kind,
+        }))
+    }
+
+    async fn enqueue(&self, tasks: &[Submission]) -> Result<Vec<TaskId>, StoreError> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let first = self.take_ids(tasks.len() as u64).await?;
+        let ids: Vec<TaskId> = (0..tasks.len() as u64).map(|i| TaskId(first + i)).collect();
+        let mut pipe = redis::pipe();
+        for (id, s) in ids.iter().zip(tasks) {
+            pipe.cmd("HSET")
+                .arg(self.keys.task(*id))
+                .arg("function_id")
+                .arg(s.function_id.0)
+                .arg("args")
+                .arg(s.args.as_str())
+                .arg("state")
+                .arg(TaskState::Queued.as_str())
+                .arg("attempts")
+                .arg(0)
+                .arg("submitted_us")
+                .arg(s.submitted_us)
+                .ignore();
+        }
+        pipe.cmd("SADD")
+            .arg(self.keys.unfinished())
+            .arg(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+            .ignore();
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
+        Ok(ids)
+    }
+
+    async fn record(&self, transitions: &[Transition]) -> Result<(), StoreError> {
+        if transitions.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for t in transitions {
+            add_transition(&mut pipe, &self.keys, t);
+        }
+        let mut conn = self.conn.clone();
+        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+    }
+
+    async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let h: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.keys.task(id))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        parse_task(id, h)
+    }
+
+    async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(RECOVERY_CHUNK) {
+            let mut pipe = redis::pipe();
+            for id in chunk {
+                pipe.cmd("HGETALL").arg(self.keys.task(*id));
+            }
+            let mut conn = self.conn.clone();
+            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            for (id, h) in chunk.iter().zip(hashes) {
+                out.push(parse_task(*id, h)?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn recover_unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut ids: Vec<u64> = redis::cmd("SMEMBERS")
+            .arg(self.keys.unfinished())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        ids.sort_unstable();
+        let ids: Vec<TaskId> = ids.into_iter().map(TaskId).collect();
+        let records = self.get_many(&ids).await?;
+        let mut unfinished = Vec::new();
+        let mut stale = Vec::new();
+        for (id, rec) in ids.iter().zip(records) {
+            match rec {
+                Some(r) if !r.state.is_terminal() => unfinished.push(r),
+                _ => stale.push(id.0),
+            }
+        }
+        if !stale.is_empty() {
+            redis::cmd("SREM")
+                .arg(self.keys.unfinished())
+                .arg(stale)
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        Ok(unfinished)
+    }
+}

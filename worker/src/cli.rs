@@ -1,0 +1,55 @@
+//! The worker's command line: `worker <slots> <dispatcher-url> [--mode pull|push]`.
+
+use crate::session::WorkerConfig;
+use clap::Parser;
+use std::time::Duration;
+use volley_proto::Mode;
+
+/// A Volley worker: runs the tasks a dispatcher hands it.
+#[derive(Debug, Parser)]
+#[command(name = "worker", version)]
+pub struct Cli {
+    /// Tasks run at once (execution slots, one thread each).
+    #[arg(env = "VOLLEY_SLOTS")]
+    pub slots: u32,
+    /// The dispatcher's worker endpoint, e.g. tcp://127.0.0.1:5555.
+    #[arg(env = "VOLLEY_DISPATCHER")]
+    pub dispatcher: String,
+    /// The mode this worker expects the dispatcher to run; refused if it differs.
+    #[arg(short, long, env = "VOLLEY_MODE", value_parser = parse_worker_mode)]
+    pub mode: Option<Mode>,
+    /// A name shown in ClusterInfo (default: host-pid).
+    #[arg(long, env = "VOLLEY_WORKER_NAME")]
+    pub name: Option<String>,
+    /// Longest pause between reconnection attempts, in milliseconds.
+    #[arg(long, env = "VOLLEY_MAX_BACKOFF_MS", default_value_t = 2000)]
+    pub max_backoff_ms: u64,
+}
+
+fn parse_worker_mode(s: &str) -> Result<Mode, String> {
+    match s.parse::<Mode>()? {
+        Mode::Local => Err("workers run in pull or push mode; local mode takes no workers".into()),
+        m => Ok(m),
+    }
+}
+
+impl From<Cli> for WorkerConfig {
+    fn from(cli: Cli) -> Self {
+        let mut config = WorkerConfig::new(cli.slots, normalize_endpoint(&cli.dispatcher));
+        config.expect_mode = cli.mode;
+        if let Some(name) = cli.name {
+            config.name = name;
+        }
+        config.max_backoff = Duration::from_millis(cli.max_backoff_ms.max(10));
+        config
+    }
+}
+
+/// Accepts `host:port` as shorthand for `tcp://host:port`.
+fn normalize_endpoint(url: &str) -> String {
+    if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("tcp://{url}")
+    }
+}

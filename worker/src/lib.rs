@@ -1,0 +1,15 @@
+//! A Volley worker: runs tasks the dispatcher hands it, in `N` slots.
+//!
+//! - [`executor`] — the slot pool: `N` threads that run [`volley_proto::function::Job`]s.
+//!   The dispatcher's local mode runs the same pool in-process.
+//! - [`session`] — connecting, registering, heartbeats, credits and results; rebuilds
+//!   the connection when the dispatcher goes silent.
+//! - [`cli`] — the command line and its [`session::WorkerConfig`].
+//! - [`telemetry`] — logging set-up shared by the binaries.
+
+pub mod cli;
+pub mod executor;
+pub mod session;
+pub mod telemetry;
+
+pub use session::{run, WorkerConfig, WorkerError};

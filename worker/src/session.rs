@@ -1,0 +1,276 @@
+//! One worker's life: connect, register, run what the dispatcher sends, report results,
+//! and start over when the dispatcher goes silent.
+
+use crate::executor::SlotPool;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+use volley_proto::connection::{ConnectionError, WorkerConnection};
+use volley_proto::ids::WorkerId;
+use volley_proto::wire::{FromWorker, TaskResult, ToWorker};
+use volley_proto::Mode;
+
+/// How a worker runs; built from the CLI or directly by tests.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Tasks run at once.
+    pub slots: u32,
+    /// The dispatcher's worker endpoint, e.g. `tcp://127.0.0.1:5555`.
+    pub dispatcher: String,
+    /// The mode this worker expects; the dispatcher rejects a mismatch.
+    pub expect_mode: Option<Mode>,
+    /// A name stable across reconnects, shown by `ClusterInfo`.
+    pub name: String,
+    /// How long one connection attempt or registration may take.
+    pub connect_timeout: Duration,
+    /// The longest pause between reconnection attempts.
+    pub max_backoff: Duration,
+}
+
+impl WorkerConfig {
+    /// A config with defaults for everything but slots and endpoint.
+    pub fn new(slots: u32, dispatcher: impl Into<String>) -> Self {
+        let host = host_name();
+        Self {
+            slots,
+            dispatcher: dispatcher.into(),
+            expect_mode: None,
+            name: format!("{host}-{}", std::process::id()),
+            connect_timeout: Duration::from_secs(2),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+fn host_name() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Why a worker stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The dispatcher refused this worker (wrong mode, wrong version, bad config).
+    #[error("the dispatcher rejected this worker: {0}")]
+    Rejected(String),
+    /// The slot pool could not start.
+    #[error("cannot start {slots} slot threads: {source}")]
+    Slots {
+        /// Slots asked for.
+        slots: u32,
+        /// Why threads could not be spawned.
+        source: std::io::Error,
+    },
+    /// Zero slots makes a worker that can never run anything.
+    #[error("a worker needs at least one slot")]
+    NoSlots,
+}
+
+/// How a worker's run ended without error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerExit {
+    /// Stopped by a signal or the caller's token.
+    Cancelled,
+    /// The dispatcher asked the worker to exit.
+    DispatcherShutdown,
+}
+
+enum SessionEnd {
+    Cancelled,
+    DispatcherShutdown,
+    Lost(String),
+    Rejected(String),
+}
+
+struct Session {
+    conn: WorkerConnection,
+    worker_id: WorkerId,
+    mode: Mode,
+    heartbeat: Duration,
+    liveness: u32,
+}
+
+/// Runs a worker until `shutdown` fires, the dispatcher says `Shutdown`, or it rejects us.
+/// Loses of the dispatcher (killed, restarted, unreachable) are retried forever with backoff.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<WorkerExit, WorkerError> {
+    if config.slots == 0 {
+        return Err(WorkerError::NoSlots);
+    }
+    let (results_tx, mut results_rx) = mpsc::unbounded_channel();
+    let pool = SlotPool::start(config.slots as usize, results_tx).map_err(|source| WorkerError::Slots {
+        slots: config.slots,
+        source,
+    })?;
+    let mut in_flight: u32 = 0;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let session = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(WorkerExit::Cancelled),
+            s = register(&config) => s,
+        };
+        let session = match session {
+            Ok(s) => s,
+            Err(RegisterError::Rejected(reason)) => return Err(WorkerError::Rejected(reason)),
+            Err(RegisterError::Unreachable(why)) => {
+                warn!(dispatcher = %config.dispatcher, retry_in = ?backoff, "dispatcher not reachable: {why}; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(WorkerExit::Cancelled),
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(config.max_backoff);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        info!(worker_id = %session.worker_id, mode = %session.mode, slots = config.slots, "registered with the dispatcher");
+        match serve(session, &config, &pool, &mut results_rx, &mut in_flight, &shutdown).await {
+            SessionEnd::Cancelled => return Ok(WorkerExit::Cancelled),
+            SessionEnd::DispatcherShutdown => {
+                info!("dispatcher asked this worker to shut down");
+                return Ok(WorkerExit::DispatcherShutdown);
+            }
+            SessionEnd::Rejected(reason) => return Err(WorkerError::Rejected(reason)),
+            SessionEnd::Lost(why) => warn!("lost the dispatcher ({why}); reconnecting"),
+        }
+    }
+}
+
+enum RegisterError {
+    Unreachable(String),
+    Rejected(String),
+}
+
+async fn register(config: &WorkerConfig) -> Result<Session, RegisterError> {
+    let unreachable = |e: ConnectionError| RegisterError::Unreachable(e.to_string());
+    let mut conn = WorkerConnection::connect(&config.dispatcher, config.connect_timeout)
+        .await
+        .map_err(unreachable)?;
+    conn.send(&FromWorker::Hello {
+        name: config.name.clone(),
+        slots: config.slots,
+        pid: std::process::id(),
+        host: host_name(),
+        version: volley_proto::VERSION.to_owned(),
+        expect_mode: config.expect_mode,
+    })
+    .await
+    .map_err(unreachable)?;
+    let deadline = Instant::now() + config.connect_timeout;
+    loop {
+        let reply = tokio::time::timeout_at(deadline.into(), conn.recv())
+            .await
+            .map_err(|_| RegisterError::Unreachable(format!("no welcome within {:?}", config.connect_timeout)))?;
+        match reply {
+            Ok(ToWorker::Welcome {
+                worker_id,
+                mode,
+                heartbeat_ms,
+                liveness,
+                prefetch: _,
+            }) => {
+                return Ok(Session {
+                    conn,
+                    worker_id,
+                    mode,
+                    heartbeat: Duration::from_millis(heartbeat_ms.max(1)),
+                    liveness: liveness.max(1),
+                })
+            }
+            Ok(ToWorker::Reject { reason }) => return Err(RegisterError::Rejected(reason)),
+            // Anything else belongs to an earlier registration of this socket; skip it.
+            Ok(other) => debug!(?other, "ignored before welcome"),
+            Err(ConnectionError::Codec(e)) => warn!("undecodable frame from the dispatcher: {e}"),
+            Err(e) => return Err(unreachable(e)),
+        }
+    }
+}
+
+async fn serve(
+    mut s: Session,
+    config: &WorkerConfig,
+    pool: &SlotPool,
+    results: &mut mpsc::UnboundedReceiver<TaskResult>,
+    in_flight: &mut u32,
+    shutdown: &CancellationToken,
+) -> SessionEnd {
+    let pull = s.mode == Mode::Pull;
+    let lost = |e: ConnectionError| SessionEnd::Lost(e.to_string());
+    if pull {
+        // Credits are additive: what we can hold now; each finished task returns one.
+        // The prefetch allowance is the dispatcher's to add, as it knows it.
+        let credits = config.slots.saturating_sub(*in_flight);
+        if credits > 0 {
+            if let Err(e) = s.conn.send(&FromWorker::Ready { credits }).await {
+                return lost(e);
+            }
+        }
+    }
+    let mut heartbeat = tokio::time::interval(s.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silence_limit = s.heartbeat * s.liveness;
+    let mut last_heard = Instant::now();
+    let mut bad_frames: u64 = 0;
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                let mut done = Vec::new();
+                while let Ok(r) = results.try_recv() {
+                    done.push(r);
+                }
+                if !done.is_empty() {
+                    let _ = s.conn.send(&FromWorker::Results(done)).await;
+                }
+                let _ = s.conn.send(&FromWorker::Goodbye { reason: "worker stopped by signal".into() }).await;
+                return SessionEnd::Cancelled;
+            }
+            Some(first) = results.recv() => {
+                let mut done = vec![first];
+                while let Ok(r) = results.try_recv() {
+                    done.push(r);
+                }
+                let n = done.len() as u32;
+                *in_flight = in_flight.saturating_sub(n);
+                if let Err(e) = s.conn.send(&FromWorker::Results(done)).await {
+                    return lost(e);
+                }
+                if pull {
+                    if let Err(e) = s.conn.send(&FromWorker::Ready { credits: n }).await {
+                        return lost(e);
+                    }
+                }
+            }
+            msg = s.conn.recv() => {
+                match msg {
+                    Ok(ToWorker::Tasks(tasks)) => {
+                        last_heard = Instant::now();
+                        *in_flight += tasks.len() as u32;
+                        for task in tasks {
+                            pool.submit(task);
+                        }
+                    }
+                    Ok(ToWorker::Heartbeat) | Ok(ToWorker::Welcome { .. }) => last_heard = Instant::now(),
+                    Ok(ToWorker::Shutdown) => return SessionEnd::DispatcherShutdown,
+                    Ok(ToWorker::Reject { reason }) => return SessionEnd::Rejected(reason),
+                    Err(e @ (ConnectionError::Codec(_) | ConnectionError::Frames(_))) => {
+                        bad_frames += 1;
+                        if bad_frames == 1 {
+                            warn!("dropped an undecodable frame from the dispatcher: {e}");
+                        }
+                    }
+                    Err(e) => return lost(e),
+                }
+            }
+            _ = heartbeat.tick() => {
+                if last_heard.elapsed() > silence_limit {
+                    return SessionEnd::Lost(format!("nothing heard for {:?}", last_heard.elapsed()));
+                }
+                if let Err(e) = s.conn.send(&FromWorker::Heartbeat { in_flight: *in_flight }).await {
+                    return lost(e);
+                }
+            }
+        }
+    }
+}
