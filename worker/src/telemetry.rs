@@ -1,5 +1,6 @@
 //! Logging set-up for Volley binaries: structured `tracing` to stderr, honouring `RUST_LOG`.
 
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; `default` applies when `RUST_LOG` is unset.
@@ -9,6 +10,7 @@ pub fn init(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

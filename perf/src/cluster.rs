@@ -1,0 +1,332 @@
+//! A real cluster of processes: one dispatcher and `N` workers, on 127.0.0.1 and ports
+//! the OS picks. Every process writes its own log file under `target/volley-logs/`,
+//! which is kept so a failing test can be read afterwards. Dropping a [`Cluster`] kills
+//! everything it started.
+
+use anyhow::{bail, Context};
+pub use nix::sys::signal::Signal;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use volley_proto::api::{self, dispatcher_client::DispatcherClient};
+use volley_proto::Mode;
+
+static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct ClusterSpec {
+    /// The dispatcher's mode.
+    pub mode: Mode,
+    /// Workers to start (ignored in local mode).
+    pub workers: usize,
+    /// Slots per worker, or of the local pool in local mode.
+    pub slots: u32,
+    /// `memory` or a Redis URL.
+    pub store: String,
+    /// Further dispatcher flags.
+    pub dispatcher_args: Vec<String>,
+    /// Names the log directory.
+    pub label: String,
+    /// `RUST_LOG` for every process.
+    pub log_level: String,
+}
+
+impl ClusterSpec {
+    /// A memory-store cluster of `workers` workers with `slots` slots each.
+    pub fn new(mode: Mode, workers: usize, slots: u32) -> Self {
+        Self {
+            mode,
+            workers,
+            slots,
+            store: "memory".into(),
+            dispatcher_args: Vec::new(),
+            label: format!("{mode}"),
+            log_level: "info".into(),
+        }
+    }
+
+    /// Uses this store.
+    pub fn store(mut self, store: impl Into<String>) -> Self {
+        self.store = store.into();
+        self
+    }
+
+    /// Adds dispatcher flags.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.dispatcher_args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Names the log directory.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+
+    /// Sets `RUST_LOG` for every process.
+    pub fn log_level(mut self, level: impl Into<String>) -> Self {
+        self.log_level = level.into();
+        self
+    }
+}
+
+/// A running dispatcher and its workers.
+pub struct Cluster {
+    spec: ClusterSpec,
+    grpc_addr: SocketAddr,
+    worker_endpoint: Option<String>,
+    dispatcher: Option<Child>,
+    workers: Vec<Option<Child>>,
+    log_dir: PathBuf,
+    dispatcher_starts: usize,
+}
+
+impl Cluster {
+    /// Starts the dispatcher, then the workers, and waits until every worker registered.
+    pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
+        let n = CLUSTERS.fetch_add(1, Ordering::Relaxed);
+        let bin_dir = crate::binaries::path("dispatcher")?;
+        let target = bin_dir.parent().and_then(Path::parent).context("binary outside a target directory")?;
+        let log_dir = target.join("volley-logs").join(format!("{}-{}-{n}", sanitize(&spec.label), std::process::id()));
+        std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
+        let mut cluster = Self {
+            spec,
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            worker_endpoint: None,
+            dispatcher: None,
+            workers: Vec::new(),
+            log_dir,
+            dispatcher_starts: 0,
+        };
+        cluster.start_dispatcher(0, 0).await?;
+        if cluster.spec.mode != Mode::Local {
+            for _ in 0..cluster.spec.workers {
+                cluster.spawn_worker(cluster.spec.slots, &[])?;
+            }
+            cluster.wait_for_workers(cluster.spec.workers, Duration::from_secs(30)).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc_addr)
+    }
+
+    /// `tcp://127.0.0.1:<port>`, or `None` in local mode.
+    pub fn worker_endpoint(&self) -> Option<&str> {
+        self.worker_endpoint.as_deref()
+    }
+
+    /// Where this cluster's logs are.
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+
+    /// The spec this cluster was started from.
+    pub fn spec(&self) -> &ClusterSpec {
+        &self.spec
+    }
+
+    async fn start_dispatcher(&mut self, grpc_port: u16, worker_port: u16) -> anyhow::Result<()> {
+        let log = self.log_dir.join(format!("dispatcher-{}.log", self.dispatcher_starts));
+        self.dispatcher_starts += 1;
+        let mut cmd = Command::new(crate::binaries::path("dispatcher")?);
+        cmd.args(["-m", self.spec.mode.as_str()])
+            .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
+            .args(["-p", &worker_port.to_string()])
+            .args(["-w", &self.spec.slots.to_string()])
+            .args(["--store", &self.spec.store])
+            .args(&self.spec.dispatcher_args)
+            .env("RUST_LOG", &self.spec.log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("spawning the dispatcher")?;
+        let stdout = child.stdout.take().context("dispatcher stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Some(line) = lines.next_line().await? {
+                if line.starts_with("dispatcher ready") {
+                    return Ok::<_, std::io::Error>(Some(line));
+                }
+            }
+            Ok(None)
+        })
+        .await;
+        let line = match ready {
+            Ok(Ok(Some(line))) => line,
+            _ => {
+                let _ = child.kill().await;
+                bail!("the dispatcher did not start; its log ({}):\n{}", log.display(), tail(&log, 20));
+            }
+        };
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let field = |key: &str| {
+            line.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(key))
+                .map(str::to_owned)
+        };
+        let grpc = field("grpc=http://").context("ready line without grpc=")?;
+        self.grpc_addr = grpc.parse().with_context(|| format!("bad grpc address in '{line}'"))?;
+        self.worker_endpoint = field("workers=").filter(|w| w != "none");
+        self.dispatcher = Some(child);
+        Ok(())
+    }
+
+    fn spawn_worker(&mut self, slots: u32, extra: &[&str]) -> anyhow::Result<usize> {
+        let endpoint = self.worker_endpoint.clone().context("local mode has no workers")?;
+        let index = self.workers.len();
+        let log = self.log_dir.join(format!("worker-{index}.log"));
+        let child = Command::new(crate::binaries::path("worker")?)
+            .arg(slots.to_string())
+            .arg(&endpoint)
+            .args(["--mode", self.spec.mode.as_str()])
+            .args(["--name", &format!("worker-{index}")])
+            .args(extra)
+            .env("RUST_LOG", &self.spec.log_level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning a worker")?;
+        self.workers.push(Some(child));
+        Ok(index)
+    }
+
+    /// Starts one more worker with these slots (and extra flags); returns its index.
+    pub async fn add_worker(&mut self, slots: u32, extra: &[&str]) -> anyhow::Result<usize> {
+        self.spawn_worker(slots, extra)
+    }
+
+    /// A fresh gRPC client to the dispatcher.
+    pub async fn client(&self) -> anyhow::Result<DispatcherClient<tonic::transport::Channel>> {
+        Ok(DispatcherClient::connect(self.grpc_url()).await?)
+    }
+
+    /// The dispatcher's `ClusterInfo`.
+    pub async fn info(&self) -> anyhow::Result<api::ClusterInfoResponse> {
+        Ok(self.client().await?.cluster_info(api::ClusterInfoRequest {}).await?.into_inner())
+    }
+
+    /// Waits until exactly `n` workers are registered.
+    pub async fn wait_for_workers(&mut self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let mut last = None;
+        while Instant::now() < deadline {
+            self.check_dispatcher()?;
+            if let Ok(info) = self.info().await {
+                if info.workers.len() == n {
+                    return Ok(());
+                }
+                last = Some(info.workers.len());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!(
+            "{n} workers did not register within {timeout:?} (last seen: {last:?}); logs in {}",
+            self.log_dir.display()
+        )
+    }
+
+    /// The OS pid of worker `index`, if it runs.
+    pub fn worker_pid(&self, index: usize) -> Option<u32> {
+        self.workers.get(index)?.as_ref()?.id()
+    }
+
+    /// Sends `signal` (e.g. `Signal::SIGSTOP`) to worker `index`.
+    pub fn signal_worker(&self, index: usize, signal: Signal) -> anyhow::Result<()> {
+        let pid = self.worker_pid(index).context("no such worker")?;
+        signal_pid(pid, signal)
+    }
+
+    /// SIGKILLs worker `index` and reaps it.
+    pub async fn kill_worker(&mut self, index: usize) -> anyhow::Result<()> {
+        let mut child = self.workers.get_mut(index).and_then(Option::take).context("no such worker")?;
+        child.kill().await?;
+        Ok(())
+    }
+
+    /// Waits for worker `index` to exit on its own and returns its exit code.
+    pub async fn wait_worker(&mut self, index: usize, timeout: Duration) -> anyhow::Result<Option<i32>> {
+        let child = self.workers.get_mut(index).and_then(Option::as_mut).context("no such worker")?;
+        let status = tokio::time::timeout(timeout, child.wait())
+            .await
+            .context("worker did not exit in time")??;
+        self.workers[index] = None;
+        Ok(status.code())
+    }
+
+    /// SIGKILLs the dispatcher (workers keep running and will reconnect).
+    pub async fn kill_dispatcher(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.dispatcher.take() {
+            child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Starts the dispatcher again on the same ports; workers find it by themselves.
+    pub async fn restart_dispatcher(&mut self) -> anyhow::Result<()> {
+        self.kill_dispatcher().await?;
+        let grpc_port = self.grpc_addr.port();
+        let worker_port = self
+            .worker_endpoint
+            .as_deref()
+            .and_then(|e| e.rsplit(':').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        self.start_dispatcher(grpc_port, worker_port).await
+    }
+
+    /// Fails with the log's tail if the dispatcher exited.
+    pub fn check_dispatcher(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.dispatcher.as_mut() {
+            if let Ok(Some(status)) = child.try_wait() {
+                let log = self.log_dir.join(format!("dispatcher-{}.log", self.dispatcher_starts - 1));
+                bail!("the dispatcher exited ({status}); its log:\n{}", tail(&log, 30));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops everything gracefully (SIGTERM, then SIGKILL after a grace period).
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.dispatcher.take() {
+            if let Some(pid) = child.id() {
+                let _ = signal_pid(pid, Signal::SIGTERM);
+            }
+            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+        for child in self.workers.iter_mut().filter_map(Option::as_mut) {
+            if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
+                let _ = child.kill().await;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn signal_pid(pid: u32, signal: Signal) -> anyhow::Result<()> {
+    let pid = i32::try_from(pid).context("pid out of range")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).with_context(|| format!("sending {signal} to {pid}"))
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+}
+
+/// The last `n` lines of a log file, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}

@@ -1,0 +1,19 @@
+//! Volley's benchmark harness and the process launcher every end-to-end test shares.
+//!
+//! - [`binaries`] — finds (and, under cargo, builds) the `dispatcher` and `worker` binaries.
+//! - [`cluster`] — spawns a real dispatcher and workers on OS-chosen ports, each with its
+//!   own log file; kills everything it started when dropped.
+//! - [`redis_server`] — a private `redis-server` on a free port, for tests and scenarios
+//!   that restart or break Redis.
+
+pub mod binaries;
+pub mod cluster;
+pub mod redis_server;
+
+pub use cluster::{Cluster, ClusterSpec};
+pub use redis_server::RedisServer;
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
