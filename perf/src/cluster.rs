@@ -34,6 +34,8 @@ pub struct ClusterSpec {
     pub label: String,
     /// `RUST_LOG` for every process.
     pub log_level: String,
+    /// The worker port (0: the OS picks).
+    pub worker_port: u16,
 }
 
 impl ClusterSpec {
@@ -47,6 +49,7 @@ impl ClusterSpec {
             dispatcher_args: Vec::new(),
             label: format!("{mode}"),
             log_level: "info".into(),
+            worker_port: 0,
         }
     }
 
@@ -65,6 +68,12 @@ impl ClusterSpec {
     /// Names the log directory.
     pub fn label(mut self, label: impl Into<String>) -> Self {
         self.label = label.into();
+        self
+    }
+
+    /// Binds the worker endpoint on this port instead of one the OS picks.
+    pub fn worker_port(mut self, port: u16) -> Self {
+        self.worker_port = port;
         self
     }
 
@@ -103,7 +112,8 @@ impl Cluster {
             log_dir,
             dispatcher_starts: 0,
         };
-        cluster.start_dispatcher(0, 0).await?;
+        let worker_port = cluster.spec.worker_port;
+        cluster.start_dispatcher(0, worker_port).await?;
         if cluster.spec.mode != Mode::Local {
             for _ in 0..cluster.spec.workers {
                 cluster.spawn_worker(cluster.spec.slots, &[])?;

@@ -22,8 +22,10 @@ pub struct WorkerConfig {
     pub expect_mode: Option<Mode>,
     /// A name stable across reconnects, shown by `ClusterInfo`.
     pub name: String,
-    /// How long one connection attempt or registration may take.
+    /// How long one TCP connection attempt may take before it is retried.
     pub connect_timeout: Duration,
+    /// How long the dispatcher may take to answer `Hello`.
+    pub welcome_timeout: Duration,
     /// The longest pause between reconnection attempts.
     pub max_backoff: Duration,
 }
@@ -37,7 +39,8 @@ impl WorkerConfig {
             dispatcher: dispatcher.into(),
             expect_mode: None,
             name: format!("{host}-{}", std::process::id()),
-            connect_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_millis(500),
+            welcome_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(2),
         }
     }
@@ -157,11 +160,11 @@ async fn register(config: &WorkerConfig) -> Result<Session, RegisterError> {
     })
     .await
     .map_err(unreachable)?;
-    let deadline = Instant::now() + config.connect_timeout;
+    let deadline = Instant::now() + config.welcome_timeout;
     loop {
         let reply = tokio::time::timeout_at(deadline.into(), conn.recv())
             .await
-            .map_err(|_| RegisterError::Unreachable(format!("no welcome within {:?}", config.connect_timeout)))?;
+            .map_err(|_| RegisterError::Unreachable(format!("no welcome within {:?}", config.welcome_timeout)))?;
         match reply {
             Ok(ToWorker::Welcome {
                 worker_id,
