@@ -9,6 +9,7 @@ use parking_lot::RwLock;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
+use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -297,15 +298,14 @@ impl Dispatcher for Api {
         }
         // Subscribe before reading the store, so nothing finishes unseen in between.
         let completions = self.shared.completions.subscribe();
-        let (tx, rx) = mpsc::channel(16);
-        if ids.is_empty() {
-            tokio::spawn(watch_all(completions, tx));
+        let stream: WatchStream = if ids.is_empty() {
+            Box::pin(watch_all(completions))
         } else {
             let mut pending: HashSet<TaskId> = ids.iter().map(|i| TaskId(*i)).collect();
             let already = finished_in_store(&self.shared, &mut pending, true).await?;
-            tokio::spawn(watch_some(self.shared.clone(), completions, pending, already, tx));
-        }
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+            Box::pin(watch_some(self.shared.clone(), completions, pending, already))
+        };
+        Ok(Response::new(stream))
     }
 
     async fn cluster_info(&self, _request: Request<api::ClusterInfoRequest>) -> Result<Response<api::ClusterInfoResponse>, Status> {
@@ -387,82 +387,78 @@ async fn finished_in_store(
     Ok(done)
 }
 
-type WatchSender = mpsc::Sender<Result<api::WatchResultsResponse, Status>>;
-
-async fn send_chunks(tx: &WatchSender, mut tasks: Vec<api::TaskInfo>) -> bool {
-    while !tasks.is_empty() {
-        let rest = tasks.split_off(tasks.len().min(WATCH_CHUNK));
-        if tx.send(Ok(api::WatchResultsResponse { tasks })).await.is_err() {
-            return false;
-        }
-        tasks = rest;
+fn chunked(tasks: Vec<api::TaskInfo>) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+    let mut chunks = Vec::with_capacity(tasks.len() / WATCH_CHUNK + 1);
+    let mut rest = tasks;
+    while !rest.is_empty() {
+        let tail = rest.split_off(rest.len().min(WATCH_CHUNK));
+        chunks.push(Ok(api::WatchResultsResponse { tasks: rest }));
+        rest = tail;
     }
-    true
+    futures::stream::iter(chunks)
 }
 
-async fn watch_all(mut completions: broadcast::Receiver<Arc<Vec<Finished>>>, tx: WatchSender) {
-    loop {
-        match completions.recv().await {
-            Ok(batch) => {
-                if !send_chunks(&tx, batch.iter().map(finished_info).collect()).await {
-                    return;
-                }
-            }
+/// Every completion from now on, read straight off the broadcast (no task in between).
+fn watch_all(completions: broadcast::Receiver<Arc<Vec<Finished>>>) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+    futures::stream::unfold(Some(completions), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Ok(batch) => Some((chunked(batch.iter().map(finished_info).collect()).left_stream(), Some(rx))),
             Err(broadcast::error::RecvError::Lagged(n)) => {
-                let _ = tx
-                    .send(Err(Status::data_loss(format!(
-                        "this watcher fell {n} batches behind and missed completions; watch specific task ids to never miss one"
-                    ))))
-                    .await;
-                return;
+                let status = Status::data_loss(format!(
+                    "this watcher fell {n} batches behind and missed completions; watch specific task ids to never miss one"
+                ));
+                Some((futures::stream::iter(vec![Err(status)]).right_stream(), None))
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Err(broadcast::error::RecvError::Closed) => None,
         }
-    }
+    })
+    .flatten()
 }
 
-async fn watch_some(
+struct Watch {
     shared: Arc<Shared>,
-    mut completions: broadcast::Receiver<Arc<Vec<Finished>>>,
-    mut pending: HashSet<TaskId>,
+    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+    pending: HashSet<TaskId>,
+}
+
+/// The given tasks, each exactly once: those already finished first, then the rest as
+/// they finish; the stream ends with the last one.
+fn watch_some(
+    shared: Arc<Shared>,
+    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+    pending: HashSet<TaskId>,
     already: Vec<api::TaskInfo>,
-    tx: WatchSender,
-) {
-    if !send_chunks(&tx, already).await {
-        return;
-    }
-    while !pending.is_empty() {
-        match completions.recv().await {
-            Ok(batch) => {
-                let mine: Vec<api::TaskInfo> = batch
-                    .iter()
-                    .filter(|f| pending.remove(&f.task))
-                    .map(finished_info)
-                    .collect();
-                if !mine.is_empty() && !send_chunks(&tx, mine).await {
-                    return;
+) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+    let rest = futures::stream::unfold(
+        Some(Watch {
+            shared,
+            completions,
+            pending,
+        }),
+        |state| async move {
+            let mut w = state?;
+            loop {
+                if w.pending.is_empty() {
+                    return None;
+                }
+                let mine: Vec<api::TaskInfo> = match w.completions.recv().await {
+                    Ok(batch) => batch.iter().filter(|f| w.pending.remove(&f.task)).map(finished_info).collect(),
+                    // Fell behind: the store has every terminal task, so catch up from it.
+                    Err(broadcast::error::RecvError::Lagged(_)) => match finished_in_store(&w.shared, &mut w.pending, false).await {
+                        Ok(done) => done,
+                        Err(status) => return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None)),
+                    },
+                    Err(broadcast::error::RecvError::Closed) => {
+                        let status = Status::unavailable("the dispatcher stopped before these tasks finished");
+                        return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None));
+                    }
+                };
+                if !mine.is_empty() {
+                    return Some((chunked(mine).left_stream(), Some(w)));
                 }
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                // Fell behind: the store has every terminal task, so catch up from it.
-                match finished_in_store(&shared, &mut pending, false).await {
-                    Ok(done) => {
-                        if !send_chunks(&tx, done).await {
-                            return;
-                        }
-                    }
-                    Err(status) => {
-                        let _ = tx.send(Err(status)).await;
-                        return;
-                    }
-                }
-            }
-            Err(broadcast::error::RecvError::Closed) => {
-                let _ = tx
-                    .send(Err(Status::unavailable("the dispatcher stopped before these tasks finished")))
-                    .await;
-                return;
-            }
-        }
-    }
+        },
+    );
+    chunked(already).chain(rest.flatten())
 }

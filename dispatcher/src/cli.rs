@@ -59,6 +59,10 @@ pub struct Cli {
     /// Seed of the random policy.
     #[arg(long, env = "VOLLEY_SEED", default_value_t = 0x5eed)]
     pub seed: u64,
+    /// Runtime threads for the dispatcher's own work (1: a single-threaded event loop,
+    /// lowest latency; more: higher throughput on machines with cores to spare).
+    #[arg(long, env = "VOLLEY_THREADS", default_value_t = 1)]
+    pub threads: usize,
     /// On a graceful stop, leave workers running (they reconnect to the next dispatcher)
     /// instead of telling them to exit.
     #[arg(long, env = "VOLLEY_KEEP_WORKERS")]

@@ -6,10 +6,24 @@ use volley_dispatcher::cli::Cli;
 use volley_dispatcher::{Config, Listeners};
 use volley_proto::Mode;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     volley_worker::telemetry::init("info");
+    // One thread by default: on small machines cross-thread wake-ups cost more latency
+    // than a second thread buys throughput (see BENCHMARKS.md).
+    let runtime = if cli.threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cli.threads)
+            .enable_all()
+            .build()
+    }
+    .context("building the async runtime")?;
+    runtime.block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     let (grpc_addr, worker_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port));
     let config = Config::from(cli);
 

@@ -3,7 +3,7 @@
 //! decisions in batches: one `Tasks` frame per worker, one store write per turn.
 
 use crate::core::{Capacity, Comm, CoreCounters, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec, WorkerView};
-use crate::worker_link::Inbound;
+use crate::worker_link::{Inbound, InboundReader};
 use bytes::Bytes;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -58,7 +58,7 @@ pub enum Backend {
         /// Frames to workers.
         outgoing: mpsc::UnboundedSender<(PeerId, Bytes)>,
         /// What workers say.
-        inbound: mpsc::Receiver<Inbound>,
+        inbound: InboundReader,
     },
 }
 
@@ -166,13 +166,13 @@ impl Reactor {
                         self.command(cmd);
                         self.drain_commands(&mut commands);
                     }
-                    Some(first) = inbound.recv() => {
+                    Some(first) = inbound.next() => {
                         let now = Now::now();
                         self.inbound(first, now, outgoing);
                         for _ in 0..DRAIN_LIMIT {
-                            match inbound.try_recv() {
-                                Ok(next) => self.inbound(next, now, outgoing),
-                                Err(_) => break,
+                            match inbound.try_next() {
+                                Some(next) => self.inbound(next, now, outgoing),
+                                None => break,
                             }
                         }
                     }

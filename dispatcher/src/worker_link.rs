@@ -1,10 +1,10 @@
-//! The dispatcher's ZeroMQ endpoint: one ROUTER socket for every worker, served by
-//! three small tasks so the reactor never awaits a socket.
+//! The dispatcher's ZeroMQ endpoint: one ROUTER socket for every worker.
 //!
-//! - receive: decodes frames; bad ones are dropped, counted and logged once per peer;
-//! - events: turns closed connections into [`Inbound::Disconnected`] (fast death detection);
-//! - send: writes frames the reactor queued, each bounded by a timeout, so a stalled
-//!   worker cannot stall anyone else.
+//! - [`InboundReader`] — read by the reactor itself (no hop in between): decodes frames;
+//!   bad ones are dropped, counted and logged once per peer; closed connections become
+//!   [`Inbound::Disconnected`] (fast death detection);
+//! - the send task writes frames the reactor queued, each bounded by a timeout, so a
+//!   stalled worker can never stall the reactor or anyone else.
 
 use crate::shared::{EdgeCounters, Shared};
 use bytes::Bytes;
@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
-use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId};
+use futures::FutureExt;
+use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId, RouterReceiver};
 use volley_proto::wire::{self, CodecError, FromWorker, ToWorker};
 
 /// How long one send may wait for a worker's queue.
@@ -38,8 +39,64 @@ pub struct WorkerLink {
     pub endpoint: String,
     /// Frames to send: `(peer, encoded message)`.
     pub outgoing: mpsc::UnboundedSender<(PeerId, Bytes)>,
-    /// What workers said.
-    pub inbound: mpsc::Receiver<Inbound>,
+    /// What workers say.
+    pub inbound: InboundReader,
+}
+
+/// Decoded messages and disconnections from every worker. Cancel-safe.
+pub struct InboundReader {
+    receiver: RouterReceiver,
+    disconnects: mpsc::Receiver<PeerId>,
+    replies: mpsc::UnboundedSender<(PeerId, Bytes)>,
+    shared: Arc<Shared>,
+    logged: HashSet<PeerId>,
+}
+
+impl InboundReader {
+    /// The next message or disconnection; `None` once the socket failed.
+    pub async fn next(&mut self) -> Option<Inbound> {
+        loop {
+            let received = tokio::select! {
+                biased;
+                Some(peer) = self.disconnects.recv() => return Some(Inbound::Disconnected(peer)),
+                r = self.receiver.recv() => r,
+            };
+            match received {
+                Ok((peer, Ok(msg))) => return Some(Inbound::Message(peer, msg)),
+                Ok((peer, Err(e))) => self.bad_frame(peer, e),
+                Err(e) => {
+                    error!("worker socket failed: {e}");
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// The next message if one is ready now.
+    pub fn try_next(&mut self) -> Option<Inbound> {
+        self.next().now_or_never().flatten()
+    }
+
+    fn bad_frame(&mut self, peer: PeerId, e: ConnectionError) {
+        EdgeCounters::bump(&self.shared.counters.dropped_frames);
+        if self.logged.len() >= LOGGED_PEERS_CAP {
+            self.logged.clear();
+        }
+        if self.logged.insert(peer.clone()) {
+            warn!(peer = %peer, "dropped a bad frame from a worker connection: {e} (further ones from this peer are counted, not logged)");
+        }
+        if let ConnectionError::Codec(CodecError::Version { got }) = e {
+            let reject = ToWorker::Reject {
+                reason: format!(
+                    "this dispatcher speaks protocol version {}, the worker sent version {got}",
+                    wire::PROTOCOL_VERSION
+                ),
+            };
+            if let Ok(frame) = wire::encode(&reject) {
+                let _ = self.replies.send((peer, Bytes::from(frame)));
+            }
+        }
+    }
 }
 
 /// Binds the worker endpoint on `listener` and starts its tasks on `tracker`.
@@ -50,53 +107,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<WorkerLink, ConnectionError> {
     let conn = bind_router(listener).await?;
-    let (in_tx, in_rx) = mpsc::channel(4096);
+    let (disconnect_tx, disconnects) = mpsc::channel(1024);
     let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(PeerId, Bytes)>();
-
-    let mut receiver = conn.receiver;
-    let replies = out_tx.clone();
-    let messages = in_tx.clone();
-    let stop = shutdown.clone();
-    tracker.spawn(async move {
-        let mut logged: HashSet<PeerId> = HashSet::new();
-        loop {
-            let next = tokio::select! {
-                _ = stop.cancelled() => return,
-                n = receiver.recv() => n,
-            };
-            match next {
-                Ok((peer, Ok(msg))) => {
-                    if messages.send(Inbound::Message(peer, msg)).await.is_err() {
-                        return;
-                    }
-                }
-                Ok((peer, Err(e))) => {
-                    EdgeCounters::bump(&shared.counters.dropped_frames);
-                    if logged.len() >= LOGGED_PEERS_CAP {
-                        logged.clear();
-                    }
-                    if logged.insert(peer.clone()) {
-                        warn!(peer = %peer, "dropped a bad frame from a worker connection: {e} (further ones from this peer are counted, not logged)");
-                    }
-                    if let ConnectionError::Codec(CodecError::Version { got }) = e {
-                        let reject = ToWorker::Reject {
-                            reason: format!(
-                                "this dispatcher speaks protocol version {}, the worker sent version {got}",
-                                wire::PROTOCOL_VERSION
-                            ),
-                        };
-                        if let Ok(frame) = wire::encode(&reject) {
-                            let _ = replies.send((peer, Bytes::from(frame)));
-                        }
-                    }
-                }
-                Err(e) => {
-                    error!("worker socket failed: {e}");
-                    return;
-                }
-            }
-        }
-    });
 
     let mut events = conn.events;
     let stop = shutdown.clone();
@@ -108,7 +120,7 @@ pub async fn start(
             };
             match event {
                 Some(PeerEvent::Disconnected(peer)) => {
-                    if in_tx.send(Inbound::Disconnected(peer)).await.is_err() {
+                    if disconnect_tx.send(peer).await.is_err() {
                         return;
                     }
                 }
@@ -132,7 +144,13 @@ pub async fn start(
 
     Ok(WorkerLink {
         endpoint: conn.endpoint,
+        inbound: InboundReader {
+            receiver: conn.receiver,
+            disconnects,
+            replies: out_tx.clone(),
+            shared,
+            logged: HashSet::new(),
+        },
         outgoing: out_tx,
-        inbound: in_rx,
     })
 }

@@ -4,7 +4,7 @@ use tokio_util::sync::CancellationToken;
 use volley_worker::cli::Cli;
 use volley_worker::{telemetry, WorkerConfig};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init("info");

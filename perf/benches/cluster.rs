@@ -1,0 +1,122 @@
+//! Macro benchmark of real clusters: noop throughput through `ExecuteBatch` +
+//! `WatchResults`, and single-task submit→result latency on an idle cluster, for every
+//! mode on the memory store and on Redis, all measured in one run so the figures compare.
+//!
+//! `cargo bench -p volley-perf --bench cluster` (env: `VOLLEY_BENCH_TASKS`,
+//! `VOLLEY_BENCH_LATENCY_SAMPLES`, `REDIS_URL`; `VOLLEY_BENCH_SKIP_REDIS=1` skips Redis).
+
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+use volley_client::{connect, register_spec, run_batch};
+use volley_perf::{Cluster, ClusterSpec};
+use volley_proto::api;
+use volley_proto::Mode;
+
+const WORKERS: usize = 2;
+const SLOTS: u32 = 1;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+struct Row {
+    mode: Mode,
+    store: &'static str,
+    tasks: usize,
+    throughput: f64,
+    p50_us: f64,
+    p99_us: f64,
+    rpc_p50_us: f64,
+}
+
+async fn measure(mode: Mode, store: &'static str, store_url: &str, tasks: usize, samples: usize) -> anyhow::Result<Row> {
+    let prefix = format!("volley-bench:{}:{mode}:", std::process::id());
+    let mut spec = ClusterSpec::new(mode, WORKERS, SLOTS).store(store_url).label(format!("bench-{mode}-{store}")).log_level("warn");
+    if store == "redis" {
+        spec = spec.args(["--redis-prefix", prefix.as_str()]);
+    }
+    let cluster = Cluster::start(spec).await?;
+    let mut client = connect(&cluster.grpc_url()).await?;
+    let (noop, args) = register_spec(&mut client, "noop").await?;
+
+    // Warm-up, then the measured batch.
+    run_batch(&client, vec![(noop, args.clone()); tasks / 10], 10_000, Duration::from_secs(120)).await?;
+    let outcome = run_batch(&client, vec![(noop, args.clone()); tasks], 10_000, Duration::from_secs(300)).await?;
+    anyhow::ensure!(outcome.completed == tasks, "{} of {tasks} completed", outcome.completed);
+
+    // Latency: one task at a time, result read from an open WatchResults stream.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut watch = client.clone().watch_results(api::WatchResultsRequest { task_ids: vec![] }).await?.into_inner();
+    let mut lat = Vec::with_capacity(samples);
+    let mut rpc = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let t0 = Instant::now();
+        let id = client.execute(api::ExecuteRequest { function_id: noop, args: args.clone() }).await?.into_inner().task_id;
+        let submitted = t0.elapsed().as_secs_f64() * 1e6;
+        'wait: loop {
+            let msg = watch.next().await.ok_or_else(|| anyhow::anyhow!("watch ended"))??;
+            if msg.tasks.iter().any(|t| t.task_id == id) {
+                break 'wait;
+            }
+        }
+        if i >= samples / 10 {
+            lat.push(t0.elapsed().as_secs_f64() * 1e6);
+            rpc.push(submitted);
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    rpc.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let row = Row {
+        mode,
+        store,
+        tasks,
+        throughput: outcome.throughput(),
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        rpc_p50_us: rpc[rpc.len() / 2],
+    };
+    cluster.stop().await?;
+    if store == "redis" {
+        if let Ok(c) = redis::Client::open(store_url) {
+            if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap_or_default();
+                for chunk in keys.chunks(10_000) {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+                }
+            }
+        }
+    }
+    Ok(row)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let tasks = env_usize("VOLLEY_BENCH_TASKS", 200_000);
+    let samples = env_usize("VOLLEY_BENCH_LATENCY_SAMPLES", 2_000);
+    let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let mut stores = vec![("memory", "memory".to_owned())];
+    if std::env::var("VOLLEY_BENCH_SKIP_REDIS").is_err() {
+        stores.push(("redis", redis_url));
+    }
+    let host = hostname();
+    println!("# Volley cluster benchmark: {WORKERS} workers × {SLOTS} slot (local: {SLOTS}-slot pool), noop tasks");
+    println!("# host {host}, {} cores, {tasks} tasks per throughput run, {samples} latency samples\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!("| mode | store | tasks | tasks/s | submit→result p50 | p99 | Execute RPC alone p50 |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for (store, url) in &stores {
+        for mode in [Mode::Local, Mode::Pull, Mode::Push] {
+            let n = if *store == "redis" { tasks / 2 } else { tasks };
+            let r = measure(mode, store, url, n, samples).await?;
+            println!(
+                "| {} | {} | {} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs |",
+                r.mode, r.store, r.tasks, r.throughput, r.p50_us, r.p99_us, r.rpc_p50_us
+            );
+        }
+    }
+    Ok(())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+}
