@@ -14,7 +14,12 @@ use volley_proto::Mode;
 #[command(name = "client", version)]
 pub struct Cli {
     /// The dispatcher's gRPC address.
-    #[arg(long, global = true, env = "VOLLEY_DISPATCHER_URL", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "VOLLEY_DISPATCHER_URL",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub dispatcher: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -80,7 +85,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             count,
             wait,
             timeout_s,
-        } => submit(&cli.dispatcher, &spec, count, wait, Duration::from_secs(timeout_s), cli.json).await,
+        } => {
+            submit(
+                &cli.dispatcher,
+                &spec,
+                count,
+                wait,
+                Duration::from_secs(timeout_s),
+                cli.json,
+            )
+            .await
+        }
         Command::Status { task_id } => status(&cli.dispatcher, task_id, cli.json).await,
         Command::Result { task_id } => result(&cli.dispatcher, task_id, cli.json).await,
         Command::Demo {
@@ -125,14 +140,20 @@ async fn info(url: &str, as_json: bool) -> anyhow::Result<i32> {
             })
         );
     } else {
-        println!("mode {} · store {} · policy {} · prefetch {} · volley {}", i.mode, i.store, i.policy, i.prefetch, i.version);
+        println!(
+            "mode {} · store {} · policy {} · prefetch {} · volley {}",
+            i.mode, i.store, i.policy, i.prefetch, i.version
+        );
         if !i.worker_endpoint.is_empty() {
             println!("workers connect to {}", i.worker_endpoint);
         }
         println!("queued {} · running {}", i.queued, i.running);
         println!("{} workers:", i.workers.len());
         for w in &i.workers {
-            println!("  #{:<4} {:<24} {:>4} slots {:>5} in flight  ({} pid {})", w.id, w.name, w.slots, w.in_flight, w.host, w.pid);
+            println!(
+                "  #{:<4} {:<24} {:>4} slots {:>5} in flight  ({} pid {})",
+                w.id, w.name, w.slots, w.in_flight, w.host, w.pid
+            );
         }
         println!(
             "submitted {} · dispatched {} · completed {} · failed {} · requeued {} · duplicate results {} · dropped frames {} · workers joined {} lost {} · rejected submissions {}",
@@ -142,7 +163,14 @@ async fn info(url: &str, as_json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn submit(url: &str, spec: &str, count: usize, wait: bool, timeout: Duration, as_json: bool) -> anyhow::Result<i32> {
+async fn submit(
+    url: &str,
+    spec: &str,
+    count: usize,
+    wait: bool,
+    timeout: Duration,
+    as_json: bool,
+) -> anyhow::Result<i32> {
     anyhow::ensure!(count > 0, "--count must be at least 1");
     let mut client = connect(url).await?;
     let (function_id, args) = register_spec(&mut client, spec).await?;
@@ -208,7 +236,10 @@ async fn status(url: &str, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
         .map_err(|s| status_error("GetStatus", s))?
         .into_inner();
     if as_json {
-        println!("{}", json!({"task_id": s.task_id, "state": state_name(s.state), "attempts": s.attempts}));
+        println!(
+            "{}",
+            json!({"task_id": s.task_id, "state": state_name(s.state), "attempts": s.attempts})
+        );
     } else {
         println!("task {} {} (attempts {})", s.task_id, state_name(s.state), s.attempts);
     }
@@ -235,7 +266,13 @@ async fn result(url: &str, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
             })
         );
     } else {
-        println!("task {} {} after {} attempt(s) on {}", t.task_id, state_name(t.state), t.attempts, if t.worker.is_empty() { "-" } else { &t.worker });
+        println!(
+            "task {} {} after {} attempt(s) on {}",
+            t.task_id,
+            state_name(t.state),
+            t.attempts,
+            if t.worker.is_empty() { "-" } else { &t.worker }
+        );
         if !t.result.is_empty() {
             println!("result: {}", t.result);
         }
@@ -252,16 +289,26 @@ async fn demo(workers: usize, slots: u32, noop_tasks: usize, sleep_tasks: usize,
         println!("Volley demo: {workers} workers × {slots} slots per mode, embedded memory store, 127.0.0.1\n");
     }
     for mode in [Mode::Local, Mode::Pull, Mode::Push] {
-        let cluster = Cluster::start(ClusterSpec::new(mode, workers, slots).label(format!("demo-{mode}")).log_level("warn"))
-            .await
-            .with_context(|| format!("starting a {mode} cluster"))?;
+        let cluster = Cluster::start(
+            ClusterSpec::new(mode, workers, slots)
+                .label(format!("demo-{mode}"))
+                .log_level("warn"),
+        )
+        .await
+        .with_context(|| format!("starting a {mode} cluster"))?;
         let mut client = connect(&cluster.grpc_url()).await?;
         for (spec, count) in [("noop", noop_tasks), ("sleep:100", sleep_tasks)] {
             if count == 0 {
                 continue;
             }
             let (function_id, args) = register_spec(&mut client, spec).await?;
-            let outcome = run_batch(&client, vec![(function_id, args); count], 10_000, Duration::from_secs(600)).await?;
+            let outcome = run_batch(
+                &client,
+                vec![(function_id, args); count],
+                10_000,
+                Duration::from_secs(600),
+            )
+            .await?;
             failed += outcome.failed;
             print_outcome(&format!("{mode:>5} {spec:<9}"), &outcome, as_json);
         }

@@ -20,7 +20,11 @@ pub type Client = DispatcherClient<Channel>;
 
 /// Connects to a dispatcher, e.g. `http://127.0.0.1:50051`.
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    let url = if url.contains("://") { url.to_owned() } else { format!("http://{url}") };
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
     let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
         .with_context(|| format!("'{url}' is not a valid dispatcher address"))?
         .connect_timeout(Duration::from_secs(5))
@@ -75,7 +79,12 @@ impl BatchOutcome {
 /// Submits `tasks` (function id, args) in chunks of `chunk` and waits for every outcome.
 /// Chunks are submitted while earlier ones run; each chunk is watched by id, so no
 /// outcome can be missed however fast it arrives.
-pub async fn run_batch(client: &Client, tasks: Vec<(u64, String)>, chunk: usize, timeout: Duration) -> anyhow::Result<BatchOutcome> {
+pub async fn run_batch(
+    client: &Client,
+    tasks: Vec<(u64, String)>,
+    chunk: usize,
+    timeout: Duration,
+) -> anyhow::Result<BatchOutcome> {
     let submitted = tasks.len();
     let started = Instant::now();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<anyhow::Result<Vec<api::TaskInfo>>>();
@@ -123,7 +132,10 @@ pub async fn run_batch(client: &Client, tasks: Vec<(u64, String)>, chunk: usize,
                 }
             }
             if seen < watched.len() {
-                let _ = tx.send(Err(anyhow::anyhow!("WatchResults ended after {seen} of {} tasks", watched.len())));
+                let _ = tx.send(Err(anyhow::anyhow!(
+                    "WatchResults ended after {seen} of {} tasks",
+                    watched.len()
+                )));
             }
         }));
     }
@@ -139,8 +151,14 @@ pub async fn run_batch(client: &Client, tasks: Vec<(u64, String)>, chunk: usize,
     while outcome.tasks.len() < submitted {
         let next = tokio::time::timeout_at(deadline, rx.recv()).await;
         let batch = match next {
-            Err(_) => bail!("timed out after {timeout:?} with {} of {submitted} tasks finished", outcome.tasks.len()),
-            Ok(None) => bail!("watchers ended with {} of {submitted} tasks finished", outcome.tasks.len()),
+            Err(_) => bail!(
+                "timed out after {timeout:?} with {} of {submitted} tasks finished",
+                outcome.tasks.len()
+            ),
+            Ok(None) => bail!(
+                "watchers ended with {} of {submitted} tasks finished",
+                outcome.tasks.len()
+            ),
             Ok(Some(b)) => b?,
         };
         for t in batch {

@@ -5,11 +5,11 @@ use crate::core::{Finished, NewTask, Now};
 use crate::reactor::{Command, Snapshot};
 use crate::shared::{EdgeCounters, Shared};
 use crate::store::{StoreError, Submission, TaskRecord, TaskState};
+use futures::StreamExt;
 use parking_lot::RwLock;
 use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
-use futures::StreamExt;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
@@ -91,7 +91,7 @@ impl Api {
                 requests.len()
             )));
         }
-        let now = Now::now();
+        let now = Now::current();
         let mut jobs = Vec::with_capacity(requests.len());
         let mut submissions = Vec::with_capacity(requests.len());
         let mut last: Option<(u64, FunctionKind)> = None;
@@ -106,7 +106,10 @@ impl Api {
             let kind = match &last {
                 Some((id, kind)) if *id == r.function_id => kind.clone(),
                 _ => {
-                    let kind = self.function(r.function_id).await.map_err(|s| Status::new(s.code(), at(s.message().to_owned())))?;
+                    let kind = self
+                        .function(r.function_id)
+                        .await
+                        .map_err(|s| Status::new(s.code(), at(s.message().to_owned())))?;
                     last = Some((r.function_id, kind.clone()));
                     kind
                 }
@@ -148,10 +151,11 @@ impl Api {
                 submitted_us: s.submitted_us,
             })
             .collect();
-        self.commands
-            .send(Command::Submit(tasks))
-            .await
-            .map_err(|_| Status::unavailable("the dispatcher is shutting down; tasks are stored and will run after a restart on a durable store"))?;
+        self.commands.send(Command::Submit(tasks)).await.map_err(|_| {
+            Status::unavailable(
+                "the dispatcher is shutting down; tasks are stored and will run after a restart on a durable store",
+            )
+        })?;
         Ok(ids)
     }
 
@@ -272,7 +276,10 @@ impl Dispatcher for Api {
         }))
     }
 
-    async fn get_status(&self, request: Request<api::GetStatusRequest>) -> Result<Response<api::GetStatusResponse>, Status> {
+    async fn get_status(
+        &self,
+        request: Request<api::GetStatusRequest>,
+    ) -> Result<Response<api::GetStatusResponse>, Status> {
         let r = self.record(request.get_ref().task_id).await?;
         Ok(Response::new(api::GetStatusResponse {
             task_id: r.id.0,
@@ -281,9 +288,14 @@ impl Dispatcher for Api {
         }))
     }
 
-    async fn get_result(&self, request: Request<api::GetResultRequest>) -> Result<Response<api::GetResultResponse>, Status> {
+    async fn get_result(
+        &self,
+        request: Request<api::GetResultRequest>,
+    ) -> Result<Response<api::GetResultResponse>, Status> {
         let r = self.record(request.get_ref().task_id).await?;
-        Ok(Response::new(api::GetResultResponse { task: Some(task_info(&r)) }))
+        Ok(Response::new(api::GetResultResponse {
+            task: Some(task_info(&r)),
+        }))
     }
 
     type WatchResultsStream = WatchStream;
@@ -308,7 +320,10 @@ impl Dispatcher for Api {
         Ok(Response::new(stream))
     }
 
-    async fn cluster_info(&self, _request: Request<api::ClusterInfoRequest>) -> Result<Response<api::ClusterInfoResponse>, Status> {
+    async fn cluster_info(
+        &self,
+        _request: Request<api::ClusterInfoRequest>,
+    ) -> Result<Response<api::ClusterInfoResponse>, Status> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Snapshot(reply))
@@ -399,7 +414,9 @@ fn chunked(tasks: Vec<api::TaskInfo>) -> impl Stream<Item = Result<api::WatchRes
 }
 
 /// Every completion from now on, read straight off the broadcast (no task in between).
-fn watch_all(completions: broadcast::Receiver<Arc<Vec<Finished>>>) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+fn watch_all(
+    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
     futures::stream::unfold(Some(completions), |rx| async move {
         let mut rx = rx?;
         match rx.recv().await {
@@ -443,12 +460,20 @@ fn watch_some(
                     return None;
                 }
                 let mine: Vec<api::TaskInfo> = match w.completions.recv().await {
-                    Ok(batch) => batch.iter().filter(|f| w.pending.remove(&f.task)).map(finished_info).collect(),
+                    Ok(batch) => batch
+                        .iter()
+                        .filter(|f| w.pending.remove(&f.task))
+                        .map(finished_info)
+                        .collect(),
                     // Fell behind: the store has every terminal task, so catch up from it.
-                    Err(broadcast::error::RecvError::Lagged(_)) => match finished_in_store(&w.shared, &mut w.pending, false).await {
-                        Ok(done) => done,
-                        Err(status) => return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None)),
-                    },
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        match finished_in_store(&w.shared, &mut w.pending, false).await {
+                            Ok(done) => done,
+                            Err(status) => {
+                                return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None))
+                            }
+                        }
+                    }
                     Err(broadcast::error::RecvError::Closed) => {
                         let status = Status::unavailable("the dispatcher stopped before these tasks finished");
                         return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None));

@@ -27,7 +27,12 @@ pub struct Cli {
     #[arg(short = 'w', long = "local-slots", env = "VOLLEY_LOCAL_SLOTS", default_value_t = 2)]
     pub local_slots: u32,
     /// Task timeout in seconds: an attempt's lease, and the longest sleep/spin accepted.
-    #[arg(short = 't', long = "task-timeout", env = "VOLLEY_TASK_TIMEOUT", default_value_t = 300.0)]
+    #[arg(
+        short = 't',
+        long = "task-timeout",
+        env = "VOLLEY_TASK_TIMEOUT",
+        default_value_t = 300.0
+    )]
     pub task_timeout_s: f64,
     /// gRPC address (port 0: the OS picks; printed at start).
     #[arg(long, env = "VOLLEY_GRPC", default_value = "127.0.0.1:50051")]

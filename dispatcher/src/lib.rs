@@ -38,6 +38,9 @@ use volley_proto::Mode;
 
 pub use config::Config;
 
+/// How long a stopping dispatcher lets in-flight gRPC calls finish.
+const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Sockets the caller bound, so tests can use port 0.
 pub struct Listeners {
     /// The gRPC API.
@@ -72,7 +75,9 @@ pub async fn start(
     let shared = Arc::new(Shared::new(store.clone(), config.max_queued));
     let max_job_ms = config.task_timeout.as_millis() as u64;
 
-    let recovered = recover(&shared, max_job_ms).await.context("recovering unfinished tasks")?;
+    let recovered = recover(&shared, max_job_ms)
+        .await
+        .context("recovering unfinished tasks")?;
     let recovered_count = recovered.len();
     if recovered_count > 0 {
         info!(tasks = recovered_count, "recovered unfinished tasks from the store");
@@ -94,9 +99,7 @@ pub async fn start(
             (local, None)
         }
         Mode::Pull | Mode::Push => {
-            let listener = listeners
-                .workers
-                .context("pull and push mode need a worker listener")?;
+            let listener = listeners.workers.context("pull and push mode need a worker listener")?;
             let link = worker_link::start(listener, shared.clone(), &tracker, shutdown.clone())
                 .await
                 .context("binding the worker endpoint")?;
@@ -177,7 +180,19 @@ pub async fn start(
         recovered: recovered_count,
     };
     let run = async move {
-        let served = server.await;
+        // In-flight calls get a grace period; long-lived watch streams and idle client
+        // connections would otherwise hold the stop forever.
+        let grace = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(DRAIN_GRACE).await;
+        };
+        let served = tokio::select! {
+            served = server => served,
+            _ = grace => {
+                warn!("closing client connections still open {DRAIN_GRACE:?} after the stop");
+                Ok(())
+            }
+        };
         shutdown.cancel();
         tracker.close();
         tracker.wait().await;
@@ -193,9 +208,8 @@ async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask
     let mut tasks = Vec::with_capacity(records.len());
     let mut unusable = Vec::new();
     for r in records {
-        if !functions.contains_key(&r.function_id) {
-            let f = shared.store.function(r.function_id).await?;
-            functions.insert(r.function_id, f);
+        if let std::collections::hash_map::Entry::Vacant(slot) = functions.entry(r.function_id) {
+            slot.insert(shared.store.function(r.function_id).await?);
         }
         let job = functions
             .get(&r.function_id)
@@ -212,19 +226,24 @@ async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask
             None => unusable.push(core::Transition::Finished(core::Finished {
                 task: r.id,
                 function_id: r.function_id,
-                outcome: Outcome::Failed("unrecoverable: its function is missing or its args exceed this dispatcher's limits".into()),
+                outcome: Outcome::Failed(
+                    "unrecoverable: its function is missing or its args exceed this dispatcher's limits".into(),
+                ),
                 attempts: r.attempts,
                 worker: None,
                 submitted_us: r.submitted_us,
                 dispatched_us: r.dispatched_us,
-                completed_us: core::Now::now().unix_us,
+                completed_us: core::Now::current().unix_us,
                 wait_us: 0,
                 run_us: 0,
             })),
         }
     }
     if !unusable.is_empty() {
-        warn!(count = unusable.len(), "unfinished tasks could not be rebuilt and were marked FAILED");
+        warn!(
+            count = unusable.len(),
+            "unfinished tasks could not be rebuilt and were marked FAILED"
+        );
         shared.store.record(&unusable).await?;
     }
     Ok(tasks)

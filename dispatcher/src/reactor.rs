@@ -2,7 +2,9 @@
 //! channels; it drains whatever is ready, feeds the core, then flushes the core's
 //! decisions in batches: one `Tasks` frame per worker, one store write per turn.
 
-use crate::core::{Capacity, Comm, CoreCounters, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec, WorkerView};
+use crate::core::{
+    Capacity, Comm, CoreCounters, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec, WorkerView,
+};
 use crate::worker_link::{Inbound, InboundReader};
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -127,7 +129,12 @@ impl Reactor {
     }
 
     /// Runs until `shutdown`; then optionally tells workers to exit and returns.
-    pub async fn run(mut self, mut backend: Backend, mut commands: mpsc::Receiver<Command>, shutdown: CancellationToken) {
+    pub async fn run(
+        mut self,
+        mut backend: Backend,
+        mut commands: mpsc::Receiver<Command>,
+        shutdown: CancellationToken,
+    ) {
         if let Backend::Local { slots, .. } = &backend {
             let spec = WorkerSpec {
                 name: "local".into(),
@@ -137,7 +144,7 @@ impl Reactor {
                 capacity: Capacity::Slots,
                 monitored: false,
             };
-            self.local_worker = Some(self.core.add_worker(spec, Now::now(), &mut self.outbox));
+            self.local_worker = Some(self.core.add_worker(spec, Now::current(), &mut self.outbox));
         }
         let mut tick = tokio::time::interval(self.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,10 +162,10 @@ impl Reactor {
                             batch.push(r);
                         }
                         if let Some(local) = self.local_worker {
-                            self.core.results(local, batch, Now::now(), &mut self.outbox);
+                            self.core.results(local, batch, Now::current(), &mut self.outbox);
                         }
                     }
-                    _ = tick.tick() => self.core.tick(Now::now(), &mut self.outbox),
+                    _ = tick.tick() => self.core.tick(Now::current(), &mut self.outbox),
                 },
                 Backend::Remote { inbound, outgoing } => tokio::select! {
                     _ = shutdown.cancelled() => break,
@@ -167,7 +174,7 @@ impl Reactor {
                         self.drain_commands(&mut commands);
                     }
                     Some(first) = inbound.next() => {
-                        let now = Now::now();
+                        let now = Now::current();
                         self.inbound(first, now, outgoing);
                         for _ in 0..DRAIN_LIMIT {
                             match inbound.try_next() {
@@ -177,7 +184,7 @@ impl Reactor {
                         }
                     }
                     _ = tick.tick() => {
-                        self.core.tick(Now::now(), &mut self.outbox);
+                        self.core.tick(Now::current(), &mut self.outbox);
                         self.broadcast(outgoing, &ToWorker::Heartbeat);
                     }
                 },
@@ -203,7 +210,7 @@ impl Reactor {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Submit(tasks) => self.core.submit(tasks, Now::now(), &mut self.outbox),
+            Command::Submit(tasks) => self.core.submit(tasks, Now::current(), &mut self.outbox),
             Command::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
                     workers: self.core.workers(),
@@ -220,7 +227,8 @@ impl Reactor {
             Inbound::Disconnected(peer) => {
                 if let Some(id) = self.peers.by_peer.get(&peer).copied() {
                     info!(worker_id = %id, "worker connection closed; requeueing its tasks");
-                    self.core.remove_worker(id, LossReason::Disconnected, now, &mut self.outbox);
+                    self.core
+                        .remove_worker(id, LossReason::Disconnected, now, &mut self.outbox);
                 }
             }
             Inbound::Message(peer, msg) => {
@@ -236,7 +244,21 @@ impl Reactor {
                             expect_mode,
                         },
                         _,
-                    ) => self.hello(peer, WorkerSpec { name, host, pid, slots, capacity: Capacity::Slots, monitored: true }, version, expect_mode, now, outgoing),
+                    ) => self.hello(
+                        peer,
+                        WorkerSpec {
+                            name,
+                            host,
+                            pid,
+                            slots,
+                            capacity: Capacity::Slots,
+                            monitored: true,
+                        },
+                        version,
+                        expect_mode,
+                        now,
+                        outgoing,
+                    ),
                     (FromWorker::Ready { credits }, Some(id)) => self.core.ready(id, credits, now, &mut self.outbox),
                     (FromWorker::Results(results), Some(id)) => self.core.results(id, results, now, &mut self.outbox),
                     (FromWorker::Heartbeat { .. }, Some(id)) => self.core.heard_from(id, now),
@@ -288,9 +310,15 @@ impl Reactor {
             info!(worker = %spec.name, %version, "worker runs another release; the protocol matches");
         }
         // A reconnecting worker voids its old registration: requeue what it held at once.
-        let old = self.peers.by_peer.get(&peer).copied().or_else(|| self.core.worker_named(&spec.name));
+        let old = self
+            .peers
+            .by_peer
+            .get(&peer)
+            .copied()
+            .or_else(|| self.core.worker_named(&spec.name));
         if let Some(old) = old {
-            self.core.remove_worker(old, LossReason::Replaced, now, &mut self.outbox);
+            self.core
+                .remove_worker(old, LossReason::Replaced, now, &mut self.outbox);
             self.forget_removed();
         }
         spec.capacity = if self.config.mode == Mode::Pull {

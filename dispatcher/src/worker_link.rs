@@ -8,6 +8,7 @@
 
 use crate::shared::{EdgeCounters, Shared};
 use bytes::Bytes;
+use futures::FutureExt;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,6 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
-use futures::FutureExt;
 use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId, RouterReceiver};
 use volley_proto::wire::{self, CodecError, FromWorker, ToWorker};
 

@@ -29,9 +29,24 @@ struct Row {
     rpc_p50_us: f64,
 }
 
-async fn measure(mode: Mode, store: &'static str, store_url: &str, tasks: usize, samples: usize) -> anyhow::Result<Row> {
+async fn measure(
+    mode: Mode,
+    store: &'static str,
+    store_url: &str,
+    tasks: usize,
+    samples: usize,
+) -> anyhow::Result<Row> {
     let prefix = format!("volley-bench:{}:{mode}:", std::process::id());
-    let mut spec = ClusterSpec::new(mode, WORKERS, SLOTS).store(store_url).label(format!("bench-{mode}-{store}")).log_level("warn");
+    // The local pool gets as many slots as the workers have together.
+    let (workers, slots) = if mode == Mode::Local {
+        (0, WORKERS as u32 * SLOTS)
+    } else {
+        (WORKERS, SLOTS)
+    };
+    let mut spec = ClusterSpec::new(mode, workers, slots)
+        .store(store_url)
+        .label(format!("bench-{mode}-{store}"))
+        .log_level("warn");
     if store == "redis" {
         spec = spec.args(["--redis-prefix", prefix.as_str()]);
     }
@@ -40,18 +55,41 @@ async fn measure(mode: Mode, store: &'static str, store_url: &str, tasks: usize,
     let (noop, args) = register_spec(&mut client, "noop").await?;
 
     // Warm-up, then the measured batch.
-    run_batch(&client, vec![(noop, args.clone()); tasks / 10], 10_000, Duration::from_secs(120)).await?;
-    let outcome = run_batch(&client, vec![(noop, args.clone()); tasks], 10_000, Duration::from_secs(300)).await?;
+    run_batch(
+        &client,
+        vec![(noop, args.clone()); tasks / 10],
+        10_000,
+        Duration::from_secs(120),
+    )
+    .await?;
+    let outcome = run_batch(
+        &client,
+        vec![(noop, args.clone()); tasks],
+        10_000,
+        Duration::from_secs(300),
+    )
+    .await?;
     anyhow::ensure!(outcome.completed == tasks, "{} of {tasks} completed", outcome.completed);
 
     // Latency: one task at a time, result read from an open WatchResults stream.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut watch = client.clone().watch_results(api::WatchResultsRequest { task_ids: vec![] }).await?.into_inner();
+    let mut watch = client
+        .clone()
+        .watch_results(api::WatchResultsRequest { task_ids: vec![] })
+        .await?
+        .into_inner();
     let mut lat = Vec::with_capacity(samples);
     let mut rpc = Vec::with_capacity(samples);
     for i in 0..samples + samples / 10 {
         let t0 = Instant::now();
-        let id = client.execute(api::ExecuteRequest { function_id: noop, args: args.clone() }).await?.into_inner().task_id;
+        let id = client
+            .execute(api::ExecuteRequest {
+                function_id: noop,
+                args: args.clone(),
+            })
+            .await?
+            .into_inner()
+            .task_id;
         let submitted = t0.elapsed().as_secs_f64() * 1e6;
         'wait: loop {
             let msg = watch.next().await.ok_or_else(|| anyhow::anyhow!("watch ended"))??;
@@ -80,7 +118,11 @@ async fn measure(mode: Mode, store: &'static str, store_url: &str, tasks: usize,
     if store == "redis" {
         if let Ok(c) = redis::Client::open(store_url) {
             if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap_or_default();
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{prefix}*"))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
                 for chunk in keys.chunks(10_000) {
                     let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
                 }
@@ -100,8 +142,14 @@ async fn main() -> anyhow::Result<()> {
         stores.push(("redis", redis_url));
     }
     let host = hostname();
-    println!("# Volley cluster benchmark: {WORKERS} workers × {SLOTS} slot (local: {SLOTS}-slot pool), noop tasks");
-    println!("# host {host}, {} cores, {tasks} tasks per throughput run, {samples} latency samples\n", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0));
+    println!(
+        "# Volley cluster benchmark: {WORKERS} workers × {SLOTS} slot (local: a {}-slot pool), noop tasks",
+        WORKERS as u32 * SLOTS
+    );
+    println!(
+        "# host {host}, {} cores, {tasks} tasks per throughput run, {samples} latency samples\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
+    );
     println!("| mode | store | tasks | tasks/s | submit→result p50 | p99 | Execute RPC alone p50 |");
     println!("|---|---|---:|---:|---:|---:|---:|");
     for (store, url) in &stores {
@@ -118,5 +166,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
 }

@@ -43,8 +43,15 @@ fn build(cargo: &Path, profile_dir: &Path) -> anyhow::Result<()> {
         .parent()
         .context("perf crate has no parent directory")?;
     let mut cmd = std::process::Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "--quiet", "-p", "volley-dispatcher", "-p", "volley-worker", "--bins"]);
+    cmd.current_dir(workspace).args([
+        "build",
+        "--quiet",
+        "-p",
+        "volley-dispatcher",
+        "-p",
+        "volley-worker",
+        "--bins",
+    ]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");
     }

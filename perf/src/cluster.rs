@@ -100,8 +100,13 @@ impl Cluster {
     pub async fn start(spec: ClusterSpec) -> anyhow::Result<Self> {
         let n = CLUSTERS.fetch_add(1, Ordering::Relaxed);
         let bin_dir = crate::binaries::path("dispatcher")?;
-        let target = bin_dir.parent().and_then(Path::parent).context("binary outside a target directory")?;
-        let log_dir = target.join("volley-logs").join(format!("{}-{}-{n}", sanitize(&spec.label), std::process::id()));
+        let target = bin_dir
+            .parent()
+            .and_then(Path::parent)
+            .context("binary outside a target directory")?;
+        let log_dir = target
+            .join("volley-logs")
+            .join(format!("{}-{}-{n}", sanitize(&spec.label), std::process::id()));
         std::fs::create_dir_all(&log_dir).with_context(|| format!("creating {}", log_dir.display()))?;
         let mut cluster = Self {
             spec,
@@ -118,7 +123,9 @@ impl Cluster {
             for _ in 0..cluster.spec.workers {
                 cluster.spawn_worker(cluster.spec.slots, &[])?;
             }
-            cluster.wait_for_workers(cluster.spec.workers, Duration::from_secs(30)).await?;
+            cluster
+                .wait_for_workers(cluster.spec.workers, Duration::from_secs(30))
+                .await?;
         }
         Ok(cluster)
     }
@@ -174,7 +181,11 @@ impl Cluster {
             Ok(Ok(Some(line))) => line,
             _ => {
                 let _ = child.kill().await;
-                bail!("the dispatcher did not start; its log ({}):\n{}", log.display(), tail(&log, 20));
+                bail!(
+                    "the dispatcher did not start; its log ({}):\n{}",
+                    log.display(),
+                    tail(&log, 20)
+                );
             }
         };
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
@@ -223,7 +234,12 @@ impl Cluster {
 
     /// The dispatcher's `ClusterInfo`.
     pub async fn info(&self) -> anyhow::Result<api::ClusterInfoResponse> {
-        Ok(self.client().await?.cluster_info(api::ClusterInfoRequest {}).await?.into_inner())
+        Ok(self
+            .client()
+            .await?
+            .cluster_info(api::ClusterInfoRequest {})
+            .await?
+            .into_inner())
     }
 
     /// Waits until exactly `n` workers are registered.
@@ -259,14 +275,22 @@ impl Cluster {
 
     /// SIGKILLs worker `index` and reaps it.
     pub async fn kill_worker(&mut self, index: usize) -> anyhow::Result<()> {
-        let mut child = self.workers.get_mut(index).and_then(Option::take).context("no such worker")?;
+        let mut child = self
+            .workers
+            .get_mut(index)
+            .and_then(Option::take)
+            .context("no such worker")?;
         child.kill().await?;
         Ok(())
     }
 
     /// Waits for worker `index` to exit on its own and returns its exit code.
     pub async fn wait_worker(&mut self, index: usize, timeout: Duration) -> anyhow::Result<Option<i32>> {
-        let child = self.workers.get_mut(index).and_then(Option::as_mut).context("no such worker")?;
+        let child = self
+            .workers
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .context("no such worker")?;
         let status = tokio::time::timeout(timeout, child.wait())
             .await
             .context("worker did not exit in time")??;
@@ -299,7 +323,9 @@ impl Cluster {
     pub fn check_dispatcher(&mut self) -> anyhow::Result<()> {
         if let Some(child) = self.dispatcher.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                let log = self.log_dir.join(format!("dispatcher-{}.log", self.dispatcher_starts - 1));
+                let log = self
+                    .log_dir
+                    .join(format!("dispatcher-{}.log", self.dispatcher_starts - 1));
                 bail!("the dispatcher exited ({status}); its log:\n{}", tail(&log, 30));
             }
         }
@@ -312,12 +338,18 @@ impl Cluster {
             if let Some(pid) = child.id() {
                 let _ = signal_pid(pid, Signal::SIGTERM);
             }
-            if tokio::time::timeout(Duration::from_secs(5), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(5), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }
         for child in self.workers.iter_mut().filter_map(Option::as_mut) {
-            if tokio::time::timeout(Duration::from_secs(3), child.wait()).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(3), child.wait())
+                .await
+                .is_err()
+            {
                 let _ = child.kill().await;
             }
         }
@@ -327,11 +359,14 @@ impl Cluster {
 
 fn signal_pid(pid: u32, signal: Signal) -> anyhow::Result<()> {
     let pid = i32::try_from(pid).context("pid out of range")?;
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).with_context(|| format!("sending {signal} to {pid}"))
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+        .with_context(|| format!("sending {signal} to {pid}"))
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect()
 }
 
 /// The last `n` lines of a log file, for error messages.

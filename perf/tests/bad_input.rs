@@ -13,16 +13,21 @@ use volley_proto::Mode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_on_the_worker_port_is_dropped_and_counted() {
-    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label("garbage")).await.expect("cluster");
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label("garbage"))
+        .await
+        .expect("cluster");
     let endpoint = cluster.worker_endpoint().expect("endpoint").to_owned();
     let addr = endpoint.trim_start_matches("tcp://").to_owned();
 
     // Raw TCP that never speaks ZMTP.
     let mut raw = std::net::TcpStream::connect(&addr).expect("tcp");
-    raw.write_all(b"GET / HTTP/1.1\r\nHost: volley\r\n\r\n\xff\x00\x13garbage").expect("write");
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: volley\r\n\r\n\xff\x00\x13garbage")
+        .expect("write");
 
     // A real ZeroMQ peer sending undecodable frames and another protocol version.
-    let mut peer = WorkerConnection::connect(&endpoint, Duration::from_secs(2)).await.expect("connect");
+    let mut peer = WorkerConnection::connect(&endpoint, Duration::from_secs(2))
+        .await
+        .expect("connect");
     for junk in [vec![], vec![0xff; 9], b"not postcard at all".to_vec()] {
         peer.send_frame(junk).await.expect("send");
     }
@@ -37,7 +42,10 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
     peer.send_frame(wire::encode_with_version(wire::PROTOCOL_VERSION + 1, &hello).expect("encode"))
         .await
         .expect("send");
-    let reply = tokio::time::timeout(Duration::from_secs(5), peer.recv()).await.expect("told").expect("reply");
+    let reply = tokio::time::timeout(Duration::from_secs(5), peer.recv())
+        .await
+        .expect("told")
+        .expect("reply");
     match reply {
         ToWorker::Reject { reason } => assert!(reason.contains("protocol version"), "{reason}"),
         other => panic!("expected a Reject, got {other:?}"),
@@ -54,7 +62,9 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
     .await
     .expect("send");
     // A worker announcing absurd slots is refused.
-    let mut greedy = WorkerConnection::connect(&endpoint, Duration::from_secs(2)).await.expect("connect");
+    let mut greedy = WorkerConnection::connect(&endpoint, Duration::from_secs(2))
+        .await
+        .expect("connect");
     for slots in [0, 1_000_000] {
         greedy
             .send(&FromWorker::Hello {
@@ -67,7 +77,11 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
             })
             .await
             .expect("send");
-        match tokio::time::timeout(Duration::from_secs(5), greedy.recv()).await.expect("told").expect("reply") {
+        match tokio::time::timeout(Duration::from_secs(5), greedy.recv())
+            .await
+            .expect("told")
+            .expect("reply")
+        {
             ToWorker::Reject { reason } => assert!(reason.contains("slots"), "{reason}"),
             other => panic!("expected a Reject, got {other:?}"),
         }
@@ -76,7 +90,9 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
     // Everyone else is still served.
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, args) = register_spec(&mut client, "noop").await.expect("register");
-    let outcome = run_batch(&client, vec![(f, args); 200], 50, Duration::from_secs(20)).await.expect("batch");
+    let outcome = run_batch(&client, vec![(f, args); 200], 50, Duration::from_secs(20))
+        .await
+        .expect("batch");
     assert_eq!(outcome.completed, 200);
     let info = common::wait_until(&cluster, Duration::from_secs(5), "frames to be counted", |i| {
         i.counters.is_some_and(|c| c.dropped_frames >= 4)
@@ -92,48 +108,144 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_get_the_right_status_and_a_useful_message() {
     // No workers and a queue of 3: submissions stay queued, so the bound is reached.
-    let spec = ClusterSpec::new(Mode::Push, 0, 1).args(["--max-queued", "3", "-t", "60"]).label("grpc-errors");
+    let spec = ClusterSpec::new(Mode::Push, 0, 1)
+        .args(["--max-queued", "3", "-t", "60"])
+        .label("grpc-errors");
     let cluster = Cluster::start(spec).await.expect("cluster");
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (sleep, _) = register_spec(&mut client, "sleep:10").await.expect("register");
     use tonic::Code;
-    let register = |name: &str, spec: Option<api::FunctionSpec>| api::RegisterFunctionRequest { name: name.into(), spec };
-    let exec = |function_id: u64, args: &str| api::ExecuteRequest { function_id, args: args.into() };
+    let register = |name: &str, spec: Option<api::FunctionSpec>| api::RegisterFunctionRequest {
+        name: name.into(),
+        spec,
+    };
+    let exec = |function_id: u64, args: &str| api::ExecuteRequest {
+        function_id,
+        args: args.into(),
+    };
     let noop_spec = Some(volley_proto::function::FunctionKind::Noop.to_api());
     let long_sleep = Some(volley_proto::function::FunctionKind::Sleep { ms: 61_000 }.to_api());
 
     let cases: Vec<(&str, tonic::Status, Code, &str)> = vec![
-        ("empty name", client.register_function(register("  ", noop_spec.clone())).await.expect_err(""), Code::InvalidArgument, "name"),
-        ("no spec", client.register_function(register("x", None)).await.expect_err(""), Code::InvalidArgument, "spec is missing"),
-        ("sleep past the timeout", client.register_function(register("x", long_sleep)).await.expect_err(""), Code::InvalidArgument, "exceeds"),
-        ("unknown function", client.execute(exec(999, "")).await.expect_err(""), Code::NotFound, "no function with id 999"),
-        ("malformed args", client.execute(exec(sleep, "{oops")).await.expect_err(""), Code::InvalidArgument, "not valid JSON"),
-        ("negative duration", client.execute(exec(sleep, r#"{"ms": -1}"#)).await.expect_err(""), Code::InvalidArgument, "whole number"),
-        ("absurd duration", client.execute(exec(sleep, r#"{"ms": 99999999999}"#)).await.expect_err(""), Code::InvalidArgument, "exceeds"),
-        ("unknown argument", client.execute(exec(sleep, r#"{"seconds": 1}"#)).await.expect_err(""), Code::InvalidArgument, "unknown argument"),
-        ("empty batch", client.execute_batch(api::ExecuteBatchRequest { tasks: vec![] }).await.expect_err(""), Code::InvalidArgument, "no tasks"),
+        (
+            "empty name",
+            client
+                .register_function(register("  ", noop_spec.clone()))
+                .await
+                .expect_err(""),
+            Code::InvalidArgument,
+            "name",
+        ),
+        (
+            "no spec",
+            client.register_function(register("x", None)).await.expect_err(""),
+            Code::InvalidArgument,
+            "spec is missing",
+        ),
+        (
+            "sleep past the timeout",
+            client.register_function(register("x", long_sleep)).await.expect_err(""),
+            Code::InvalidArgument,
+            "exceeds",
+        ),
+        (
+            "unknown function",
+            client.execute(exec(999, "")).await.expect_err(""),
+            Code::NotFound,
+            "no function with id 999",
+        ),
+        (
+            "malformed args",
+            client.execute(exec(sleep, "{oops")).await.expect_err(""),
+            Code::InvalidArgument,
+            "not valid JSON",
+        ),
+        (
+            "negative duration",
+            client.execute(exec(sleep, r#"{"ms": -1}"#)).await.expect_err(""),
+            Code::InvalidArgument,
+            "whole number",
+        ),
+        (
+            "absurd duration",
+            client
+                .execute(exec(sleep, r#"{"ms": 99999999999}"#))
+                .await
+                .expect_err(""),
+            Code::InvalidArgument,
+            "exceeds",
+        ),
+        (
+            "unknown argument",
+            client.execute(exec(sleep, r#"{"seconds": 1}"#)).await.expect_err(""),
+            Code::InvalidArgument,
+            "unknown argument",
+        ),
+        (
+            "empty batch",
+            client
+                .execute_batch(api::ExecuteBatchRequest { tasks: vec![] })
+                .await
+                .expect_err(""),
+            Code::InvalidArgument,
+            "no tasks",
+        ),
         (
             "batch naming the bad task",
-            client.execute_batch(api::ExecuteBatchRequest { tasks: vec![exec(sleep, ""), exec(sleep, "[]")] }).await.expect_err(""),
+            client
+                .execute_batch(api::ExecuteBatchRequest {
+                    tasks: vec![exec(sleep, ""), exec(sleep, "[]")],
+                })
+                .await
+                .expect_err(""),
             Code::InvalidArgument,
             "task 1:",
         ),
-        ("unknown task", client.get_status(api::GetStatusRequest { task_id: 77 }).await.expect_err(""), Code::NotFound, "no task with id 77"),
-        ("task id zero", client.get_result(api::GetResultRequest { task_id: 0 }).await.expect_err(""), Code::InvalidArgument, "task_id is required"),
+        (
+            "unknown task",
+            client
+                .get_status(api::GetStatusRequest { task_id: 77 })
+                .await
+                .expect_err(""),
+            Code::NotFound,
+            "no task with id 77",
+        ),
+        (
+            "task id zero",
+            client
+                .get_result(api::GetResultRequest { task_id: 0 })
+                .await
+                .expect_err(""),
+            Code::InvalidArgument,
+            "task_id is required",
+        ),
         (
             "watching an unknown task",
-            client.watch_results(api::WatchResultsRequest { task_ids: vec![123456] }).await.map(|_| ()).expect_err(""),
+            client
+                .watch_results(api::WatchResultsRequest { task_ids: vec![123456] })
+                .await
+                .map(|_| ())
+                .expect_err(""),
             Code::NotFound,
             "no task with id 123456",
         ),
     ];
     for (what, status, code, text) in cases {
         assert_eq!(status.code(), code, "{what}: {status:?}");
-        assert!(status.message().contains(text), "{what}: message {:?} lacks {text:?}", status.message());
+        assert!(
+            status.message().contains(text),
+            "{what}: message {:?} lacks {text:?}",
+            status.message()
+        );
     }
 
     // The bounded queue refuses the whole batch that would overflow it, and says why.
-    client.execute_batch(api::ExecuteBatchRequest { tasks: vec![exec(sleep, ""); 3] }).await.expect("3 fit");
+    client
+        .execute_batch(api::ExecuteBatchRequest {
+            tasks: vec![exec(sleep, ""); 3],
+        })
+        .await
+        .expect("3 fit");
     let full = client.execute(exec(sleep, "")).await.expect_err("queue is full");
     assert_eq!(full.code(), Code::ResourceExhausted);
     assert!(full.message().contains("queue full"), "{}", full.message());

@@ -15,18 +15,31 @@ fn holding(info: &api::ClusterInfoResponse, name: &str) -> bool {
 }
 
 async fn kill_worker_mid_batch(mode: Mode) {
-    let mut cluster = Cluster::start(ClusterSpec::new(mode, 2, 2).label(format!("kill-{mode}"))).await.expect("cluster");
+    let mut cluster = Cluster::start(ClusterSpec::new(mode, 2, 2).label(format!("kill-{mode}")))
+        .await
+        .expect("cluster");
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, args) = register_spec(&mut client, "sleep:300").await.expect("register");
     let batch = tokio::spawn({
         let client = client.clone();
         async move { run_batch(&client, vec![(f, args); 24], 24, Duration::from_secs(60)).await }
     });
-    wait_until(&cluster, Duration::from_secs(10), "worker-0 to hold tasks", |i| holding(i, "worker-0")).await;
+    wait_until(&cluster, Duration::from_secs(10), "worker-0 to hold tasks", |i| {
+        holding(i, "worker-0")
+    })
+    .await;
     cluster.kill_worker(0).await.expect("kill");
     let outcome = batch.await.expect("join").expect("every task finished");
-    assert_eq!((outcome.completed, outcome.failed), (24, 0), "logs in {}", cluster.log_dir().display());
-    assert!(outcome.tasks.iter().any(|t| t.attempts > 1), "some task must have been retried");
+    assert_eq!(
+        (outcome.completed, outcome.failed),
+        (24, 0),
+        "logs in {}",
+        cluster.log_dir().display()
+    );
+    assert!(
+        outcome.tasks.iter().any(|t| t.attempts > 1),
+        "some task must have been retried"
+    );
     let c = cluster.info().await.expect("info").counters.expect("counters");
     assert!(c.requeued > 0 && c.workers_lost == 1, "{c:?}");
     cluster.stop().await.expect("stop");
@@ -44,12 +57,17 @@ async fn sigkill_of_a_pull_worker_loses_no_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_whose_workers_keep_dying_fails_as_worker_lost() {
-    let spec = ClusterSpec::new(Mode::Push, 1, 1).args(["--max-attempts", "2"]).label("keeps-dying");
+    let spec = ClusterSpec::new(Mode::Push, 1, 1)
+        .args(["--max-attempts", "2"])
+        .label("keeps-dying");
     let mut cluster = Cluster::start(spec).await.expect("cluster");
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, _) = register_spec(&mut client, "sleep:30000").await.expect("register");
     let id = client
-        .execute(api::ExecuteRequest { function_id: f, args: String::new() })
+        .execute(api::ExecuteRequest {
+            function_id: f,
+            args: String::new(),
+        })
         .await
         .expect("execute")
         .into_inner()
@@ -57,14 +75,23 @@ async fn a_task_whose_workers_keep_dying_fails_as_worker_lost() {
     let mut victim = 0;
     for attempt in 1..=2 {
         let name = format!("worker-{victim}");
-        wait_until(&cluster, Duration::from_secs(10), "the worker to hold the task", |i| holding(i, &name)).await;
+        wait_until(&cluster, Duration::from_secs(10), "the worker to hold the task", |i| {
+            holding(i, &name)
+        })
+        .await;
         cluster.kill_worker(victim).await.expect("kill");
         if attempt < 2 {
             victim = cluster.add_worker(1, &[]).await.expect("respawn");
         }
     }
     let task = loop {
-        let t = client.get_result(api::GetResultRequest { task_id: id }).await.expect("result").into_inner().task.expect("task");
+        let t = client
+            .get_result(api::GetResultRequest { task_id: id })
+            .await
+            .expect("result")
+            .into_inner()
+            .task
+            .expect("task");
         if t.state == api::TaskState::Failed as i32 {
             break t;
         }
@@ -78,7 +105,9 @@ async fn a_task_whose_workers_keep_dying_fails_as_worker_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_makes_a_worker_say_goodbye_and_its_tasks_move_on() {
     // A long liveness window: only the goodbye can requeue the tasks in time.
-    let spec = ClusterSpec::new(Mode::Push, 2, 2).args(["--liveness", "400"]).label("goodbye");
+    let spec = ClusterSpec::new(Mode::Push, 2, 2)
+        .args(["--liveness", "400"])
+        .label("goodbye");
     let mut cluster = Cluster::start(spec).await.expect("cluster");
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, args) = register_spec(&mut client, "sleep:500").await.expect("register");
@@ -86,9 +115,15 @@ async fn sigterm_makes_a_worker_say_goodbye_and_its_tasks_move_on() {
         let client = client.clone();
         async move { run_batch(&client, vec![(f, args); 8], 8, Duration::from_secs(30)).await }
     });
-    wait_until(&cluster, Duration::from_secs(10), "worker-0 to hold tasks", |i| holding(i, "worker-0")).await;
+    wait_until(&cluster, Duration::from_secs(10), "worker-0 to hold tasks", |i| {
+        holding(i, "worker-0")
+    })
+    .await;
     cluster.signal_worker(0, Signal::SIGTERM).expect("sigterm");
-    assert_eq!(cluster.wait_worker(0, Duration::from_secs(5)).await.expect("exit"), Some(0));
+    assert_eq!(
+        cluster.wait_worker(0, Duration::from_secs(5)).await.expect("exit"),
+        Some(0)
+    );
     let outcome = batch.await.expect("join").expect("batch");
     assert_eq!(outcome.completed, 8);
     let info = cluster.info().await.expect("info");
@@ -101,7 +136,10 @@ async fn sigterm_makes_a_worker_say_goodbye_and_its_tasks_move_on() {
 async fn a_dispatcher_restarted_on_redis_finishes_every_task() {
     let url = redis_url();
     let prefix = unique_prefix("restart");
-    let spec = ClusterSpec::new(Mode::Push, 2, 2).store(url.as_str()).args(["--redis-prefix", prefix.as_str()]).label("restart");
+    let spec = ClusterSpec::new(Mode::Push, 2, 2)
+        .store(url.as_str())
+        .args(["--redis-prefix", prefix.as_str()])
+        .label("restart");
     let mut cluster = Cluster::start(spec).await.expect("cluster");
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, args) = register_spec(&mut client, "sleep:150").await.expect("register");
@@ -113,24 +151,45 @@ async fn a_dispatcher_restarted_on_redis_finishes_every_task() {
         .expect("submit")
         .into_inner()
         .task_ids;
-    wait_until(&cluster, Duration::from_secs(10), "some tasks to finish", |i| i.counters.is_some_and(|c| c.completed >= 4)).await;
+    wait_until(&cluster, Duration::from_secs(10), "some tasks to finish", |i| {
+        i.counters.is_some_and(|c| c.completed >= 4)
+    })
+    .await;
     cluster.restart_dispatcher().await.expect("restart");
     // The new dispatcher recovered what was unfinished; its workers came back by themselves.
-    cluster.wait_for_workers(2, Duration::from_secs(15)).await.expect("workers reconnect");
+    cluster
+        .wait_for_workers(2, Duration::from_secs(15))
+        .await
+        .expect("workers reconnect");
     let mut client = connect(&cluster.grpc_url()).await.expect("reconnect");
     let mut done = std::collections::HashMap::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while done.len() < ids.len() {
-        assert!(tokio::time::Instant::now() < deadline, "{} of {} finished; logs in {}", done.len(), ids.len(), cluster.log_dir().display());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} finished; logs in {}",
+            done.len(),
+            ids.len(),
+            cluster.log_dir().display()
+        );
         for id in &ids {
-            let t = client.get_result(api::GetResultRequest { task_id: *id }).await.expect("get").into_inner().task.expect("task");
+            let t = client
+                .get_result(api::GetResultRequest { task_id: *id })
+                .await
+                .expect("get")
+                .into_inner()
+                .task
+                .expect("task");
             if t.state == api::TaskState::Completed as i32 || t.state == api::TaskState::Failed as i32 {
                 done.insert(*id, t);
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(done.values().all(|t| t.state == api::TaskState::Completed as i32), "every task completes");
+    assert!(
+        done.values().all(|t| t.state == api::TaskState::Completed as i32),
+        "every task completes"
+    );
     cluster.stop().await.expect("stop");
     purge(&url, &prefix).await;
 }
@@ -138,29 +197,56 @@ async fn a_dispatcher_restarted_on_redis_finishes_every_task() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_means_unavailable_and_the_dispatcher_recovers() {
     let mut redis = RedisServer::start(true).expect("redis-server");
-    let spec = ClusterSpec::new(Mode::Pull, 1, 2).store(redis.url()).label("redis-outage");
+    let spec = ClusterSpec::new(Mode::Pull, 1, 2)
+        .store(redis.url())
+        .label("redis-outage");
     let cluster = Cluster::start(spec).await.expect("cluster");
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, args) = register_spec(&mut client, "sleep:200").await.expect("register");
     let before = client
-        .execute_batch(api::ExecuteBatchRequest { tasks: vec![api::ExecuteRequest { function_id: f, args: args.clone() }; 4] })
+        .execute_batch(api::ExecuteBatchRequest {
+            tasks: vec![
+                api::ExecuteRequest {
+                    function_id: f,
+                    args: args.clone()
+                };
+                4
+            ],
+        })
         .await
         .expect("submit")
         .into_inner()
         .task_ids;
 
     redis.stop();
-    let refused = client.execute(api::ExecuteRequest { function_id: f, args: args.clone() }).await.expect_err("store is down");
+    let refused = client
+        .execute(api::ExecuteRequest {
+            function_id: f,
+            args: args.clone(),
+        })
+        .await
+        .expect_err("store is down");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(refused.message().contains("store unavailable"), "{}", refused.message());
-    let status = client.get_status(api::GetStatusRequest { task_id: before[0] }).await.expect_err("store is down");
+    let status = client
+        .get_status(api::GetStatusRequest { task_id: before[0] })
+        .await
+        .expect_err("store is down");
     assert_eq!(status.code(), tonic::Code::Unavailable);
 
     redis.restart().expect("redis back");
     // Outcomes decided while Redis was down were held and are written now.
-    let outcome = run_batch(&client, vec![(f, args); 4], 4, Duration::from_secs(30)).await.expect("works again");
+    let outcome = run_batch(&client, vec![(f, args); 4], 4, Duration::from_secs(30))
+        .await
+        .expect("works again");
     assert_eq!(outcome.completed, 4);
-    let mut watch = client.watch_results(api::WatchResultsRequest { task_ids: before.clone() }).await.expect("watch").into_inner();
+    let mut watch = client
+        .watch_results(api::WatchResultsRequest {
+            task_ids: before.clone(),
+        })
+        .await
+        .expect("watch")
+        .into_inner();
     let mut seen = 0;
     while let Some(msg) = futures::StreamExt::next(&mut watch).await {
         let msg = msg.expect("watch message");
@@ -176,7 +262,14 @@ async fn a_worker_started_first_waits_for_its_dispatcher() {
     let port = volley_perf::free_port().expect("port");
     let log = std::env::temp_dir().join(format!("volley-early-worker-{}.log", std::process::id()));
     let mut worker = tokio::process::Command::new(volley_perf::binaries::path("worker").expect("worker binary"))
-        .args(["2", &format!("tcp://127.0.0.1:{port}"), "--mode", "push", "--name", "early"])
+        .args([
+            "2",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--mode",
+            "push",
+            "--name",
+            "early",
+        ])
         .env("RUST_LOG", "info")
         .stderr(std::fs::File::create(&log).expect("log"))
         .kill_on_drop(true)
@@ -192,14 +285,29 @@ async fn a_worker_started_first_waits_for_its_dispatcher() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(says_retrying(), "the worker says it is retrying:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        says_retrying(),
+        "the worker says it is retrying:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
-    let spec = ClusterSpec::new(Mode::Push, 0, 1).worker_port(port).label("early-worker");
+    let spec = ClusterSpec::new(Mode::Push, 0, 1)
+        .worker_port(port)
+        .label("early-worker");
     let mut cluster = Cluster::start(spec).await.expect("cluster");
-    cluster.wait_for_workers(1, Duration::from_secs(10)).await.expect("the early worker registers");
+    cluster
+        .wait_for_workers(1, Duration::from_secs(10))
+        .await
+        .expect("the early worker registers");
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, args) = register_spec(&mut client, "noop").await.expect("register");
-    assert_eq!(run_batch(&client, vec![(f, args); 10], 10, Duration::from_secs(10)).await.expect("batch").completed, 10);
+    assert_eq!(
+        run_batch(&client, vec![(f, args); 10], 10, Duration::from_secs(10))
+            .await
+            .expect("batch")
+            .completed,
+        10
+    );
     cluster.stop().await.expect("stop");
     let _ = tokio::time::timeout(Duration::from_secs(5), worker.wait()).await;
     let _ = std::fs::remove_file(&log);

@@ -58,9 +58,13 @@ async fn push_mode_on_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_request_reply_with_prefetch_zero() {
-    let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 2, 1).args(["--prefetch", "0"]).label("prefetch0"))
-        .await
-        .expect("cluster");
+    let cluster = Cluster::start(
+        ClusterSpec::new(Mode::Pull, 2, 1)
+            .args(["--prefetch", "0"])
+            .label("prefetch0"),
+    )
+    .await
+    .expect("cluster");
     let mut client = volley_client::connect(&cluster.grpc_url()).await.expect("connect");
     run_mixed(&mut client).await;
     cluster.stop().await.expect("stop");

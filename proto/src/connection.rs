@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 use std::time::Duration;
 use zeromq::{
-    DealerRecvHalf, DealerSendHalf, DealerSocket, RouterRecvHalf, RouterSendHalf, RouterSocket, Socket,
-    SocketEvent, SocketOptions, SocketRecv, SocketSend, ZmqMessage,
+    DealerRecvHalf, DealerSendHalf, DealerSocket, RouterRecvHalf, RouterSendHalf, RouterSocket, Socket, SocketEvent,
+    SocketOptions, SocketRecv, SocketSend, ZmqMessage,
 };
 
 /// A worker's ZeroMQ identity as the dispatcher's ROUTER socket sees it.

@@ -169,15 +169,16 @@ impl FunctionKind {
         let parsed = if args.trim().is_empty() {
             None
         } else {
-            Some(
-                serde_json::from_str::<Value>(args)
-                    .map_err(|e| invalid(format!("args are not valid JSON: {e}")))?,
-            )
+            Some(serde_json::from_str::<Value>(args).map_err(|e| invalid(format!("args are not valid JSON: {e}")))?)
         };
         let job = match self {
             FunctionKind::Noop => Job::Noop,
             FunctionKind::Echo => Job::Echo {
-                payload: if parsed.is_some() { args.to_owned() } else { "null".to_owned() },
+                payload: if parsed.is_some() {
+                    args.to_owned()
+                } else {
+                    "null".to_owned()
+                },
             },
             FunctionKind::Sleep { ms } => Job::Sleep {
                 ms: override_ms(self.name(), *ms, parsed.as_ref(), max_ms)?,
@@ -202,10 +203,16 @@ fn check_ms(name: &str, ms: u64, max_ms: u64) -> Result<(), InvalidFunction> {
     Ok(())
 }
 
-fn object<'a>(name: &str, args: &'a Value, allowed: &str) -> Result<&'a serde_json::Map<String, Value>, InvalidFunction> {
-    let map = args
-        .as_object()
-        .ok_or_else(|| invalid(format!("args for {name} must be a JSON object like {{\"{allowed}\": ...}}")))?;
+fn object<'a>(
+    name: &str,
+    args: &'a Value,
+    allowed: &str,
+) -> Result<&'a serde_json::Map<String, Value>, InvalidFunction> {
+    let map = args.as_object().ok_or_else(|| {
+        invalid(format!(
+            "args for {name} must be a JSON object like {{\"{allowed}\": ...}}"
+        ))
+    })?;
     if let Some(unknown) = map.keys().find(|k| k.as_str() != allowed) {
         return Err(invalid(format!(
             "unknown argument '{unknown}' for {name}; the only argument is \"{allowed}\""
@@ -220,7 +227,9 @@ fn override_ms(name: &str, default: u64, args: Option<&Value>, max_ms: u64) -> R
         Some(args) => match object(name, args, "ms")?.get("ms") {
             None => default,
             Some(v) => v.as_u64().ok_or_else(|| {
-                invalid(format!("\"ms\" for {name} must be a whole number of milliseconds ≥ 0, got {v}"))
+                invalid(format!(
+                    "\"ms\" for {name} must be a whole number of milliseconds ≥ 0, got {v}"
+                ))
             })?,
         },
     };
@@ -248,14 +257,23 @@ mod tests {
     #[test]
     fn spec_strings_parse() {
         assert_eq!(FunctionKind::parse_spec("noop").unwrap().0, FunctionKind::Noop);
-        assert_eq!(FunctionKind::parse_spec("sleep:250").unwrap().0, FunctionKind::Sleep { ms: 250 });
-        assert_eq!(FunctionKind::parse_spec("spin:5").unwrap().0, FunctionKind::Spin { ms: 5 });
+        assert_eq!(
+            FunctionKind::parse_spec("sleep:250").unwrap().0,
+            FunctionKind::Sleep { ms: 250 }
+        );
+        assert_eq!(
+            FunctionKind::parse_spec("spin:5").unwrap().0,
+            FunctionKind::Spin { ms: 5 }
+        );
         let (echo, args) = FunctionKind::parse_spec("echo:hi there").unwrap();
         assert_eq!(echo, FunctionKind::Echo);
         assert_eq!(args, "\"hi there\"");
         assert!(FunctionKind::parse_spec("sleep").is_err());
         assert!(FunctionKind::parse_spec("sleep:-3").is_err());
-        assert!(FunctionKind::parse_spec("launch:1").unwrap_err().0.contains("unknown function"));
+        assert!(FunctionKind::parse_spec("launch:1")
+            .unwrap_err()
+            .0
+            .contains("unknown function"));
     }
 
     #[test]
@@ -264,17 +282,37 @@ mod tests {
         assert_eq!(sleep.resolve("", MAX).unwrap(), Job::Sleep { ms: 10 });
         assert_eq!(sleep.resolve(r#"{"ms": 250}"#, MAX).unwrap(), Job::Sleep { ms: 250 });
         let fail = FunctionKind::Fail { message: "a".into() };
-        assert_eq!(fail.resolve(r#"{"message":"b"}"#, MAX).unwrap(), Job::Fail { message: "b".into() });
-        assert_eq!(FunctionKind::Echo.resolve("[1,2]", MAX).unwrap(), Job::Echo { payload: "[1,2]".into() });
+        assert_eq!(
+            fail.resolve(r#"{"message":"b"}"#, MAX).unwrap(),
+            Job::Fail { message: "b".into() }
+        );
+        assert_eq!(
+            FunctionKind::Echo.resolve("[1,2]", MAX).unwrap(),
+            Job::Echo {
+                payload: "[1,2]".into()
+            }
+        );
     }
 
     #[test]
     fn bad_args_are_explained() {
         let spin = FunctionKind::Spin { ms: 10 };
         assert!(spin.resolve("{", MAX).unwrap_err().0.contains("not valid JSON"));
-        assert!(spin.resolve(r#"{"ms": -5}"#, MAX).unwrap_err().0.contains("whole number"));
-        assert!(spin.resolve(r#"{"ms": 1.5}"#, MAX).unwrap_err().0.contains("whole number"));
-        assert!(spin.resolve(r#"{"msec": 5}"#, MAX).unwrap_err().0.contains("unknown argument 'msec'"));
+        assert!(spin
+            .resolve(r#"{"ms": -5}"#, MAX)
+            .unwrap_err()
+            .0
+            .contains("whole number"));
+        assert!(spin
+            .resolve(r#"{"ms": 1.5}"#, MAX)
+            .unwrap_err()
+            .0
+            .contains("whole number"));
+        assert!(spin
+            .resolve(r#"{"msec": 5}"#, MAX)
+            .unwrap_err()
+            .0
+            .contains("unknown argument 'msec'"));
         assert!(spin.resolve("[]", MAX).unwrap_err().0.contains("JSON object"));
         assert!(spin.resolve(r#"{"ms": 60001}"#, MAX).unwrap_err().0.contains("exceeds"));
         assert!(FunctionKind::Sleep { ms: 60_001 }.validate(MAX).is_err());

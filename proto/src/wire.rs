@@ -200,7 +200,9 @@ mod tests {
                 run_us: 9,
             }]),
             FromWorker::Heartbeat { in_flight: 1 },
-            FromWorker::Goodbye { reason: "SIGTERM".into() },
+            FromWorker::Goodbye {
+                reason: "SIGTERM".into(),
+            },
         ];
         let to = vec![
             ToWorker::Welcome {
@@ -236,7 +238,10 @@ mod tests {
     #[test]
     fn other_versions_are_named() {
         let frame = encode_with_version(9, &FromWorker::Ready { credits: 1 }).unwrap();
-        assert!(matches!(decode::<FromWorker>(&frame), Err(CodecError::Version { got: 9 })));
+        assert!(matches!(
+            decode::<FromWorker>(&frame),
+            Err(CodecError::Version { got: 9 })
+        ));
     }
 
     #[test]

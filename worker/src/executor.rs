@@ -133,7 +133,10 @@ mod tests {
     #[test]
     fn jobs_produce_their_results() {
         assert_eq!(run_job(&Job::Noop), Outcome::Completed("null".into()));
-        assert_eq!(run_job(&Job::Echo { payload: "[1]".into() }), Outcome::Completed("[1]".into()));
+        assert_eq!(
+            run_job(&Job::Echo { payload: "[1]".into() }),
+            Outcome::Completed("[1]".into())
+        );
         assert_eq!(run_job(&Job::Fail { message: "x".into() }), Outcome::Failed("x".into()));
         let start = Instant::now();
         assert!(matches!(run_job(&Job::Spin { ms: 20 }), Outcome::Completed(s) if s.contains("iterations")));

@@ -30,7 +30,7 @@ pub struct Now {
 
 impl Now {
     /// The current time.
-    pub fn now() -> Self {
+    pub fn current() -> Self {
         Self {
             instant: Instant::now(),
             unix_us: std::time::SystemTime::now()
@@ -380,8 +380,12 @@ impl SchedulerCore {
                 self.counters.duplicate_results += 1;
                 continue;
             }
-            let Some(entry) = self.tasks.remove(&r.task_id) else { continue };
-            let TaskState::Assigned { dispatched_us, .. } = entry.state else { continue };
+            let Some(entry) = self.tasks.remove(&r.task_id) else {
+                continue;
+            };
+            let TaskState::Assigned { dispatched_us, .. } = entry.state else {
+                continue;
+            };
             let label = self.workers.get_mut(&worker).map(|w| {
                 w.in_flight.remove(&r.task_id);
                 w.label.clone()
@@ -433,7 +437,11 @@ impl SchedulerCore {
         let mut expired: Vec<(TaskId, WorkerId)> = Vec::new();
         for (wid, w) in &self.workers {
             for t in &w.in_flight {
-                if let Some(TaskEntry { state: TaskState::Assigned { deadline, .. }, .. }) = self.tasks.get(t) {
+                if let Some(TaskEntry {
+                    state: TaskState::Assigned { deadline, .. },
+                    ..
+                }) = self.tasks.get(t)
+                {
                     if *deadline <= now.instant {
                         expired.push((*t, *wid));
                     }
@@ -452,7 +460,9 @@ impl SchedulerCore {
     }
 
     fn abandon(&mut self, task: TaskId, worker: Option<Arc<str>>, reason: LossReason, now: Now, comm: &mut impl Comm) {
-        let Some(mut entry) = self.tasks.remove(&task) else { return };
+        let Some(mut entry) = self.tasks.remove(&task) else {
+            return;
+        };
         if entry.attempts >= self.config.max_attempts {
             self.finish_lost(task, entry, worker, reason, now, comm);
             return;
@@ -498,9 +508,13 @@ impl SchedulerCore {
     fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
         let prefetch = self.config.prefetch;
         while let Some(&task) = self.queue.front() {
-            let Some(wid) = self.placement.pick(&self.workers, prefetch) else { break };
+            let Some(wid) = self.placement.pick(&self.workers, prefetch) else {
+                break;
+            };
             self.queue.pop_front();
-            let Some(entry) = self.tasks.get_mut(&task) else { continue };
+            let Some(entry) = self.tasks.get_mut(&task) else {
+                continue;
+            };
             let Some(w) = self.workers.get_mut(&wid) else { break };
             entry.attempts += 1;
             entry.state = TaskState::Assigned {
@@ -562,6 +576,9 @@ impl SchedulerCore {
 
     /// The worker registered under `name`, if any (a reconnecting worker replaces it).
     pub fn worker_named(&self, name: &str) -> Option<WorkerId> {
-        self.workers.iter().find(|(_, w)| w.spec.name == name).map(|(id, _)| *id)
+        self.workers
+            .iter()
+            .find(|(_, w)| w.spec.name == name)
+            .map(|(id, _)| *id)
     }
 }

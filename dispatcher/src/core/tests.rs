@@ -21,7 +21,10 @@ impl Comm for TestComm {
 
 impl TestComm {
     fn take_assigned(&mut self) -> Vec<(WorkerId, u64, u32)> {
-        self.assigned.drain(..).map(|(w, t)| (w, t.task_id.0, t.attempt)).collect()
+        self.assigned
+            .drain(..)
+            .map(|(w, t)| (w, t.task_id.0, t.attempt))
+            .collect()
     }
     fn take_records(&mut self) -> Vec<Transition> {
         std::mem::take(&mut self.records)
@@ -89,14 +92,17 @@ fn finished(records: &[Transition]) -> Vec<(u64, Outcome)> {
 }
 
 fn running(records: &[Transition]) -> usize {
-    records.iter().filter(|t| matches!(t, Transition::Running { .. })).count()
+    records
+        .iter()
+        .filter(|t| matches!(t, Transition::Running { .. }))
+        .count()
 }
 
 #[test]
 fn tasks_wait_for_a_worker_then_run_and_complete() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     core.submit(tasks(1..3), t0, &mut comm);
     comm.assert_empty();
     assert_eq!(core.queued(), 2);
@@ -119,7 +125,7 @@ fn tasks_wait_for_a_worker_then_run_and_complete() {
 fn push_never_exceeds_slots_plus_prefetch_and_spreads_by_load() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 1), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     let a = core.add_worker(spec("a", 2, Capacity::Slots), t0, &mut comm);
     let b = core.add_worker(spec("b", 1, Capacity::Slots), t0, &mut comm);
     core.submit(tasks(1..11), t0, &mut comm);
@@ -146,8 +152,10 @@ fn round_robin_and_random_place_every_task() {
     for policy in [Policy::RoundRobin, Policy::Random] {
         let mut core = SchedulerCore::new(config(policy, 100), 7);
         let mut comm = TestComm::default();
-        let t0 = Now::now();
-        let ws: Vec<_> = (0..3).map(|i| core.add_worker(spec(&format!("w{i}"), 1, Capacity::Slots), t0, &mut comm)).collect();
+        let t0 = Now::current();
+        let ws: Vec<_> = (0..3)
+            .map(|i| core.add_worker(spec(&format!("w{i}"), 1, Capacity::Slots), t0, &mut comm))
+            .collect();
         core.submit(tasks(0..30), t0, &mut comm);
         let assigned = comm.take_assigned();
         assert_eq!(assigned.len(), 30);
@@ -166,7 +174,7 @@ fn round_robin_and_random_place_every_task() {
 fn pull_workers_get_only_what_they_asked_for() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     let w = core.add_worker(spec("p", 2, Capacity::Credits), t0, &mut comm);
     core.submit(tasks(1..6), t0, &mut comm);
     comm.assert_empty();
@@ -186,7 +194,7 @@ fn pull_workers_get_only_what_they_asked_for() {
 fn prefetch_gives_pull_workers_credit_up_front() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 2), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     core.submit(tasks(1..6), t0, &mut comm);
     let w = core.add_worker(spec("p", 1, Capacity::Credits), t0, &mut comm);
     assert_eq!(comm.take_assigned().len(), 2);
@@ -201,14 +209,20 @@ fn prefetch_gives_pull_workers_credit_up_front() {
 fn a_dead_workers_tasks_are_requeued_and_run_elsewhere_as_the_next_attempt() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     let a = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
     core.submit(tasks(1..2), t0, &mut comm);
     assert_eq!(comm.take_assigned(), vec![(a, 1, 1)]);
     comm.take_records();
 
     core.remove_worker(a, LossReason::Disconnected, t0, &mut comm);
-    assert_eq!(comm.take_records(), vec![Transition::Requeued { task: TaskId(1), attempts: 1 }]);
+    assert_eq!(
+        comm.take_records(),
+        vec![Transition::Requeued {
+            task: TaskId(1),
+            attempts: 1
+        }]
+    );
     assert_eq!(comm.take_removed(), vec![(a, LossReason::Disconnected)]);
     comm.assert_empty();
 
@@ -222,7 +236,10 @@ fn a_dead_workers_tasks_are_requeued_and_run_elsewhere_as_the_next_attempt() {
     assert_eq!(core.counters().duplicate_results, 2);
 
     core.results(b, vec![ok(1, 2)], t0, &mut comm);
-    assert_eq!(finished(&comm.take_records()), vec![(1, Outcome::Completed("null".into()))]);
+    assert_eq!(
+        finished(&comm.take_records()),
+        vec![(1, Outcome::Completed("null".into()))]
+    );
     // A duplicate of the accepted result changes nothing.
     core.results(b, vec![ok(1, 2)], t0, &mut comm);
     comm.assert_empty();
@@ -234,7 +251,7 @@ fn a_dead_workers_tasks_are_requeued_and_run_elsewhere_as_the_next_attempt() {
 fn after_max_attempts_the_task_fails_with_worker_lost() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     core.submit(tasks(9..10), t0, &mut comm);
     for attempt in 1..=3 {
         let w = core.add_worker(spec("doomed", 1, Capacity::Slots), t0, &mut comm);
@@ -244,7 +261,13 @@ fn after_max_attempts_the_task_fails_with_worker_lost() {
         comm.take_removed();
         let recs = comm.take_records();
         if attempt < 3 {
-            assert_eq!(recs, vec![Transition::Requeued { task: TaskId(9), attempts: attempt }]);
+            assert_eq!(
+                recs,
+                vec![Transition::Requeued {
+                    task: TaskId(9),
+                    attempts: attempt
+                }]
+            );
         } else {
             assert_eq!(finished(&recs), vec![(9, Outcome::Failed("worker_lost".into()))]);
         }
@@ -258,7 +281,7 @@ fn after_max_attempts_the_task_fails_with_worker_lost() {
 fn silent_workers_die_on_tick_and_the_local_pool_never_does() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     let a = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
     let mut local = spec("local", 1, Capacity::Slots);
     local.monitored = false;
@@ -282,7 +305,7 @@ fn expired_leases_are_requeued_then_fail_as_lease_expired() {
     cfg.lease = Duration::from_millis(100);
     let mut core = SchedulerCore::new(cfg, 1);
     let mut comm = TestComm::default();
-    let mut now = Now::now();
+    let mut now = Now::current();
     let mut local = spec("local", 1, Capacity::Slots);
     local.monitored = false;
     let w = core.add_worker(local, now, &mut comm);
@@ -294,13 +317,22 @@ fn expired_leases_are_requeued_then_fail_as_lease_expired() {
     core.tick(now, &mut comm);
     // Requeued and, the slot being free again, sent straight back as attempt 2.
     let recs = comm.take_records();
-    assert_eq!(recs[0], Transition::Requeued { task: TaskId(5), attempts: 1 });
+    assert_eq!(
+        recs[0],
+        Transition::Requeued {
+            task: TaskId(5),
+            attempts: 1
+        }
+    );
     assert_eq!(comm.take_assigned(), vec![(w, 5, 2)]);
     comm.assert_empty();
 
     now = now.after(Duration::from_millis(150));
     core.tick(now, &mut comm);
-    assert_eq!(finished(&comm.take_records()), vec![(5, Outcome::Failed("lease_expired".into()))]);
+    assert_eq!(
+        finished(&comm.take_records()),
+        vec![(5, Outcome::Failed("lease_expired".into()))]
+    );
     comm.assert_empty();
 }
 
@@ -308,12 +340,15 @@ fn expired_leases_are_requeued_then_fail_as_lease_expired() {
 fn recovered_tasks_keep_their_attempt_count() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     let mut recovered = tasks(1..3);
     recovered[0].attempts = 1;
     recovered[1].attempts = 3;
     core.submit(recovered, t0, &mut comm);
-    assert_eq!(finished(&comm.take_records()), vec![(2, Outcome::Failed("worker_lost".into()))]);
+    assert_eq!(
+        finished(&comm.take_records()),
+        vec![(2, Outcome::Failed("worker_lost".into()))]
+    );
     comm.assert_empty();
     let w = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
     assert_eq!(comm.take_assigned(), vec![(w, 1, 2)]);
@@ -323,7 +358,7 @@ fn recovered_tasks_keep_their_attempt_count() {
 fn function_failures_are_terminal_not_retried() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
-    let t0 = Now::now();
+    let t0 = Now::current();
     let w = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
     core.submit(tasks(1..2), t0, &mut comm);
     comm.take_assigned();
@@ -331,7 +366,10 @@ fn function_failures_are_terminal_not_retried() {
     let mut r = ok(1, 1);
     r.outcome = Outcome::Failed("boom".into());
     core.results(w, vec![r], t0, &mut comm);
-    assert_eq!(finished(&comm.take_records()), vec![(1, Outcome::Failed("boom".into()))]);
+    assert_eq!(
+        finished(&comm.take_records()),
+        vec![(1, Outcome::Failed("boom".into()))]
+    );
     comm.assert_empty();
     assert_eq!(core.counters().requeued, 0);
 }

@@ -99,7 +99,11 @@ impl RedisStore {
         if keys.is_empty() {
             return Ok(0);
         }
-        redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.map_err(unavailable)
+        redis::cmd("DEL")
+            .arg(&keys)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)
     }
 }
 

@@ -15,14 +15,24 @@ pub fn redis_url() -> String {
 
 /// A key prefix no other test uses.
 pub fn unique_prefix(test: &str) -> String {
-    format!("volley-test:{test}:{}:{}:", std::process::id(), PREFIXES.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "volley-test:{test}:{}:{}:",
+        std::process::id(),
+        PREFIXES.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Deletes every key under `prefix`.
 pub async fn purge(url: &str, prefix: &str) {
     let Ok(client) = redis::Client::open(url) else { return };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}*")).query_async(&mut conn).await.unwrap_or_default();
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
     if !keys.is_empty() {
         let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
     }
@@ -38,11 +48,36 @@ pub struct Expect {
 
 /// noop, sleep, spin, echo and fail tasks, with what each must end as.
 pub const MIXED: &[Expect] = &[
-    Expect { spec: "noop", count: 20, completed: true, text: "null" },
-    Expect { spec: "sleep:30", count: 8, completed: true, text: "{\"slept_ms\":30}" },
-    Expect { spec: "spin:10", count: 6, completed: true, text: "\"spun_ms\":10" },
-    Expect { spec: "echo:volley", count: 5, completed: true, text: "\"volley\"" },
-    Expect { spec: "fail:on purpose", count: 4, completed: false, text: "on purpose" },
+    Expect {
+        spec: "noop",
+        count: 20,
+        completed: true,
+        text: "null",
+    },
+    Expect {
+        spec: "sleep:30",
+        count: 8,
+        completed: true,
+        text: "{\"slept_ms\":30}",
+    },
+    Expect {
+        spec: "spin:10",
+        count: 6,
+        completed: true,
+        text: "\"spun_ms\":10",
+    },
+    Expect {
+        spec: "echo:volley",
+        count: 5,
+        completed: true,
+        text: "\"volley\"",
+    },
+    Expect {
+        spec: "fail:on purpose",
+        count: 4,
+        completed: false,
+        text: "on purpose",
+    },
 ];
 
 /// Runs the mixed batch and checks every task reached the right terminal state.
@@ -54,19 +89,31 @@ pub async fn run_mixed(client: &mut Client) -> BatchOutcome {
         expected.insert(function_id, e);
         tasks.extend(std::iter::repeat_n((function_id, args), e.count));
     }
-    let outcome = run_batch(client, tasks, 16, Duration::from_secs(60)).await.expect("batch finished");
+    let outcome = run_batch(client, tasks, 16, Duration::from_secs(60))
+        .await
+        .expect("batch finished");
     let total: usize = MIXED.iter().map(|e| e.count).sum();
     assert_eq!(outcome.tasks.len(), total);
     for t in &outcome.tasks {
         let e = expected[&t.function_id];
         if e.completed {
-            assert_eq!(t.state, api::TaskState::Completed as i32, "{} task {}: {:?}", e.spec, t.task_id, t);
+            assert_eq!(
+                t.state,
+                api::TaskState::Completed as i32,
+                "{} task {}: {:?}",
+                e.spec,
+                t.task_id,
+                t
+            );
             assert!(t.result.contains(e.text), "{} result {:?}", e.spec, t.result);
         } else {
             assert_eq!(t.state, api::TaskState::Failed as i32, "{}: {:?}", e.spec, t);
             assert_eq!(t.error, e.text);
         }
-        assert!(t.attempts >= 1 && t.dispatched_us >= t.submitted_us && t.completed_us >= t.dispatched_us, "{t:?}");
+        assert!(
+            t.attempts >= 1 && t.dispatched_us >= t.submitted_us && t.completed_us >= t.dispatched_us,
+            "{t:?}"
+        );
     }
     let failed: usize = MIXED.iter().filter(|e| !e.completed).map(|e| e.count).sum();
     assert_eq!(outcome.failed, failed);
@@ -87,7 +134,11 @@ pub async fn wait_until(
                 return info;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}; logs in {}", cluster.log_dir().display());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}; logs in {}",
+            cluster.log_dir().display()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
