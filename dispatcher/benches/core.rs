@@ -1,6 +1,6 @@
 //! The scheduler core alone: a batch of tasks submitted, placed on workers, and completed.
-//! Every task makes three transitions (queued → running → completed); throughput is in
-//! tasks, so transitions/s is three times the figure.
+//! The core records two transitions per task (running, then finished); throughput is in
+//! tasks, so transitions/s is twice the figure.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
