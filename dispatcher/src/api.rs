@@ -345,7 +345,6 @@ impl Dispatcher for Api {
             worker_endpoint: self.facts.worker_endpoint.clone(),
             workers: workers
                 .into_iter()
-                .filter(|w| self.facts.mode != Mode::Local || w.name != "local")
                 .map(|w| api::WorkerInfo {
                     id: w.id.0,
                     name: w.name,

@@ -3,12 +3,19 @@
 //! - [`binaries`] — finds (and, under cargo, builds) the `dispatcher` and `worker` binaries.
 //! - [`cluster`] — spawns a real dispatcher and workers on OS-chosen ports, each with its
 //!   own log file; kills everything it started when dropped.
+//! - [`driver`] — connect, register, run a batch and collect every outcome.
+//! - [`report`] — `performance_test.csv` rows and their definitions.
+//! - [`harness`] — the `cargo test --test perf` harness: against a running cluster, or
+//!   self-contained.
 //! - [`redis_server`] — a private `redis-server` on a free port, for tests and scenarios
 //!   that restart or break Redis.
 
 pub mod binaries;
 pub mod cluster;
+pub mod driver;
+pub mod harness;
 pub mod redis_server;
+pub mod report;
 
 pub use cluster::{Cluster, ClusterSpec};
 pub use redis_server::RedisServer;

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use std::time::Duration;
-use volley_client::{connect, register_spec, run_batch};
 use volley_perf::cluster::Signal;
+use volley_perf::driver::{connect, register_spec, run_batch};
 use volley_perf::{Cluster, ClusterSpec, RedisServer};
 use volley_proto::api;
 use volley_proto::Mode;
@@ -14,20 +14,28 @@ fn holding(info: &api::ClusterInfoResponse, name: &str) -> bool {
     info.workers.iter().any(|w| w.name == name && w.in_flight > 0)
 }
 
+/// Starts `count` tasks of `spec` in the background and returns once worker-0 holds some.
+async fn batch_held_by_worker_0(
+    cluster: &Cluster,
+    spec: &str,
+    count: usize,
+) -> tokio::task::JoinHandle<anyhow::Result<volley_perf::driver::BatchOutcome>> {
+    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
+    let (f, args) = register_spec(&mut client, spec).await.expect("register");
+    let batch =
+        tokio::spawn(async move { run_batch(&client, vec![(f, args); count], count, Duration::from_secs(60)).await });
+    wait_until(cluster, Duration::from_secs(10), "worker-0 to hold tasks", |i| {
+        holding(i, "worker-0")
+    })
+    .await;
+    batch
+}
+
 async fn kill_worker_mid_batch(mode: Mode) {
     let mut cluster = Cluster::start(ClusterSpec::new(mode, 2, 2).label(format!("kill-{mode}")))
         .await
         .expect("cluster");
-    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
-    let (f, args) = register_spec(&mut client, "sleep:300").await.expect("register");
-    let batch = tokio::spawn({
-        let client = client.clone();
-        async move { run_batch(&client, vec![(f, args); 24], 24, Duration::from_secs(60)).await }
-    });
-    wait_until(&cluster, Duration::from_secs(10), "worker-0 to hold tasks", |i| {
-        holding(i, "worker-0")
-    })
-    .await;
+    let batch = batch_held_by_worker_0(&cluster, "sleep:300", 24).await;
     cluster.kill_worker(0).await.expect("kill");
     let outcome = batch.await.expect("join").expect("every task finished");
     assert_eq!(
@@ -109,16 +117,7 @@ async fn sigterm_makes_a_worker_say_goodbye_and_its_tasks_move_on() {
         .args(["--liveness", "400"])
         .label("goodbye");
     let mut cluster = Cluster::start(spec).await.expect("cluster");
-    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
-    let (f, args) = register_spec(&mut client, "sleep:500").await.expect("register");
-    let batch = tokio::spawn({
-        let client = client.clone();
-        async move { run_batch(&client, vec![(f, args); 8], 8, Duration::from_secs(30)).await }
-    });
-    wait_until(&cluster, Duration::from_secs(10), "worker-0 to hold tasks", |i| {
-        holding(i, "worker-0")
-    })
-    .await;
+    let batch = batch_held_by_worker_0(&cluster, "sleep:500", 8).await;
     cluster.signal_worker(0, Signal::SIGTERM).expect("sigterm");
     assert_eq!(
         cluster.wait_worker(0, Duration::from_secs(5)).await.expect("exit"),

@@ -1,0 +1,185 @@
+//! Driving a dispatcher over gRPC: connecting, registering spec strings, and
+//! [`run_batch`], which submits tasks with `ExecuteBatch` and collects every outcome
+//! through `WatchResults`. The client CLI, the sweeps, the tests and the benchmarks all
+//! use it.
+
+use anyhow::{bail, Context};
+use futures::StreamExt;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+use volley_proto::api::{self, dispatcher_client::DispatcherClient};
+use volley_proto::function::FunctionKind;
+
+/// A connected gRPC client.
+pub type Client = DispatcherClient<Channel>;
+
+/// Connects to a dispatcher, e.g. `http://127.0.0.1:50051`.
+pub async fn connect(url: &str) -> anyhow::Result<Client> {
+    let url = if url.contains("://") {
+        url.to_owned()
+    } else {
+        format!("http://{url}")
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(url.clone())
+        .with_context(|| format!("'{url}' is not a valid dispatcher address"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true);
+    let channel = endpoint
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the dispatcher at {url}; is it running?"))?;
+    Ok(DispatcherClient::new(channel)
+        .max_decoding_message_size(64 * 1024 * 1024)
+        .max_encoding_message_size(64 * 1024 * 1024))
+}
+
+/// Registers the function a spec string names (`noop`, `sleep:100`, `echo:hi`, …) and
+/// returns its id with the task arguments the spec implies.
+pub async fn register_spec(client: &mut Client, spec: &str) -> anyhow::Result<(u64, String)> {
+    let (kind, args) = FunctionKind::parse_spec(spec)?;
+    let id = client
+        .register_function(api::RegisterFunctionRequest {
+            name: spec.to_owned(),
+            spec: Some(kind.to_api()),
+        })
+        .await
+        .map_err(|s| anyhow::anyhow!("registering '{spec}': {}", s.message()))?
+        .into_inner()
+        .function_id;
+    Ok((id, args))
+}
+
+/// What a batch came to.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    /// Tasks submitted.
+    pub submitted: usize,
+    /// Tasks COMPLETED.
+    pub completed: usize,
+    /// Tasks FAILED.
+    pub failed: usize,
+    /// From the first submission to the last outcome.
+    pub elapsed: Duration,
+    /// Every task's final record, in completion order.
+    pub tasks: Vec<api::TaskInfo>,
+}
+
+impl BatchOutcome {
+    /// Tasks per second over the whole batch.
+    pub fn throughput(&self) -> f64 {
+        self.submitted as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// Submits `tasks` (function id, args) in chunks of `chunk` and waits for every outcome.
+/// Chunks are submitted while earlier ones run; each chunk is watched by id, so no
+/// outcome can be missed however fast it arrives.
+pub async fn run_batch(
+    client: &Client,
+    tasks: Vec<(u64, String)>,
+    chunk: usize,
+    timeout: Duration,
+) -> anyhow::Result<BatchOutcome> {
+    let submitted = tasks.len();
+    let started = Instant::now();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<anyhow::Result<Vec<api::TaskInfo>>>();
+    let mut submitter = client.clone();
+    let mut watchers = Vec::new();
+    for part in tasks.chunks(chunk.max(1)) {
+        let request = api::ExecuteBatchRequest {
+            tasks: part
+                .iter()
+                .map(|(function_id, args)| api::ExecuteRequest {
+                    function_id: *function_id,
+                    args: args.clone(),
+                })
+                .collect(),
+        };
+        let ids = submitter
+            .execute_batch(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("ExecuteBatch failed ({:?}): {}", s.code(), s.message()))?
+            .into_inner()
+            .task_ids;
+        let mut watcher = client.clone();
+        let tx = tx.clone();
+        watchers.push(tokio::spawn(async move {
+            let watched: HashSet<u64> = ids.iter().copied().collect();
+            let stream = watcher.watch_results(api::WatchResultsRequest { task_ids: ids }).await;
+            let mut stream = match stream {
+                Ok(s) => s.into_inner(),
+                Err(s) => {
+                    let _ = tx.send(Err(anyhow::anyhow!("WatchResults failed: {}", s.message())));
+                    return;
+                }
+            };
+            let mut seen = 0;
+            while let Some(msg) = stream.next().await {
+                match msg {
+                    Ok(m) => {
+                        seen += m.tasks.len();
+                        let _ = tx.send(Ok(m.tasks));
+                    }
+                    Err(s) => {
+                        let _ = tx.send(Err(anyhow::anyhow!("WatchResults stream broke: {}", s.message())));
+                        return;
+                    }
+                }
+            }
+            if seen < watched.len() {
+                let _ = tx.send(Err(anyhow::anyhow!(
+                    "WatchResults ended after {seen} of {} tasks",
+                    watched.len()
+                )));
+            }
+        }));
+    }
+    drop(tx);
+    let mut outcome = BatchOutcome {
+        submitted,
+        completed: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        tasks: Vec::with_capacity(submitted),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    while outcome.tasks.len() < submitted {
+        let next = tokio::time::timeout_at(deadline, rx.recv()).await;
+        let batch = match next {
+            Err(_) => bail!(
+                "timed out after {timeout:?} with {} of {submitted} tasks finished",
+                outcome.tasks.len()
+            ),
+            Ok(None) => bail!(
+                "watchers ended with {} of {submitted} tasks finished",
+                outcome.tasks.len()
+            ),
+            Ok(Some(b)) => b?,
+        };
+        for t in batch {
+            if t.state == api::TaskState::Completed as i32 {
+                outcome.completed += 1;
+            } else {
+                outcome.failed += 1;
+            }
+            outcome.tasks.push(t);
+        }
+    }
+    outcome.elapsed = started.elapsed();
+    for w in watchers {
+        w.abort();
+    }
+    Ok(outcome)
+}
+
+/// The lower-case name of a task state.
+pub fn state_name(state: i32) -> &'static str {
+    match api::TaskState::try_from(state) {
+        Ok(api::TaskState::Queued) => "QUEUED",
+        Ok(api::TaskState::Running) => "RUNNING",
+        Ok(api::TaskState::Completed) => "COMPLETED",
+        Ok(api::TaskState::Failed) => "FAILED",
+        _ => "UNKNOWN",
+    }
+}

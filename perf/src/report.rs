@@ -1,0 +1,299 @@
+//! `performance_test.csv`: one row per measured point, always with a header.
+//!
+//! The seed's columns come first (`Mode,OpType,nWorkers,nTasks,TotalTime`), so tools written
+//! for the original harness keep working; then the scaling, store and task parameters, the
+//! derived figures, and the run's metadata (timestamp, git revision, host, cores).
+
+use crate::driver::BatchOutcome;
+use anyhow::Context;
+use serde::Serialize;
+use std::path::Path;
+use volley_proto::api;
+
+/// The column names, in order.
+pub const HEADER: &[&str] = &[
+    "Mode",
+    "OpType",
+    "nWorkers",
+    "nTasks",
+    "TotalTime",
+    "Scaling",
+    "Store",
+    "TaskMs",
+    "SlotsPerWorker",
+    "Repeat",
+    "Throughput",
+    "LatencyP50Ms",
+    "LatencyP99Ms",
+    "OverheadMs",
+    "Efficiency",
+    "FailedTasks",
+    "Timestamp",
+    "GitRevision",
+    "Host",
+    "Cores",
+];
+
+/// Facts about the run every row carries.
+#[derive(Debug, Clone)]
+pub struct RunMeta {
+    /// When the run started, RFC 3339.
+    pub timestamp: String,
+    /// `git rev-parse --short HEAD`, or `unknown`.
+    pub git_revision: String,
+    /// The machine.
+    pub host: String,
+    /// Its cores.
+    pub cores: usize,
+}
+
+impl RunMeta {
+    /// Reads the current time, revision, host and cores.
+    pub fn collect() -> Self {
+        let git_revision = std::process::Command::new("git")
+            .args(["rev-parse", "--short", "HEAD"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_else(|| "unknown".into());
+        Self {
+            timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            git_revision,
+            host: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "unknown".into()),
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        }
+    }
+}
+
+/// What was run at one point.
+#[derive(Debug, Clone)]
+pub struct PointSpec {
+    /// `local`, `pull` or `push`.
+    pub mode: String,
+    /// `noop`, `sleep` or `spin`.
+    pub optype: String,
+    /// Workers (for local: the pool counts as one worker with its slots).
+    pub workers: usize,
+    /// `weak` or `strong`.
+    pub scaling: String,
+    /// `memory` or the Redis URL.
+    pub store: String,
+    /// Each task's nominal duration.
+    pub task_ms: u64,
+    /// Slots per worker.
+    pub slots_per_worker: u32,
+    /// Which repetition.
+    pub repeat: u32,
+}
+
+/// One row of `performance_test.csv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PerfRow {
+    #[serde(rename = "Mode")]
+    mode: String,
+    #[serde(rename = "OpType")]
+    optype: String,
+    #[serde(rename = "nWorkers")]
+    workers: usize,
+    #[serde(rename = "nTasks")]
+    tasks: usize,
+    #[serde(rename = "TotalTime")]
+    total_time_s: f64,
+    #[serde(rename = "Scaling")]
+    scaling: String,
+    #[serde(rename = "Store")]
+    store: String,
+    #[serde(rename = "TaskMs")]
+    task_ms: u64,
+    #[serde(rename = "SlotsPerWorker")]
+    slots_per_worker: u32,
+    #[serde(rename = "Repeat")]
+    repeat: u32,
+    #[serde(rename = "Throughput")]
+    throughput: f64,
+    #[serde(rename = "LatencyP50Ms")]
+    latency_p50_ms: f64,
+    #[serde(rename = "LatencyP99Ms")]
+    latency_p99_ms: f64,
+    #[serde(rename = "OverheadMs")]
+    overhead_ms: f64,
+    #[serde(rename = "Efficiency")]
+    efficiency: Option<f64>,
+    #[serde(rename = "FailedTasks")]
+    failed: usize,
+    #[serde(rename = "Timestamp")]
+    timestamp: String,
+    #[serde(rename = "GitRevision")]
+    git_revision: String,
+    #[serde(rename = "Host")]
+    host: String,
+    #[serde(rename = "Cores")]
+    cores: usize,
+}
+
+impl PerfRow {
+    /// Derives the figures of one point from its outcome.
+    ///
+    /// Ideal time is what perfect slots would take: `ceil(tasks / slots) × task_ms`.
+    /// Overhead is (actual − ideal) time per task; efficiency is ideal / actual × 100
+    /// (absent for zero-duration tasks, where it means nothing). Latency percentiles are
+    /// each task's submitted→completed time on the dispatcher's clock.
+    pub fn new(spec: &PointSpec, outcome: &BatchOutcome, meta: &RunMeta) -> Self {
+        let tasks = outcome.submitted.max(1);
+        let total = outcome.elapsed.as_secs_f64();
+        let slots = (spec.workers as u64 * u64::from(spec.slots_per_worker)).max(1);
+        let ideal = (tasks as u64).div_ceil(slots) as f64 * spec.task_ms as f64 / 1000.0;
+        let mut lat: Vec<f64> = outcome
+            .tasks
+            .iter()
+            .map(|t| t.completed_us.saturating_sub(t.submitted_us) as f64 / 1000.0)
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| {
+            if lat.is_empty() {
+                0.0
+            } else {
+                lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]
+            }
+        };
+        Self {
+            mode: spec.mode.clone(),
+            optype: spec.optype.clone(),
+            workers: spec.workers,
+            tasks: outcome.submitted,
+            total_time_s: total,
+            scaling: spec.scaling.clone(),
+            store: spec.store.clone(),
+            task_ms: spec.task_ms,
+            slots_per_worker: spec.slots_per_worker,
+            repeat: spec.repeat,
+            throughput: outcome.throughput(),
+            latency_p50_ms: pct(0.50),
+            latency_p99_ms: pct(0.99),
+            overhead_ms: (total - ideal) / tasks as f64 * 1000.0,
+            efficiency: (ideal > 0.0).then(|| ideal / total.max(1e-9) * 100.0),
+            failed: outcome.failed,
+            timestamp: meta.timestamp.clone(),
+            git_revision: meta.git_revision.clone(),
+            host: meta.host.clone(),
+            cores: meta.cores,
+        }
+    }
+
+    /// Tasks that ended FAILED.
+    pub fn failed(&self) -> usize {
+        self.failed
+    }
+
+    /// Efficiency in percent, if the tasks have a duration.
+    pub fn efficiency(&self) -> Option<f64> {
+        self.efficiency
+    }
+}
+
+/// Appends rows to `path`, writing the header first when the file is new or empty.
+pub fn append(path: &Path, rows: &[PerfRow]) -> anyhow::Result<()> {
+    let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+    if fresh {
+        w.write_record(HEADER)?;
+    }
+    for row in rows {
+        w.serialize(row)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Whether a task ended COMPLETED.
+pub fn completed(t: &api::TaskInfo) -> bool {
+    t.state == api::TaskState::Completed as i32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn outcome(n: usize, secs: f64) -> BatchOutcome {
+        BatchOutcome {
+            submitted: n,
+            completed: n,
+            failed: 0,
+            elapsed: Duration::from_secs_f64(secs),
+            tasks: (0..n as u64)
+                .map(|i| api::TaskInfo {
+                    task_id: i + 1,
+                    state: api::TaskState::Completed as i32,
+                    submitted_us: 1_000_000,
+                    completed_us: 1_000_000 + 100_000 + i * 1000,
+                    ..Default::default()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn figures_follow_the_definitions() {
+        let spec = PointSpec {
+            mode: "push".into(),
+            optype: "sleep".into(),
+            workers: 4,
+            scaling: "weak".into(),
+            store: "memory".into(),
+            task_ms: 100,
+            slots_per_worker: 1,
+            repeat: 0,
+        };
+        // 20 tasks on 4 slots of 100 ms: ideal 0.5 s; took 0.625 s.
+        let row = PerfRow::new(&spec, &outcome(20, 0.625), &RunMeta::collect());
+        assert!((row.efficiency().unwrap() - 80.0).abs() < 1e-9);
+        assert!((row.overhead_ms - 6.25).abs() < 1e-9);
+        assert!((row.throughput - 32.0).abs() < 1e-9);
+        assert!((row.latency_p50_ms - 110.0).abs() < 1e-9);
+        let noop = PointSpec { task_ms: 0, ..spec };
+        assert_eq!(
+            PerfRow::new(&noop, &outcome(5, 0.01), &RunMeta::collect()).efficiency(),
+            None
+        );
+    }
+
+    #[test]
+    fn header_once_then_rows() {
+        let path = std::env::temp_dir().join(format!("volley-report-{}.csv", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let spec = PointSpec {
+            mode: "local".into(),
+            optype: "noop".into(),
+            workers: 1,
+            scaling: "weak".into(),
+            store: "memory".into(),
+            task_ms: 0,
+            slots_per_worker: 2,
+            repeat: 1,
+        };
+        let row = PerfRow::new(&spec, &outcome(3, 0.1), &RunMeta::collect());
+        append(&path, std::slice::from_ref(&row)).unwrap();
+        append(&path, &[row]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], HEADER.join(","));
+        assert!(lines[0].starts_with("Mode,OpType,nWorkers,nTasks,TotalTime,"));
+        assert!(lines[1].starts_with("local,noop,1,3,0.1,weak,memory,0,2,1,"));
+        assert_eq!(lines[1].split(',').count(), HEADER.len());
+        let _ = std::fs::remove_file(&path);
+    }
+}
