@@ -58,6 +58,11 @@ pub enum Command {
         /// The task id.
         task_id: u64,
     },
+    /// Closed-loop scaling sweep: a fresh cluster per point; one CSV row per point.
+    Sweep(SweepArgs),
+    /// Open-loop load at a target rate against the running dispatcher, or with `--grid`
+    /// the rate × spin × arrival study on clusters it starts itself.
+    Load(LoadArgs),
     /// Starts a cluster per mode on the embedded store, runs a batch through each, and
     /// prints a summary.
     Demo {
@@ -74,6 +79,113 @@ pub enum Command {
         #[arg(long, default_value_t = 40)]
         sleep_tasks: usize,
     },
+}
+
+/// `client sweep` flags.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// weak: tasks-per-worker × workers tasks; strong: a fixed number of tasks.
+    #[arg(long, value_parser = ["weak", "strong"], default_value = "weak")]
+    pub scaling: String,
+    /// Worker counts.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,16")]
+    pub workers: Vec<usize>,
+    /// Modes.
+    #[arg(long, value_delimiter = ',', default_value = "local,pull,push")]
+    pub modes: Vec<Mode>,
+    /// Task kinds: noop, sleep, spin.
+    #[arg(long, value_delimiter = ',', default_value = "noop,sleep")]
+    pub optypes: Vec<String>,
+    /// Durations of sleep and spin tasks, ms.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000")]
+    pub task_ms: Vec<u64>,
+    /// Weak scaling: tasks per worker.
+    #[arg(long, default_value_t = 5)]
+    pub tasks_per_worker: usize,
+    /// Strong scaling: total tasks.
+    #[arg(long, default_value_t = 80)]
+    pub strong_tasks: usize,
+    /// Repetitions of each point.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: u32,
+    /// Slots per worker.
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Task store of the clusters: memory or redis://….
+    #[arg(long, default_value = "memory")]
+    pub store: String,
+    /// Result rows.
+    #[arg(long, default_value = "performance_test.csv")]
+    pub out: std::path::PathBuf,
+    /// Per-task records (submitted, dispatched, started, finished, completed, worker, attempt, state).
+    #[arg(long)]
+    pub tasks_csv: Option<std::path::PathBuf>,
+}
+
+/// `client load` flags.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// Target requests per second (single cell).
+    #[arg(long, default_value_t = 50.0)]
+    pub rate: f64,
+    /// uniform or poisson arrivals (single cell).
+    #[arg(long, default_value = "poisson")]
+    pub arrival: String,
+    /// noop, sleep or spin.
+    #[arg(long, default_value = "spin")]
+    pub optype: String,
+    /// Task duration, ms (single cell).
+    #[arg(long, default_value_t = 100)]
+    pub task_ms: u64,
+    /// How long to send (e.g. 30s, 12m).
+    #[arg(long = "for", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Requests intended before this are not counted.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub warmup: std::time::Duration,
+    /// Wait this long after the last send for stragglers; unfinished ones are failures.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain: std::time::Duration,
+    /// Seed of the arrival process.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Run the rate × spin × arrival grid on clusters started per cell.
+    #[arg(long)]
+    pub grid: bool,
+    /// Grid: rates.
+    #[arg(long, value_delimiter = ',', default_value = "5,10,15,20,25,30,35,40,45,50")]
+    pub rates: Vec<f64>,
+    /// Grid: spin durations, ms.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100,200,300,400,500,600,700,800,900,1000"
+    )]
+    pub spins: Vec<u64>,
+    /// Grid: arrival processes.
+    #[arg(long, value_delimiter = ',', default_value = "uniform,poisson")]
+    pub arrivals: Vec<String>,
+    /// Grid: sending time per cell.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub cell: std::time::Duration,
+    /// Grid: warm-up per cell.
+    #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
+    pub cell_warmup: std::time::Duration,
+    /// Grid: wait for stragglers per cell.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub cell_drain: std::time::Duration,
+    /// Grid: cluster mode.
+    #[arg(long, default_value = "push")]
+    pub mode: Mode,
+    /// Grid: workers.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Grid: slots per worker.
+    #[arg(long, default_value_t = 1)]
+    pub slots: u32,
+    /// Result rows (one per cell).
+    #[arg(long, default_value = "load.csv")]
+    pub out: std::path::PathBuf,
 }
 
 /// Runs one command; the exit code is non-zero when tasks failed.
@@ -98,6 +210,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Status { task_id } => status(&cli.dispatcher, task_id, cli.json).await,
         Command::Result { task_id } => result(&cli.dispatcher, task_id, cli.json).await,
+        Command::Sweep(args) => sweep(args).await,
+        Command::Load(args) => load(&cli.dispatcher, args, cli.json).await,
         Command::Demo {
             workers,
             slots,
@@ -315,4 +429,100 @@ async fn demo(workers: usize, slots: u32, noop_tasks: usize, sleep_tasks: usize,
         cluster.stop().await?;
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+async fn sweep(a: SweepArgs) -> anyhow::Result<i32> {
+    for o in &a.optypes {
+        anyhow::ensure!(
+            ["noop", "sleep", "spin"].contains(&o.as_str()),
+            "--optypes {o}: expected noop, sleep or spin"
+        );
+    }
+    let spec = volley_perf::sweep::SweepSpec {
+        scaling: if a.scaling == "strong" {
+            volley_perf::sweep::Scaling::Strong
+        } else {
+            volley_perf::sweep::Scaling::Weak
+        },
+        workers: a.workers,
+        modes: a.modes,
+        optypes: a.optypes,
+        task_ms: a.task_ms,
+        tasks_per_worker: a.tasks_per_worker,
+        strong_tasks: a.strong_tasks,
+        repeats: a.repeats.max(1),
+        store: a.store,
+        slots: a.slots.max(1),
+        out: a.out.clone(),
+        tasks_csv: a.tasks_csv,
+    };
+    let rows = volley_perf::sweep::run(&spec).await?;
+    let failed: usize = rows.iter().map(|r| r.failed()).sum();
+    println!(
+        "{} points written to {}; {failed} tasks failed",
+        rows.len(),
+        a.out.display()
+    );
+    Ok(if failed > 0 { 1 } else { 0 })
+}
+
+async fn load(url: &str, a: LoadArgs, as_json: bool) -> anyhow::Result<i32> {
+    use volley_perf::load::{self as open_loop, Arrival, GridSpec, LoadSpec};
+    let parse = |s: &str| s.parse::<Arrival>().map_err(anyhow::Error::msg);
+    let results = if a.grid {
+        let spec = GridSpec {
+            rates: a.rates,
+            spins: a.spins,
+            arrivals: a.arrivals.iter().map(|s| parse(s)).collect::<anyhow::Result<_>>()?,
+            mode: a.mode,
+            workers: a.workers,
+            slots: a.slots.max(1),
+            cell: a.cell,
+            warmup: a.cell_warmup,
+            drain: a.cell_drain,
+            seed: a.seed,
+        };
+        open_loop::run_grid(&spec, &a.out).await?
+    } else {
+        anyhow::ensure!(a.warmup < a.duration, "--warmup must be shorter than --for");
+        let client = connect(url).await?;
+        let spec = LoadSpec {
+            rate: a.rate,
+            arrival: parse(&a.arrival)?,
+            optype: a.optype,
+            task_ms: a.task_ms,
+            duration: a.duration,
+            warmup: a.warmup,
+            drain: a.drain,
+            seed: a.seed,
+        };
+        let r = open_loop::run(&client, &spec).await?;
+        volley_perf::report::write_meta(&a.out, &volley_perf::report::RunMeta::collect(), Some(a.seed))?;
+        open_loop::append(&a.out, std::slice::from_ref(&r))?;
+        vec![r]
+    };
+    for r in &results {
+        if as_json {
+            println!("{}", serde_json::to_string(r)?);
+        } else {
+            println!(
+                "{} {:>5.1}/s (achieved {:>5.1}/s{}) {} {:>4} ms: {}/{} ok ({:.1} %), latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms{}",
+                r.arrival,
+                r.target_rate,
+                r.achieved_rate,
+                if r.rate_ok { "" } else { ", OFF TARGET" },
+                r.optype,
+                r.task_ms,
+                r.completed,
+                r.requests,
+                r.success_rate * 100.0,
+                r.p50_ms,
+                r.p99_ms,
+                r.max_ms,
+                r.slowdown_p99.map(|s| format!(", slowdown p99 {s:.2}")).unwrap_or_default()
+            );
+        }
+    }
+    println!("{} result row(s) appended to {}", results.len(), a.out.display());
+    Ok(0)
 }

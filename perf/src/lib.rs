@@ -7,6 +7,8 @@
 //! - [`report`] — `performance_test.csv` rows and their definitions.
 //! - [`harness`] — the `cargo test --test perf` harness: against a running cluster, or
 //!   self-contained.
+//! - [`load`] — open-loop load at a target rate, latency from intended send times.
+//! - [`sweep`] — closed-loop weak and strong scaling sweeps.
 //! - [`redis_server`] — a private `redis-server` on a free port, for tests and scenarios
 //!   that restart or break Redis.
 
@@ -14,8 +16,10 @@ pub mod binaries;
 pub mod cluster;
 pub mod driver;
 pub mod harness;
+pub mod load;
 pub mod redis_server;
 pub mod report;
+pub mod sweep;
 
 pub use cluster::{Cluster, ClusterSpec};
 pub use redis_server::RedisServer;
@@ -23,4 +27,20 @@ pub use redis_server::RedisServer;
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Deletes every Redis key under `prefix`; best effort, for clean-up after a run.
+pub async fn purge_redis(url: &str, prefix: &str) {
+    let Ok(client) = redis::Client::open(url) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return;
+    };
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for chunk in keys.chunks(10_000) {
+        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
 }

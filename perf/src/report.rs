@@ -297,3 +297,112 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 }
+
+/// One task's timings, for `--tasks-csv`: enough to split latency into queueing in the
+/// dispatcher, queueing in the worker, execution, and the network and bookkeeping rest.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    /// The point's mode.
+    pub mode: String,
+    /// The point's optype.
+    pub optype: String,
+    /// The point's worker count.
+    pub workers: usize,
+    /// The point's repetition.
+    pub repeat: u32,
+    /// The task.
+    pub task_id: u64,
+    /// COMPLETED or FAILED.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Who ran it.
+    pub worker: String,
+    /// Submission, µs since the epoch (dispatcher clock).
+    pub submitted_us: u64,
+    /// Dispatch of the last attempt.
+    pub dispatched_us: u64,
+    /// Start of execution on the dispatcher's clock, estimated: the worker's clock is not
+    /// comparable, so the network time is split evenly between the two directions.
+    pub started_us: u64,
+    /// End of execution, estimated likewise.
+    pub finished_us: u64,
+    /// Completion at the dispatcher.
+    pub completed_us: u64,
+    /// Waiting in the dispatcher's queue: dispatched − submitted.
+    pub queue_us: u64,
+    /// Waiting inside the worker for a slot (worker clock).
+    pub worker_wait_us: u64,
+    /// Execution (worker clock).
+    pub run_us: u64,
+    /// The rest of completed − dispatched: network both ways and bookkeeping.
+    pub transfer_us: u64,
+    /// completed − submitted.
+    pub total_us: u64,
+}
+
+impl TaskRow {
+    /// Splits one task's record into its stages.
+    pub fn new(spec: &PointSpec, t: &api::TaskInfo) -> Self {
+        let in_flight = t.completed_us.saturating_sub(t.dispatched_us);
+        let transfer = in_flight.saturating_sub(t.wait_us + t.run_us);
+        // Split the transfer evenly between the way out and the way back.
+        let started = t.dispatched_us + transfer / 2 + t.wait_us;
+        Self {
+            mode: spec.mode.clone(),
+            optype: spec.optype.clone(),
+            workers: spec.workers,
+            repeat: spec.repeat,
+            task_id: t.task_id,
+            state: crate::driver::state_name(t.state).to_owned(),
+            attempts: t.attempts,
+            worker: t.worker.clone(),
+            submitted_us: t.submitted_us,
+            dispatched_us: t.dispatched_us,
+            started_us: started,
+            finished_us: started + t.run_us,
+            completed_us: t.completed_us,
+            queue_us: t.dispatched_us.saturating_sub(t.submitted_us),
+            worker_wait_us: t.wait_us,
+            run_us: t.run_us,
+            transfer_us: transfer,
+            total_us: t.completed_us.saturating_sub(t.submitted_us),
+        }
+    }
+}
+
+/// Appends task rows to `path`, with a header when the file is new.
+pub fn append_tasks(path: &Path, rows: &[TaskRow]) -> anyhow::Result<()> {
+    let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut w = csv::WriterBuilder::new().has_headers(fresh).from_writer(file);
+    for row in rows {
+        w.serialize(row)?;
+    }
+    w.flush()?;
+    Ok(())
+}
+
+/// Writes `<path>.meta.json` beside a result file: the full command line, versions, seed
+/// and machine, so every figure can be traced to how it was made.
+pub fn write_meta(path: &Path, meta: &RunMeta, seed: Option<u64>) -> anyhow::Result<()> {
+    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".meta.json");
+    let sidecar = path.with_file_name(name);
+    let command: Vec<String> = std::env::args().collect();
+    let json = format!(
+        "{{\n  \"timestamp\": {:?},\n  \"git_revision\": {:?},\n  \"host\": {:?},\n  \"cores\": {},\n  \"volley_version\": {:?},\n  \"command\": {:?},\n  \"seed\": {}\n}}\n",
+        meta.timestamp,
+        meta.git_revision,
+        meta.host,
+        meta.cores,
+        volley_proto::VERSION,
+        command.join(" "),
+        seed.map(|s| s.to_string()).unwrap_or_else(|| "null".into())
+    );
+    std::fs::write(&sidecar, json).with_context(|| format!("writing {}", sidecar.display()))
+}

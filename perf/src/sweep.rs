@@ -1,0 +1,172 @@
+//! Closed-loop scaling sweeps: a fresh cluster per point (real processes, the launcher the
+//! tests use), a warm-up, the measured batch, tear-down, one `performance_test.csv` row.
+
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::driver::{connect, register_spec, run_batch};
+use crate::report::{self, PerfRow, PointSpec, RunMeta, TaskRow};
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::time::Duration;
+use volley_proto::Mode;
+
+/// Weak scaling grows the work with the workers; strong scaling keeps it fixed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scaling {
+    /// `tasks_per_worker × workers` tasks.
+    Weak,
+    /// `strong_tasks` tasks whatever the worker count.
+    Strong,
+}
+
+/// What to sweep.
+#[derive(Debug, Clone)]
+pub struct SweepSpec {
+    /// Weak or strong.
+    pub scaling: Scaling,
+    /// Worker counts.
+    pub workers: Vec<usize>,
+    /// Modes.
+    pub modes: Vec<Mode>,
+    /// `noop`, `sleep`, `spin`.
+    pub optypes: Vec<String>,
+    /// Durations for sleep and spin (noop ignores them).
+    pub task_ms: Vec<u64>,
+    /// Weak scaling: tasks per worker.
+    pub tasks_per_worker: usize,
+    /// Strong scaling: total tasks.
+    pub strong_tasks: usize,
+    /// Repetitions of every point.
+    pub repeats: u32,
+    /// `memory` or a Redis URL.
+    pub store: String,
+    /// Slots per worker (local mode: the pool gets workers × slots).
+    pub slots: u32,
+    /// Where rows go.
+    pub out: PathBuf,
+    /// Where per-task records go, if anywhere.
+    pub tasks_csv: Option<PathBuf>,
+}
+
+impl SweepSpec {
+    fn points(&self) -> Vec<(String, u64, Mode, usize, u32)> {
+        let mut points = Vec::new();
+        for optype in &self.optypes {
+            let durations: Vec<u64> = if optype == "noop" {
+                vec![0]
+            } else {
+                self.task_ms.clone()
+            };
+            for ms in durations {
+                for mode in &self.modes {
+                    for w in &self.workers {
+                        for r in 0..self.repeats {
+                            points.push((optype.clone(), ms, *mode, *w, r));
+                        }
+                    }
+                }
+            }
+        }
+        points
+    }
+}
+
+/// Runs every point and appends its row as soon as it is measured; returns the rows.
+pub async fn run(spec: &SweepSpec) -> anyhow::Result<Vec<PerfRow>> {
+    let meta = RunMeta::collect();
+    report::write_meta(&spec.out, &meta, None)?;
+    let points = spec.points();
+    let bar = ProgressBar::new(points.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} points, eta {eta} · {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    let mut rows = Vec::with_capacity(points.len());
+    for (optype, task_ms, mode, workers, repeat) in points {
+        bar.set_message(format!(
+            "{mode} {optype}{} × {workers} workers, repeat {repeat}",
+            if task_ms > 0 {
+                format!(":{task_ms}")
+            } else {
+                String::new()
+            }
+        ));
+        let n = match spec.scaling {
+            Scaling::Weak => spec.tasks_per_worker * workers,
+            Scaling::Strong => spec.strong_tasks,
+        };
+        let point = PointSpec {
+            mode: mode.to_string(),
+            optype: optype.clone(),
+            workers,
+            scaling: match spec.scaling {
+                Scaling::Weak => "weak".into(),
+                Scaling::Strong => "strong".into(),
+            },
+            store: spec.store.clone(),
+            task_ms,
+            slots_per_worker: spec.slots,
+            repeat,
+        };
+        let outcome = measure(spec, mode, workers, &optype, task_ms, n)
+            .await
+            .with_context(|| format!("{mode} {optype}:{task_ms} with {workers} workers, repeat {repeat}"))?;
+        let row = PerfRow::new(&point, &outcome, &meta);
+        report::append(&spec.out, std::slice::from_ref(&row))?;
+        if let Some(path) = &spec.tasks_csv {
+            let tasks: Vec<TaskRow> = outcome.tasks.iter().map(|t| TaskRow::new(&point, t)).collect();
+            report::append_tasks(path, &tasks)?;
+        }
+        rows.push(row);
+        bar.inc(1);
+    }
+    bar.finish_with_message("done");
+    Ok(rows)
+}
+
+async fn measure(
+    spec: &SweepSpec,
+    mode: Mode,
+    workers: usize,
+    optype: &str,
+    task_ms: u64,
+    n: usize,
+) -> anyhow::Result<crate::driver::BatchOutcome> {
+    let prefix = format!("volley-sweep:{}:{mode}:{workers}:", std::process::id());
+    let (procs, slots) = if mode == Mode::Local {
+        (0, workers as u32 * spec.slots)
+    } else {
+        (workers, spec.slots)
+    };
+    let mut cluster_spec = ClusterSpec::new(mode, procs, slots)
+        .store(spec.store.as_str())
+        .label(format!("sweep-{mode}-{workers}"))
+        .log_level("warn");
+    if spec.store != "memory" {
+        cluster_spec = cluster_spec.args(["--redis-prefix", prefix.as_str()]);
+    }
+    let cluster = Cluster::start(cluster_spec).await?;
+    let mut client = connect(&cluster.grpc_url()).await?;
+    let (noop, noop_args) = register_spec(&mut client, "noop").await?;
+    run_batch(
+        &client,
+        vec![(noop, noop_args); 2 * workers.max(1)],
+        1000,
+        Duration::from_secs(30),
+    )
+    .await?;
+    let task = if optype == "noop" {
+        "noop".to_owned()
+    } else {
+        format!("{optype}:{task_ms}")
+    };
+    let (f, args) = register_spec(&mut client, &task).await?;
+    let budget = Duration::from_millis(60_000 + 4 * task_ms * n as u64);
+    let outcome = run_batch(&client, vec![(f, args); n], 10_000, budget).await?;
+    cluster.stop().await?;
+    if spec.store != "memory" {
+        crate::purge_redis(&spec.store, &prefix).await;
+    }
+    Ok(outcome)
+}
