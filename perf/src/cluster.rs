@@ -298,6 +298,16 @@ impl Cluster {
         Ok(status.code())
     }
 
+    /// Sends `signal` to the dispatcher (e.g. SIGSTOP to stall it, SIGCONT to resume).
+    pub fn signal_dispatcher(&self, signal: Signal) -> anyhow::Result<()> {
+        let pid = self
+            .dispatcher
+            .as_ref()
+            .and_then(Child::id)
+            .context("the dispatcher is not running")?;
+        signal_pid(pid, signal)
+    }
+
     /// SIGKILLs the dispatcher (workers keep running and will reconnect).
     pub async fn kill_dispatcher(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.dispatcher.take() {
