@@ -63,6 +63,20 @@ pub enum Command {
     /// Open-loop load at a target rate against the running dispatcher, or with `--grid`
     /// the rate × spin × arrival study on clusters it starts itself.
     Load(LoadArgs),
+    /// Charts of result files, as PNG and SVG.
+    Plot {
+        /// A performance CSV (weak and strong scaling charts).
+        csv: Option<std::path::PathBuf>,
+        /// Per-task records (stage breakdown and latency CDFs).
+        #[arg(long)]
+        tasks: Option<std::path::PathBuf>,
+        /// Open-loop results (heatmaps of the grid).
+        #[arg(long)]
+        load: Option<std::path::PathBuf>,
+        /// Where the charts go.
+        #[arg(long, default_value = "plots")]
+        out: std::path::PathBuf,
+    },
     /// Starts a cluster per mode on the embedded store, runs a batch through each, and
     /// prints a summary.
     Demo {
@@ -211,6 +225,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Status { task_id } => status(&cli.dispatcher, task_id, cli.json).await,
         Command::Result { task_id } => result(&cli.dispatcher, task_id, cli.json).await,
         Command::Sweep(args) => sweep(args).await,
+        Command::Plot { csv, tasks, load, out } => {
+            let files = volley_perf::plot::plot_all(csv.as_deref(), tasks.as_deref(), load.as_deref(), &out)?;
+            println!("{} charts written to {}", files.len() / 2, out.display());
+            Ok(0)
+        }
         Command::Load(args) => load(&cli.dispatcher, args, cli.json).await,
         Command::Demo {
             workers,

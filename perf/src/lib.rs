@@ -8,6 +8,7 @@
 //! - [`harness`] — the `cargo test --test perf` harness: against a running cluster, or
 //!   self-contained.
 //! - [`load`] — open-loop load at a target rate, latency from intended send times.
+//! - [`plot`] — PNG and SVG charts of the result files.
 //! - [`sweep`] — closed-loop weak and strong scaling sweeps.
 //! - [`redis_server`] — a private `redis-server` on a free port, for tests and scenarios
 //!   that restart or break Redis.
@@ -17,6 +18,7 @@ pub mod cluster;
 pub mod driver;
 pub mod harness;
 pub mod load;
+pub mod plot;
 pub mod redis_server;
 pub mod report;
 pub mod sweep;

@@ -13,7 +13,7 @@ use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Exp};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,7 +129,7 @@ pub struct LoadSpec {
 }
 
 /// What one cell measured.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadResult {
     /// `uniform` or `poisson`.
     pub arrival: String,

@@ -6,7 +6,7 @@
 
 use crate::driver::BatchOutcome;
 use anyhow::Context;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::path::Path;
 use volley_proto::api;
 
@@ -91,7 +91,7 @@ pub struct PointSpec {
 }
 
 /// One row of `performance_test.csv`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PerfRow {
     #[serde(rename = "Mode")]
     mode: String,
@@ -192,6 +192,51 @@ impl PerfRow {
     /// Efficiency in percent, if the tasks have a duration.
     pub fn efficiency(&self) -> Option<f64> {
         self.efficiency
+    }
+
+    /// The mode.
+    pub fn mode_name(&self) -> &str {
+        &self.mode
+    }
+
+    /// The optype.
+    pub fn optype_name(&self) -> &str {
+        &self.optype
+    }
+
+    /// `weak` or `strong`.
+    pub fn scaling_kind(&self) -> &str {
+        &self.scaling
+    }
+
+    /// Workers.
+    pub fn workers_count(&self) -> usize {
+        self.workers
+    }
+
+    /// Task duration, ms.
+    pub fn task_duration_ms(&self) -> u64 {
+        self.task_ms
+    }
+
+    /// Total time, s.
+    pub fn total_seconds(&self) -> f64 {
+        self.total_time_s
+    }
+
+    /// Throughput, tasks/s.
+    pub fn tasks_per_second(&self) -> f64 {
+        self.throughput
+    }
+
+    /// Overhead per task, ms.
+    pub fn overhead(&self) -> f64 {
+        self.overhead_ms
+    }
+
+    /// Total time / tasks, ms.
+    pub fn latency_per_task_ms(&self) -> f64 {
+        self.total_time_s / self.tasks.max(1) as f64 * 1000.0
     }
 }
 
@@ -300,7 +345,7 @@ mod tests {
 
 /// One task's timings, for `--tasks-csv`: enough to split latency into queueing in the
 /// dispatcher, queueing in the worker, execution, and the network and bookkeeping rest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRow {
     /// The point's mode.
     pub mode: String,
