@@ -116,18 +116,7 @@ async fn measure(
     };
     cluster.stop().await?;
     if store == "redis" {
-        if let Ok(c) = redis::Client::open(store_url) {
-            if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{prefix}*"))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                for chunk in keys.chunks(10_000) {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
-                }
-            }
-        }
+        volley_perf::purge_redis(store_url, &prefix).await;
     }
     Ok(row)
 }

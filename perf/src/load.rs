@@ -293,18 +293,7 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
 
 /// Appends load results to a CSV, with a header when the file is new.
 pub fn append(path: &std::path::Path, rows: &[LoadResult]) -> anyhow::Result<()> {
-    let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut w = csv::WriterBuilder::new().has_headers(fresh).from_writer(file);
-    for r in rows {
-        w.serialize(r)?;
-    }
-    w.flush()?;
-    Ok(())
+    crate::report::append_rows(path, rows)
 }
 
 #[cfg(test)]

@@ -563,30 +563,10 @@ fn plot_grid(rows: &[LoadResult], out: &Path, written: &mut Vec<PathBuf>) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::driver::BatchOutcome;
     use crate::report::{PointSpec, RunMeta};
-    use std::time::Duration;
-    use volley_proto::api;
 
-    fn outcome(n: usize, secs: f64) -> BatchOutcome {
-        BatchOutcome {
-            submitted: n,
-            completed: n,
-            failed: 0,
-            elapsed: Duration::from_secs_f64(secs),
-            tasks: (0..n as u64)
-                .map(|i| api::TaskInfo {
-                    task_id: i + 1,
-                    state: api::TaskState::Completed as i32,
-                    submitted_us: 1_000,
-                    dispatched_us: 1_100 + i,
-                    completed_us: 110_000 + i * 100,
-                    wait_us: 50,
-                    run_us: 100_000,
-                    ..Default::default()
-                })
-                .collect(),
-        }
+    fn outcome(n: usize, secs: f64) -> crate::driver::BatchOutcome {
+        crate::report::sample_outcome(n, secs)
     }
 
     #[test]

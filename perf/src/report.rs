@@ -242,6 +242,12 @@ impl PerfRow {
 
 /// Appends rows to `path`, writing the header first when the file is new or empty.
 pub fn append(path: &Path, rows: &[PerfRow]) -> anyhow::Result<()> {
+    append_rows(path, rows)
+}
+
+/// Appends serialisable rows to a CSV file; the header (the rows' field names) is written
+/// when the file is new or empty, so appending runs never repeat it.
+pub fn append_rows<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
     let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -251,10 +257,7 @@ pub fn append(path: &Path, rows: &[PerfRow]) -> anyhow::Result<()> {
         .append(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(file);
-    if fresh {
-        w.write_record(HEADER)?;
-    }
+    let mut w = csv::WriterBuilder::new().has_headers(fresh).from_writer(file);
     for row in rows {
         w.serialize(row)?;
     }
@@ -267,27 +270,36 @@ pub fn completed(t: &api::TaskInfo) -> bool {
     t.state == api::TaskState::Completed as i32
 }
 
+/// A batch of `n` completed tasks over `secs`, task `i` finishing at 100 + i ms after
+/// submission, having run 100 ms; for tests.
+#[cfg(test)]
+pub(crate) fn sample_outcome(n: usize, secs: f64) -> BatchOutcome {
+    BatchOutcome {
+        submitted: n,
+        completed: n,
+        failed: 0,
+        elapsed: std::time::Duration::from_secs_f64(secs),
+        tasks: (0..n as u64)
+            .map(|i| api::TaskInfo {
+                task_id: i + 1,
+                state: api::TaskState::Completed as i32,
+                submitted_us: 1_000_000,
+                dispatched_us: 1_000_100 + i,
+                completed_us: 1_000_000 + 100_000 + i * 1000,
+                wait_us: 50,
+                run_us: 100_000,
+                ..Default::default()
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn outcome(n: usize, secs: f64) -> BatchOutcome {
-        BatchOutcome {
-            submitted: n,
-            completed: n,
-            failed: 0,
-            elapsed: Duration::from_secs_f64(secs),
-            tasks: (0..n as u64)
-                .map(|i| api::TaskInfo {
-                    task_id: i + 1,
-                    state: api::TaskState::Completed as i32,
-                    submitted_us: 1_000_000,
-                    completed_us: 1_000_000 + 100_000 + i * 1000,
-                    ..Default::default()
-                })
-                .collect(),
-        }
+        sample_outcome(n, secs)
     }
 
     #[test]
@@ -418,18 +430,7 @@ impl TaskRow {
 
 /// Appends task rows to `path`, with a header when the file is new.
 pub fn append_tasks(path: &Path, rows: &[TaskRow]) -> anyhow::Result<()> {
-    let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut w = csv::WriterBuilder::new().has_headers(fresh).from_writer(file);
-    for row in rows {
-        w.serialize(row)?;
-    }
-    w.flush()?;
-    Ok(())
+    append_rows(path, rows)
 }
 
 /// Writes `<path>.meta.json` beside a result file: the full command line, versions, seed

@@ -24,18 +24,7 @@ pub fn unique_prefix(test: &str) -> String {
 
 /// Deletes every key under `prefix`.
 pub async fn purge(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else { return };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    if !keys.is_empty() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-    }
+    volley_perf::purge_redis(url, prefix).await;
 }
 
 /// The expected outcome of one task of the mixed batch.
