@@ -57,11 +57,24 @@ fn stores(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let prefix = format!("volley-bench-store:{}:", std::process::id());
-    let mut backends: Vec<(&str, Arc<dyn TaskStore>)> =
-        vec![("memory", rt.block_on(store::open("memory", "")).expect("memory"))];
+    let mut backends: Vec<(&str, Arc<dyn TaskStore>)> = vec![(
+        "memory",
+        rt.block_on(store::open("memory", &store::StoreOptions::default()))
+            .expect("memory"),
+    )];
     let redis_url = std::env::var("REDIS_URL").ok();
     if let Some(url) = &redis_url {
-        backends.push(("redis", rt.block_on(store::open(url, &prefix)).expect("redis")));
+        backends.push((
+            "redis",
+            rt.block_on(store::open(
+                url,
+                &store::StoreOptions {
+                    redis_prefix: prefix.clone(),
+                    ..Default::default()
+                },
+            ))
+            .expect("redis"),
+        ));
     }
     let mut group = c.benchmark_group("store_lifecycle");
     for (name, store) in &backends {

@@ -168,7 +168,15 @@ impl Api {
             .get(TaskId(id))
             .await
             .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("no task with id {id}")))
+            .ok_or_else(|| Status::not_found(self.unknown_task(id)))
+    }
+
+    fn unknown_task(&self, id: u64) -> String {
+        if self.shared.store.describe() == "memory" {
+            format!("no task with id {id} (or it finished before the newest --retain-finished tasks and was forgotten)")
+        } else {
+            format!("no task with id {id}")
+        }
     }
 }
 

@@ -68,6 +68,10 @@ pub struct Cli {
     /// lowest latency; more: higher throughput on machines with cores to spare).
     #[arg(long, env = "VOLLEY_THREADS", default_value_t = 1)]
     pub threads: usize,
+    /// Finished tasks the memory store keeps for GetStatus/GetResult/WatchResults, oldest
+    /// forgotten first; bounds the dispatcher's memory. Redis keeps every task.
+    #[arg(long, env = "VOLLEY_RETAIN_FINISHED", default_value_t = 1_000_000)]
+    pub retain_finished: usize,
     /// On a graceful stop, leave workers running (they reconnect to the next dispatcher)
     /// instead of telling them to exit.
     #[arg(long, env = "VOLLEY_KEEP_WORKERS")]
@@ -120,6 +124,7 @@ impl From<Cli> for Config {
             },
             seed: cli.seed,
             stop_workers_on_exit: !cli.keep_workers,
+            retain_finished: cli.retain_finished,
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct Config {
     pub seed: u64,
     /// Whether a graceful stop tells workers to exit too.
     pub stop_workers_on_exit: bool,
+    /// Finished tasks the memory store keeps for status and result queries.
+    pub retain_finished: usize,
 }
 
 impl Default for Config {
@@ -52,6 +54,7 @@ impl Default for Config {
             policy: Policy::LeastLoaded,
             seed: 0x5eed,
             stop_workers_on_exit: true,
+            retain_finished: 1_000_000,
         }
     }
 }

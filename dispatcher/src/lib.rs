@@ -69,7 +69,11 @@ pub async fn start(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(Handle, impl Future<Output = anyhow::Result<()>>)> {
-    let store = store::open(&config.store, &config.redis_prefix)
+    let options = store::StoreOptions {
+        redis_prefix: config.redis_prefix.clone(),
+        retain_finished: config.retain_finished,
+    };
+    let store = store::open(&config.store, &options)
         .await
         .with_context(|| format!("opening the task store '{}'", config.store))?;
     let shared = Arc::new(Shared::new(store.clone(), config.max_queued));

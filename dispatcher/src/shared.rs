@@ -26,7 +26,8 @@ impl Shared {
         Self {
             store,
             admission: Admission::new(max_unfinished),
-            completions: broadcast::channel(4096).0,
+            // Watchers that fall this many batches behind catch up from the store.
+            completions: broadcast::channel(1024).0,
             counters: EdgeCounters::default(),
             store_healthy: AtomicBool::new(true),
         }

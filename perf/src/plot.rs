@@ -64,7 +64,10 @@ struct Lines {
     x_label: String,
     y_label: String,
     series: Vec<(String, Vec<(f64, f64)>)>,
-    log_x: bool,
+    /// Worker counts: drawn on a log2 axis labelled 1, 2, 4, 8, …
+    workers_x: bool,
+    /// Fixed y range (e.g. efficiency zoomed to the data); otherwise 0 to the maximum.
+    y_range: Option<(f64, f64)>,
     reference: Option<(String, Vec<(f64, f64)>)>,
 }
 
@@ -86,61 +89,81 @@ fn bounds(points: impl Iterator<Item = (f64, f64)>) -> (f64, f64, f64, f64) {
 
 fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Lines) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
+    let tx = |x: f64| if c.workers_x { x.max(1e-9).log2() } else { x };
     let all = c
         .series
         .iter()
         .flat_map(|(_, p)| p.iter().copied())
         .chain(c.reference.iter().flat_map(|(_, p)| p.iter().copied()));
-    let (x0, x1, y0, y1) = bounds(all);
-    let mut builder = ChartBuilder::on(root);
-    builder
+    let (mut x0, mut x1, mut y0, mut y1) = bounds(all.map(|(x, y)| (tx(x), y)));
+    if c.workers_x {
+        x0 -= 0.25;
+        x1 += 0.25;
+    }
+    if let Some((lo, hi)) = c.y_range {
+        (y0, y1) = (lo, hi);
+    }
+    let ticks = if c.workers_x {
+        (x1 - x0).round() as usize + 1
+    } else {
+        10
+    };
+    let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", 22))
         .margin(16)
         .x_label_area_size(48)
-        .y_label_area_size(72);
-    macro_rules! finish {
-        ($chart:expr) => {{
-            let mut chart = $chart;
-            chart
-                .configure_mesh()
-                .x_desc(c.x_label.as_str())
-                .y_desc(c.y_label.as_str())
-                .label_style(("sans-serif", 15))
-                .axis_desc_style(("sans-serif", 16))
-                .draw()
-                .map_err(err)?;
-            if let Some((name, points)) = &c.reference {
-                chart
-                    .draw_series(LineSeries::new(points.iter().copied(), BLACK.mix(0.4).stroke_width(1)))
-                    .map_err(err)?
-                    .label(name.as_str())
-                    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
-            }
-            for (i, (name, points)) in c.series.iter().enumerate() {
-                let color = MODE_COLORS[i % MODE_COLORS.len()];
-                chart
-                    .draw_series(LineSeries::new(points.iter().copied(), color.stroke_width(2)))
-                    .map_err(err)?
-                    .label(name.as_str())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-                chart
-                    .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
-                    .map_err(err)?;
-            }
-            chart
-                .configure_series_labels()
-                .label_font(("sans-serif", 15))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(err)?;
-        }};
+        .y_label_area_size(72)
+        .build_cartesian_2d(x0..x1, y0..y1)
+        .map_err(err)?;
+    let workers_label = |x: &f64| {
+        let k = x.round();
+        if (x - k).abs() < 0.01 && k >= 0.0 {
+            format!("{}", 2f64.powf(k) as u64)
+        } else {
+            String::new()
+        }
+    };
+    let plain_label = |x: &f64| format!("{x}");
+    chart
+        .configure_mesh()
+        .x_labels(ticks.max(2))
+        .x_label_formatter(if c.workers_x { &workers_label } else { &plain_label })
+        .x_desc(c.x_label.as_str())
+        .y_desc(c.y_label.as_str())
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
+        .light_line_style(WHITE)
+        .draw()
+        .map_err(err)?;
+    if let Some((name, points)) = &c.reference {
+        chart
+            .draw_series(LineSeries::new(
+                points.iter().map(|(x, y)| (tx(*x), *y)),
+                BLACK.mix(0.4).stroke_width(1),
+            ))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.mix(0.4)));
     }
-    if c.log_x && x0 > 0.0 {
-        finish!(builder.build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(err)?);
-    } else {
-        finish!(builder.build_cartesian_2d(x0..x1, y0..y1).map_err(err)?);
+    for (i, (name, points)) in c.series.iter().enumerate() {
+        let color = MODE_COLORS[i % MODE_COLORS.len()];
+        let pts: Vec<(f64, f64)> = points.iter().map(|(x, y)| (tx(*x), *y)).collect();
+        chart
+            .draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2)))
+            .map_err(err)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
+            .map_err(err)?;
     }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(err)?;
     root.present().map_err(err)
 }
 
@@ -391,7 +414,8 @@ fn plot_scaling(rows: &[PerfRow], out: &Path, written: &mut Vec<PathBuf>) -> any
             x_label: "workers".into(),
             y_label: y.into(),
             series,
-            log_x: true,
+            workers_x: true,
+            y_range: None,
             reference: None,
         };
         if scaling == "weak" {
@@ -419,6 +443,9 @@ fn plot_scaling(rows: &[PerfRow], out: &Path, written: &mut Vec<PathBuf>) -> any
                     "ideal time / actual time (%)",
                     by_mode(&|r| r.efficiency()),
                 );
+                // Near-ideal runs differ in tenths of a percent: zoom to the data.
+                let low = group.iter().filter_map(|r| r.efficiency()).fold(100.0, f64::min);
+                c.y_range = Some(((low - 1.0).floor().max(0.0), 100.5));
                 let xs: BTreeSet<usize> = group.iter().map(|r| r.workers_count()).collect();
                 c.reference = Some(("ideal".into(), xs.iter().map(|w| (*w as f64, 100.0)).collect()));
                 render!(out, format!("{stem}-efficiency"), draw_lines, &c, written);
@@ -447,9 +474,10 @@ fn plot_scaling(rows: &[PerfRow], out: &Path, written: &mut Vec<PathBuf>) -> any
 }
 
 fn plot_tasks(rows: &[TaskRow], out: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
-    let optypes: BTreeSet<String> = rows.iter().map(|r| r.optype.clone()).collect();
-    for optype in optypes {
-        let group: Vec<&TaskRow> = rows.iter().filter(|r| r.optype == optype).collect();
+    let kinds: BTreeSet<(String, u64)> = rows.iter().map(|r| (r.optype.clone(), r.task_ms)).collect();
+    for (optype, ms) in kinds {
+        let group: Vec<&TaskRow> = rows.iter().filter(|r| r.optype == optype && r.task_ms == ms).collect();
+        let what = task_label(&optype, ms);
         let modes: BTreeSet<String> = group.iter().map(|r| r.mode.clone()).collect();
         let bars = modes
             .iter()
@@ -469,7 +497,7 @@ fn plot_tasks(rows: &[TaskRow], out: &Path, written: &mut Vec<PathBuf>) -> anyho
             })
             .collect();
         let c = Stacked {
-            title: format!("Where a task's time goes — {optype} (mean over all points)"),
+            title: format!("Where a task's time goes — {what} (mean over all points)"),
             y_label: "ms per task".into(),
             stages: vec![
                 "queued in dispatcher".into(),
@@ -479,7 +507,7 @@ fn plot_tasks(rows: &[TaskRow], out: &Path, written: &mut Vec<PathBuf>) -> anyho
             ],
             bars,
         };
-        render!(out, format!("stages-{}", slug(&optype)), draw_stacked, &c, written);
+        render!(out, format!("stages-{}", slug(&what)), draw_stacked, &c, written);
 
         let series = modes
             .iter()
@@ -501,14 +529,15 @@ fn plot_tasks(rows: &[TaskRow], out: &Path, written: &mut Vec<PathBuf>) -> anyho
             })
             .collect();
         let c = Lines {
-            title: format!("Latency CDF — {optype}, submitted → completed"),
+            title: format!("Latency CDF — {what}, submitted → completed"),
             x_label: "latency (ms)".into(),
             y_label: "tasks at or below (%)".into(),
             series,
-            log_x: false,
+            workers_x: false,
+            y_range: None,
             reference: None,
         };
-        render!(out, format!("cdf-{}", slug(&optype)), draw_lines, &c, written);
+        render!(out, format!("cdf-{}", slug(&what)), draw_lines, &c, written);
     }
     Ok(())
 }
@@ -635,8 +664,8 @@ mod tests {
             "weak-sleep-100-ms-efficiency.png",
             "strong-sleep-100-ms-time.png",
             "strong-sleep-100-ms-speedup.svg",
-            "stages-sleep.png",
-            "cdf-sleep.png",
+            "stages-sleep-100-ms.png",
+            "cdf-sleep-100-ms.png",
             "grid-poisson-p99.png",
             "grid-poisson-slowdown.svg",
         ] {

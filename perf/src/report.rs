@@ -363,6 +363,8 @@ pub struct TaskRow {
     pub mode: String,
     /// The point's optype.
     pub optype: String,
+    /// The point's task duration, ms.
+    pub task_ms: u64,
     /// The point's worker count.
     pub workers: usize,
     /// The point's repetition.
@@ -408,6 +410,7 @@ impl TaskRow {
         Self {
             mode: spec.mode.clone(),
             optype: spec.optype.clone(),
+            task_ms: spec.task_ms,
             workers: spec.workers,
             repeat: spec.repeat,
             task_id: t.task_id,

@@ -1,21 +1,54 @@
 //! The in-process store: the embedded default for one machine. Nothing survives a restart.
+//! Finished tasks are kept up to a retention limit (oldest forgotten first), so a dispatcher
+//! that runs for ever holds bounded memory.
 
 use super::{FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
 use crate::core::Transition;
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::{FunctionId, TaskId};
 
 /// Tasks and functions in hash maps behind short, never-awaited locks.
-#[derive(Default)]
 pub struct MemoryStore {
-    tasks: Mutex<HashMap<TaskId, TaskRecord>>,
+    tasks: Mutex<Tasks>,
     functions: RwLock<HashMap<FunctionId, FunctionRecord>>,
     next_task: AtomicU64,
     next_function: AtomicU64,
+    retain_finished: usize,
+}
+
+#[derive(Default)]
+struct Tasks {
+    records: HashMap<TaskId, TaskRecord>,
+    /// Finished tasks, oldest first, for retention.
+    finished: VecDeque<TaskId>,
+}
+
+impl MemoryStore {
+    /// A store that keeps at most `retain_finished` finished tasks (unfinished ones are
+    /// always kept).
+    pub fn new(retain_finished: usize) -> Self {
+        Self {
+            tasks: Mutex::new(Tasks::default()),
+            functions: RwLock::new(HashMap::new()),
+            next_task: AtomicU64::new(0),
+            next_function: AtomicU64::new(0),
+            retain_finished,
+        }
+    }
+
+    /// Task records held now, finished or not.
+    pub fn len(&self) -> usize {
+        self.tasks.lock().records.len()
+    }
+
+    /// Whether no task is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 fn task_of(t: &Transition) -> TaskId {
@@ -51,42 +84,94 @@ impl TaskStore for MemoryStore {
     async fn enqueue(&self, tasks: &[Submission]) -> Result<Vec<TaskId>, StoreError> {
         let first = self.next_task.fetch_add(tasks.len() as u64, Ordering::Relaxed) + 1;
         let ids: Vec<TaskId> = (0..tasks.len() as u64).map(|i| TaskId(first + i)).collect();
-        let mut map = self.tasks.lock();
-        map.reserve(tasks.len());
+        let mut t = self.tasks.lock();
+        t.records.reserve(tasks.len());
         for (id, s) in ids.iter().zip(tasks) {
-            map.insert(*id, TaskRecord::queued(*id, s));
+            t.records.insert(*id, TaskRecord::queued(*id, s));
         }
         Ok(ids)
     }
 
     async fn record(&self, transitions: &[Transition]) -> Result<(), StoreError> {
-        let mut map = self.tasks.lock();
+        let mut guard = self.tasks.lock();
+        let tasks = &mut *guard;
         for t in transitions {
-            if let Some(rec) = map.get_mut(&task_of(t)) {
+            let id = task_of(t);
+            if let Some(rec) = tasks.records.get_mut(&id) {
                 rec.apply(t);
+                if matches!(t, Transition::Finished(_)) {
+                    tasks.finished.push_back(id);
+                }
+            }
+        }
+        while tasks.finished.len() > self.retain_finished {
+            if let Some(old) = tasks.finished.pop_front() {
+                tasks.records.remove(&old);
             }
         }
         Ok(())
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.tasks.lock().get(&id).cloned())
+        Ok(self.tasks.lock().records.get(&id).cloned())
     }
 
     async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Option<TaskRecord>>, StoreError> {
-        let map = self.tasks.lock();
-        Ok(ids.iter().map(|id| map.get(id).cloned()).collect())
+        let t = self.tasks.lock();
+        Ok(ids.iter().map(|id| t.records.get(id).cloned()).collect())
     }
 
     async fn recover_unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
         let mut v: Vec<TaskRecord> = self
             .tasks
             .lock()
+            .records
             .values()
             .filter(|r| !r.state.is_terminal())
             .cloned()
             .collect();
         v.sort_by_key(|r| r.id);
         Ok(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Finished;
+    use volley_proto::wire::Outcome;
+
+    fn finish(id: TaskId) -> Transition {
+        Transition::Finished(Finished {
+            task: id,
+            function_id: FunctionId(1),
+            outcome: Outcome::Completed("null".into()),
+            attempts: 1,
+            worker: None,
+            submitted_us: 0,
+            dispatched_us: 0,
+            completed_us: 0,
+            wait_us: 0,
+            run_us: 0,
+        })
+    }
+
+    #[tokio::test]
+    async fn only_the_newest_finished_tasks_are_retained() {
+        let store = MemoryStore::new(3);
+        let sub = Submission {
+            function_id: FunctionId(1),
+            args: String::new(),
+            submitted_us: 0,
+        };
+        let ids = store.enqueue(&vec![sub; 10]).await.unwrap();
+        let finished: Vec<Transition> = ids[..6].iter().map(|id| finish(*id)).collect();
+        store.record(&finished).await.unwrap();
+        // 4 unfinished are always kept, plus the 3 newest finished.
+        assert_eq!(store.len(), 7);
+        assert!(store.get(ids[0]).await.unwrap().is_none());
+        assert!(store.get(ids[5]).await.unwrap().is_some_and(|r| r.state.is_terminal()));
+        assert!(store.get(ids[9]).await.unwrap().is_some());
+        assert_eq!(store.recover_unfinished().await.unwrap().len(), 4);
     }
 }

@@ -203,10 +203,29 @@ pub trait TaskStore: Send + Sync {
     async fn recover_unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
 }
 
+/// How a store is opened besides its address.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
+    /// Finished tasks the memory store keeps (oldest forgotten first).
+    pub retain_finished: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            redis_prefix: "volley:".into(),
+            retain_finished: 1_000_000,
+        }
+    }
+}
+
 /// Opens the store named on the command line: `memory` or `redis://host:port/db`.
-pub async fn open(spec: &str, redis_prefix: &str) -> Result<Arc<dyn TaskStore>, StoreError> {
+pub async fn open(spec: &str, options: &StoreOptions) -> Result<Arc<dyn TaskStore>, StoreError> {
+    let redis_prefix = options.redis_prefix.as_str();
     if spec == "memory" {
-        return Ok(Arc::new(memory::MemoryStore::default()));
+        return Ok(Arc::new(memory::MemoryStore::new(options.retain_finished)));
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") || spec.starts_with("unix://") {
         return Ok(Arc::new(redis::RedisStore::connect(spec, redis_prefix).await?));
