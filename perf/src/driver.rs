@@ -74,7 +74,8 @@ impl BatchOutcome {
 
 /// Submits `tasks` (function id, args) in chunks of `chunk` and waits for every outcome.
 /// Chunks are submitted while earlier ones run; each chunk is watched by id, so no
-/// outcome can be missed however fast it arrives.
+/// outcome can be missed however fast it arrives. A chunk refused with
+/// `RESOURCE_EXHAUSTED` (the dispatcher's queue bound) is retried with backoff.
 pub async fn run_batch(
     client: &Client,
     tasks: Vec<(u64, String)>,
@@ -96,12 +97,19 @@ pub async fn run_batch(
                 })
                 .collect(),
         };
-        let ids = submitter
-            .execute_batch(request)
-            .await
-            .map_err(|s| anyhow::anyhow!("ExecuteBatch failed ({:?}): {}", s.code(), s.message()))?
-            .into_inner()
-            .task_ids;
+        // A full queue is backpressure, not failure: wait for room while earlier chunks
+        // drain, up to the batch's deadline.
+        let mut pause = Duration::from_millis(2);
+        let ids = loop {
+            match submitter.execute_batch(request.clone()).await {
+                Ok(r) => break r.into_inner().task_ids,
+                Err(s) if s.code() == tonic::Code::ResourceExhausted && started.elapsed() < timeout => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(s) => bail!("ExecuteBatch failed ({:?}): {}", s.code(), s.message()),
+            }
+        };
         let mut watcher = client.clone();
         let tx = tx.clone();
         watchers.push(tokio::spawn(async move {

@@ -277,6 +277,20 @@ fn draw_heat<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Heat) -> any
         .draw()
         .map_err(err)?;
     chart
+        .draw_series(
+            (0..xs.len())
+                .flat_map(|i| (0..ys.len()).map(move |j| (i, j)))
+                .filter(|k| !c.values.contains_key(k))
+                .map(|(i, j)| {
+                    let grey = RGBColor(225, 225, 225);
+                    Rectangle::new(
+                        [(i as f64 - 0.5, j as f64 - 0.5), (i as f64 + 0.5, j as f64 + 0.5)],
+                        grey.filled(),
+                    )
+                }),
+        )
+        .map_err(err)?;
+    chart
         .draw_series(c.values.iter().map(|((i, j), v)| {
             let t = if hi > lo {
                 (v.max(1e-9).ln() - lo) / (hi - lo)
@@ -305,7 +319,7 @@ fn draw_heat<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Heat) -> any
         }))
         .map_err(err)?;
     root.draw(&Text::new(
-        format!("colour: log scale; numbers in {}", c.unit),
+        format!("colour: log scale; numbers in {}; grey: no request completed", c.unit),
         (20, SIZE.1 as i32 - 20),
         ("sans-serif", 13),
     ))
@@ -559,13 +573,19 @@ fn plot_grid(rows: &[LoadResult], out: &Path, written: &mut Vec<PathBuf>) -> any
                 .filter_map(|r| f(r).map(|v| ((index(&xs, r.target_rate), index(&ys, r.task_ms as f64)), v)))
                 .collect()
         };
+        // Latency exists only for requests that completed; a cell where none did is grey.
         for (metric, unit, f) in [
             (
                 "p99",
-                "ms",
-                &(|r: &LoadResult| Some(r.p99_ms)) as &dyn Fn(&LoadResult) -> Option<f64>,
+                "ms, of completed requests",
+                &(|r: &LoadResult| (r.completed > 0).then_some(r.p99_ms)) as &dyn Fn(&LoadResult) -> Option<f64>,
             ),
-            ("slowdown", "× task duration (p99)", &|r: &LoadResult| r.slowdown_p99),
+            ("slowdown", "× task duration (p99)", &|r: &LoadResult| {
+                r.slowdown_p99.filter(|_| r.completed > 0)
+            }),
+            ("success", "% of requests completed in time", &|r: &LoadResult| {
+                Some(r.success_rate * 100.0)
+            }),
         ] {
             let values = cells(f);
             if values.is_empty() {
@@ -574,7 +594,11 @@ fn plot_grid(rows: &[LoadResult], out: &Path, written: &mut Vec<PathBuf>) -> any
             let c = Heat {
                 title: format!(
                     "Open loop, {arrival} arrivals: {} over rate × spin",
-                    if metric == "p99" { "p99 latency" } else { "p99 slowdown" }
+                    match metric {
+                        "p99" => "p99 latency",
+                        "slowdown" => "p99 slowdown",
+                        _ => "success rate",
+                    }
                 ),
                 x_label: "target rate (requests/s)".into(),
                 y_label: "spin per task (ms)".into(),

@@ -254,3 +254,21 @@ async fn invalid_requests_get_the_right_status_and_a_useful_message() {
     assert_eq!(info.counters.expect("counters").rejected_submissions, 1);
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_faster_than_the_queue_bound_is_held_back_not_dropped() {
+    let spec = ClusterSpec::new(Mode::Pull, 2, 1)
+        .args(["--max-queued", "50"])
+        .label("backpressure");
+    let cluster = Cluster::start(spec).await.expect("cluster");
+    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
+    let (f, args) = register_spec(&mut client, "noop").await.expect("register");
+    let outcome = run_batch(&client, vec![(f, args); 2000], 50, Duration::from_secs(60))
+        .await
+        .expect("batch");
+    assert_eq!((outcome.completed, outcome.failed), (2000, 0));
+    let c = cluster.info().await.expect("info").counters.expect("counters");
+    assert_eq!(c.submitted, 2000, "every task entered exactly once");
+    assert!(c.rejected_submissions > 0, "the bound pushed back: {c:?}");
+    cluster.stop().await.expect("stop");
+}
