@@ -251,7 +251,7 @@ fn draw_heat<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Heat) -> any
     let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", 22))
         .margin(16)
-        .x_label_area_size(48)
+        .x_label_area_size(64)
         .y_label_area_size(72)
         .build_cartesian_2d(-0.5f64..(xs.len() as f64 - 0.5), -0.5f64..(ys.len() as f64 - 0.5))
         .map_err(err)?;
@@ -320,7 +320,7 @@ fn draw_heat<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Heat) -> any
         .map_err(err)?;
     root.draw(&Text::new(
         format!("colour: log scale; numbers in {}; grey: no request completed", c.unit),
-        (20, SIZE.1 as i32 - 20),
+        (20, SIZE.1 as i32 - 16),
         ("sans-serif", 13),
     ))
     .map_err(err)?;
