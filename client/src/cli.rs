@@ -419,16 +419,21 @@ async fn result(url: &str, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
 async fn demo(workers: usize, slots: u32, noop_tasks: usize, sleep_tasks: usize, as_json: bool) -> anyhow::Result<i32> {
     let mut failed = 0;
     if !as_json {
-        println!("Volley demo: {workers} workers × {slots} slots per mode, embedded memory store, 127.0.0.1\n");
+        println!(
+            "Volley demo: {workers} workers × {slots} slots per mode (local: a {}-slot pool), embedded memory store, 127.0.0.1\n",
+            workers as u32 * slots
+        );
     }
     for mode in [Mode::Local, Mode::Pull, Mode::Push] {
-        let cluster = Cluster::start(
+        // The local pool gets as many slots as the workers have together.
+        let spec = if mode == Mode::Local {
+            ClusterSpec::new(mode, 0, workers as u32 * slots)
+        } else {
             ClusterSpec::new(mode, workers, slots)
-                .label(format!("demo-{mode}"))
-                .log_level("warn"),
-        )
-        .await
-        .with_context(|| format!("starting a {mode} cluster"))?;
+        };
+        let cluster = Cluster::start(spec.label(format!("demo-{mode}")).log_level("warn"))
+            .await
+            .with_context(|| format!("starting a {mode} cluster"))?;
         let mut client = connect(&cluster.grpc_url()).await?;
         for (spec, count) in [("noop", noop_tasks), ("sleep:100", sleep_tasks)] {
             if count == 0 {
@@ -443,7 +448,7 @@ async fn demo(workers: usize, slots: u32, noop_tasks: usize, sleep_tasks: usize,
             )
             .await?;
             failed += outcome.failed;
-            print_outcome(&format!("{mode:>5} {spec:<9}"), &outcome, as_json);
+            print_outcome(&format!("{:>5} {spec:<9}", mode.as_str()), &outcome, as_json);
         }
         cluster.stop().await?;
     }
