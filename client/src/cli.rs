@@ -1,12 +1,13 @@
 //! The operator commands.
 
-use crate::{connect, register_spec, run_batch, state_name, BatchOutcome};
+use crate::{connect, connect_with, register_spec, run_batch, state_name, Access, BatchOutcome, Client};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde_json::json;
 use std::time::Duration;
 use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
+use volley_proto::auth::Token;
 use volley_proto::Mode;
 
 /// Drives a Volley dispatcher.
@@ -21,6 +22,16 @@ pub struct Cli {
         default_value = "http://127.0.0.1:50051"
     )]
     pub dispatcher: String,
+    /// The dispatcher's shared token, sent as `authorization: Bearer …` (prefer the
+    /// variable: a flag shows in `ps`).
+    #[arg(long, global = true, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: Option<Token>,
+    /// PEM file of the CA that signed the dispatcher's TLS certificate (implies https).
+    #[arg(long, global = true, env = "VOLLEY_CA")]
+    pub ca: Option<std::path::PathBuf>,
+    /// The name the dispatcher's certificate must carry, if not the address's host.
+    #[arg(long, global = true, env = "VOLLEY_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -204,33 +215,35 @@ pub struct LoadArgs {
 
 /// Runs one command; the exit code is non-zero when tasks failed.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let ca_pem = match &cli.ca {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?),
+        None => None,
+    };
+    let target = Target {
+        url: cli.dispatcher.clone(),
+        access: Access {
+            token: cli.token.clone(),
+            ca_pem,
+            tls_domain: cli.tls_domain.clone(),
+        },
+    };
     match cli.command {
-        Command::Info => info(&cli.dispatcher, cli.json).await,
+        Command::Info => info(&target, cli.json).await,
         Command::Submit {
             spec,
             count,
             wait,
             timeout_s,
-        } => {
-            submit(
-                &cli.dispatcher,
-                &spec,
-                count,
-                wait,
-                Duration::from_secs(timeout_s),
-                cli.json,
-            )
-            .await
-        }
-        Command::Status { task_id } => status(&cli.dispatcher, task_id, cli.json).await,
-        Command::Result { task_id } => result(&cli.dispatcher, task_id, cli.json).await,
+        } => submit(&target, &spec, count, wait, Duration::from_secs(timeout_s), cli.json).await,
+        Command::Status { task_id } => status(&target, task_id, cli.json).await,
+        Command::Result { task_id } => result(&target, task_id, cli.json).await,
         Command::Sweep(args) => sweep(args).await,
         Command::Plot { csv, tasks, load, out } => {
             let files = volley_perf::plot::plot_all(csv.as_deref(), tasks.as_deref(), load.as_deref(), &out)?;
             println!("{} charts written to {}", files.len() / 2, out.display());
             Ok(0)
         }
-        Command::Load(args) => load(&cli.dispatcher, args, cli.json).await,
+        Command::Load(args) => load(&target, args, cli.json).await,
         Command::Demo {
             workers,
             slots,
@@ -240,12 +253,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     }
 }
 
+/// The dispatcher a command talks to, and what it presents.
+struct Target {
+    url: String,
+    access: Access,
+}
+
+impl Target {
+    async fn connect(&self) -> anyhow::Result<Client> {
+        connect_with(&self.url, &self.access).await
+    }
+}
+
 fn status_error(what: &str, s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{what}: {} ({:?})", s.message(), s.code())
 }
 
-async fn info(url: &str, as_json: bool) -> anyhow::Result<i32> {
-    let mut client = connect(url).await?;
+async fn info(target: &Target, as_json: bool) -> anyhow::Result<i32> {
+    let mut client = target.connect().await?;
     let i = client
         .cluster_info(api::ClusterInfoRequest {})
         .await
@@ -269,6 +294,7 @@ async fn info(url: &str, as_json: bool) -> anyhow::Result<i32> {
                     "failed": c.failed, "requeued": c.requeued, "duplicate_results": c.duplicate_results,
                     "dropped_frames": c.dropped_frames, "workers_joined": c.workers_joined,
                     "workers_lost": c.workers_lost, "rejected_submissions": c.rejected_submissions,
+                    "rejected_workers": c.rejected_workers, "unauthenticated_requests": c.unauthenticated_requests,
                 }
             })
         );
@@ -289,15 +315,15 @@ async fn info(url: &str, as_json: bool) -> anyhow::Result<i32> {
             );
         }
         println!(
-            "submitted {} · dispatched {} · completed {} · failed {} · requeued {} · duplicate results {} · dropped frames {} · workers joined {} lost {} · rejected submissions {}",
-            c.submitted, c.dispatched, c.completed, c.failed, c.requeued, c.duplicate_results, c.dropped_frames, c.workers_joined, c.workers_lost, c.rejected_submissions
+            "submitted {} · dispatched {} · completed {} · failed {} · requeued {} · duplicate results {} · dropped frames {} · workers joined {} lost {} rejected {} · rejected submissions {} · unauthenticated calls {}",
+            c.submitted, c.dispatched, c.completed, c.failed, c.requeued, c.duplicate_results, c.dropped_frames, c.workers_joined, c.workers_lost, c.rejected_workers, c.rejected_submissions, c.unauthenticated_requests
         );
     }
     Ok(0)
 }
 
 async fn submit(
-    url: &str,
+    target: &Target,
     spec: &str,
     count: usize,
     wait: bool,
@@ -305,7 +331,7 @@ async fn submit(
     as_json: bool,
 ) -> anyhow::Result<i32> {
     anyhow::ensure!(count > 0, "--count must be at least 1");
-    let mut client = connect(url).await?;
+    let mut client = target.connect().await?;
     let (function_id, args) = register_spec(&mut client, spec).await?;
     let tasks = vec![(function_id, args); count];
     if !wait {
@@ -361,8 +387,8 @@ fn print_outcome(label: &str, o: &BatchOutcome, as_json: bool) {
     }
 }
 
-async fn status(url: &str, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
-    let mut client = connect(url).await?;
+async fn status(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
+    let mut client = target.connect().await?;
     let s = client
         .get_status(api::GetStatusRequest { task_id })
         .await
@@ -379,8 +405,8 @@ async fn status(url: &str, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-async fn result(url: &str, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
-    let mut client = connect(url).await?;
+async fn result(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
+    let mut client = target.connect().await?;
     let t = client
         .get_result(api::GetResultRequest { task_id })
         .await
@@ -490,7 +516,7 @@ async fn sweep(a: SweepArgs) -> anyhow::Result<i32> {
     Ok(if failed > 0 { 1 } else { 0 })
 }
 
-async fn load(url: &str, a: LoadArgs, as_json: bool) -> anyhow::Result<i32> {
+async fn load(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<i32> {
     use volley_perf::load::{self as open_loop, Arrival, GridSpec, LoadSpec};
     let parse = |s: &str| s.parse::<Arrival>().map_err(anyhow::Error::msg);
     let results = if a.grid {
@@ -509,7 +535,7 @@ async fn load(url: &str, a: LoadArgs, as_json: bool) -> anyhow::Result<i32> {
         open_loop::run_grid(&spec, &a.out).await?
     } else {
         anyhow::ensure!(a.warmup < a.duration, "--warmup must be shorter than --for");
-        let client = connect(url).await?;
+        let client = target.connect().await?;
         let spec = LoadSpec {
             rate: a.rate,
             arrival: parse(&a.arrival)?,

@@ -6,4 +6,6 @@
 
 pub mod cli;
 
-pub use volley_perf::driver::{connect, register_spec, run_batch, state_name, BatchOutcome, Client};
+pub use volley_perf::driver::{
+    connect, connect_with, register_spec, run_batch, state_name, Access, BatchOutcome, Client,
+};

@@ -375,6 +375,8 @@ impl Dispatcher for Api {
                 workers_joined: counters.workers_joined,
                 workers_lost: counters.workers_lost,
                 rejected_submissions: load(&edge.rejected_submissions),
+                rejected_workers: load(&edge.rejected_workers),
+                unauthenticated_requests: load(&edge.unauthenticated_requests),
             }),
             version: volley_proto::VERSION.to_owned(),
             prefetch: self.facts.prefetch,

@@ -2,11 +2,13 @@
 //! `task_dispatcher.py -m <mode> -p <port> -w <n> [-t <timeout>]`, and every flag also
 //! readable from a `VOLLEY_*` variable.
 
-use crate::config::Config;
+use crate::config::{Config, TlsFiles};
 use crate::core::Policy;
 use clap::{Parser, ValueEnum};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
+use volley_proto::auth::Token;
 use volley_proto::Mode;
 
 /// The Volley dispatcher: takes tasks over gRPC and hands them to workers.
@@ -76,6 +78,16 @@ pub struct Cli {
     /// instead of telling them to exit.
     #[arg(long, env = "VOLLEY_KEEP_WORKERS")]
     pub keep_workers: bool,
+    /// A shared token workers and gRPC clients must present (prefer the variable: a
+    /// flag shows in `ps`). Never logged.
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: Option<Token>,
+    /// PEM certificate chain: serve the gRPC API over TLS (needs --tls-key).
+    #[arg(long, env = "VOLLEY_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "VOLLEY_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `--mode` values.
@@ -125,6 +137,8 @@ impl From<Cli> for Config {
             seed: cli.seed,
             stop_workers_on_exit: !cli.keep_workers,
             retain_finished: cli.retain_finished,
+            token: cli.token,
+            tls: cli.tls_cert.zip(cli.tls_key).map(|(cert, key)| TlsFiles { cert, key }),
         }
     }
 }

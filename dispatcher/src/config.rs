@@ -1,7 +1,9 @@
 //! The dispatcher's run-time configuration, independent of how it was given.
 
 use crate::core::Policy;
+use std::path::PathBuf;
 use std::time::Duration;
+use volley_proto::auth::Token;
 use volley_proto::Mode;
 
 /// Everything a dispatcher needs besides its listeners.
@@ -36,6 +38,20 @@ pub struct Config {
     pub stop_workers_on_exit: bool,
     /// Finished tasks the memory store keeps for status and result queries.
     pub retain_finished: usize,
+    /// The shared token workers and gRPC clients must present; `None` admits anyone
+    /// who can reach the ports.
+    pub token: Option<Token>,
+    /// Certificate and key for TLS on the gRPC API; `None` serves plaintext.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files of the gRPC API's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
 }
 
 impl Default for Config {
@@ -55,6 +71,8 @@ impl Default for Config {
             seed: 0x5eed,
             stop_workers_on_exit: true,
             retain_finished: 1_000_000,
+            token: None,
+            tls: None,
         }
     }
 }

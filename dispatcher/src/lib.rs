@@ -7,6 +7,7 @@
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
 //! - [`api`] — the gRPC service, health and reflection.
+//! - [`security`] — the token check on gRPC calls and the TLS identity.
 //! - [`shared`] — admission control and counters shared without locks.
 //! - [`config`], [`cli`] — configuration and the command line.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod core;
 pub mod persist;
 pub mod reactor;
+pub mod security;
 pub mod shared;
 pub mod store;
 pub mod worker_link;
@@ -31,6 +33,7 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tonic::service::interceptor::InterceptedService;
 use tracing::{info, warn};
 use volley_proto::api::dispatcher_server::DispatcherServer;
 use volley_proto::wire::Outcome;
@@ -54,6 +57,8 @@ pub struct Listeners {
 pub struct Handle {
     /// Where the gRPC API listens.
     pub grpc_addr: SocketAddr,
+    /// `http://…` or, with TLS, `https://…`.
+    pub grpc_url: String,
     /// Where workers connect (`None` in local mode).
     pub worker_endpoint: Option<String>,
     /// The store in use.
@@ -135,8 +140,10 @@ pub async fn start(
             liveness: config.liveness,
             prefetch: config.prefetch,
             stop_workers_on_exit: config.stop_workers_on_exit,
+            token: config.token.clone(),
         },
         to_store,
+        shared.clone(),
     );
     if !recovered.is_empty() {
         commands_tx
@@ -171,14 +178,27 @@ pub async fn start(
             let _ = s.set_nodelay(true);
         })
     });
-    let server = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(files) = &config.tls {
+        builder = builder
+            .tls_config(security::server_tls(files)?)
+            .context("configuring TLS on the gRPC API")?;
+    }
+    // Health stays open (load balancers probe it); reflection only describes the schema.
+    let guarded = InterceptedService::new(
+        DispatcherServer::new(api),
+        security::RequireToken::new(config.token.clone(), shared.clone()),
+    );
+    let server = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(DispatcherServer::new(api))
+        .add_service(guarded)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
 
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
     let handle = Handle {
         grpc_addr,
+        grpc_url: format!("{scheme}://{grpc_addr}"),
         worker_endpoint,
         store: store.describe(),
         recovered: recovered_count,

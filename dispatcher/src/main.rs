@@ -25,7 +25,14 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let (grpc_addr, worker_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port));
+    let exposed_workers = !cli.bind.is_loopback();
     let config = Config::from(cli);
+    if config.token.is_none() && (exposed_workers || !grpc_addr.ip().is_loopback()) {
+        tracing::warn!("listening beyond loopback without --token: anyone who reaches the ports can submit tasks or pose as a worker");
+    }
+    if config.tls.is_none() && !grpc_addr.ip().is_loopback() {
+        tracing::warn!("the gRPC API is served beyond loopback without TLS: requests, results and the token cross the network in clear");
+    }
 
     let grpc = tokio::net::TcpListener::bind(grpc_addr)
         .await
@@ -44,8 +51,8 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         .with_context(|| format!("starting the dispatcher on store '{store}'"))?;
     // One line on stdout, for people and for launchers that read the chosen ports.
     println!(
-        "dispatcher ready mode={mode} grpc=http://{} workers={} store={} recovered={}",
-        handle.grpc_addr,
+        "dispatcher ready mode={mode} grpc={} workers={} store={} recovered={}",
+        handle.grpc_url,
         handle.worker_endpoint.as_deref().unwrap_or("none"),
         handle.store,
         handle.recovered

@@ -5,13 +5,16 @@
 use crate::core::{
     Capacity, Comm, CoreCounters, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec, WorkerView,
 };
+use crate::shared::{EdgeCounters, Shared};
 use crate::worker_link::{Inbound, InboundReader};
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
+use volley_proto::auth::Token;
 use volley_proto::connection::PeerId;
 use volley_proto::ids::WorkerId;
 use volley_proto::wire::{self, FromWorker, TaskAssignment, TaskResult, ToWorker};
@@ -76,6 +79,8 @@ pub struct ReactorConfig {
     pub prefetch: u32,
     /// Tell workers to exit on a graceful stop.
     pub stop_workers_on_exit: bool,
+    /// The token a worker's `Hello` must carry, if any.
+    pub token: Option<Token>,
 }
 
 #[derive(Default)]
@@ -110,11 +115,17 @@ pub struct Reactor {
     peers: Peers,
     to_store: mpsc::UnboundedSender<Vec<Transition>>,
     local_worker: Option<WorkerId>,
+    shared: Arc<Shared>,
 }
 
 impl Reactor {
     /// A reactor around `core`, writing transitions to `to_store`.
-    pub fn new(core: SchedulerCore, config: ReactorConfig, to_store: mpsc::UnboundedSender<Vec<Transition>>) -> Self {
+    pub fn new(
+        core: SchedulerCore,
+        config: ReactorConfig,
+        to_store: mpsc::UnboundedSender<Vec<Transition>>,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self {
             core,
             config,
@@ -125,6 +136,7 @@ impl Reactor {
             },
             to_store,
             local_worker: None,
+            shared,
         }
     }
 
@@ -236,12 +248,26 @@ impl Reactor {
                 match (msg, known) {
                     (
                         FromWorker::Hello {
+                            name, pid, host, token, ..
+                        },
+                        _,
+                    ) if !self.admits(token.as_ref()) => {
+                        EdgeCounters::bump(&self.shared.counters.rejected_workers);
+                        warn!(worker = %name, %host, pid, "rejected a worker: missing or wrong token");
+                        let reason =
+                            "authentication failed: this dispatcher requires the shared token (--token / VOLLEY_TOKEN)"
+                                .into();
+                        send(outgoing, &peer, &ToWorker::Reject { reason });
+                    }
+                    (
+                        FromWorker::Hello {
                             name,
                             slots,
                             pid,
                             host,
                             version,
                             expect_mode,
+                            token: _,
                         },
                         _,
                     ) => self.hello(
@@ -302,6 +328,7 @@ impl Reactor {
             None
         };
         if let Some(reason) = refusal {
+            EdgeCounters::bump(&self.shared.counters.rejected_workers);
             warn!(worker = %spec.name, "rejected a worker: {reason}");
             send(outgoing, &peer, &ToWorker::Reject { reason });
             return;
@@ -340,6 +367,10 @@ impl Reactor {
         self.peers.by_peer.insert(peer.clone(), id);
         self.peers.by_worker.insert(id, peer);
         info!(worker_id = %id, worker = %name, slots, "worker registered");
+    }
+
+    fn admits(&self, presented: Option<&Token>) -> bool {
+        self.config.token.as_ref().is_none_or(|t| t.admits(presented))
     }
 
     fn forget_removed(&mut self) {

@@ -41,6 +41,10 @@ pub struct EdgeCounters {
     pub dropped_frames: AtomicU64,
     /// Submissions refused because the queue was full.
     pub rejected_submissions: AtomicU64,
+    /// Worker registrations refused.
+    pub rejected_workers: AtomicU64,
+    /// gRPC calls refused for a missing or wrong token.
+    pub unauthenticated_requests: AtomicU64,
 }
 
 impl EdgeCounters {

@@ -1,4 +1,4 @@
-//! Locating the `dispatcher` and `worker` executables.
+//! Locating the `dispatcher`, `worker` and `client` executables.
 //!
 //! `VOLLEY_BIN_DIR` wins if set. Otherwise they sit in the same target profile directory
 //! as the running executable; when run under cargo (tests, benches, `cargo run`), they
@@ -50,6 +50,8 @@ fn build(cargo: &Path, profile_dir: &Path) -> anyhow::Result<()> {
         "volley-dispatcher",
         "-p",
         "volley-worker",
+        "-p",
+        "volley-client",
         "--bins",
     ]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
@@ -61,7 +63,7 @@ fn build(cargo: &Path, profile_dir: &Path) -> anyhow::Result<()> {
     }
     let status = cmd.status().context("running cargo build for the Volley binaries")?;
     if !status.success() {
-        bail!("cargo build of the dispatcher and worker binaries failed ({status})");
+        bail!("cargo build of the Volley binaries failed ({status})");
     }
     Ok(())
 }

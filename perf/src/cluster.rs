@@ -3,6 +3,7 @@
 //! which is kept so a failing test can be read afterwards. Dropping a [`Cluster`] kills
 //! everything it started.
 
+use crate::driver::{connect_with, Access, Client};
 use anyhow::{bail, Context};
 pub use nix::sys::signal::Signal;
 use std::net::SocketAddr;
@@ -12,7 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use volley_proto::api::{self, dispatcher_client::DispatcherClient};
+use volley_proto::api;
+use volley_proto::auth::Token;
 use volley_proto::Mode;
 
 static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
@@ -36,6 +38,22 @@ pub struct ClusterSpec {
     pub log_level: String,
     /// The worker port (0: the OS picks).
     pub worker_port: u16,
+    /// The shared token the dispatcher requires and the cluster's workers and clients
+    /// present (passed in the environment, never on a command line).
+    pub token: Option<Token>,
+    /// TLS on the gRPC API.
+    pub tls: Option<ClusterTls>,
+}
+
+/// The dispatcher's TLS identity and the CA clients trust.
+#[derive(Debug, Clone)]
+pub struct ClusterTls {
+    /// PEM certificate chain file.
+    pub cert: PathBuf,
+    /// PEM private key file.
+    pub key: PathBuf,
+    /// PEM of the CA that signed `cert`.
+    pub ca_pem: Vec<u8>,
 }
 
 impl ClusterSpec {
@@ -50,7 +68,21 @@ impl ClusterSpec {
             label: format!("{mode}"),
             log_level: "info".into(),
             worker_port: 0,
+            token: None,
+            tls: None,
         }
+    }
+
+    /// Requires this token of workers and clients.
+    pub fn token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Serves the gRPC API over TLS.
+    pub fn tls(mut self, tls: ClusterTls) -> Self {
+        self.tls = Some(tls);
+        self
     }
 
     /// Uses this store.
@@ -130,9 +162,24 @@ impl Cluster {
         Ok(cluster)
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://…` with TLS.
     pub fn grpc_url(&self) -> String {
-        format!("http://{}", self.grpc_addr)
+        let scheme = if self.spec.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.grpc_addr)
+    }
+
+    /// What this cluster's clients present: its token and CA.
+    pub fn access(&self) -> Access {
+        Access {
+            token: self.spec.token.clone(),
+            ca_pem: self.spec.tls.as_ref().map(|t| t.ca_pem.clone()),
+            tls_domain: None,
+        }
+    }
+
+    /// A gRPC client that presents this cluster's token and trusts its CA.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        connect_with(&self.grpc_url(), &self.access()).await
     }
 
     /// `tcp://127.0.0.1:<port>`, or `None` in local mode.
@@ -161,10 +208,19 @@ impl Cluster {
             .args(["--store", &self.spec.store])
             .args(&self.spec.dispatcher_args)
             .env("RUST_LOG", &self.spec.log_level)
+            .env_remove("VOLLEY_TOKEN")
+            .env_remove("VOLLEY_TLS_CERT")
+            .env_remove("VOLLEY_TLS_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log)?)
             .kill_on_drop(true);
+        if let Some(token) = &self.spec.token {
+            cmd.env("VOLLEY_TOKEN", token.expose());
+        }
+        if let Some(tls) = &self.spec.tls {
+            cmd.env("VOLLEY_TLS_CERT", &tls.cert).env("VOLLEY_TLS_KEY", &tls.key);
+        }
         let mut child = cmd.spawn().context("spawning the dispatcher")?;
         let stdout = child.stdout.take().context("dispatcher stdout")?;
         let mut lines = BufReader::new(stdout).lines();
@@ -194,7 +250,9 @@ impl Cluster {
                 .find_map(|kv| kv.strip_prefix(key))
                 .map(str::to_owned)
         };
-        let grpc = field("grpc=http://").context("ready line without grpc=")?;
+        let grpc = field("grpc=http://")
+            .or_else(|| field("grpc=https://"))
+            .context("ready line without grpc=")?;
         self.grpc_addr = grpc.parse().with_context(|| format!("bad grpc address in '{line}'"))?;
         self.worker_endpoint = field("workers=").filter(|w| w != "none");
         self.dispatcher = Some(child);
@@ -205,7 +263,12 @@ impl Cluster {
         let endpoint = self.worker_endpoint.clone().context("local mode has no workers")?;
         let index = self.workers.len();
         let log = self.log_dir.join(format!("worker-{index}.log"));
-        let child = Command::new(crate::binaries::path("worker")?)
+        let mut cmd = Command::new(crate::binaries::path("worker")?);
+        cmd.env_remove("VOLLEY_TOKEN");
+        if let Some(token) = &self.spec.token {
+            cmd.env("VOLLEY_TOKEN", token.expose());
+        }
+        let child = cmd
             .arg(slots.to_string())
             .arg(&endpoint)
             .args(["--mode", self.spec.mode.as_str()])
@@ -227,15 +290,10 @@ impl Cluster {
         self.spawn_worker(slots, extra)
     }
 
-    /// A fresh gRPC client to the dispatcher.
-    pub async fn client(&self) -> anyhow::Result<DispatcherClient<tonic::transport::Channel>> {
-        Ok(DispatcherClient::connect(self.grpc_url()).await?)
-    }
-
     /// The dispatcher's `ClusterInfo`.
     pub async fn info(&self) -> anyhow::Result<api::ClusterInfoResponse> {
         Ok(self
-            .client()
+            .connect()
             .await?
             .cluster_info(api::ClusterInfoRequest {})
             .await?

@@ -23,7 +23,7 @@ pub mod redis_server;
 pub mod report;
 pub mod sweep;
 
-pub use cluster::{Cluster, ClusterSpec};
+pub use cluster::{Cluster, ClusterSpec, ClusterTls};
 pub use redis_server::RedisServer;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -38,6 +38,7 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
         host: "h".into(),
         version: "9.9.9".into(),
         expect_mode: None,
+        token: None,
     };
     peer.send_frame(wire::encode_with_version(wire::PROTOCOL_VERSION + 1, &hello).expect("encode"))
         .await
@@ -74,6 +75,7 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
                 host: "h".into(),
                 version: volley_proto::VERSION.into(),
                 expect_mode: None,
+                token: None,
             })
             .await
             .expect("send");

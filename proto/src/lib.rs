@@ -2,6 +2,7 @@
 //!
 //! - [`api`] — the gRPC client API (`volley.v1.Dispatcher`), generated from
 //!   `volley/v1/dispatcher.proto`.
+//! - [`auth`] — the shared token that admits workers and clients, never printed.
 //! - [`ids`] — id newtypes shared by every crate.
 //! - [`function`] — what a function is ([`function::FunctionKind`]), how execution
 //!   arguments resolve it into a runnable [`function::Job`], and the `noop`/`sleep:<ms>`
@@ -10,6 +11,7 @@
 //!   and their versioned, size-limited postcard codec.
 //! - [`connection`] — typed ZeroMQ connections: handlers see messages, never bytes.
 
+pub mod auth;
 pub mod connection;
 pub mod function;
 pub mod ids;

@@ -4,13 +4,14 @@
 //! another version is recognised before its message is parsed), then the message.
 //! Messages carry batches: whatever is ready is sent together, with no timer.
 
+use crate::auth::Token;
 use crate::function::Job;
 use crate::ids::{TaskId, WorkerId};
 use crate::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The largest frame either side accepts or sends.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -32,6 +33,9 @@ pub enum FromWorker {
         version: String,
         /// The mode the worker was told to expect, if any; a mismatch is rejected.
         expect_mode: Option<Mode>,
+        /// The shared token, if the worker was given one; a dispatcher started with
+        /// `--token` rejects a missing or wrong one.
+        token: Option<Token>,
     },
     /// Pull mode: the worker can take `credits` more tasks.
     Ready {
@@ -190,6 +194,7 @@ mod tests {
                 host: "h".into(),
                 version: "0.1.0".into(),
                 expect_mode: Some(Mode::Pull),
+                token: Some(Token::new("t0ken").expect("token")),
             },
             FromWorker::Ready { credits: 3 },
             FromWorker::Results(vec![TaskResult {

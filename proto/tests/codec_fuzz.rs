@@ -2,6 +2,7 @@
 //! returns an error or a message, never panics; every message survives a round trip.
 
 use proptest::prelude::*;
+use volley_proto::auth::Token;
 use volley_proto::function::Job;
 use volley_proto::ids::{TaskId, WorkerId};
 use volley_proto::wire::{self, FromWorker, Outcome, TaskAssignment, TaskResult, ToWorker};
@@ -51,16 +52,20 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
             any::<u32>(),
             ".{0,32}",
             ".{0,8}",
-            proptest::option::of(mode())
+            proptest::option::of(mode()),
+            proptest::option::of("[!-~]{1,64}")
         )
-            .prop_map(|(name, slots, pid, host, version, expect_mode)| FromWorker::Hello {
-                name,
-                slots,
-                pid,
-                host,
-                version,
-                expect_mode
-            }),
+            .prop_map(
+                |(name, slots, pid, host, version, expect_mode, token)| FromWorker::Hello {
+                    name,
+                    slots,
+                    pid,
+                    host,
+                    version,
+                    expect_mode,
+                    token: token.map(|t| Token::new(t).expect("visible ASCII is a valid token")),
+                }
+            ),
         any::<u32>().prop_map(|credits| FromWorker::Ready { credits }),
         proptest::collection::vec(result(), 0..32).prop_map(FromWorker::Results),
         any::<u32>().prop_map(|in_flight| FromWorker::Heartbeat { in_flight }),

@@ -3,6 +3,7 @@
 use crate::session::WorkerConfig;
 use clap::Parser;
 use std::time::Duration;
+use volley_proto::auth::Token;
 use volley_proto::Mode;
 
 /// A Volley worker: runs the tasks a dispatcher hands it.
@@ -24,6 +25,10 @@ pub struct Cli {
     /// Longest pause between reconnection attempts, in milliseconds.
     #[arg(long, env = "VOLLEY_MAX_BACKOFF_MS", default_value_t = 2000)]
     pub max_backoff_ms: u64,
+    /// The shared token the dispatcher was started with (prefer the variable: a flag
+    /// shows in `ps`).
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    pub token: Option<Token>,
 }
 
 fn parse_worker_mode(s: &str) -> Result<Mode, String> {
@@ -41,6 +46,7 @@ impl From<Cli> for WorkerConfig {
             config.name = name;
         }
         config.max_backoff = Duration::from_millis(cli.max_backoff_ms.max(10));
+        config.token = cli.token;
         config
     }
 }

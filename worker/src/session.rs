@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
+use volley_proto::auth::Token;
 use volley_proto::connection::{ConnectionError, WorkerConnection};
 use volley_proto::ids::WorkerId;
 use volley_proto::wire::{FromWorker, TaskResult, ToWorker};
@@ -28,6 +29,8 @@ pub struct WorkerConfig {
     pub welcome_timeout: Duration,
     /// The longest pause between reconnection attempts.
     pub max_backoff: Duration,
+    /// The shared token presented in `Hello`, if the dispatcher requires one.
+    pub token: Option<Token>,
 }
 
 impl WorkerConfig {
@@ -42,6 +45,7 @@ impl WorkerConfig {
             connect_timeout: Duration::from_millis(500),
             welcome_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(2),
+            token: None,
         }
     }
 }
@@ -157,6 +161,7 @@ async fn register(config: &WorkerConfig) -> Result<Session, RegisterError> {
         host: host_name(),
         version: volley_proto::VERSION.to_owned(),
         expect_mode: config.expect_mode,
+        token: config.token.clone(),
     })
     .await
     .map_err(unreachable)?;

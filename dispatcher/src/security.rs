@@ -1,0 +1,59 @@
+//! Who may talk to the gRPC API: the shared-token check on every call, and the TLS
+//! identity the API serves with. (Workers present the token in `Hello`; the reactor
+//! checks it there.)
+
+use crate::config::TlsFiles;
+use crate::shared::{EdgeCounters, Shared};
+use anyhow::Context;
+use std::sync::Arc;
+use tonic::service::Interceptor;
+use tonic::transport::{Identity, ServerTlsConfig};
+use tonic::{Request, Status};
+use tracing::warn;
+use volley_proto::auth::{Token, AUTHORIZATION};
+
+/// Refuses calls without `authorization: Bearer <token>` when a token is configured.
+#[derive(Clone)]
+pub struct RequireToken {
+    token: Option<Token>,
+    shared: Arc<Shared>,
+}
+
+impl RequireToken {
+    /// Checks calls against `token`; `None` admits every call.
+    pub fn new(token: Option<Token>, shared: Arc<Shared>) -> Self {
+        Self { token, shared }
+    }
+}
+
+impl Interceptor for RequireToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let Some(token) = &self.token else {
+            return Ok(request);
+        };
+        let header = request.metadata().get(AUTHORIZATION).map(|v| v.as_bytes());
+        if token.admits_header(header) {
+            return Ok(request);
+        }
+        let counter = &self.shared.counters.unauthenticated_requests;
+        EdgeCounters::bump(counter);
+        if counter.load(std::sync::atomic::Ordering::Relaxed).is_power_of_two() {
+            let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
+            warn!(%peer, refused = counter.load(std::sync::atomic::Ordering::Relaxed), "refused a gRPC call without the right token");
+        }
+        let message = if header.is_some() {
+            "the authorization token is wrong"
+        } else {
+            "this dispatcher requires 'authorization: Bearer <token>' (client --token / VOLLEY_TOKEN)"
+        };
+        Err(Status::unauthenticated(message))
+    }
+}
+
+/// Reads the TLS identity the gRPC API serves with.
+pub fn server_tls(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
+    let cert =
+        std::fs::read(&files.cert).with_context(|| format!("reading the TLS certificate {}", files.cert.display()))?;
+    let key = std::fs::read(&files.key).with_context(|| format!("reading the TLS key {}", files.key.display()))?;
+    Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+}
