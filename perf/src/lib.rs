@@ -10,10 +10,13 @@
 //! - [`load`] — open-loop load at a target rate, latency from intended send times.
 //! - [`plot`] — PNG and SVG charts of the result files.
 //! - [`sweep`] — closed-loop weak and strong scaling sweeps.
+//! - [`chaos`] — the fault-injection scenario (workers, dispatcher and Redis killed
+//!   mid-run) and its audit of every task in the store.
 //! - [`redis_server`] — a private `redis-server` on a free port, for tests and scenarios
 //!   that restart or break Redis.
 
 pub mod binaries;
+pub mod chaos;
 pub mod cluster;
 pub mod driver;
 pub mod harness;

@@ -15,7 +15,8 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port; `append_only` turns on AOF so a restart keeps data.
+    /// Starts a server on a free port; `append_only` turns on AOF (fsync on every write) so
+    /// a restart, even after SIGKILL, keeps every acknowledged write.
     pub fn start(append_only: bool) -> anyhow::Result<Self> {
         let port = crate::free_port()?;
         let dir = std::env::temp_dir().join(format!("volley-redis-{}-{port}", std::process::id()));
@@ -49,6 +50,8 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(["--appendonly", if self.append_only { "yes" } else { "no" }])
+            // With AOF, every acknowledged write is on disk before the reply.
+            .args(["--appendfsync", "always"])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -274,3 +274,167 @@ async fn a_client_faster_than_the_queue_bound_is_held_back_not_dropped() {
     assert!(c.rejected_submissions > 0, "the bound pushed back: {c:?}");
     cluster.stop().await.expect("stop");
 }
+
+/// `RegisterFunctionRequest` with its name as raw bytes, to send what a typed client cannot.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawRegister {
+    #[prost(bytes = "vec", tag = "1")]
+    name: Vec<u8>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_grpc_requests_are_refused_and_the_dispatcher_keeps_serving() {
+    use tonic::Code;
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Local, 0, 2).label("grpc-hostile"))
+        .await
+        .expect("cluster");
+    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
+    let (echo, _) = register_spec(&mut client, "echo").await.expect("register");
+    let exec = |args: String| api::ExecuteRequest {
+        function_id: echo,
+        args,
+    };
+
+    // Invalid UTF-8 where the schema says string: a request that does not parse.
+    // gRPC's status-code table maps "error parsing request proto" to INTERNAL.
+    let channel = tonic::transport::Endpoint::from_shared(cluster.grpc_url())
+        .expect("url")
+        .connect()
+        .await
+        .expect("channel");
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.expect("ready");
+    let status = raw
+        .unary(
+            tonic::Request::new(RawRegister {
+                name: vec![b'f', 0xff, 0xfe, b'n'],
+            }),
+            tonic::codegen::http::uri::PathAndQuery::from_static("/volley.v1.Dispatcher/RegisterFunction"),
+            tonic_prost::ProstCodec::<RawRegister, api::RegisterFunctionResponse>::default(),
+        )
+        .await
+        .expect_err("invalid UTF-8");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert!(status.message().contains("UTF-8"), "{}", status.message());
+
+    // Args past the per-task limit, and a message past the transport's limit.
+    let big = format!("\"{}\"", "x".repeat(2 * 1024 * 1024));
+    let status = client.execute(exec(big)).await.expect_err("2 MiB args");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("exceed the limit"), "{}", status.message());
+    let huge = format!("\"{}\"", "x".repeat(8 * 1024 * 1024));
+    let status = client.execute(exec(huge)).await.expect_err("8 MiB message");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("too large"), "{}", status.message());
+
+    // A batch past the limit is refused whole, naming the limit.
+    let status = client
+        .execute_batch(api::ExecuteBatchRequest {
+            tasks: vec![exec(String::new()); 100_001],
+        })
+        .await
+        .expect_err("huge batch");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("split it"), "{}", status.message());
+
+    // Nothing was admitted, and the dispatcher still serves.
+    let outcome = run_batch(
+        &client,
+        vec![(echo, "{\"still\":\"here\"}".into()); 50],
+        25,
+        Duration::from_secs(20),
+    )
+    .await
+    .expect("batch");
+    assert_eq!(outcome.completed, 50);
+    assert!(outcome.tasks.iter().all(|t| t.result == "{\"still\":\"here\"}"));
+    let c = cluster.info().await.expect("info").counters.expect("counters");
+    assert_eq!(c.submitted, 50);
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_greeting_and_a_results_flood_cost_nobody_else_anything() {
+    use std::io::Read;
+    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label("greeting-flood"))
+        .await
+        .expect("cluster");
+    let endpoint = cluster.worker_endpoint().expect("endpoint").to_owned();
+    let addr = endpoint.trim_start_matches("tcp://").to_owned();
+
+    // A ZMTP greeting asking for version 1.0 and the CURVE mechanism, then junk.
+    let mut stranger = std::net::TcpStream::connect(&addr).expect("tcp");
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut greeting = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 1, 0];
+    greeting.extend_from_slice(b"CURVE");
+    greeting.resize(64, 0);
+    greeting.extend_from_slice(&[0x04, 0xff, 0xff, 0xff, 0xff]);
+    stranger.write_all(&greeting).expect("write");
+    // The dispatcher answers with its own greeting at most, then hangs up (EOF, not the
+    // read timeout).
+    let mut sink = Vec::new();
+    let read = stranger.read_to_end(&mut sink);
+    assert!(read.is_ok(), "the connection was left open: {read:?}");
+    assert!(sink.len() <= 64, "{} bytes sent to a stranger", sink.len());
+
+    // A registered worker floods results for tasks it never held.
+    let mut flooder = WorkerConnection::connect(&endpoint, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    flooder
+        .send(&FromWorker::Hello {
+            name: "flooder".into(),
+            slots: 1,
+            pid: 3,
+            host: "h".into(),
+            version: volley_proto::VERSION.into(),
+            expect_mode: None,
+            token: None,
+        })
+        .await
+        .expect("hello");
+    let welcome = tokio::time::timeout(Duration::from_secs(5), flooder.recv())
+        .await
+        .expect("answered")
+        .expect("welcome");
+    assert!(matches!(welcome, ToWorker::Welcome { .. }), "{welcome:?}");
+    const FLOOD: u64 = 20_000;
+    for batch in 0..FLOOD / 1000 {
+        let results = (0..1000)
+            .map(|i| wire::TaskResult {
+                task_id: volley_proto::ids::TaskId(1_000_000 + batch * 1000 + i),
+                attempt: 1,
+                outcome: wire::Outcome::Completed("\"forged\"".into()),
+                wait_us: 0,
+                run_us: 0,
+            })
+            .collect();
+        flooder.send(&FromWorker::Results(results)).await.expect("flood");
+    }
+
+    // A fresh worker still joins, and real tasks run with their own results.
+    let fresh = cluster.add_worker(2, &[]).await.expect("worker");
+    let name = format!("worker-{fresh}");
+    common::wait_until(&cluster, Duration::from_secs(10), "a fresh worker", |i| {
+        i.workers.iter().any(|w| w.name == name)
+    })
+    .await;
+    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
+    let (echo, _) = register_spec(&mut client, "echo").await.expect("register");
+    let tasks = (0..300).map(|i| (echo, format!("{{\"i\":{i}}}"))).collect();
+    let outcome = run_batch(&client, tasks, 50, Duration::from_secs(20))
+        .await
+        .expect("batch");
+    assert_eq!(outcome.completed, 300);
+    assert!(outcome.tasks.iter().all(|t| !t.result.contains("forged")));
+    let info = common::wait_until(&cluster, Duration::from_secs(10), "the flood to be counted", |i| {
+        i.counters.is_some_and(|c| c.duplicate_results >= FLOOD)
+    })
+    .await;
+    let c = info.counters.expect("counters");
+    assert_eq!(c.completed, 300);
+    drop(flooder);
+    cluster.stop().await.expect("stop");
+}

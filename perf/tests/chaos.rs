@@ -1,0 +1,43 @@
+//! A short chaos run: every kind of fault once or twice, then the audit of every task.
+
+use std::time::Duration;
+use volley_perf::chaos::{self, ChaosSpec};
+use volley_proto::Mode;
+
+async fn short_chaos(mode: Mode) {
+    let spec = ChaosSpec {
+        mode,
+        workers: 3,
+        slots: 2,
+        duration: Duration::from_secs(12),
+        rate: 150.0,
+        worker_kills: 2,
+        ..ChaosSpec::default()
+    };
+    let report = chaos::run(&spec).await.expect("the scenario ran");
+    eprintln!("{}", report.summary());
+    assert!(report.passed(), "{:#?}", report.problems);
+    assert_eq!(
+        (
+            report.workers_killed,
+            report.workers_stalled,
+            report.dispatcher_restarts,
+            report.redis_restarts
+        ),
+        (2, 1, 1, 1)
+    );
+    assert!(report.acknowledged > 500, "{}", report.acknowledged);
+    assert!(report.stored >= report.acknowledged);
+    assert_eq!(report.kill_detect_ms.len(), 2);
+    assert_eq!(report.dispatcher_recover_ms.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn push_mode_loses_nothing_under_chaos() {
+    short_chaos(Mode::Push).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pull_mode_loses_nothing_under_chaos() {
+    short_chaos(Mode::Pull).await;
+}
