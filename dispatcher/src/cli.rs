@@ -71,9 +71,13 @@ pub struct Cli {
     #[arg(long, env = "VOLLEY_THREADS", default_value_t = 1)]
     pub threads: usize,
     /// Finished tasks the memory store keeps for GetStatus/GetResult/WatchResults, oldest
-    /// forgotten first; bounds the dispatcher's memory. Redis keeps every task.
+    /// forgotten first; bounds the dispatcher's memory. For Redis see --redis-finished-ttl.
     #[arg(long, env = "VOLLEY_RETAIN_FINISHED", default_value_t = 1_000_000)]
     pub retain_finished: usize,
+    /// Seconds Redis keeps a finished task before forgetting it (0: for ever). Bounds
+    /// Redis's memory the way --retain-finished bounds the dispatcher's.
+    #[arg(long = "redis-finished-ttl", env = "VOLLEY_REDIS_FINISHED_TTL", default_value_t = 0)]
+    pub redis_finished_ttl_s: u64,
     /// On a graceful stop, leave workers running (they reconnect to the next dispatcher)
     /// instead of telling them to exit.
     #[arg(long, env = "VOLLEY_KEEP_WORKERS")]
@@ -137,6 +141,7 @@ impl From<Cli> for Config {
             seed: cli.seed,
             stop_workers_on_exit: !cli.keep_workers,
             retain_finished: cli.retain_finished,
+            redis_finished_ttl: (cli.redis_finished_ttl_s > 0).then(|| Duration::from_secs(cli.redis_finished_ttl_s)),
             token: cli.token,
             tls: cli.tls_cert.zip(cli.tls_key).map(|(cert, key)| TlsFiles { cert, key }),
         }

@@ -38,6 +38,8 @@ pub struct Config {
     pub stop_workers_on_exit: bool,
     /// Finished tasks the memory store keeps for status and result queries.
     pub retain_finished: usize,
+    /// How long Redis keeps a finished task; `None`: for ever.
+    pub redis_finished_ttl: Option<Duration>,
     /// The shared token workers and gRPC clients must present; `None` admits anyone
     /// who can reach the ports.
     pub token: Option<Token>,
@@ -71,6 +73,7 @@ impl Default for Config {
             seed: 0x5eed,
             stop_workers_on_exit: true,
             retain_finished: 1_000_000,
+            redis_finished_ttl: None,
             token: None,
             tls: None,
         }

@@ -77,6 +77,7 @@ pub async fn start(
     let options = store::StoreOptions {
         redis_prefix: config.redis_prefix.clone(),
         retain_finished: config.retain_finished,
+        redis_finished_ttl: config.redis_finished_ttl,
     };
     let store = store::open(&config.store, &options)
         .await

@@ -311,3 +311,54 @@ async fn a_worker_started_first_waits_for_its_dispatcher() {
     let _ = tokio::time::timeout(Duration::from_secs(5), worker.wait()).await;
     let _ = std::fs::remove_file(&log);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_forgets_finished_tasks_after_their_ttl_and_only_then() {
+    let url = redis_url();
+    let prefix = unique_prefix("ttl");
+    let spec = ClusterSpec::new(Mode::Local, 0, 2)
+        .store(url.as_str())
+        .args(["--redis-prefix", prefix.as_str(), "--redis-finished-ttl", "1"])
+        .label("redis-ttl");
+    let cluster = Cluster::start(spec).await.expect("cluster");
+    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
+    let (noop, args) = register_spec(&mut client, "noop").await.expect("register");
+    let (sleep, _) = register_spec(&mut client, "sleep:3000").await.expect("register");
+    let long = client
+        .execute(api::ExecuteRequest {
+            function_id: sleep,
+            args: String::new(),
+        })
+        .await
+        .expect("submit")
+        .into_inner()
+        .task_id;
+    let outcome = run_batch(&client, vec![(noop, args); 20], 10, Duration::from_secs(10))
+        .await
+        .expect("batch");
+    assert_eq!(outcome.completed, 20);
+
+    let redis = redis::Client::open(url.as_str()).expect("url");
+    let mut conn = redis.get_multiplexed_async_connection().await.expect("redis");
+    let ttl = |id: u64| redis::cmd("TTL").arg(format!("{prefix}task:{id}")).to_owned();
+    let finished = outcome.tasks[0].task_id;
+    let t: i64 = ttl(finished).query_async(&mut conn).await.expect("TTL");
+    assert!((0..=1).contains(&t), "a finished task expires within 1 s, TTL {t}");
+    let t: i64 = ttl(long).query_async(&mut conn).await.expect("TTL");
+    assert_eq!(t, -1, "an unfinished task never expires");
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let gone = client
+        .get_status(api::GetStatusRequest { task_id: finished })
+        .await
+        .expect_err("expired");
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
+    let running = client
+        .get_status(api::GetStatusRequest { task_id: long })
+        .await
+        .expect("the running task is kept")
+        .into_inner();
+    assert_eq!(running.state, api::TaskState::Running as i32);
+    cluster.stop().await.expect("stop");
+    purge(&url, &prefix).await;
+}

@@ -210,6 +210,8 @@ pub struct StoreOptions {
     pub redis_prefix: String,
     /// Finished tasks the memory store keeps (oldest forgotten first).
     pub retain_finished: usize,
+    /// How long Redis keeps a finished task; `None`: for ever.
+    pub redis_finished_ttl: Option<std::time::Duration>,
 }
 
 impl Default for StoreOptions {
@@ -217,6 +219,7 @@ impl Default for StoreOptions {
         Self {
             redis_prefix: "volley:".into(),
             retain_finished: 1_000_000,
+            redis_finished_ttl: None,
         }
     }
 }
@@ -228,7 +231,8 @@ pub async fn open(spec: &str, options: &StoreOptions) -> Result<Arc<dyn TaskStor
         return Ok(Arc::new(memory::MemoryStore::new(options.retain_finished)));
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") || spec.starts_with("unix://") {
-        return Ok(Arc::new(redis::RedisStore::connect(spec, redis_prefix).await?));
+        let store = redis::RedisStore::connect(spec, redis_prefix).await?;
+        return Ok(Arc::new(store.with_finished_ttl(options.redis_finished_ttl)));
     }
     Err(StoreError::Config(format!(
         "'{spec}' is neither 'memory' nor a redis:// URL"

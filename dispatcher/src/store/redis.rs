@@ -30,6 +30,7 @@ pub struct RedisStore {
     keys: Keys,
     url: String,
     ids: Mutex<IdBlock>,
+    finished_ttl_s: Option<u64>,
 }
 
 #[derive(Default)]
@@ -60,7 +61,15 @@ impl RedisStore {
             keys: Keys::new(prefix),
             url: url.to_owned(),
             ids: Mutex::new(IdBlock::default()),
+            finished_ttl_s: None,
         })
+    }
+
+    /// Lets Redis forget each finished task `ttl` after it finished (whole seconds, at
+    /// least one); `None` keeps every task.
+    pub fn with_finished_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.finished_ttl_s = ttl.map(|t| t.as_secs().max(1));
+        self
     }
 
     async fn take_ids(&self, n: u64) -> Result<u64, StoreError> {
@@ -136,7 +145,7 @@ fn parse_task(id: TaskId, h: HashMap<String, String>) -> Result<Option<TaskRecor
     }))
 }
 
-fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition) {
+fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition, finished_ttl_s: Option<u64>) {
     match t {
         Transition::Running {
             task,
@@ -189,6 +198,9 @@ fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition) {
                 .arg("run_us")
                 .arg(f.run_us)
                 .ignore();
+            if let Some(ttl) = finished_ttl_s {
+                pipe.cmd("EXPIRE").arg(keys.task(f.task)).arg(ttl).ignore();
+            }
             pipe.cmd("SREM").arg(keys.unfinished()).arg(f.task.0).ignore();
         }
     }
@@ -276,7 +288,7 @@ impl TaskStore for RedisStore {
         }
         let mut pipe = redis::pipe();
         for t in transitions {
-            add_transition(&mut pipe, &self.keys, t);
+            add_transition(&mut pipe, &self.keys, t, self.finished_ttl_s);
         }
         let mut conn = self.conn.clone();
         pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
