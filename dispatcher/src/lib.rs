@@ -186,14 +186,20 @@ pub async fn start(
             .context("configuring TLS on the gRPC API")?;
     }
     // Health stays open (load balancers probe it); reflection only describes the schema.
-    let guarded = InterceptedService::new(
-        DispatcherServer::new(api),
-        security::RequireToken::new(config.token.clone(), shared.clone()),
-    );
+    // Without a token the API is served with no interceptor at all.
+    let service = DispatcherServer::new(api);
+    let (guarded, open) = match config.token.clone() {
+        Some(token) => {
+            let check = security::RequireToken::new(token, shared.clone());
+            (Some(InterceptedService::new(service, check)), None)
+        }
+        None => (None, Some(service)),
+    };
     let server = builder
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(guarded)
+        .add_optional_service(guarded)
+        .add_optional_service(open)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
 
     let scheme = if config.tls.is_some() { "https" } else { "http" };

@@ -252,8 +252,9 @@ impl Reactor {
                         },
                         _,
                     ) if !self.admits(token.as_ref()) => {
-                        EdgeCounters::bump(&self.shared.counters.rejected_workers);
-                        warn!(worker = %name, %host, pid, "rejected a worker: missing or wrong token");
+                        if let Some(rejected) = EdgeCounters::bump_sampled(&self.shared.counters.rejected_workers) {
+                            warn!(worker = %name, %host, pid, rejected, "rejected a worker: missing or wrong token (logged at powers of two)");
+                        }
                         let reason =
                             "authentication failed: this dispatcher requires the shared token (--token / VOLLEY_TOKEN)"
                                 .into();

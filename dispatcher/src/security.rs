@@ -12,34 +12,29 @@ use tonic::{Request, Status};
 use tracing::warn;
 use volley_proto::auth::{Token, AUTHORIZATION};
 
-/// Refuses calls without `authorization: Bearer <token>` when a token is configured.
+/// Refuses calls without `authorization: Bearer <token>`.
 #[derive(Clone)]
 pub struct RequireToken {
-    token: Option<Token>,
+    token: Token,
     shared: Arc<Shared>,
 }
 
 impl RequireToken {
-    /// Checks calls against `token`; `None` admits every call.
-    pub fn new(token: Option<Token>, shared: Arc<Shared>) -> Self {
+    /// Checks calls against `token`.
+    pub fn new(token: Token, shared: Arc<Shared>) -> Self {
         Self { token, shared }
     }
 }
 
 impl Interceptor for RequireToken {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(token) = &self.token else {
-            return Ok(request);
-        };
         let header = request.metadata().get(AUTHORIZATION).map(|v| v.as_bytes());
-        if token.admits_header(header) {
+        if self.token.admits_header(header) {
             return Ok(request);
         }
-        let counter = &self.shared.counters.unauthenticated_requests;
-        EdgeCounters::bump(counter);
-        if counter.load(std::sync::atomic::Ordering::Relaxed).is_power_of_two() {
+        if let Some(refused) = EdgeCounters::bump_sampled(&self.shared.counters.unauthenticated_requests) {
             let peer = request.remote_addr().map(|a| a.to_string()).unwrap_or_default();
-            warn!(%peer, refused = counter.load(std::sync::atomic::Ordering::Relaxed), "refused a gRPC call without the right token");
+            warn!(%peer, refused, "refused a gRPC call without the right token (logged at powers of two)");
         }
         let message = if header.is_some() {
             "the authorization token is wrong"

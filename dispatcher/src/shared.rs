@@ -52,6 +52,13 @@ impl EdgeCounters {
     pub fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// Adds one and returns the new count if it is worth a log line (the 1st, 2nd, 4th,
+    /// 8th… time), so a peer repeating a refused request cannot flood the log.
+    pub fn bump_sampled(counter: &AtomicU64) -> Option<u64> {
+        let n = counter.fetch_add(1, Ordering::Relaxed) + 1;
+        n.is_power_of_two().then_some(n)
+    }
 }
 
 /// A counting admission gate: tasks in, until the limit; finished tasks release.
