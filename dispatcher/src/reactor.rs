@@ -246,46 +246,7 @@ impl Reactor {
             Inbound::Message(peer, msg) => {
                 let known = self.peers.by_peer.get(&peer).copied();
                 match (msg, known) {
-                    (
-                        FromWorker::Hello {
-                            name, pid, host, token, ..
-                        },
-                        _,
-                    ) if !self.admits(token.as_ref()) => {
-                        if let Some(rejected) = EdgeCounters::bump_sampled(&self.shared.counters.rejected_workers) {
-                            warn!(worker = %name, %host, pid, rejected, "rejected a worker: missing or wrong token (logged at powers of two)");
-                        }
-                        let reason =
-                            "authentication failed: this dispatcher requires the shared token (--token / VOLLEY_TOKEN)"
-                                .into();
-                        send(outgoing, &peer, &ToWorker::Reject { reason });
-                    }
-                    (
-                        FromWorker::Hello {
-                            name,
-                            slots,
-                            pid,
-                            host,
-                            version,
-                            expect_mode,
-                            token: _,
-                        },
-                        _,
-                    ) => self.hello(
-                        peer,
-                        WorkerSpec {
-                            name,
-                            host,
-                            pid,
-                            slots,
-                            capacity: Capacity::Slots,
-                            monitored: true,
-                        },
-                        version,
-                        expect_mode,
-                        now,
-                        outgoing,
-                    ),
+                    (hello @ FromWorker::Hello { .. }, _) => self.hello(peer, hello, now, outgoing),
                     (FromWorker::Ready { credits }, Some(id)) => self.core.ready(id, credits, now, &mut self.outbox),
                     (FromWorker::Results(results), Some(id)) => self.core.results(id, results, now, &mut self.outbox),
                     (FromWorker::Heartbeat { .. }, Some(id)) => self.core.heard_from(id, now),
@@ -305,15 +266,36 @@ impl Reactor {
         }
     }
 
-    fn hello(
-        &mut self,
-        peer: PeerId,
-        mut spec: WorkerSpec,
-        version: String,
-        expect_mode: Option<Mode>,
-        now: Now,
-        outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>,
-    ) {
+    fn hello(&mut self, peer: PeerId, hello: FromWorker, now: Now, outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>) {
+        let FromWorker::Hello {
+            name,
+            slots,
+            pid,
+            host,
+            version,
+            expect_mode,
+            token,
+        } = hello
+        else {
+            return;
+        };
+        if !self.config.token.as_ref().is_none_or(|t| t.admits(token.as_ref())) {
+            // Sampled: a stranger repeating itself must not flood the log.
+            if let Some(rejected) = EdgeCounters::bump_sampled(&self.shared.counters.rejected_workers) {
+                warn!(worker = %name, %host, pid, rejected, "rejected a worker: missing or wrong token (logged at powers of two)");
+            }
+            let reason = "authentication failed: this dispatcher requires the shared token (--token / VOLLEY_TOKEN)";
+            send(outgoing, &peer, &ToWorker::Reject { reason: reason.into() });
+            return;
+        }
+        let mut spec = WorkerSpec {
+            name,
+            host,
+            pid,
+            slots,
+            capacity: Capacity::Slots,
+            monitored: true,
+        };
         let refusal = if expect_mode.is_some_and(|m| m != self.config.mode) {
             Some(format!(
                 "this dispatcher runs in {} mode, but the worker was started with --mode {}",
@@ -368,10 +350,6 @@ impl Reactor {
         self.peers.by_peer.insert(peer.clone(), id);
         self.peers.by_worker.insert(id, peer);
         info!(worker_id = %id, worker = %name, slots, "worker registered");
-    }
-
-    fn admits(&self, presented: Option<&Token>) -> bool {
-        self.config.token.as_ref().is_none_or(|t| t.admits(presented))
     }
 
     fn forget_removed(&mut self) {
