@@ -9,7 +9,7 @@
 //! Either way it ends with an `N passed, N failed` line.
 
 use crate::cluster::{Cluster, ClusterSpec};
-use crate::driver::{connect, register_spec, run_batch};
+use crate::driver::{connect, connect_with, register_spec, run_batch, Access};
 use crate::report::{self, PerfRow, PointSpec, RunMeta};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
@@ -138,7 +138,8 @@ pub async fn run_external(args: &PerfArgs) -> anyhow::Result<PerfRow> {
     let (Some(workers), Some(mode)) = (args.workers, args.mode) else {
         bail!("run_external needs --workers and --mode");
     };
-    let mut client = connect(&args.dispatcher).await?;
+    // A dispatcher started with a token or TLS: VOLLEY_TOKEN and VOLLEY_CA, as for `client`.
+    let mut client = connect_with(&args.dispatcher, &Access::from_env()?).await?;
     let info = client
         .cluster_info(api::ClusterInfoRequest {})
         .await
