@@ -450,14 +450,12 @@ impl Tally {
         let (b, l) = (&mut self.banked, std::mem::take(&mut self.last));
         b.requeued += l.requeued;
         b.duplicate_results += l.duplicate_results;
-        b.completed += l.completed;
     }
 
     fn total(&self) -> api::Counters {
         api::Counters {
             requeued: self.banked.requeued + self.last.requeued,
             duplicate_results: self.banked.duplicate_results + self.last.duplicate_results,
-            completed: self.banked.completed + self.last.completed,
             ..api::Counters::default()
         }
     }
