@@ -1,6 +1,7 @@
 //! Functions and the jobs they become once a task's arguments are applied.
 
 use crate::api;
+use crate::text::quote;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -56,16 +57,6 @@ pub enum Job {
     },
 }
 
-impl Job {
-    /// How long the job is meant to take, for slowdown and timeout checks.
-    pub fn nominal_ms(&self) -> u64 {
-        match self {
-            Job::Sleep { ms } | Job::Spin { ms } => *ms,
-            _ => 0,
-        }
-    }
-}
-
 /// Why a function spec or a task's arguments were refused; the text is meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -84,6 +75,15 @@ impl FunctionKind {
             FunctionKind::Spin { .. } => "spin",
             FunctionKind::Echo => "echo",
             FunctionKind::Fail { .. } => "fail",
+        }
+    }
+
+    /// A short name for registering this function: the built-in and its duration
+    /// (`sleep:100`), never a payload or message, so it stays short whatever was typed.
+    pub fn label(&self) -> String {
+        match self {
+            FunctionKind::Sleep { ms } | FunctionKind::Spin { ms } => format!("{}:{ms}", self.name()),
+            _ => self.name().to_owned(),
         }
     }
 
@@ -128,10 +128,10 @@ impl FunctionKind {
             None => (spec, None),
         };
         let ms = |p: Option<&str>| -> Result<u64, InvalidFunction> {
-            let p = p.ok_or_else(|| invalid(format!("'{name}' needs a duration: {name}:<ms>")))?;
+            let p = p.ok_or_else(|| invalid(format!("'{}' needs a duration: {}:<ms>", quote(name), quote(name))))?;
             p.trim()
                 .parse()
-                .map_err(|_| invalid(format!("'{p}' is not a duration in whole milliseconds")))
+                .map_err(|_| invalid(format!("'{}' is not a duration in whole milliseconds", quote(p))))
         };
         Ok(match name {
             "noop" => (FunctionKind::Noop, String::new()),
@@ -149,7 +149,8 @@ impl FunctionKind {
             ),
             other => {
                 return Err(invalid(format!(
-                    "unknown function '{other}': expected noop, sleep:<ms>, spin:<ms>, echo:<text> or fail:<message>"
+                    "unknown function '{}': expected noop, sleep:<ms>, spin:<ms>, echo:<text> or fail:<message>",
+                    quote(other)
                 )))
             }
         })
@@ -215,7 +216,8 @@ fn object<'a>(
     })?;
     if let Some(unknown) = map.keys().find(|k| k.as_str() != allowed) {
         return Err(invalid(format!(
-            "unknown argument '{unknown}' for {name}; the only argument is \"{allowed}\""
+            "unknown argument '{}' for {name}; the only argument is \"{allowed}\"",
+            quote(unknown)
         )));
     }
     Ok(map)
@@ -228,7 +230,8 @@ fn override_ms(name: &str, default: u64, args: Option<&Value>, max_ms: u64) -> R
             None => default,
             Some(v) => v.as_u64().ok_or_else(|| {
                 invalid(format!(
-                    "\"ms\" for {name} must be a whole number of milliseconds ≥ 0, got {v}"
+                    "\"ms\" for {name} must be a whole number of milliseconds ≥ 0, got {}",
+                    quote(&v.to_string())
                 ))
             })?,
         },
@@ -243,7 +246,10 @@ fn override_message(default: &str, args: Option<&Value>) -> Result<String, Inval
         Some(args) => match object("fail", args, "message")?.get("message") {
             None => Ok(default.to_owned()),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(v) => Err(invalid(format!("\"message\" for fail must be a string, got {v}"))),
+            Some(v) => Err(invalid(format!(
+                "\"message\" for fail must be a string, got {}",
+                quote(&v.to_string())
+            ))),
         },
     }
 }

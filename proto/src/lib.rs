@@ -10,11 +10,13 @@
 //! - [`wire`] — the dispatcher↔worker messages ([`wire::FromWorker`], [`wire::ToWorker`])
 //!   and their versioned, size-limited postcard codec.
 //! - [`connection`] — typed ZeroMQ connections: handlers see messages, never bytes.
+//! - [`text`] — user input clipped for error messages.
 
 pub mod auth;
 pub mod connection;
 pub mod function;
 pub mod ids;
+pub mod text;
 pub mod wire;
 
 /// The generated gRPC types, client and server.
