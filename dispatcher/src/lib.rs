@@ -81,7 +81,7 @@ pub async fn start(
     };
     let store = store::open(&config.store, &options)
         .await
-        .with_context(|| format!("opening the task store '{}'", config.store))?;
+        .with_context(|| format!("opening the task store '{}'", store::redact(&config.store)))?;
     let shared = Arc::new(Shared::new(store.clone(), config.max_queued));
     let max_job_ms = config.task_timeout.as_millis() as u64;
 
@@ -168,11 +168,12 @@ pub async fn start(
     );
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DispatcherServer<api::Api>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(volley_proto::api::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building gRPC reflection")?;
+    // Both reflection versions: grpcurl and grpcui speak v1, while grpcio-reflection,
+    // Postman and older tools still ask v1alpha.
+    let reflection_v1 = reflection_builder().build_v1().context("building gRPC reflection")?;
+    let reflection_v1alpha = reflection_builder()
+        .build_v1alpha()
+        .context("building gRPC reflection (v1alpha)")?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc).map(|conn| {
         conn.inspect(|s| {
             // Small request/response messages: never wait for Nagle.
@@ -197,7 +198,8 @@ pub async fn start(
     };
     let server = builder
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_optional_service(guarded)
         .add_optional_service(open)
         .serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned());
@@ -230,6 +232,12 @@ pub async fn start(
         served.context("gRPC server failed")
     };
     Ok((handle, run))
+}
+
+fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(volley_proto::api::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
 }
 
 /// Reads every unfinished task back from the store and rebuilds its job.

@@ -45,7 +45,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         ),
     };
     let shutdown = CancellationToken::new();
-    let (mode, store) = (config.mode, config.store.clone());
+    let (mode, store) = (config.mode, volley_dispatcher::store::redact(&config.store));
     let (handle, run) = volley_dispatcher::start(config, Listeners { grpc, workers }, shutdown.clone())
         .await
         .with_context(|| format!("starting the dispatcher on store '{store}'"))?;

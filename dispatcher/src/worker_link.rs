@@ -99,6 +99,24 @@ impl InboundReader {
     }
 }
 
+/// The endpoint as a worker can dial it: bound to every interface (`0.0.0.0`, `[::]`),
+/// the socket is reachable at this host's name, not at the wildcard address.
+pub fn reachable(endpoint: &str) -> String {
+    let Some(rest) = endpoint.strip_prefix("tcp://") else {
+        return endpoint.to_owned();
+    };
+    let Some((host, port)) = rest.rsplit_once(':') else {
+        return endpoint.to_owned();
+    };
+    if !matches!(host, "0.0.0.0" | "[::]" | "::") {
+        return endpoint.to_owned();
+    }
+    match hostname::get().ok().and_then(|h| h.into_string().ok()) {
+        Some(name) if !name.is_empty() => format!("tcp://{name}:{port}"),
+        _ => endpoint.to_owned(),
+    }
+}
+
 /// Binds the worker endpoint on `listener` and starts its tasks on `tracker`.
 pub async fn start(
     listener: std::net::TcpListener,
@@ -143,7 +161,7 @@ pub async fn start(
     });
 
     Ok(WorkerLink {
-        endpoint: conn.endpoint,
+        endpoint: reachable(&conn.endpoint),
         inbound: InboundReader {
             receiver: conn.receiver,
             disconnects,
@@ -153,4 +171,21 @@ pub async fn start(
         },
         outgoing: out_tx,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reachable;
+
+    #[test]
+    fn a_wildcard_bind_is_reported_by_host_name() {
+        let name = hostname::get()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default();
+        assert_eq!(reachable("tcp://0.0.0.0:5555"), format!("tcp://{name}:5555"));
+        assert_eq!(reachable("tcp://[::]:5555"), format!("tcp://{name}:5555"));
+        assert_eq!(reachable("tcp://127.0.0.1:5555"), "tcp://127.0.0.1:5555");
+        assert_eq!(reachable("tcp://10.1.2.3:7"), "tcp://10.1.2.3:7");
+    }
 }

@@ -1,17 +1,19 @@
 //! The gRPC front door: validates requests, stores tasks, hands them to the reactor, and
 //! answers from the store. The only module that speaks `tonic::Status`.
+//!
+//! - [`watch`] — the `WatchResults` streams, split so no message passes the 4 MiB every
+//!   stock gRPC client accepts.
+
+pub mod watch;
 
 use crate::core::{Finished, NewTask, Now};
 use crate::reactor::{Command, Snapshot};
 use crate::shared::{EdgeCounters, Shared};
 use crate::store::{StoreError, Submission, TaskRecord, TaskState};
-use futures::StreamExt;
 use parking_lot::RwLock;
 use std::collections::{HashMap, HashSet};
-use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot};
-use tokio_stream::Stream;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 use volley_proto::api::{self, dispatcher_server::Dispatcher};
@@ -28,8 +30,6 @@ pub const MAX_ARGS_BYTES: usize = 1024 * 1024;
 pub const MAX_NAME_CHARS: usize = 256;
 /// Most task ids one `WatchResults` may follow.
 pub const MAX_WATCH: usize = 1_000_000;
-/// Tasks per `WatchResults` message.
-const WATCH_CHUNK: usize = 4096;
 
 /// Static facts `ClusterInfo` reports.
 #[derive(Debug, Clone)]
@@ -172,10 +172,9 @@ impl Api {
     }
 
     fn unknown_task(&self, id: u64) -> String {
-        if self.shared.store.describe() == "memory" {
-            format!("no task with id {id} (or it finished before the newest --retain-finished tasks and was forgotten)")
-        } else {
-            format!("no task with id {id}")
+        match self.shared.store.forgets_finished() {
+            Some(how) => format!("no task with id {id} (or it finished and was forgotten: {how})"),
+            None => format!("no task with id {id}"),
         }
     }
 }
@@ -237,8 +236,6 @@ pub fn finished_info(f: &Finished) -> api::TaskInfo {
     }
 }
 
-type WatchStream = Pin<Box<dyn Stream<Item = Result<api::WatchResultsResponse, Status>> + Send>>;
-
 #[tonic::async_trait]
 impl Dispatcher for Api {
     #[instrument(skip_all, fields(name = %request.get_ref().name))]
@@ -253,7 +250,8 @@ impl Dispatcher for Api {
         }
         if name.chars().count() > MAX_NAME_CHARS {
             return Err(Status::invalid_argument(format!(
-                "function name is longer than {MAX_NAME_CHARS} characters"
+                "function name '{}' is longer than {MAX_NAME_CHARS} characters",
+                volley_proto::text::quote(name)
             )));
         }
         let kind = FunctionKind::from_api(req.spec.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -306,9 +304,12 @@ impl Dispatcher for Api {
         }))
     }
 
-    type WatchResultsStream = WatchStream;
+    type WatchResultsStream = watch::WatchStream;
 
-    async fn watch_results(&self, request: Request<api::WatchResultsRequest>) -> Result<Response<WatchStream>, Status> {
+    async fn watch_results(
+        &self,
+        request: Request<api::WatchResultsRequest>,
+    ) -> Result<Response<watch::WatchStream>, Status> {
         let ids = request.into_inner().task_ids;
         if ids.len() > MAX_WATCH {
             return Err(Status::invalid_argument(format!(
@@ -318,12 +319,12 @@ impl Dispatcher for Api {
         }
         // Subscribe before reading the store, so nothing finishes unseen in between.
         let completions = self.shared.completions.subscribe();
-        let stream: WatchStream = if ids.is_empty() {
-            Box::pin(watch_all(completions))
+        let stream: watch::WatchStream = if ids.is_empty() {
+            Box::pin(watch::all(completions))
         } else {
             let mut pending: HashSet<TaskId> = ids.iter().map(|i| TaskId(*i)).collect();
-            let already = finished_in_store(&self.shared, &mut pending, true).await?;
-            Box::pin(watch_some(self.shared.clone(), completions, pending, already))
+            let already = watch::finished_in_store(&self.shared, &mut pending, true).await?;
+            Box::pin(watch::some(self.shared.clone(), completions, pending, already))
         };
         Ok(Response::new(stream))
     }
@@ -383,116 +384,4 @@ impl Dispatcher for Api {
             policy: self.facts.policy.to_owned(),
         }))
     }
-}
-
-/// Reads the pending tasks from the store, removes the finished ones from `pending` and
-/// returns them. With `strict`, an id the store does not know is NOT_FOUND.
-async fn finished_in_store(
-    shared: &Shared,
-    pending: &mut HashSet<TaskId>,
-    strict: bool,
-) -> Result<Vec<api::TaskInfo>, Status> {
-    let ids: Vec<TaskId> = pending.iter().copied().collect();
-    let records = shared.store.get_many(&ids).await.map_err(store_status)?;
-    let mut done = Vec::new();
-    for (id, rec) in ids.iter().zip(records) {
-        match rec {
-            Some(r) if r.state.is_terminal() => {
-                pending.remove(id);
-                done.push(task_info(&r));
-            }
-            Some(_) => {}
-            None if strict => return Err(Status::not_found(format!("no task with id {id}"))),
-            None => {
-                pending.remove(id);
-            }
-        }
-    }
-    Ok(done)
-}
-
-fn chunked(tasks: Vec<api::TaskInfo>) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
-    let mut chunks = Vec::with_capacity(tasks.len() / WATCH_CHUNK + 1);
-    let mut rest = tasks;
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(WATCH_CHUNK));
-        chunks.push(Ok(api::WatchResultsResponse { tasks: rest }));
-        rest = tail;
-    }
-    futures::stream::iter(chunks)
-}
-
-/// Every completion from now on, read straight off the broadcast (no task in between).
-fn watch_all(
-    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
-) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
-    futures::stream::unfold(Some(completions), |rx| async move {
-        let mut rx = rx?;
-        match rx.recv().await {
-            Ok(batch) => Some((chunked(batch.iter().map(finished_info).collect()).left_stream(), Some(rx))),
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                let status = Status::data_loss(format!(
-                    "this watcher fell {n} batches behind and missed completions; watch specific task ids to never miss one"
-                ));
-                Some((futures::stream::iter(vec![Err(status)]).right_stream(), None))
-            }
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    })
-    .flatten()
-}
-
-struct Watch {
-    shared: Arc<Shared>,
-    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
-    pending: HashSet<TaskId>,
-}
-
-/// The given tasks, each exactly once: those already finished first, then the rest as
-/// they finish; the stream ends with the last one.
-fn watch_some(
-    shared: Arc<Shared>,
-    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
-    pending: HashSet<TaskId>,
-    already: Vec<api::TaskInfo>,
-) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
-    let rest = futures::stream::unfold(
-        Some(Watch {
-            shared,
-            completions,
-            pending,
-        }),
-        |state| async move {
-            let mut w = state?;
-            loop {
-                if w.pending.is_empty() {
-                    return None;
-                }
-                let mine: Vec<api::TaskInfo> = match w.completions.recv().await {
-                    Ok(batch) => batch
-                        .iter()
-                        .filter(|f| w.pending.remove(&f.task))
-                        .map(finished_info)
-                        .collect(),
-                    // Fell behind: the store has every terminal task, so catch up from it.
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        match finished_in_store(&w.shared, &mut w.pending, false).await {
-                            Ok(done) => done,
-                            Err(status) => {
-                                return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None))
-                            }
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => {
-                        let status = Status::unavailable("the dispatcher stopped before these tasks finished");
-                        return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None));
-                    }
-                };
-                if !mine.is_empty() {
-                    return Some((chunked(mine).left_stream(), Some(w)));
-                }
-            }
-        },
-    );
-    chunked(already).chain(rest.flatten())
 }

@@ -432,6 +432,16 @@ impl SchedulerCore {
             .map(|(id, _)| *id)
             .collect();
         for id in silent {
+            if let Some(w) = self.workers.get(&id) {
+                let silence = now.instant.duration_since(w.last_seen);
+                tracing::warn!(
+                    worker_id = %id,
+                    worker = %w.label,
+                    silence_ms = silence.as_millis() as u64,
+                    tasks = w.in_flight.len(),
+                    "worker declared dead: silent longer than its liveness; its tasks are requeued"
+                );
+            }
             self.remove_worker(id, LossReason::Silent, now, comm);
         }
         let mut expired: Vec<(TaskId, WorkerId)> = Vec::new();

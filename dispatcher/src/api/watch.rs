@@ -1,0 +1,202 @@
+//! `WatchResults`: completions as they are published, or a given set of tasks exactly once.
+//!
+//! Every message stays under [`MAX_MESSAGE_BYTES`] (and [`MAX_TASKS_PER_MESSAGE`] tasks),
+//! so a stock gRPC client with its default 4 MiB receive limit never loses the stream.
+
+use super::{finished_info, store_status, task_info};
+use crate::core::Finished;
+use crate::shared::Shared;
+use futures::StreamExt;
+use prost::Message;
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tokio_stream::Stream;
+use tonic::Status;
+use volley_proto::api;
+use volley_proto::ids::TaskId;
+
+/// The default receive limit of gRPC clients in every language (4 MiB), less room for
+/// the message's own framing.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024 - 1024;
+/// Tasks per `WatchResults` message at most, however small they are.
+pub const MAX_TASKS_PER_MESSAGE: usize = 4096;
+
+/// A `WatchResults` response stream.
+pub type WatchStream = Pin<Box<dyn Stream<Item = Result<api::WatchResultsResponse, Status>> + Send>>;
+
+/// Reads the pending tasks from the store, removes the finished ones from `pending` and
+/// returns them. With `strict`, an id the store does not know is NOT_FOUND.
+pub async fn finished_in_store(
+    shared: &Shared,
+    pending: &mut HashSet<TaskId>,
+    strict: bool,
+) -> Result<Vec<api::TaskInfo>, Status> {
+    let ids: Vec<TaskId> = pending.iter().copied().collect();
+    let records = shared.store.get_many(&ids).await.map_err(store_status)?;
+    let mut done = Vec::new();
+    for (id, rec) in ids.iter().zip(records) {
+        match rec {
+            Some(r) if r.state.is_terminal() => {
+                pending.remove(id);
+                done.push(task_info(&r));
+            }
+            Some(_) => {}
+            None if strict => return Err(Status::not_found(format!("no task with id {id}"))),
+            None => {
+                pending.remove(id);
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// Splits `tasks` into messages of at most [`MAX_MESSAGE_BYTES`] encoded and
+/// [`MAX_TASKS_PER_MESSAGE`] tasks, in order. A task is never split; one larger than the
+/// limit alone cannot exist, since submission bounds arguments (and so results) far below it.
+pub fn split_messages(tasks: Vec<api::TaskInfo>) -> Vec<api::WatchResultsResponse> {
+    let mut messages = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for task in tasks {
+        let len = task.encoded_len();
+        // Field tag, length prefix, body: what one repeated entry costs on the wire.
+        let cost = 1 + prost::length_delimiter_len(len) + len;
+        if !current.is_empty() && (bytes + cost > MAX_MESSAGE_BYTES || current.len() >= MAX_TASKS_PER_MESSAGE) {
+            messages.push(api::WatchResultsResponse {
+                tasks: std::mem::take(&mut current),
+            });
+            bytes = 0;
+        }
+        bytes += cost;
+        current.push(task);
+    }
+    if !current.is_empty() {
+        messages.push(api::WatchResultsResponse { tasks: current });
+    }
+    messages
+}
+
+fn chunked(tasks: Vec<api::TaskInfo>) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+    futures::stream::iter(split_messages(tasks).into_iter().map(Ok))
+}
+
+/// Every completion from now on, read straight off the broadcast (no task in between).
+pub fn all(
+    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+    futures::stream::unfold(Some(completions), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Ok(batch) => Some((chunked(batch.iter().map(finished_info).collect()).left_stream(), Some(rx))),
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                let status = Status::data_loss(format!(
+                    "this watcher fell {n} batches behind and missed completions; watch specific task ids to never miss one"
+                ));
+                Some((futures::stream::iter(vec![Err(status)]).right_stream(), None))
+            }
+            Err(broadcast::error::RecvError::Closed) => None,
+        }
+    })
+    .flatten()
+}
+
+struct Watch {
+    shared: Arc<Shared>,
+    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+    pending: HashSet<TaskId>,
+}
+
+/// The given tasks, each exactly once: those already finished first, then the rest as
+/// they finish; the stream ends with the last one.
+pub fn some(
+    shared: Arc<Shared>,
+    completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+    pending: HashSet<TaskId>,
+    already: Vec<api::TaskInfo>,
+) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+    let rest = futures::stream::unfold(
+        Some(Watch {
+            shared,
+            completions,
+            pending,
+        }),
+        |state| async move {
+            let mut w = state?;
+            loop {
+                if w.pending.is_empty() {
+                    return None;
+                }
+                let mine: Vec<api::TaskInfo> = match w.completions.recv().await {
+                    Ok(batch) => batch
+                        .iter()
+                        .filter(|f| w.pending.remove(&f.task))
+                        .map(finished_info)
+                        .collect(),
+                    // Fell behind: the store has every terminal task, so catch up from it.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        match finished_in_store(&w.shared, &mut w.pending, false).await {
+                            Ok(done) => done,
+                            Err(status) => {
+                                return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None))
+                            }
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => {
+                        let status = Status::unavailable("the dispatcher stopped before these tasks finished");
+                        return Some((futures::stream::iter(vec![Err(status)]).right_stream(), None));
+                    }
+                };
+                if !mine.is_empty() {
+                    return Some((chunked(mine).left_stream(), Some(w)));
+                }
+            }
+        },
+    );
+    chunked(already).chain(rest.flatten())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(id: u64, result_bytes: usize) -> api::TaskInfo {
+        api::TaskInfo {
+            task_id: id,
+            result: "x".repeat(result_bytes),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn large_results_are_spread_over_messages_under_the_limit_in_order() {
+        // 300 results of 120 KB: 36 MB in all, once sent as a single message.
+        let tasks: Vec<_> = (1..=300).map(|i| task(i, 120_000)).collect();
+        let messages = split_messages(tasks);
+        assert!(messages.len() >= 9, "{} messages", messages.len());
+        for m in &messages {
+            assert!(m.encoded_len() <= MAX_MESSAGE_BYTES, "{} bytes", m.encoded_len());
+        }
+        let ids: Vec<u64> = messages
+            .iter()
+            .flat_map(|m| m.tasks.iter().map(|t| t.task_id))
+            .collect();
+        assert_eq!(ids, (1..=300).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_small_results_are_cut_by_count() {
+        let messages = split_messages((1..=10_000).map(|i| task(i, 0)).collect());
+        assert_eq!(messages.len(), 3);
+        assert_eq!(messages[0].tasks.len(), MAX_TASKS_PER_MESSAGE);
+        assert!(split_messages(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn a_result_near_the_limit_travels_alone() {
+        let messages = split_messages(vec![task(1, 10), task(2, MAX_MESSAGE_BYTES - 20), task(3, 10)]);
+        assert_eq!(messages.len(), 3);
+        assert!(messages.iter().all(|m| m.encoded_len() <= MAX_MESSAGE_BYTES));
+    }
+}
