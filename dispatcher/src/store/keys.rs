@@ -1,5 +1,7 @@
-//! Every Redis key Volley uses, in one place. All live under one prefix (`volley:` by
-//! default) so a deployment can share a Redis and tests can isolate themselves.
+//! Every Redis key and hash field Volley uses, in one place. All keys live under one
+//! prefix (`volley:` by default) so a deployment can share a Redis and tests can isolate
+//! themselves. What each transition writes into a task's hash is defined once, in
+//! [`super::transition`].
 
 use volley_proto::ids::{FunctionId, TaskId};
 
@@ -27,12 +29,12 @@ impl Keys {
         format!("{}seq:task", self.prefix)
     }
 
-    /// Hash of one function: `name`, `spec` (JSON).
+    /// Hash of one function: [`FUNCTION_NAME`], [`FUNCTION_SPEC`].
     pub fn function(&self, id: FunctionId) -> String {
         format!("{}function:{}", self.prefix, id.0)
     }
 
-    /// Hash of one task; fields are listed in `store::redis`.
+    /// Hash of one task, with the fields of [`TaskField`].
     pub fn task(&self, id: TaskId) -> String {
         format!("{}task:{}", self.prefix, id.0)
     }
@@ -42,8 +44,113 @@ impl Keys {
         format!("{}unfinished", self.prefix)
     }
 
+    /// The pattern matching every task hash of this prefix, for audits.
+    pub fn all_tasks(&self) -> String {
+        format!("{}task:*", self.prefix)
+    }
+
+    /// The task id in a key made by [`Keys::task`].
+    pub fn task_id(&self, key: &str) -> Option<TaskId> {
+        key.strip_prefix(&self.prefix)?
+            .strip_prefix("task:")?
+            .parse()
+            .ok()
+            .map(TaskId)
+    }
+
     /// The pattern matching every key of this prefix, for clean-up.
     pub fn all(&self) -> String {
         format!("{}*", self.prefix)
+    }
+}
+
+/// The name a function was registered under, in its hash.
+pub const FUNCTION_NAME: &str = "name";
+/// The function's kind and parameters as JSON, in its hash.
+pub const FUNCTION_SPEC: &str = "spec";
+
+/// The fields of a task's hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TaskField {
+    /// Its function's id.
+    FunctionId,
+    /// Its arguments as given.
+    Args,
+    /// `queued`, `running`, `completed` or `failed`.
+    State,
+    /// The result JSON once completed.
+    Result,
+    /// The error once failed.
+    Error,
+    /// Attempts made.
+    Attempts,
+    /// Who runs or ran the last attempt.
+    Worker,
+    /// Submission time, µs since the epoch.
+    SubmittedUs,
+    /// Last dispatch time.
+    DispatchedUs,
+    /// Completion time.
+    CompletedUs,
+    /// Worker-side queueing of the last attempt.
+    WaitUs,
+    /// Execution time of the last attempt.
+    RunUs,
+}
+
+impl TaskField {
+    /// Every field, in the order documented.
+    pub const ALL: [TaskField; 12] = [
+        TaskField::FunctionId,
+        TaskField::Args,
+        TaskField::State,
+        TaskField::Result,
+        TaskField::Error,
+        TaskField::Attempts,
+        TaskField::Worker,
+        TaskField::SubmittedUs,
+        TaskField::DispatchedUs,
+        TaskField::CompletedUs,
+        TaskField::WaitUs,
+        TaskField::RunUs,
+    ];
+
+    /// The field's name in the hash.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskField::FunctionId => "function_id",
+            TaskField::Args => "args",
+            TaskField::State => "state",
+            TaskField::Result => "result",
+            TaskField::Error => "error",
+            TaskField::Attempts => "attempts",
+            TaskField::Worker => "worker",
+            TaskField::SubmittedUs => "submitted_us",
+            TaskField::DispatchedUs => "dispatched_us",
+            TaskField::CompletedUs => "completed_us",
+            TaskField::WaitUs => "wait_us",
+            TaskField::RunUs => "run_us",
+        }
+    }
+
+    /// The field a hash field name stands for.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.name() == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_names_round_trip_and_task_keys_parse_back() {
+        for f in TaskField::ALL {
+            assert_eq!(TaskField::parse(f.name()), Some(f));
+        }
+        let keys = Keys::new("p:");
+        assert_eq!(keys.task_id(&keys.task(TaskId(42))), Some(TaskId(42)));
+        assert_eq!(keys.task_id("p:function:1"), None);
+        assert_eq!(keys.task_id("q:task:1"), None);
     }
 }

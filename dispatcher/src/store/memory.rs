@@ -51,17 +51,17 @@ impl MemoryStore {
     }
 }
 
-fn task_of(t: &Transition) -> TaskId {
-    match t {
-        Transition::Running { task, .. } | Transition::Requeued { task, .. } => *task,
-        Transition::Finished(f) => f.task,
-    }
-}
-
 #[async_trait]
 impl TaskStore for MemoryStore {
     fn describe(&self) -> String {
         "memory".into()
+    }
+
+    fn forgets_finished(&self) -> Option<String> {
+        Some(format!(
+            "the memory store keeps the newest {} finished tasks (--retain-finished)",
+            self.retain_finished
+        ))
     }
 
     async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<FunctionId, StoreError> {
@@ -96,7 +96,7 @@ impl TaskStore for MemoryStore {
         let mut guard = self.tasks.lock();
         let tasks = &mut *guard;
         for t in transitions {
-            let id = task_of(t);
+            let id = super::transition::task_of(t);
             if let Some(rec) = tasks.records.get_mut(&id) {
                 rec.apply(t);
                 if matches!(t, Transition::Finished(_)) {

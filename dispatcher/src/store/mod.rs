@@ -8,6 +8,7 @@
 pub mod keys;
 pub mod memory;
 pub mod redis;
+pub mod transition;
 
 use crate::core::Transition;
 use async_trait::async_trait;
@@ -87,65 +88,6 @@ pub struct TaskRecord {
     pub run_us: u64,
 }
 
-impl TaskRecord {
-    /// A freshly queued task.
-    pub fn queued(id: TaskId, s: &Submission) -> Self {
-        Self {
-            id,
-            function_id: s.function_id,
-            args: s.args.clone(),
-            state: TaskState::Queued,
-            result: String::new(),
-            error: String::new(),
-            attempts: 0,
-            worker: String::new(),
-            submitted_us: s.submitted_us,
-            dispatched_us: 0,
-            completed_us: 0,
-            wait_us: 0,
-            run_us: 0,
-        }
-    }
-
-    /// Applies one transition; both backends share this meaning of each transition.
-    pub fn apply(&mut self, t: &Transition) {
-        match t {
-            Transition::Running {
-                attempt, worker, at_us, ..
-            } => {
-                self.state = TaskState::Running;
-                self.attempts = *attempt;
-                self.worker = worker.to_string();
-                self.dispatched_us = *at_us;
-            }
-            Transition::Requeued { attempts, .. } => {
-                self.state = TaskState::Queued;
-                self.attempts = *attempts;
-            }
-            Transition::Finished(f) => {
-                match &f.outcome {
-                    volley_proto::wire::Outcome::Completed(r) => {
-                        self.state = TaskState::Completed;
-                        self.result = r.clone();
-                    }
-                    volley_proto::wire::Outcome::Failed(e) => {
-                        self.state = TaskState::Failed;
-                        self.error = e.clone();
-                    }
-                }
-                self.attempts = f.attempts;
-                if let Some(w) = &f.worker {
-                    self.worker = w.to_string();
-                }
-                self.dispatched_us = f.dispatched_us;
-                self.completed_us = f.completed_us;
-                self.wait_us = f.wait_us;
-                self.run_us = f.run_us;
-            }
-        }
-    }
-}
-
 /// A task to store, before it has an id.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -185,8 +127,11 @@ pub enum StoreError {
 /// The task store.
 #[async_trait]
 pub trait TaskStore: Send + Sync {
-    /// `memory` or the Redis URL, for `ClusterInfo` and reports.
+    /// `memory` or the Redis URL with its password redacted, for `ClusterInfo`, logs
+    /// and reports.
     fn describe(&self) -> String;
+    /// How this store forgets finished tasks, if it does, in words for an error message.
+    fn forgets_finished(&self) -> Option<String>;
     /// Stores a function and returns its new id.
     async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<FunctionId, StoreError>;
     /// A function by id.
@@ -235,6 +180,64 @@ pub async fn open(spec: &str, options: &StoreOptions) -> Result<Arc<dyn TaskStor
         return Ok(Arc::new(store.with_finished_ttl(options.redis_finished_ttl)));
     }
     Err(StoreError::Config(format!(
-        "'{spec}' is neither 'memory' nor a redis:// URL"
+        "'{}' is neither 'memory' nor a redis:// URL",
+        volley_proto::text::quote(&redact(spec))
     )))
+}
+
+/// A store address fit to print: the password in `scheme://user:password@host` and in
+/// `?password=`/`?pass=` parameters becomes `***`. Credentials never reach a log line,
+/// an error or `ClusterInfo`.
+pub fn redact(address: &str) -> String {
+    let Some((scheme, rest)) = address.split_once("://") else {
+        return address.to_owned();
+    };
+    let (authority_end, _) = rest
+        .char_indices()
+        .find(|(_, c)| matches!(c, '/' | '?' | '#'))
+        .unwrap_or((rest.len(), ' '));
+    let (authority, tail) = rest.split_at(authority_end);
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            // `redis://secret@host`: a lone user-info part may be a password; hide it.
+            None => format!("***@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => {
+                        format!("{k}=***")
+                    }
+                    _ => p.to_owned(),
+                })
+                .collect();
+            format!("{path}?{}", params.join("&"))
+        }
+        None => tail.to_owned(),
+    };
+    format!("{scheme}://{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_survive_redaction() {
+        assert_eq!(redact("redis://:hunter2@db:6379/0"), "redis://:***@db:6379/0");
+        assert_eq!(redact("rediss://app:hunter2@db/1"), "rediss://app:***@db/1");
+        assert_eq!(redact("redis://hunter2@db"), "redis://***@db");
+        assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        assert_eq!(
+            redact("unix:///run/redis.sock?db=1&pass=hunter2"),
+            "unix:///run/redis.sock?db=1&pass=***"
+        );
+        assert_eq!(redact("memory"), "memory");
+        assert!(!redact("redis://u:p@ss:w0rd@host/0").contains("w0rd"));
+    }
 }

@@ -1,13 +1,14 @@
 //! The Redis store: durable, shared, and recoverable after a dispatcher restart.
 //!
-//! Layout (see [`super::keys`]): a hash per task with the fields `function_id`, `args`,
-//! `state`, `result`, `error`, `attempts`, `worker`, `submitted_us`, `dispatched_us`,
-//! `completed_us`, `wait_us`, `run_us`; a hash per function; and the `unfinished` set.
+//! Layout (see [`super::keys`]): a hash per task with the fields of
+//! [`TaskField`], written as [`super::transition`] defines; a hash per function; and the
+//! `unfinished` set.
 //! Every batch of transitions is one pipelined round trip. The pipeline is not atomic:
 //! a task whose hash says terminal but is still in `unfinished` is cleaned up on recovery.
 
-use super::keys::Keys;
-use super::{FunctionRecord, StoreError, Submission, TaskRecord, TaskState, TaskStore};
+use super::keys::{Keys, TaskField, FUNCTION_NAME, FUNCTION_SPEC};
+use super::transition::{self, Change, Value};
+use super::{redact, FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
 use crate::core::Transition;
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -16,7 +17,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::{FunctionId, TaskId};
-use volley_proto::wire::Outcome;
 
 /// Task ids are reserved from Redis in blocks, so ids stay unique across restarts
 /// without a round trip per task.
@@ -28,7 +28,8 @@ const RECOVERY_CHUNK: usize = 1000;
 pub struct RedisStore {
     conn: ConnectionManager,
     keys: Keys,
-    url: String,
+    /// The address with its password redacted: the only form ever shown.
+    shown: String,
     ids: Mutex<IdBlock>,
     finished_ttl_s: Option<u64>,
 }
@@ -47,7 +48,8 @@ impl RedisStore {
     /// Connects; fails at once if Redis cannot be reached, so a misconfigured dispatcher
     /// never starts. After that, a lost connection is rebuilt on the next call.
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(|e| StoreError::Config(format!("{url}: {e}")))?;
+        let shown = redact(url);
+        let client = redis::Client::open(url).map_err(|e| StoreError::Config(format!("{shown}: {e}")))?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(Duration::from_secs(5)))
@@ -55,11 +57,11 @@ impl RedisStore {
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {url}: {e}")))?;
+            .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {shown}: {e}")))?;
         Ok(Self {
             conn,
             keys: Keys::new(prefix),
-            url: url.to_owned(),
+            shown,
             ids: Mutex::new(IdBlock::default()),
             finished_ttl_s: None,
         })
@@ -99,117 +101,112 @@ impl RedisStore {
 
     /// Deletes every key under this store's prefix; for tests and benchmarks.
     pub async fn purge(&self) -> Result<u64, StoreError> {
+        let keys = self.scan(&self.keys.all()).await?;
         let mut conn = self.conn.clone();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(self.keys.all())
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        if keys.is_empty() {
-            return Ok(0);
+        let mut deleted = 0;
+        for chunk in keys.chunks(10_000) {
+            deleted += redis::cmd("DEL")
+                .arg(chunk)
+                .query_async::<u64>(&mut conn)
+                .await
+                .map_err(unavailable)?;
         }
-        redis::cmd("DEL")
-            .arg(&keys)
+        Ok(deleted)
+    }
+
+    /// Every task stored under this prefix, for audits; reads only.
+    pub async fn all_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
+        let keys = self.scan(&self.keys.all_tasks()).await?;
+        let mut ids: Vec<TaskId> = keys.iter().filter_map(|k| self.keys.task_id(k)).collect();
+        ids.sort_unstable();
+        Ok(self.get_many(&ids).await?.into_iter().flatten().collect())
+    }
+
+    /// How many tasks the store holds as unfinished; reads only.
+    pub async fn unfinished_count(&self) -> Result<u64, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SCARD")
+            .arg(self.keys.unfinished())
             .query_async(&mut conn)
             .await
             .map_err(unavailable)
     }
-}
 
-fn field<T: std::str::FromStr + Default>(h: &HashMap<String, String>, name: &str) -> T {
-    h.get(name).and_then(|v| v.parse().ok()).unwrap_or_default()
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 {
+                return Ok(keys);
+            }
+        }
+    }
 }
 
 fn parse_task(id: TaskId, h: HashMap<String, String>) -> Result<Option<TaskRecord>, StoreError> {
     if h.is_empty() {
         return Ok(None);
     }
-    let state = h
-        .get("state")
-        .and_then(|s| TaskState::parse(s))
-        .ok_or_else(|| StoreError::Corrupt(format!("task {id} has no valid state")))?;
-    Ok(Some(TaskRecord {
-        id,
-        function_id: FunctionId(field(&h, "function_id")),
-        args: h.get("args").cloned().unwrap_or_default(),
-        state,
-        result: h.get("result").cloned().unwrap_or_default(),
-        error: h.get("error").cloned().unwrap_or_default(),
-        attempts: field(&h, "attempts"),
-        worker: h.get("worker").cloned().unwrap_or_default(),
-        submitted_us: field(&h, "submitted_us"),
-        dispatched_us: field(&h, "dispatched_us"),
-        completed_us: field(&h, "completed_us"),
-        wait_us: field(&h, "wait_us"),
-        run_us: field(&h, "run_us"),
-    }))
+    if !h.contains_key(TaskField::State.name()) {
+        return Err(StoreError::Corrupt(format!("task {id} has no valid state")));
+    }
+    let mut record = TaskRecord::empty(id);
+    for (name, value) in &h {
+        // Fields a newer release added are ignored; known ones must be readable.
+        if let Some(field) = TaskField::parse(name) {
+            record
+                .set(field, Value::Text(value))
+                .map_err(|why| StoreError::Corrupt(format!("task {id}: {why}")))?;
+        }
+    }
+    Ok(Some(record))
+}
+
+/// One `HSET` of the given fields on `key`.
+fn hset(pipe: &mut redis::Pipeline, key: String, changes: &[Change<'_>]) {
+    let cmd = pipe.cmd("HSET").arg(key);
+    for (field, value) in changes {
+        cmd.arg(field.name());
+        match value {
+            Value::Text(t) => cmd.arg(*t),
+            Value::Number(n) => cmd.arg(*n),
+        };
+    }
+    cmd.ignore();
 }
 
 fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition, finished_ttl_s: Option<u64>) {
-    match t {
-        Transition::Running {
-            task,
-            attempt,
-            worker,
-            at_us,
-        } => {
-            pipe.cmd("HSET")
-                .arg(keys.task(*task))
-                .arg("state")
-                .arg(TaskState::Running.as_str())
-                .arg("attempts")
-                .arg(*attempt)
-                .arg("worker")
-                .arg(worker.as_ref())
-                .arg("dispatched_us")
-                .arg(*at_us)
-                .ignore();
+    let task = transition::task_of(t);
+    hset(pipe, keys.task(task), &transition::changes(t));
+    if matches!(t, Transition::Finished(_)) {
+        if let Some(ttl) = finished_ttl_s {
+            pipe.cmd("EXPIRE").arg(keys.task(task)).arg(ttl).ignore();
         }
-        Transition::Requeued { task, attempts } => {
-            pipe.cmd("HSET")
-                .arg(keys.task(*task))
-                .arg("state")
-                .arg(TaskState::Queued.as_str())
-                .arg("attempts")
-                .arg(*attempts)
-                .ignore();
-        }
-        Transition::Finished(f) => {
-            let (state, result_field, text) = match &f.outcome {
-                Outcome::Completed(r) => (TaskState::Completed, "result", r),
-                Outcome::Failed(e) => (TaskState::Failed, "error", e),
-            };
-            pipe.cmd("HSET")
-                .arg(keys.task(f.task))
-                .arg("state")
-                .arg(state.as_str())
-                .arg(result_field)
-                .arg(text.as_str())
-                .arg("attempts")
-                .arg(f.attempts)
-                .arg("worker")
-                .arg(f.worker.as_deref().unwrap_or(""))
-                .arg("dispatched_us")
-                .arg(f.dispatched_us)
-                .arg("completed_us")
-                .arg(f.completed_us)
-                .arg("wait_us")
-                .arg(f.wait_us)
-                .arg("run_us")
-                .arg(f.run_us)
-                .ignore();
-            if let Some(ttl) = finished_ttl_s {
-                pipe.cmd("EXPIRE").arg(keys.task(f.task)).arg(ttl).ignore();
-            }
-            pipe.cmd("SREM").arg(keys.unfinished()).arg(f.task.0).ignore();
-        }
+        pipe.cmd("SREM").arg(keys.unfinished()).arg(task.0).ignore();
     }
 }
 
 #[async_trait]
 impl TaskStore for RedisStore {
     fn describe(&self) -> String {
-        self.url.clone()
+        self.shown.clone()
+    }
+
+    fn forgets_finished(&self) -> Option<String> {
+        self.finished_ttl_s
+            .map(|s| format!("Redis keeps finished tasks {s} s (--redis-finished-ttl)"))
     }
 
     async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<FunctionId, StoreError> {
@@ -222,9 +219,9 @@ impl TaskStore for RedisStore {
         let spec = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         redis::cmd("HSET")
             .arg(self.keys.function(FunctionId(id)))
-            .arg("name")
+            .arg(FUNCTION_NAME)
             .arg(name)
-            .arg("spec")
+            .arg(FUNCTION_SPEC)
             .arg(spec)
             .query_async::<()>(&mut conn)
             .await
@@ -242,11 +239,11 @@ impl TaskStore for RedisStore {
         if h.is_empty() {
             return Ok(None);
         }
-        let spec = h.get("spec").map(String::as_str).unwrap_or("");
+        let spec = h.get(FUNCTION_SPEC).map(String::as_str).unwrap_or("");
         let kind = serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("function {id}: {e}")))?;
         Ok(Some(FunctionRecord {
             id,
-            name: h.get("name").cloned().unwrap_or_default(),
+            name: h.get(FUNCTION_NAME).cloned().unwrap_or_default(),
             kind,
         }))
     }
@@ -259,19 +256,7 @@ impl TaskStore for RedisStore {
         let ids: Vec<TaskId> = (0..tasks.len() as u64).map(|i| TaskId(first + i)).collect();
         let mut pipe = redis::pipe();
         for (id, s) in ids.iter().zip(tasks) {
-            pipe.cmd("HSET")
-                .arg(self.keys.task(*id))
-                .arg("function_id")
-                .arg(s.function_id.0)
-                .arg("args")
-                .arg(s.args.as_str())
-                .arg("state")
-                .arg(TaskState::Queued.as_str())
-                .arg("attempts")
-                .arg(0)
-                .arg("submitted_us")
-                .arg(s.submitted_us)
-                .ignore();
+            hset(&mut pipe, self.keys.task(*id), &transition::queued(s));
         }
         pipe.cmd("SADD")
             .arg(self.keys.unfinished())

@@ -1,0 +1,203 @@
+//! What each transition changes in a stored task: the one definition both backends
+//! apply. The memory store sets these fields on its record; the Redis store writes the
+//! same fields into the task's hash. Neither decides anything of its own.
+
+use super::keys::TaskField;
+use super::{Submission, TaskRecord, TaskState};
+use crate::core::Transition;
+use volley_proto::ids::TaskId;
+use volley_proto::wire::Outcome;
+
+/// A stored value: text, or a whole number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    /// Text as given.
+    Text(&'a str),
+    /// A count or a time in µs.
+    Number(u64),
+}
+
+/// One field set to one value.
+pub type Change<'a> = (TaskField, Value<'a>);
+
+/// The task a transition is about.
+pub fn task_of(t: &Transition) -> TaskId {
+    match t {
+        Transition::Running { task, .. } | Transition::Requeued { task, .. } => *task,
+        Transition::Finished(f) => f.task,
+    }
+}
+
+/// The fields a freshly queued task is stored with.
+pub fn queued(s: &Submission) -> Vec<Change<'_>> {
+    vec![
+        (TaskField::FunctionId, Value::Number(s.function_id.0)),
+        (TaskField::Args, Value::Text(&s.args)),
+        (TaskField::State, Value::Text(TaskState::Queued.as_str())),
+        (TaskField::Attempts, Value::Number(0)),
+        (TaskField::SubmittedUs, Value::Number(s.submitted_us)),
+    ]
+}
+
+/// The fields a transition sets. A `Finished` without a worker (a task lost before any
+/// worker ran it) leaves the stored worker as it was.
+pub fn changes(t: &Transition) -> Vec<Change<'_>> {
+    use Value::{Number, Text};
+    match t {
+        Transition::Running {
+            attempt, worker, at_us, ..
+        } => vec![
+            (TaskField::State, Text(TaskState::Running.as_str())),
+            (TaskField::Attempts, Number(u64::from(*attempt))),
+            (TaskField::Worker, Text(worker)),
+            (TaskField::DispatchedUs, Number(*at_us)),
+        ],
+        Transition::Requeued { attempts, .. } => vec![
+            (TaskField::State, Text(TaskState::Queued.as_str())),
+            (TaskField::Attempts, Number(u64::from(*attempts))),
+        ],
+        Transition::Finished(f) => {
+            let (state, outcome) = match &f.outcome {
+                Outcome::Completed(r) => (TaskState::Completed, (TaskField::Result, Text(r))),
+                Outcome::Failed(e) => (TaskState::Failed, (TaskField::Error, Text(e))),
+            };
+            let mut c = vec![
+                (TaskField::State, Text(state.as_str())),
+                outcome,
+                (TaskField::Attempts, Number(u64::from(f.attempts))),
+                (TaskField::DispatchedUs, Number(f.dispatched_us)),
+                (TaskField::CompletedUs, Number(f.completed_us)),
+                (TaskField::WaitUs, Number(f.wait_us)),
+                (TaskField::RunUs, Number(f.run_us)),
+            ];
+            if let Some(w) = &f.worker {
+                c.push((TaskField::Worker, Text(w)));
+            }
+            c
+        }
+    }
+}
+
+impl TaskRecord {
+    /// An empty record of `id`, to be filled by [`TaskRecord::set`].
+    pub fn empty(id: TaskId) -> Self {
+        Self {
+            id,
+            function_id: volley_proto::ids::FunctionId(0),
+            args: String::new(),
+            state: TaskState::Queued,
+            result: String::new(),
+            error: String::new(),
+            attempts: 0,
+            worker: String::new(),
+            submitted_us: 0,
+            dispatched_us: 0,
+            completed_us: 0,
+            wait_us: 0,
+            run_us: 0,
+        }
+    }
+
+    /// A freshly queued task.
+    pub fn queued(id: TaskId, s: &Submission) -> Self {
+        let mut r = Self::empty(id);
+        r.apply_changes(&queued(s));
+        r
+    }
+
+    /// Applies one transition, as [`changes`] defines it.
+    pub fn apply(&mut self, t: &Transition) {
+        self.apply_changes(&changes(t));
+    }
+
+    fn apply_changes(&mut self, changes: &[Change<'_>]) {
+        for (field, value) in changes {
+            // Values built by this module always fit their field.
+            let _ = self.set(*field, *value);
+        }
+    }
+
+    /// Sets one field; a value that does not fit the field is refused with the reason.
+    pub fn set(&mut self, field: TaskField, value: Value<'_>) -> Result<(), String> {
+        let number = |v: Value<'_>| match v {
+            Value::Number(n) => Ok(n),
+            Value::Text(t) => t
+                .parse::<u64>()
+                .map_err(|_| format!("{} is not a number", field.name())),
+        };
+        let text = |v: Value<'_>| match v {
+            Value::Text(t) => t.to_owned(),
+            Value::Number(n) => n.to_string(),
+        };
+        match field {
+            TaskField::FunctionId => self.function_id = volley_proto::ids::FunctionId(number(value)?),
+            TaskField::Args => self.args = text(value),
+            TaskField::State => {
+                self.state = TaskState::parse(&text(value)).ok_or_else(|| "state is not a task state".to_owned())?
+            }
+            TaskField::Result => self.result = text(value),
+            TaskField::Error => self.error = text(value),
+            TaskField::Attempts => {
+                self.attempts = u32::try_from(number(value)?).map_err(|_| "attempts out of range".to_owned())?
+            }
+            TaskField::Worker => self.worker = text(value),
+            TaskField::SubmittedUs => self.submitted_us = number(value)?,
+            TaskField::DispatchedUs => self.dispatched_us = number(value)?,
+            TaskField::CompletedUs => self.completed_us = number(value)?,
+            TaskField::WaitUs => self.wait_us = number(value)?,
+            TaskField::RunUs => self.run_us = number(value)?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Finished;
+    use volley_proto::ids::FunctionId;
+
+    #[test]
+    fn a_finish_without_a_worker_keeps_the_worker_that_ran_it() {
+        let sub = Submission {
+            function_id: FunctionId(3),
+            args: "{}".into(),
+            submitted_us: 7,
+        };
+        let mut r = TaskRecord::queued(TaskId(1), &sub);
+        r.apply(&Transition::Running {
+            task: TaskId(1),
+            attempt: 1,
+            worker: "w1".into(),
+            at_us: 10,
+        });
+        r.apply(&Transition::Finished(Finished {
+            task: TaskId(1),
+            function_id: FunctionId(3),
+            outcome: Outcome::Failed("worker_lost".into()),
+            attempts: 1,
+            worker: None,
+            submitted_us: 7,
+            dispatched_us: 10,
+            completed_us: 20,
+            wait_us: 0,
+            run_us: 0,
+        }));
+        assert_eq!(r.state, TaskState::Failed);
+        assert_eq!(r.worker, "w1");
+        assert_eq!(
+            (r.function_id, r.args.as_str(), r.submitted_us),
+            (FunctionId(3), "{}", 7)
+        );
+        assert_eq!((r.error.as_str(), r.completed_us), ("worker_lost", 20));
+    }
+
+    #[test]
+    fn malformed_stored_values_are_refused() {
+        let mut r = TaskRecord::empty(TaskId(1));
+        assert!(r.set(TaskField::State, Value::Text("exploded")).is_err());
+        assert!(r.set(TaskField::Attempts, Value::Text("many")).is_err());
+        assert!(r.set(TaskField::RunUs, Value::Text("12")).is_ok());
+        assert_eq!(r.run_us, 12);
+    }
+}
