@@ -1,132 +1,32 @@
-//! Driving a dispatcher over gRPC: connecting, registering spec strings, and
-//! [`run_batch`], which submits tasks with `ExecuteBatch` and collects every outcome
-//! through `WatchResults`. The client CLI, the sweeps, the tests and the benchmarks all
-//! use it.
+//! Running work: registering spec strings, and [`run_batch`], which submits tasks with
+//! `ExecuteBatch` and collects every outcome through `WatchResults`. The client CLI, the
+//! sweeps, the tests and the benchmarks all use it.
 
-use anyhow::{bail, Context};
+use crate::connection::Client;
+use anyhow::bail;
 use futures::StreamExt;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use tonic::metadata::{Ascii, MetadataValue};
-use tonic::service::interceptor::InterceptedService;
-use tonic::service::Interceptor;
-use tonic::transport::{Certificate, Channel, ClientTlsConfig};
-use volley_proto::api::{self, dispatcher_client::DispatcherClient};
-use volley_proto::auth::{Token, AUTHORIZATION};
+use volley_proto::api;
 use volley_proto::function::FunctionKind;
+use volley_proto::text::quote;
 
-/// A connected gRPC client.
-pub type Client = DispatcherClient<InterceptedService<Channel, AttachToken>>;
-
-/// What a client presents to a dispatcher that checks who calls.
-#[derive(Debug, Clone, Default)]
-pub struct Access {
-    /// The shared token, sent as `authorization: Bearer …` on every call.
-    pub token: Option<Token>,
-    /// PEM of the CA that signed the dispatcher's certificate; with `https://` and no
-    /// CA, the system's roots are used.
-    pub ca_pem: Option<Vec<u8>>,
-    /// The name the certificate must carry, if not the URL's host.
-    pub tls_domain: Option<String>,
-}
-
-impl Access {
-    /// Reads `VOLLEY_TOKEN` and the CA file named by `VOLLEY_CA`, as the CLIs do.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let token = match std::env::var("VOLLEY_TOKEN") {
-            Ok(t) => Some(t.parse().context("VOLLEY_TOKEN")?),
-            Err(_) => None,
-        };
-        let ca_pem = match std::env::var_os("VOLLEY_CA") {
-            Some(path) => Some(std::fs::read(&path).with_context(|| format!("reading VOLLEY_CA {path:?}"))?),
-            None => None,
-        };
-        Ok(Self {
-            token,
-            ca_pem,
-            tls_domain: None,
-        })
-    }
-}
-
-/// Adds the `authorization` header to every call.
-#[derive(Clone)]
-pub struct AttachToken(Option<MetadataValue<Ascii>>);
-
-impl Interceptor for AttachToken {
-    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(value) = &self.0 {
-            request.metadata_mut().insert(AUTHORIZATION, value.clone());
-        }
-        Ok(request)
-    }
-}
-
-/// Connects to a dispatcher that checks nobody, e.g. `http://127.0.0.1:50051`.
-pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    connect_with(url, &Access::default()).await
-}
-
-/// Connects to a dispatcher with a token and/or TLS. A URL without a scheme is
-/// `https://` when a CA is given and `http://` otherwise.
-pub async fn connect_with(url: &str, access: &Access) -> anyhow::Result<Client> {
-    let url = if url.contains("://") {
-        url.to_owned()
-    } else if access.ca_pem.is_some() {
-        format!("https://{url}")
-    } else {
-        format!("http://{url}")
-    };
-    let mut endpoint = tonic::transport::Endpoint::from_shared(url.clone())
-        .with_context(|| format!("'{url}' is not a valid dispatcher address"))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true);
-    if url.starts_with("https://") {
-        let mut tls = ClientTlsConfig::new();
-        tls = match &access.ca_pem {
-            Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
-            None => tls.with_native_roots(),
-        };
-        if let Some(domain) = &access.tls_domain {
-            tls = tls.domain_name(domain.clone());
-        }
-        endpoint = endpoint
-            .tls_config(tls)
-            .with_context(|| format!("configuring TLS for {url}"))?;
-    } else if access.ca_pem.is_some() {
-        bail!("a CA was given but '{url}' is not https://");
-    }
-    let channel = endpoint
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the dispatcher at {url}; is it running?"))?;
-    let header = access
-        .token
-        .as_ref()
-        .map(|t| MetadataValue::try_from(t.bearer_header()))
-        .transpose()
-        .context("the token cannot travel in a header")?
-        .map(|mut v| {
-            // Kept out of HPACK tables and printed as "Sensitive".
-            v.set_sensitive(true);
-            v
-        });
-    Ok(DispatcherClient::with_interceptor(channel, AttachToken(header))
-        .max_decoding_message_size(64 * 1024 * 1024)
-        .max_encoding_message_size(64 * 1024 * 1024))
-}
+/// Bytes of arguments one `ExecuteBatch` carries at most: under the 4 MiB a dispatcher
+/// (like any gRPC server with default limits) accepts in one message.
+pub const MAX_REQUEST_BYTES: usize = 3 * 1024 * 1024;
 
 /// Registers the function a spec string names (`noop`, `sleep:100`, `echo:hi`, …) and
-/// returns its id with the task arguments the spec implies.
+/// returns its id with the task arguments the spec implies. The function is named by
+/// its kind (`echo`, `sleep:100`), never by a payload, however long the spec.
 pub async fn register_spec(client: &mut Client, spec: &str) -> anyhow::Result<(u64, String)> {
     let (kind, args) = FunctionKind::parse_spec(spec)?;
     let id = client
         .register_function(api::RegisterFunctionRequest {
-            name: spec.to_owned(),
+            name: kind.label(),
             spec: Some(kind.to_api()),
         })
         .await
-        .map_err(|s| anyhow::anyhow!("registering '{spec}': {}", s.message()))?
+        .map_err(|s| anyhow::anyhow!("registering '{}': {}", quote(spec), s.message()))?
         .into_inner()
         .function_id;
     Ok((id, args))
@@ -154,6 +54,31 @@ impl BatchOutcome {
     }
 }
 
+/// Splits `tasks` into requests of at most `chunk` tasks and [`MAX_REQUEST_BYTES`] of
+/// arguments, in order.
+fn requests(tasks: &[(u64, String)], chunk: usize) -> Vec<api::ExecuteBatchRequest> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut bytes = 0;
+    for (function_id, args) in tasks {
+        if !current.is_empty() && (current.len() >= chunk.max(1) || bytes + args.len() > MAX_REQUEST_BYTES) {
+            out.push(api::ExecuteBatchRequest {
+                tasks: std::mem::take(&mut current),
+            });
+            bytes = 0;
+        }
+        bytes += args.len();
+        current.push(api::ExecuteRequest {
+            function_id: *function_id,
+            args: args.clone(),
+        });
+    }
+    if !current.is_empty() {
+        out.push(api::ExecuteBatchRequest { tasks: current });
+    }
+    out
+}
+
 /// Submits `tasks` (function id, args) in chunks of `chunk` and waits for every outcome.
 /// Chunks are submitted while earlier ones run; each chunk is watched by id, so no
 /// outcome can be missed however fast it arrives. A chunk refused with
@@ -169,16 +94,7 @@ pub async fn run_batch(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<anyhow::Result<Vec<api::TaskInfo>>>();
     let mut submitter = client.clone();
     let mut watchers = Vec::new();
-    for part in tasks.chunks(chunk.max(1)) {
-        let request = api::ExecuteBatchRequest {
-            tasks: part
-                .iter()
-                .map(|(function_id, args)| api::ExecuteRequest {
-                    function_id: *function_id,
-                    args: args.clone(),
-                })
-                .collect(),
-        };
+    for request in requests(&tasks, chunk) {
         // A full queue is backpressure, not failure: wait for room while earlier chunks
         // drain, up to the batch's deadline.
         let mut pause = Duration::from_millis(2);
@@ -271,5 +187,26 @@ pub fn state_name(state: i32) -> &'static str {
         Ok(api::TaskState::Completed) => "COMPLETED",
         Ok(api::TaskState::Failed) => "FAILED",
         _ => "UNKNOWN",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_stay_under_the_byte_limit_and_keep_order() {
+        let tasks: Vec<(u64, String)> = (0..300).map(|i| (i, "x".repeat(120_000))).collect();
+        let reqs = requests(&tasks, 10_000);
+        assert!(reqs.len() >= 12);
+        for r in &reqs {
+            assert!(r.tasks.iter().map(|t| t.args.len()).sum::<usize>() <= MAX_REQUEST_BYTES);
+        }
+        let ids: Vec<u64> = reqs
+            .iter()
+            .flat_map(|r| r.tasks.iter().map(|t| t.function_id))
+            .collect();
+        assert_eq!(ids, (0..300).collect::<Vec<_>>());
+        assert_eq!(requests(&vec![(1, String::new()); 25], 10).len(), 3);
     }
 }

@@ -7,7 +7,7 @@
 
 use futures::StreamExt;
 use std::time::{Duration, Instant};
-use volley_perf::driver::{connect, register_spec, run_batch};
+use volley_client::{connect, register_spec, run_batch};
 use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::Mode;

@@ -5,8 +5,8 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use volley_client::{connect, register_spec, run_batch};
 use volley_dispatcher::{Config, Listeners};
-use volley_perf::driver::{connect, register_spec, run_batch};
 use volley_proto::Mode;
 
 fn pipeline(c: &mut Criterion) {

@@ -3,7 +3,6 @@
 //! which is kept so a failing test can be read afterwards. Dropping a [`Cluster`] kills
 //! everything it started.
 
-use crate::driver::{connect_with, Access, Client};
 use anyhow::{bail, Context};
 pub use nix::sys::signal::Signal;
 use std::net::SocketAddr;
@@ -13,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use volley_client::{connect_with, Access, Client};
 use volley_proto::api;
 use volley_proto::auth::Token;
 use volley_proto::Mode;

@@ -9,11 +9,12 @@
 //! Either way it ends with an `N passed, N failed` line.
 
 use crate::cluster::{Cluster, ClusterSpec};
-use crate::driver::{connect, connect_with, register_spec, run_batch, Access};
 use crate::report::{self, PerfRow, PointSpec, RunMeta};
+use crate::workload::{OpType, Scaling};
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use volley_client::{connect, connect_with, register_spec, run_batch, Access};
 use volley_proto::api;
 use volley_proto::Mode;
 
@@ -27,8 +28,8 @@ pub struct PerfArgs {
     pub workers: Option<usize>,
     /// Mode the running cluster must run.
     pub mode: Option<Mode>,
-    /// `noop`, `sleep` or `spin`.
-    pub optype: String,
+    /// The kind of task.
+    pub optype: OpType,
     /// Duration of sleep and spin tasks.
     pub task_ms: u64,
     /// The dispatcher's gRPC address.
@@ -51,7 +52,7 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> anyhow::Result<Perf
     let mut parsed = PerfArgs {
         workers: None,
         mode: None,
-        optype: "sleep".into(),
+        optype: OpType::Sleep,
         task_ms: 100,
         dispatcher: "http://127.0.0.1:50051".into(),
         out: default_csv(),
@@ -75,11 +76,9 @@ pub fn parse_args(args: impl IntoIterator<Item = String>) -> anyhow::Result<Perf
             }
             "--mode" => parsed.mode = Some(value("--mode")?.parse().map_err(anyhow::Error::msg)?),
             "--optype" => {
-                let v = value("--optype")?;
-                if !["noop", "sleep", "spin"].contains(&v.as_str()) {
-                    bail!("--optype {v}: expected noop, sleep or spin");
-                }
-                parsed.optype = v;
+                parsed.optype = value("--optype")?
+                    .parse()
+                    .map_err(|e: String| anyhow::anyhow!("--optype: {e}"))?;
             }
             "--task-ms" => {
                 let v = value("--task-ms")?;
@@ -125,13 +124,6 @@ pub fn check_cluster(info: &api::ClusterInfoResponse, mode: Mode, workers: usize
     Ok(())
 }
 
-fn spec_string(optype: &str, task_ms: u64) -> String {
-    match optype {
-        "noop" => "noop".into(),
-        other => format!("{other}:{task_ms}"),
-    }
-}
-
 /// Measures the running cluster `args` names and appends one row. Fails on a mismatch,
 /// an unreachable dispatcher, or any FAILED task.
 pub async fn run_external(args: &PerfArgs) -> anyhow::Result<PerfRow> {
@@ -151,7 +143,7 @@ pub async fn run_external(args: &PerfArgs) -> anyhow::Result<PerfRow> {
     } else {
         (info.workers.iter().map(|w| w.slots).sum::<u32>() / workers.max(1) as u32).max(1)
     };
-    let spec = spec_string(&args.optype, args.task_ms);
+    let spec = args.optype.spec(args.task_ms);
     let (function_id, fargs) = register_spec(&mut client, &spec).await?;
     let n = TASKS_PER_WORKER * workers;
     let outcome = run_batch(
@@ -162,12 +154,12 @@ pub async fn run_external(args: &PerfArgs) -> anyhow::Result<PerfRow> {
     )
     .await?;
     let point = PointSpec {
-        mode: mode.to_string(),
-        optype: args.optype.clone(),
+        mode,
+        optype: args.optype,
         workers,
-        scaling: "weak".into(),
+        scaling: Scaling::Weak,
         store: info.store.clone(),
-        task_ms: if args.optype == "noop" { 0 } else { args.task_ms },
+        task_ms: args.optype.task_ms(args.task_ms),
         slots_per_worker,
         repeat: 0,
     };
@@ -190,8 +182,8 @@ pub async fn run_self_contained(mode: Mode, out: &Path) -> anyhow::Result<Vec<Pe
     let mut client = connect(&cluster.grpc_url()).await?;
     let meta = RunMeta::collect();
     let mut rows = Vec::new();
-    for (optype, task_ms) in [("noop", 0), ("sleep", 50)] {
-        let (function_id, args) = register_spec(&mut client, &spec_string(optype, task_ms)).await?;
+    for (optype, task_ms) in [(OpType::Noop, 0), (OpType::Sleep, 50)] {
+        let (function_id, args) = register_spec(&mut client, &optype.spec(task_ms)).await?;
         let n = TASKS_PER_WORKER * 2;
         let outcome = run_batch(&client, vec![(function_id, args); n], n, Duration::from_secs(60)).await?;
         if outcome.completed != n {
@@ -203,10 +195,10 @@ pub async fn run_self_contained(mode: Mode, out: &Path) -> anyhow::Result<Vec<Pe
             );
         }
         let point = PointSpec {
-            mode: mode.to_string(),
-            optype: optype.into(),
+            mode,
+            optype,
             workers: if mode == Mode::Local { 2 } else { workers },
-            scaling: "weak".into(),
+            scaling: Scaling::Weak,
             store: "memory".into(),
             task_ms,
             slots_per_worker: 1,
@@ -231,8 +223,8 @@ mod tests {
     fn arguments_parse_and_libtest_flags_are_ignored() {
         let a = args("--workers 16 --mode pull --nocapture --test-threads 1 --optype=spin --task-ms 250").unwrap();
         assert_eq!(
-            (a.workers, a.mode, a.optype.as_str(), a.task_ms),
-            (Some(16), Some(Mode::Pull), "spin", 250)
+            (a.workers, a.mode, a.optype, a.task_ms),
+            (Some(16), Some(Mode::Pull), OpType::Spin, 250)
         );
         let plain = args("").unwrap();
         assert_eq!((plain.workers, plain.mode), (None, None));

@@ -1,9 +1,11 @@
-//! Volley's benchmark harness and the process launcher every end-to-end test shares.
+//! Volley's benchmark harness, the process launcher every end-to-end test shares, and
+//! the `client` binary (operator commands from `volley-client`, benchmark commands here).
 //!
 //! - [`binaries`] — finds (and, under cargo, builds) the `dispatcher` and `worker` binaries.
 //! - [`cluster`] — spawns a real dispatcher and workers on OS-chosen ports, each with its
 //!   own log file; kills everything it started when dropped.
-//! - [`driver`] — connect, register, run a batch and collect every outcome.
+//! - [`cli`], [`commands`] — the `client` command line; one module per benchmark command.
+//! - [`workload`] — the typed vocabulary of work ([`workload::OpType`]) and its spec strings.
 //! - [`report`] — `performance_test.csv` rows and their definitions.
 //! - [`harness`] — the `cargo test --test perf` harness: against a running cluster, or
 //!   self-contained.
@@ -17,14 +19,16 @@
 
 pub mod binaries;
 pub mod chaos;
+pub mod cli;
 pub mod cluster;
-pub mod driver;
+pub mod commands;
 pub mod harness;
 pub mod load;
 pub mod plot;
 pub mod redis_server;
 pub mod report;
 pub mod sweep;
+pub mod workload;
 
 pub use cluster::{Cluster, ClusterSpec, ClusterTls};
 pub use redis_server::RedisServer;
@@ -34,18 +38,10 @@ pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Deletes every Redis key under `prefix`; best effort, for clean-up after a run.
+/// Deletes every Redis key under `prefix`; best effort, for clean-up after a run. The
+/// store's own purge, so the keys are named in one place.
 pub async fn purge_redis(url: &str, prefix: &str) {
-    let Ok(client) = redis::Client::open(url) else { return };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return;
-    };
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    for chunk in keys.chunks(10_000) {
-        let _: Result<(), _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    if let Ok(store) = volley_dispatcher::store::redis::RedisStore::connect(url, prefix).await {
+        let _ = store.purge().await;
     }
 }

@@ -6,7 +6,7 @@
 //! cell runs for `duration`; requests intended during the first `warmup` are sent but not
 //! counted. Latencies go into HDR histograms (µs, 3 significant digits).
 
-use crate::driver::{register_spec, Client};
+use crate::workload::OpType;
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use hdrhistogram::Histogram;
@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
+use volley_client::{register_spec, Client};
 use volley_proto::api;
 
 /// How requests are spaced.
@@ -115,7 +116,7 @@ pub struct LoadSpec {
     /// Spacing of requests.
     pub arrival: Arrival,
     /// `noop`, `sleep` or `spin`.
-    pub optype: String,
+    pub optype: OpType,
     /// Task duration for sleep and spin.
     pub task_ms: u64,
     /// How long requests are sent.
@@ -171,11 +172,7 @@ pub struct LoadResult {
 /// Runs one cell against a dispatcher. Sends are spawned at their intended times, so a
 /// slow answer never delays the next request.
 pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult> {
-    let task = if spec.optype == "noop" {
-        "noop".to_owned()
-    } else {
-        format!("{}:{}", spec.optype, spec.task_ms)
-    };
+    let task = spec.optype.spec(spec.task_ms);
     let (function_id, args) = register_spec(&mut client.clone(), &task).await?;
     let schedule = Arrivals::new(spec.arrival, spec.rate, spec.seed)?.schedule(spec.duration);
 
@@ -261,10 +258,10 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
             hist.value_at_quantile(q) as f64 / 1000.0
         }
     };
-    let slow = |v: f64| (spec.optype != "noop" && spec.task_ms > 0).then(|| v / spec.task_ms as f64);
+    let slow = |v: f64| (spec.optype.has_duration() && spec.task_ms > 0).then(|| v / spec.task_ms as f64);
     Ok(LoadResult {
         arrival: spec.arrival.as_str().into(),
-        optype: spec.optype.clone(),
+        optype: spec.optype.to_string(),
         task_ms: spec.task_ms,
         target_rate: spec.rate,
         achieved_rate: achieved,
@@ -401,11 +398,11 @@ pub async fn run_grid(spec: &GridSpec, out: &std::path::Path) -> anyhow::Result<
                 .log_level("warn"),
         )
         .await?;
-        let client = crate::driver::connect(&cluster.grpc_url()).await?;
+        let client = volley_client::connect(&cluster.grpc_url()).await?;
         let cell = LoadSpec {
             rate,
             arrival,
-            optype: "spin".into(),
+            optype: OpType::Spin,
             task_ms: spin,
             duration: spec.cell,
             warmup: spec.warmup,

@@ -623,25 +623,27 @@ mod tests {
     use super::*;
     use crate::report::{PointSpec, RunMeta};
 
-    fn outcome(n: usize, secs: f64) -> crate::driver::BatchOutcome {
+    fn outcome(n: usize, secs: f64) -> volley_client::BatchOutcome {
         crate::report::sample_outcome(n, secs)
     }
 
     #[test]
     fn every_kind_of_chart_is_written_and_not_empty() {
+        use crate::workload::{OpType, Scaling};
+        use volley_proto::Mode;
         let dir = std::env::temp_dir().join(format!("volley-plot-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let meta = RunMeta::collect();
         let (perf, tasks, load) = (dir.join("perf.csv"), dir.join("tasks.csv"), dir.join("load.csv"));
-        for scaling in ["weak", "strong"] {
-            for mode in ["local", "push"] {
+        for scaling in [Scaling::Weak, Scaling::Strong] {
+            for mode in [Mode::Local, Mode::Push] {
                 for workers in [1usize, 2, 4] {
                     let spec = PointSpec {
-                        mode: mode.into(),
-                        optype: "sleep".into(),
+                        mode,
+                        optype: OpType::Sleep,
                         workers,
-                        scaling: scaling.into(),
+                        scaling,
                         store: "memory".into(),
                         task_ms: 100,
                         slots_per_worker: 1,

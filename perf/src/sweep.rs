@@ -2,22 +2,16 @@
 //! tests use), a warm-up, the measured batch, tear-down, one `performance_test.csv` row.
 
 use crate::cluster::{Cluster, ClusterSpec};
-use crate::driver::{connect, register_spec, run_batch};
 use crate::report::{self, PerfRow, PointSpec, RunMeta, TaskRow};
+use crate::workload::OpType;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Duration;
+use volley_client::{connect, register_spec, run_batch};
 use volley_proto::Mode;
 
-/// Weak scaling grows the work with the workers; strong scaling keeps it fixed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scaling {
-    /// `tasks_per_worker × workers` tasks.
-    Weak,
-    /// `strong_tasks` tasks whatever the worker count.
-    Strong,
-}
+pub use crate::workload::Scaling;
 
 /// What to sweep.
 #[derive(Debug, Clone)]
@@ -28,8 +22,8 @@ pub struct SweepSpec {
     pub workers: Vec<usize>,
     /// Modes.
     pub modes: Vec<Mode>,
-    /// `noop`, `sleep`, `spin`.
-    pub optypes: Vec<String>,
+    /// Task kinds.
+    pub optypes: Vec<OpType>,
     /// Durations for sleep and spin (noop ignores them).
     pub task_ms: Vec<u64>,
     /// Weak scaling: tasks per worker.
@@ -49,10 +43,10 @@ pub struct SweepSpec {
 }
 
 impl SweepSpec {
-    fn points(&self) -> Vec<(String, u64, Mode, usize, u32)> {
+    fn points(&self) -> Vec<(OpType, u64, Mode, usize, u32)> {
         let mut points = Vec::new();
         for optype in &self.optypes {
-            let durations: Vec<u64> = if optype == "noop" {
+            let durations: Vec<u64> = if !optype.has_duration() {
                 vec![0]
             } else {
                 self.task_ms.clone()
@@ -61,7 +55,7 @@ impl SweepSpec {
                 for mode in &self.modes {
                     for w in &self.workers {
                         for r in 0..self.repeats {
-                            points.push((optype.clone(), ms, *mode, *w, r));
+                            points.push((*optype, ms, *mode, *w, r));
                         }
                     }
                 }
@@ -97,19 +91,16 @@ pub async fn run(spec: &SweepSpec) -> anyhow::Result<Vec<PerfRow>> {
             Scaling::Strong => spec.strong_tasks,
         };
         let point = PointSpec {
-            mode: mode.to_string(),
-            optype: optype.clone(),
+            mode,
+            optype,
             workers,
-            scaling: match spec.scaling {
-                Scaling::Weak => "weak".into(),
-                Scaling::Strong => "strong".into(),
-            },
+            scaling: spec.scaling,
             store: spec.store.clone(),
             task_ms,
             slots_per_worker: spec.slots,
             repeat,
         };
-        let outcome = measure(spec, mode, workers, &optype, task_ms, n)
+        let outcome = measure(spec, mode, workers, optype, task_ms, n)
             .await
             .with_context(|| format!("{mode} {optype}:{task_ms} with {workers} workers, repeat {repeat}"))?;
         let row = PerfRow::new(&point, &outcome, &meta);
@@ -129,10 +120,10 @@ async fn measure(
     spec: &SweepSpec,
     mode: Mode,
     workers: usize,
-    optype: &str,
+    optype: OpType,
     task_ms: u64,
     n: usize,
-) -> anyhow::Result<crate::driver::BatchOutcome> {
+) -> anyhow::Result<volley_client::BatchOutcome> {
     let prefix = format!("volley-sweep:{}:{mode}:{workers}:", std::process::id());
     let (procs, slots) = if mode == Mode::Local {
         (0, workers as u32 * spec.slots)
@@ -156,11 +147,7 @@ async fn measure(
         Duration::from_secs(30),
     )
     .await?;
-    let task = if optype == "noop" {
-        "noop".to_owned()
-    } else {
-        format!("{optype}:{task_ms}")
-    };
+    let task = optype.spec(task_ms);
     let (f, args) = register_spec(&mut client, &task).await?;
     let budget = Duration::from_millis(60_000 + 4 * task_ms * n as u64);
     let outcome = run_batch(&client, vec![(f, args); n], 10_000, budget).await?;

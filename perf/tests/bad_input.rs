@@ -4,7 +4,7 @@ mod common;
 
 use std::io::Write;
 use std::time::Duration;
-use volley_perf::driver::{connect, register_spec, run_batch};
+use volley_client::{connect, register_spec, run_batch};
 use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::connection::WorkerConnection;

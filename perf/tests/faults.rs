@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use std::time::Duration;
+use volley_client::{connect, register_spec, run_batch};
 use volley_perf::cluster::Signal;
-use volley_perf::driver::{connect, register_spec, run_batch};
 use volley_perf::{Cluster, ClusterSpec, RedisServer};
 use volley_proto::api;
 use volley_proto::Mode;
@@ -19,7 +19,7 @@ async fn batch_held_by_worker_0(
     cluster: &Cluster,
     spec: &str,
     count: usize,
-) -> tokio::task::JoinHandle<anyhow::Result<volley_perf::driver::BatchOutcome>> {
+) -> tokio::task::JoinHandle<anyhow::Result<volley_client::BatchOutcome>> {
     let mut client = connect(&cluster.grpc_url()).await.expect("connect");
     let (f, args) = register_spec(&mut client, spec).await.expect("register");
     let batch =

@@ -13,9 +13,7 @@ async fn mixed(mode: Mode, store: Option<&str>) {
         spec = spec.store(url).args(["--redis-prefix", prefix.as_str()]);
     }
     let cluster = Cluster::start(spec).await.expect("cluster");
-    let mut client = volley_perf::driver::connect(&cluster.grpc_url())
-        .await
-        .expect("connect");
+    let mut client = volley_client::connect(&cluster.grpc_url()).await.expect("connect");
     run_mixed(&mut client).await;
     let info = cluster.info().await.expect("info");
     let c = info.counters.expect("counters");
@@ -67,9 +65,7 @@ async fn strict_request_reply_with_prefetch_zero() {
     )
     .await
     .expect("cluster");
-    let mut client = volley_perf::driver::connect(&cluster.grpc_url())
-        .await
-        .expect("connect");
+    let mut client = volley_client::connect(&cluster.grpc_url()).await.expect("connect");
     run_mixed(&mut client).await;
     cluster.stop().await.expect("stop");
 }

@@ -13,13 +13,11 @@ async fn a_stalled_dispatcher_shows_up_in_latency_from_intended_send_time() {
     let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 2, 1).label("stall"))
         .await
         .expect("cluster");
-    let client = volley_perf::driver::connect(&cluster.grpc_url())
-        .await
-        .expect("connect");
+    let client = volley_client::connect(&cluster.grpc_url()).await.expect("connect");
     let spec = LoadSpec {
         rate: 50.0,
         arrival: Arrival::Uniform,
-        optype: "noop".into(),
+        optype: volley_perf::workload::OpType::Noop,
         task_ms: 0,
         duration: Duration::from_millis(2500),
         warmup: Duration::ZERO,
@@ -52,7 +50,10 @@ async fn a_small_sweep_writes_one_row_per_point_and_task_records() {
         scaling: Scaling::Weak,
         workers: vec![1, 2],
         modes: vec![Mode::Local, Mode::Pull],
-        optypes: vec!["noop".into(), "sleep".into()],
+        optypes: vec![
+            volley_perf::workload::OpType::Noop,
+            volley_perf::workload::OpType::Sleep,
+        ],
         task_ms: vec![20],
         tasks_per_worker: 3,
         strong_tasks: 0,

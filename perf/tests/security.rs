@@ -5,7 +5,7 @@ mod common;
 use common::run_mixed;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use volley_perf::driver::{connect, connect_with, Access};
+use volley_client::{connect, connect_with, Access};
 use volley_perf::{Cluster, ClusterSpec, ClusterTls};
 use volley_proto::api;
 use volley_proto::auth::Token;

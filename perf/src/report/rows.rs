@@ -1,14 +1,16 @@
-//! `performance_test.csv`: one row per measured point, always with a header.
+//! The rows: one per measured point (`performance_test.csv`) and one per task
+//! (`--tasks-csv`), with the figures derived from a batch's outcome.
 //!
 //! The seed's columns come first (`Mode,OpType,nWorkers,nTasks,TotalTime`), so tools written
 //! for the original harness keep working; then the scaling, store and task parameters, the
 //! derived figures, and the run's metadata (timestamp, git revision, host, cores).
 
-use crate::driver::BatchOutcome;
-use anyhow::Context;
+use super::RunMeta;
+use crate::workload::{OpType, Scaling};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use volley_client::BatchOutcome;
 use volley_proto::api;
+use volley_proto::Mode;
 
 /// The column names, in order.
 pub const HEADER: &[&str] = &[
@@ -34,52 +36,17 @@ pub const HEADER: &[&str] = &[
     "Cores",
 ];
 
-/// Facts about the run every row carries.
-#[derive(Debug, Clone)]
-pub struct RunMeta {
-    /// When the run started, RFC 3339.
-    pub timestamp: String,
-    /// `git rev-parse --short HEAD`, or `unknown`.
-    pub git_revision: String,
-    /// The machine.
-    pub host: String,
-    /// Its cores.
-    pub cores: usize,
-}
-
-impl RunMeta {
-    /// Reads the current time, revision, host and cores.
-    pub fn collect() -> Self {
-        let git_revision = std::process::Command::new("git")
-            .args(["rev-parse", "--short", "HEAD"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_else(|| "unknown".into());
-        Self {
-            timestamp: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
-            git_revision,
-            host: hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "unknown".into()),
-            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        }
-    }
-}
-
 /// What was run at one point.
 #[derive(Debug, Clone)]
 pub struct PointSpec {
-    /// `local`, `pull` or `push`.
-    pub mode: String,
-    /// `noop`, `sleep` or `spin`.
-    pub optype: String,
+    /// The dispatcher's mode.
+    pub mode: Mode,
+    /// The kind of task.
+    pub optype: OpType,
     /// Workers (for local: the pool counts as one worker with its slots).
     pub workers: usize,
-    /// `weak` or `strong`.
-    pub scaling: String,
+    /// Weak or strong.
+    pub scaling: Scaling,
     /// `memory` or the Redis URL.
     pub store: String,
     /// Each task's nominal duration.
@@ -161,12 +128,12 @@ impl PerfRow {
             }
         };
         Self {
-            mode: spec.mode.clone(),
-            optype: spec.optype.clone(),
+            mode: spec.mode.to_string(),
+            optype: spec.optype.to_string(),
             workers: spec.workers,
             tasks: outcome.submitted,
             total_time_s: total,
-            scaling: spec.scaling.clone(),
+            scaling: spec.scaling.as_str().to_owned(),
             store: spec.store.clone(),
             task_ms: spec.task_ms,
             slots_per_worker: spec.slots_per_worker,
@@ -240,36 +207,6 @@ impl PerfRow {
     }
 }
 
-/// Appends rows to `path`, writing the header first when the file is new or empty.
-pub fn append(path: &Path, rows: &[PerfRow]) -> anyhow::Result<()> {
-    append_rows(path, rows)
-}
-
-/// Appends serialisable rows to a CSV file; the header (the rows' field names) is written
-/// when the file is new or empty, so appending runs never repeat it.
-pub fn append_rows<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
-    let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))?;
-    let mut w = csv::WriterBuilder::new().has_headers(fresh).from_writer(file);
-    for row in rows {
-        w.serialize(row)?;
-    }
-    w.flush()?;
-    Ok(())
-}
-
-/// Whether a task ended COMPLETED.
-pub fn completed(t: &api::TaskInfo) -> bool {
-    t.state == api::TaskState::Completed as i32
-}
-
 /// A batch of `n` completed tasks over `secs`, task `i` finishing at 100 + i ms after
 /// submission, having run 100 ms; for tests.
 #[cfg(test)]
@@ -291,67 +228,6 @@ pub(crate) fn sample_outcome(n: usize, secs: f64) -> BatchOutcome {
                 ..Default::default()
             })
             .collect(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn outcome(n: usize, secs: f64) -> BatchOutcome {
-        sample_outcome(n, secs)
-    }
-
-    #[test]
-    fn figures_follow_the_definitions() {
-        let spec = PointSpec {
-            mode: "push".into(),
-            optype: "sleep".into(),
-            workers: 4,
-            scaling: "weak".into(),
-            store: "memory".into(),
-            task_ms: 100,
-            slots_per_worker: 1,
-            repeat: 0,
-        };
-        // 20 tasks on 4 slots of 100 ms: ideal 0.5 s; took 0.625 s.
-        let row = PerfRow::new(&spec, &outcome(20, 0.625), &RunMeta::collect());
-        assert!((row.efficiency().unwrap() - 80.0).abs() < 1e-9);
-        assert!((row.overhead_ms - 6.25).abs() < 1e-9);
-        assert!((row.throughput - 32.0).abs() < 1e-9);
-        assert!((row.latency_p50_ms - 110.0).abs() < 1e-9);
-        let noop = PointSpec { task_ms: 0, ..spec };
-        assert_eq!(
-            PerfRow::new(&noop, &outcome(5, 0.01), &RunMeta::collect()).efficiency(),
-            None
-        );
-    }
-
-    #[test]
-    fn header_once_then_rows() {
-        let path = std::env::temp_dir().join(format!("volley-report-{}.csv", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let spec = PointSpec {
-            mode: "local".into(),
-            optype: "noop".into(),
-            workers: 1,
-            scaling: "weak".into(),
-            store: "memory".into(),
-            task_ms: 0,
-            slots_per_worker: 2,
-            repeat: 1,
-        };
-        let row = PerfRow::new(&spec, &outcome(3, 0.1), &RunMeta::collect());
-        append(&path, std::slice::from_ref(&row)).unwrap();
-        append(&path, &[row]).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert_eq!(lines[0], HEADER.join(","));
-        assert!(lines[0].starts_with("Mode,OpType,nWorkers,nTasks,TotalTime,"));
-        assert!(lines[1].starts_with("local,noop,1,3,0.1,weak,memory,0,2,1,"));
-        assert_eq!(lines[1].split(',').count(), HEADER.len());
-        let _ = std::fs::remove_file(&path);
     }
 }
 
@@ -408,13 +284,13 @@ impl TaskRow {
         // Split the transfer evenly between the way out and the way back.
         let started = t.dispatched_us + transfer / 2 + t.wait_us;
         Self {
-            mode: spec.mode.clone(),
-            optype: spec.optype.clone(),
+            mode: spec.mode.to_string(),
+            optype: spec.optype.to_string(),
             task_ms: spec.task_ms,
             workers: spec.workers,
             repeat: spec.repeat,
             task_id: t.task_id,
-            state: crate::driver::state_name(t.state).to_owned(),
+            state: volley_client::state_name(t.state).to_owned(),
             attempts: t.attempts,
             worker: t.worker.clone(),
             submitted_us: t.submitted_us,
@@ -431,27 +307,64 @@ impl TaskRow {
     }
 }
 
-/// Appends task rows to `path`, with a header when the file is new.
-pub fn append_tasks(path: &Path, rows: &[TaskRow]) -> anyhow::Result<()> {
-    append_rows(path, rows)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::append;
 
-/// Writes `<path>.meta.json` beside a result file: the full command line, versions, seed
-/// and machine, so every figure can be traced to how it was made.
-pub fn write_meta(path: &Path, meta: &RunMeta, seed: Option<u64>) -> anyhow::Result<()> {
-    let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".meta.json");
-    let sidecar = path.with_file_name(name);
-    let command: Vec<String> = std::env::args().collect();
-    let json = format!(
-        "{{\n  \"timestamp\": {:?},\n  \"git_revision\": {:?},\n  \"host\": {:?},\n  \"cores\": {},\n  \"volley_version\": {:?},\n  \"command\": {:?},\n  \"seed\": {}\n}}\n",
-        meta.timestamp,
-        meta.git_revision,
-        meta.host,
-        meta.cores,
-        volley_proto::VERSION,
-        command.join(" "),
-        seed.map(|s| s.to_string()).unwrap_or_else(|| "null".into())
-    );
-    std::fs::write(&sidecar, json).with_context(|| format!("writing {}", sidecar.display()))
+    fn outcome(n: usize, secs: f64) -> BatchOutcome {
+        sample_outcome(n, secs)
+    }
+
+    #[test]
+    fn figures_follow_the_definitions() {
+        let spec = PointSpec {
+            mode: Mode::Push,
+            optype: OpType::Sleep,
+            workers: 4,
+            scaling: Scaling::Weak,
+            store: "memory".into(),
+            task_ms: 100,
+            slots_per_worker: 1,
+            repeat: 0,
+        };
+        // 20 tasks on 4 slots of 100 ms: ideal 0.5 s; took 0.625 s.
+        let row = PerfRow::new(&spec, &outcome(20, 0.625), &RunMeta::collect());
+        assert!((row.efficiency().unwrap() - 80.0).abs() < 1e-9);
+        assert!((row.overhead_ms - 6.25).abs() < 1e-9);
+        assert!((row.throughput - 32.0).abs() < 1e-9);
+        assert!((row.latency_p50_ms - 110.0).abs() < 1e-9);
+        let noop = PointSpec { task_ms: 0, ..spec };
+        assert_eq!(
+            PerfRow::new(&noop, &outcome(5, 0.01), &RunMeta::collect()).efficiency(),
+            None
+        );
+    }
+
+    #[test]
+    fn header_once_then_rows() {
+        let path = std::env::temp_dir().join(format!("volley-report-{}.csv", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let spec = PointSpec {
+            mode: Mode::Local,
+            optype: OpType::Noop,
+            workers: 1,
+            scaling: Scaling::Weak,
+            store: "memory".into(),
+            task_ms: 0,
+            slots_per_worker: 2,
+            repeat: 1,
+        };
+        let row = PerfRow::new(&spec, &outcome(3, 0.1), &RunMeta::collect());
+        append(&path, std::slice::from_ref(&row)).unwrap();
+        append(&path, &[row]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0], HEADER.join(","));
+        assert!(lines[0].starts_with("Mode,OpType,nWorkers,nTasks,TotalTime,"));
+        assert!(lines[1].starts_with("local,noop,1,3,0.1,weak,memory,0,2,1,"));
+        assert_eq!(lines[1].split(',').count(), HEADER.len());
+        let _ = std::fs::remove_file(&path);
+    }
 }

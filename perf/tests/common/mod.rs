@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use volley_perf::driver::{register_spec, run_batch, BatchOutcome, Client};
+use volley_client::{register_spec, run_batch, BatchOutcome, Client};
 use volley_proto::api;
 
 static PREFIXES: AtomicUsize = AtomicUsize::new(0);

@@ -1,0 +1,59 @@
+//! `client info`: mode, store, workers, queue and counters of a running dispatcher.
+
+use super::{status_error, Target};
+use serde_json::json;
+use volley_proto::api;
+
+/// Prints the dispatcher's state.
+pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
+    let mut client = target.connect().await?;
+    let i = client
+        .cluster_info(api::ClusterInfoRequest {})
+        .await
+        .map_err(|s| status_error("ClusterInfo", s))?
+        .into_inner();
+    let c = i.counters.unwrap_or_default();
+    if as_json {
+        let workers: Vec<_> = i
+            .workers
+            .iter()
+            .map(|w| json!({"id": w.id, "name": w.name, "host": w.host, "pid": w.pid, "slots": w.slots, "in_flight": w.in_flight}))
+            .collect();
+        println!(
+            "{}",
+            json!({
+                "mode": i.mode, "store": i.store, "worker_endpoint": i.worker_endpoint, "version": i.version,
+                "policy": i.policy, "prefetch": i.prefetch, "queued": i.queued, "running": i.running,
+                "workers": workers,
+                "counters": {
+                    "submitted": c.submitted, "dispatched": c.dispatched, "completed": c.completed,
+                    "failed": c.failed, "requeued": c.requeued, "duplicate_results": c.duplicate_results,
+                    "dropped_frames": c.dropped_frames, "workers_joined": c.workers_joined,
+                    "workers_lost": c.workers_lost, "rejected_submissions": c.rejected_submissions,
+                    "rejected_workers": c.rejected_workers, "unauthenticated_requests": c.unauthenticated_requests,
+                }
+            })
+        );
+    } else {
+        println!(
+            "mode {} · store {} · policy {} · prefetch {} · volley {}",
+            i.mode, i.store, i.policy, i.prefetch, i.version
+        );
+        if !i.worker_endpoint.is_empty() {
+            println!("workers connect to {}", i.worker_endpoint);
+        }
+        println!("queued {} · running {}", i.queued, i.running);
+        println!("{} workers:", i.workers.len());
+        for w in &i.workers {
+            println!(
+                "  #{:<4} {:<24} {:>4} slots {:>5} in flight  ({} pid {})",
+                w.id, w.name, w.slots, w.in_flight, w.host, w.pid
+            );
+        }
+        println!(
+            "submitted {} · dispatched {} · completed {} · failed {} · requeued {} · duplicate results {} · dropped frames {} · workers joined {} lost {} rejected {} · rejected submissions {} · unauthenticated calls {}",
+            c.submitted, c.dispatched, c.completed, c.failed, c.requeued, c.duplicate_results, c.dropped_frames, c.workers_joined, c.workers_lost, c.rejected_workers, c.rejected_submissions, c.unauthenticated_requests
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,45 @@
+//! `client result`: one task's full record.
+
+use super::{status_error, Target};
+use crate::batch::state_name;
+use anyhow::Context;
+use serde_json::json;
+use volley_proto::api;
+
+/// Prints the task's state, result or error, attempts and timings.
+pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
+    let mut client = target.connect().await?;
+    let t = client
+        .get_result(api::GetResultRequest { task_id })
+        .await
+        .map_err(|s| status_error("GetResult", s))?
+        .into_inner()
+        .task
+        .context("the dispatcher sent an empty result")?;
+    if as_json {
+        println!(
+            "{}",
+            json!({
+                "task_id": t.task_id, "function_id": t.function_id, "state": state_name(t.state),
+                "result": t.result, "error": t.error, "attempts": t.attempts, "worker": t.worker,
+                "submitted_us": t.submitted_us, "dispatched_us": t.dispatched_us, "completed_us": t.completed_us,
+                "wait_us": t.wait_us, "run_us": t.run_us,
+            })
+        );
+    } else {
+        println!(
+            "task {} {} after {} attempt(s) on {}",
+            t.task_id,
+            state_name(t.state),
+            t.attempts,
+            if t.worker.is_empty() { "-" } else { &t.worker }
+        );
+        if !t.result.is_empty() {
+            println!("result: {}", t.result);
+        }
+        if !t.error.is_empty() {
+            println!("error: {}", t.error);
+        }
+    }
+    Ok(0)
+}
