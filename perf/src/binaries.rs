@@ -51,7 +51,7 @@ fn build(cargo: &Path, profile_dir: &Path) -> anyhow::Result<()> {
         "-p",
         "volley-worker",
         "-p",
-        "volley-client",
+        "volley-perf",
         "--bins",
     ]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
