@@ -8,7 +8,7 @@ use volley_proto::Mode;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    volley_worker::telemetry::init("info");
+    volley_proto::telemetry::init("info");
     // One thread by default: on small machines cross-thread wake-ups cost more latency
     // than a second thread buys throughput (see BENCHMARKS.md).
     let runtime = if cli.threads <= 1 {

@@ -6,8 +6,7 @@ use crate::core::{
     Capacity, Comm, CoreCounters, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec, WorkerView,
 };
 use crate::shared::{EdgeCounters, Shared};
-use crate::worker_link::{Inbound, InboundReader};
-use bytes::Bytes;
+use crate::worker_link::{self, Inbound, InboundReader, Outgoing};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +16,7 @@ use tracing::{info, warn};
 use volley_proto::auth::Token;
 use volley_proto::connection::PeerId;
 use volley_proto::ids::WorkerId;
-use volley_proto::wire::{self, FromWorker, TaskAssignment, TaskResult, ToWorker};
+use volley_proto::wire::{FromWorker, TaskAssignment, TaskResult, ToWorker};
 use volley_proto::Mode;
 use volley_worker::executor::SlotPool;
 
@@ -60,8 +59,8 @@ pub enum Backend {
     },
     /// Pull and push mode.
     Remote {
-        /// Frames to workers.
-        outgoing: mpsc::UnboundedSender<(PeerId, Bytes)>,
+        /// Messages to workers, one queue each.
+        outgoing: Outgoing,
         /// What workers say.
         inbound: InboundReader,
     },
@@ -204,7 +203,7 @@ impl Reactor {
             self.flush(&mut backend);
         }
         self.flush(&mut backend);
-        if let Backend::Remote { outgoing, .. } = &backend {
+        if let Backend::Remote { outgoing, .. } = &mut backend {
             if self.config.stop_workers_on_exit {
                 self.broadcast(outgoing, &ToWorker::Shutdown);
             }
@@ -234,7 +233,7 @@ impl Reactor {
         }
     }
 
-    fn inbound(&mut self, event: Inbound, now: Now, outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>) {
+    fn inbound(&mut self, event: Inbound, now: Now, outgoing: &mut Outgoing) {
         match event {
             Inbound::Disconnected(peer) => {
                 if let Some(id) = self.peers.by_peer.get(&peer).copied() {
@@ -242,7 +241,9 @@ impl Reactor {
                     self.core
                         .remove_worker(id, LossReason::Disconnected, now, &mut self.outbox);
                 }
+                outgoing.forget(&peer);
             }
+            Inbound::WrongVersion(peer, got) => outgoing.send(&peer, &worker_link::version_reject(got)),
             Inbound::Message(peer, msg) => {
                 let known = self.peers.by_peer.get(&peer).copied();
                 match (msg, known) {
@@ -266,7 +267,7 @@ impl Reactor {
         }
     }
 
-    fn hello(&mut self, peer: PeerId, hello: FromWorker, now: Now, outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>) {
+    fn hello(&mut self, peer: PeerId, hello: FromWorker, now: Now, outgoing: &mut Outgoing) {
         let FromWorker::Hello {
             name,
             slots,
@@ -285,7 +286,7 @@ impl Reactor {
                 warn!(worker = %name, %host, pid, rejected, "rejected a worker: missing or wrong token (logged at powers of two)");
             }
             let reason = "authentication failed: this dispatcher requires the shared token (--token / VOLLEY_TOKEN)";
-            send(outgoing, &peer, &ToWorker::Reject { reason: reason.into() });
+            outgoing.send(&peer, &ToWorker::Reject { reason: reason.into() });
             return;
         }
         let mut spec = WorkerSpec {
@@ -313,7 +314,7 @@ impl Reactor {
         if let Some(reason) = refusal {
             EdgeCounters::bump(&self.shared.counters.rejected_workers);
             warn!(worker = %spec.name, "rejected a worker: {reason}");
-            send(outgoing, &peer, &ToWorker::Reject { reason });
+            outgoing.send(&peer, &ToWorker::Reject { reason });
             return;
         }
         if version != volley_proto::VERSION {
@@ -346,7 +347,7 @@ impl Reactor {
             liveness: self.config.liveness,
             prefetch: self.config.prefetch,
         };
-        send(outgoing, &peer, &welcome);
+        outgoing.send(&peer, &welcome);
         self.peers.by_peer.insert(peer.clone(), id);
         self.peers.by_worker.insert(id, peer);
         info!(worker_id = %id, worker = %name, slots, "worker registered");
@@ -362,12 +363,8 @@ impl Reactor {
         }
     }
 
-    fn broadcast(&self, outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>, msg: &ToWorker) {
-        let Ok(frame) = wire::encode(msg) else { return };
-        let frame = Bytes::from(frame);
-        for peer in self.peers.by_worker.values() {
-            let _ = outgoing.send((peer.clone(), frame.clone()));
-        }
+    fn broadcast(&self, outgoing: &mut Outgoing, msg: &ToWorker) {
+        outgoing.send_to_all(self.peers.by_worker.values(), msg);
     }
 
     fn flush(&mut self, backend: &mut Backend) {
@@ -383,19 +380,10 @@ impl Reactor {
                 Backend::Local { pool, .. } => tasks.into_iter().for_each(|t| pool.submit(t)),
                 Backend::Remote { outgoing, .. } => {
                     if let Some(peer) = self.peers.by_worker.get(&worker) {
-                        send(outgoing, peer, &ToWorker::Tasks(tasks));
+                        outgoing.send(peer, &ToWorker::Tasks(tasks));
                     }
                 }
             }
         }
-    }
-}
-
-fn send(outgoing: &mpsc::UnboundedSender<(PeerId, Bytes)>, peer: &PeerId, msg: &ToWorker) {
-    match wire::encode(msg) {
-        Ok(frame) => {
-            let _ = outgoing.send((peer.clone(), Bytes::from(frame)));
-        }
-        Err(e) => warn!("cannot encode a message for a worker: {e}"),
     }
 }

@@ -3,24 +3,28 @@
 //! - [`InboundReader`] — read by the reactor itself (no hop in between): decodes frames;
 //!   bad ones are dropped, counted and logged once per peer; closed connections become
 //!   [`Inbound::Disconnected`] (fast death detection);
-//! - the send task writes frames the reactor queued, each bounded by a timeout, so a
-//!   stalled worker can never stall the reactor or anyone else.
+//! - [`Outgoing`] — every message to a worker is encoded here, once, and queued on that
+//!   worker's own bounded queue, drained by that worker's own writer task: a stalled or
+//!   slow worker only ever delays itself, never the reactor or another worker.
 
 use crate::shared::{EdgeCounters, Shared};
 use bytes::Bytes;
 use futures::FutureExt;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
-use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId, RouterReceiver};
+use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId, RouterReceiver, RouterSender};
 use volley_proto::wire::{self, CodecError, FromWorker, ToWorker};
 
-/// How long one send may wait for a worker's queue.
+/// How long one send may wait for a worker's socket before the worker counts as stalled.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Frames queued for one worker at most; beyond it, frames to that worker are dropped
+/// (leases recover the tasks in them) and nobody else notices.
+pub const SEND_QUEUE_FRAMES: usize = 1024;
 /// Peers remembered for once-per-peer logging before the memory is reset.
 const LOGGED_PEERS_CAP: usize = 10_000;
 
@@ -31,14 +35,16 @@ pub enum Inbound {
     Message(PeerId, FromWorker),
     /// The connection closed.
     Disconnected(PeerId),
+    /// A peer spoke another protocol version; it should be told why it is refused.
+    WrongVersion(PeerId, u16),
 }
 
 /// The reactor's handles on the worker endpoint.
 pub struct WorkerLink {
     /// Where workers connect.
     pub endpoint: String,
-    /// Frames to send: `(peer, encoded message)`.
-    pub outgoing: mpsc::UnboundedSender<(PeerId, Bytes)>,
+    /// Messages to workers.
+    pub outgoing: Outgoing,
     /// What workers say.
     pub inbound: InboundReader,
 }
@@ -47,7 +53,6 @@ pub struct WorkerLink {
 pub struct InboundReader {
     receiver: RouterReceiver,
     disconnects: mpsc::Receiver<PeerId>,
-    replies: mpsc::UnboundedSender<(PeerId, Bytes)>,
     shared: Arc<Shared>,
     logged: HashSet<PeerId>,
 }
@@ -63,7 +68,11 @@ impl InboundReader {
             };
             match received {
                 Ok((peer, Ok(msg))) => return Some(Inbound::Message(peer, msg)),
-                Ok((peer, Err(e))) => self.bad_frame(peer, e),
+                Ok((peer, Err(e))) => {
+                    if let Some(version) = self.bad_frame(&peer, e) {
+                        return Some(Inbound::WrongVersion(peer, version));
+                    }
+                }
                 Err(e) => {
                     error!("worker socket failed: {e}");
                     return None;
@@ -77,7 +86,8 @@ impl InboundReader {
         self.next().now_or_never().flatten()
     }
 
-    fn bad_frame(&mut self, peer: PeerId, e: ConnectionError) {
+    /// Counts and logs a bad frame; returns the version a peer spoke if that was the fault.
+    fn bad_frame(&mut self, peer: &PeerId, e: ConnectionError) -> Option<u16> {
         EdgeCounters::bump(&self.shared.counters.dropped_frames);
         if self.logged.len() >= LOGGED_PEERS_CAP {
             self.logged.clear();
@@ -85,15 +95,108 @@ impl InboundReader {
         if self.logged.insert(peer.clone()) {
             warn!(peer = %peer, "dropped a bad frame from a worker connection: {e} (further ones from this peer are counted, not logged)");
         }
-        if let ConnectionError::Codec(CodecError::Version { got }) = e {
-            let reject = ToWorker::Reject {
-                reason: format!(
-                    "this dispatcher speaks protocol version {}, the worker sent version {got}",
-                    wire::PROTOCOL_VERSION
-                ),
-            };
-            if let Ok(frame) = wire::encode(&reject) {
-                let _ = self.replies.send((peer, Bytes::from(frame)));
+        match e {
+            ConnectionError::Codec(CodecError::Version { got }) => Some(got),
+            _ => None,
+        }
+    }
+}
+
+/// The refusal a peer speaking protocol `got` is sent.
+pub fn version_reject(got: u16) -> ToWorker {
+    ToWorker::Reject {
+        reason: format!(
+            "this dispatcher speaks protocol version {}, the worker sent version {got}",
+            wire::PROTOCOL_VERSION
+        ),
+    }
+}
+
+/// Messages to workers: one bounded queue and one writer task per peer.
+pub struct Outgoing {
+    sender: RouterSender,
+    queues: HashMap<PeerId, mpsc::Sender<Bytes>>,
+    tracker: TaskTracker,
+    dropped: u64,
+}
+
+impl Outgoing {
+    fn new(sender: RouterSender, tracker: TaskTracker) -> Self {
+        Self {
+            sender,
+            queues: HashMap::new(),
+            tracker,
+            dropped: 0,
+        }
+    }
+
+    /// Encodes `msg` and queues it for `peer`.
+    pub fn send(&mut self, peer: &PeerId, msg: &ToWorker) {
+        if let Some(frame) = encode(msg) {
+            self.enqueue(peer, frame);
+        }
+    }
+
+    /// Encodes `msg` once and queues it for every peer given.
+    pub fn send_to_all<'a>(&mut self, peers: impl IntoIterator<Item = &'a PeerId>, msg: &ToWorker) {
+        if let Some(frame) = encode(msg) {
+            for peer in peers {
+                self.enqueue(peer, frame.clone());
+            }
+        }
+    }
+
+    /// The peer's connection is gone: its queue closes and its writer ends.
+    pub fn forget(&mut self, peer: &PeerId) {
+        self.queues.remove(peer);
+    }
+
+    fn enqueue(&mut self, peer: &PeerId, frame: Bytes) {
+        let queue = self.queues.entry(peer.clone()).or_insert_with(|| {
+            let (tx, rx) = mpsc::channel(SEND_QUEUE_FRAMES);
+            self.tracker.spawn(write(self.sender.clone(), peer.clone(), rx));
+            tx
+        });
+        match queue.try_send(frame) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.dropped += 1;
+                if self.dropped.is_power_of_two() {
+                    warn!(peer = %peer, dropped = self.dropped, "a worker's send queue is full; frame dropped, leases will recover its tasks (logged at powers of two)");
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // Its writer gave up; a new one starts with the next frame.
+                self.queues.remove(peer);
+            }
+        }
+    }
+}
+
+fn encode(msg: &ToWorker) -> Option<Bytes> {
+    match wire::encode(msg) {
+        Ok(frame) => Some(Bytes::from(frame)),
+        Err(e) => {
+            warn!("cannot encode a message for a worker: {e}");
+            None
+        }
+    }
+}
+
+/// One worker's writer: sends its frames in order. A send that times out marks the worker
+/// stalled: what it has queued is dropped (leases recover the tasks), so a stalled worker
+/// holds nothing up, not even a stopping dispatcher.
+async fn write(mut sender: RouterSender, peer: PeerId, mut frames: mpsc::Receiver<Bytes>) {
+    while let Some(frame) = frames.recv().await {
+        match tokio::time::timeout(SEND_TIMEOUT, sender.send_frame(&peer, frame)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => debug!(peer = %peer, "send to worker failed: {e}"),
+            Err(_) => {
+                let mut skipped = 0;
+                while frames.try_recv().is_ok() {
+                    skipped += 1;
+                }
+                warn!(peer = %peer, skipped, "send to worker timed out after {SEND_TIMEOUT:?}; its queued frames are dropped");
             }
         }
     }
@@ -126,7 +229,6 @@ pub async fn start(
 ) -> Result<WorkerLink, ConnectionError> {
     let conn = bind_router(listener).await?;
     let (disconnect_tx, disconnects) = mpsc::channel(1024);
-    let (out_tx, mut out_rx) = mpsc::unbounded_channel::<(PeerId, Bytes)>();
 
     let mut events = conn.events;
     let stop = shutdown.clone();
@@ -148,28 +250,15 @@ pub async fn start(
         }
     });
 
-    let mut sender = conn.sender;
-    tracker.spawn(async move {
-        // Ends when the reactor drops its sender, after every queued frame is written.
-        while let Some((peer, frame)) = out_rx.recv().await {
-            match tokio::time::timeout(SEND_TIMEOUT, sender.send_frame(&peer, frame)).await {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => debug!(peer = %peer, "send to worker failed: {e}"),
-                Err(_) => warn!(peer = %peer, "send to worker timed out after {SEND_TIMEOUT:?}; frame dropped"),
-            }
-        }
-    });
-
     Ok(WorkerLink {
         endpoint: reachable(&conn.endpoint),
         inbound: InboundReader {
             receiver: conn.receiver,
             disconnects,
-            replies: out_tx.clone(),
             shared,
             logged: HashSet::new(),
         },
-        outgoing: out_tx,
+        outgoing: Outgoing::new(conn.sender, tracker.clone()),
     })
 }
 

@@ -192,11 +192,6 @@ impl Cluster {
         &self.log_dir
     }
 
-    /// The spec this cluster was started from.
-    pub fn spec(&self) -> &ClusterSpec {
-        &self.spec
-    }
-
     async fn start_dispatcher(&mut self, grpc_port: u16, worker_port: u16) -> anyhow::Result<()> {
         let log = self.log_dir.join(format!("dispatcher-{}.log", self.dispatcher_starts));
         self.dispatcher_starts += 1;

@@ -362,3 +362,66 @@ async fn redis_forgets_finished_tasks_after_their_ttl_and_only_then() {
     cluster.stop().await.expect("stop");
     purge(&url, &prefix).await;
 }
+
+/// A stalled worker only delays itself: with one push worker SIGSTOPped while large tasks
+/// are pushed to it, the others keep completing theirs with no pause as long as a
+/// heartbeat interval, until the stalled one is declared dead and its tasks requeued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_push_worker_delays_only_itself() {
+    const HEARTBEAT_MS: u64 = 500;
+    let cluster = Cluster::start(
+        ClusterSpec::new(Mode::Push, 3, 1)
+            .label("stall-push")
+            .args(["--heartbeat-ms", &HEARTBEAT_MS.to_string()]),
+    )
+    .await
+    .expect("cluster");
+    cluster.signal_worker(0, Signal::SIGSTOP).expect("SIGSTOP worker-0");
+    let mut client = connect(&cluster.grpc_url()).await.expect("connect");
+    let payload = "x".repeat(256 * 1024);
+    let (echo, args) = register_spec(&mut client, &format!("echo:{payload}"))
+        .await
+        .expect("register");
+
+    // 4 tasks of 256 KB every 100 ms for 3 s: work keeps coming for every worker.
+    let started = std::time::Instant::now();
+    let mut batches = Vec::new();
+    while started.elapsed() < Duration::from_secs(3) {
+        let (client, args) = (client.clone(), args.clone());
+        batches.push(tokio::spawn(async move {
+            run_batch(&client, vec![(echo, args); 4], 4, Duration::from_secs(60)).await
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let submitted_until_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_micros() as u64;
+    let mut tasks = Vec::new();
+    for b in batches {
+        let outcome = b.await.expect("join").expect("every task finished");
+        assert_eq!(outcome.failed, 0, "logs in {}", cluster.log_dir().display());
+        tasks.extend(outcome.tasks);
+    }
+    assert!(
+        tasks.iter().all(|t| t.result.len() == args.len()),
+        "every echo came back whole"
+    );
+    let mut others: Vec<u64> = tasks
+        .iter()
+        .filter(|t| !t.worker.starts_with("worker-0#") && t.completed_us <= submitted_until_us)
+        .map(|t| t.completed_us)
+        .collect();
+    others.sort_unstable();
+    assert!(others.len() > 40, "the healthy workers ran {} tasks", others.len());
+    let longest_pause_ms = others.windows(2).map(|w| (w[1] - w[0]) / 1000).max().unwrap_or(0);
+    assert!(
+        longest_pause_ms < HEARTBEAT_MS,
+        "the healthy workers paused {longest_pause_ms} ms while worker-0 was stalled; logs in {}",
+        cluster.log_dir().display()
+    );
+    let c = cluster.info().await.expect("info").counters.expect("counters");
+    assert!(c.workers_lost >= 1, "the stalled worker was declared dead: {c:?}");
+    cluster.signal_worker(0, Signal::SIGCONT).expect("SIGCONT");
+    cluster.stop().await.expect("stop");
+}

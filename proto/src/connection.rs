@@ -138,11 +138,6 @@ impl RouterSender {
         self.0.send(msg).await?;
         Ok(())
     }
-
-    /// Encodes and sends one message to one worker.
-    pub async fn send(&mut self, peer: &PeerId, msg: &ToWorker) -> Result<(), ConnectionError> {
-        self.send_frame(peer, Bytes::from(wire::encode(msg)?)).await
-    }
 }
 
 /// The receiving half of the dispatcher's socket.

@@ -11,11 +11,14 @@
 //!   and their versioned, size-limited postcard codec.
 //! - [`connection`] — typed ZeroMQ connections: handlers see messages, never bytes.
 //! - [`text`] — user input clipped for error messages.
+//! - [`telemetry`] — the logging set-up every binary shares (here, so no role depends on
+//!   another for it).
 
 pub mod auth;
 pub mod connection;
 pub mod function;
 pub mod ids;
+pub mod telemetry;
 pub mod text;
 pub mod wire;
 

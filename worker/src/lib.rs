@@ -5,11 +5,9 @@
 //! - [`session`] — connecting, registering, heartbeats, credits and results; rebuilds
 //!   the connection when the dispatcher goes silent.
 //! - [`cli`] — the command line and its [`session::WorkerConfig`].
-//! - [`telemetry`] — logging set-up shared by the binaries.
 
 pub mod cli;
 pub mod executor;
 pub mod session;
-pub mod telemetry;
 
 pub use session::{run, WorkerConfig, WorkerError};

@@ -1,8 +1,9 @@
 use clap::Parser;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
+use volley_proto::telemetry;
 use volley_worker::cli::Cli;
-use volley_worker::{telemetry, WorkerConfig};
+use volley_worker::WorkerConfig;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
