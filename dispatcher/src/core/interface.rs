@@ -1,0 +1,220 @@
+//! What goes in and out of the scheduler core: the time of an event, the tasks and
+//! workers it is told about, the transitions and assignments it emits through [`Comm`],
+//! and what it reports.
+
+use super::Policy;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use volley_proto::function::Job;
+use volley_proto::ids::{FunctionId, TaskId, WorkerId};
+use volley_proto::wire::{Outcome, TaskAssignment};
+
+/// The time an event happened: monotonic for deadlines, wall clock (µs since the Unix
+/// epoch) for records.
+#[derive(Debug, Clone, Copy)]
+pub struct Now {
+    /// For leases and liveness.
+    pub instant: Instant,
+    /// For task timestamps.
+    pub unix_us: u64,
+}
+
+impl Now {
+    /// The current time.
+    pub fn current() -> Self {
+        Self {
+            instant: Instant::now(),
+            unix_us: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
+        }
+    }
+
+    /// This time plus `d`.
+    pub fn after(self, d: Duration) -> Self {
+        Self {
+            instant: self.instant + d,
+            unix_us: self.unix_us + d.as_micros() as u64,
+        }
+    }
+}
+
+/// Scheduling parameters fixed at start.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// Attempts before a task whose workers keep dying is FAILED.
+    pub max_attempts: u32,
+    /// Tasks a worker may hold beyond its slots.
+    pub prefetch: u32,
+    /// How push (and pull, among workers with credits) picks a worker.
+    pub policy: Policy,
+    /// How long one attempt may take from dispatch to result.
+    pub lease: Duration,
+    /// Silence after which a worker is dead.
+    pub liveness: Duration,
+}
+
+/// How a worker's capacity is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capacity {
+    /// Pull: the worker grants credits with `Ready`; each task sent spends one.
+    Credits,
+    /// Push and local: at most `slots + prefetch` tasks in flight.
+    Slots,
+}
+
+/// A worker as it registers.
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    /// Stable across reconnects; shown to operators.
+    pub name: String,
+    /// Host name, for operators.
+    pub host: String,
+    /// Process id, for operators.
+    pub pid: u32,
+    /// Tasks it runs at once.
+    pub slots: u32,
+    /// How its capacity is counted.
+    pub capacity: Capacity,
+    /// Whether silence makes it dead (false for the in-process local pool).
+    pub monitored: bool,
+}
+
+/// A task entering the core: fresh from a client, or recovered from the store.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    /// The task.
+    pub id: TaskId,
+    /// Its function, for records.
+    pub function_id: FunctionId,
+    /// What to run.
+    pub job: Job,
+    /// Attempts already made (0 for a fresh task).
+    pub attempts: u32,
+    /// When it was submitted.
+    pub submitted_us: u64,
+}
+
+/// Why a worker left, or why an attempt was abandoned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// The worker said goodbye.
+    Goodbye,
+    /// Its connection closed.
+    Disconnected,
+    /// It missed its heartbeats.
+    Silent,
+    /// It registered again, so its old registration is void.
+    Replaced,
+    /// One attempt's lease ran out (the worker may live on).
+    LeaseExpired,
+}
+
+impl LossReason {
+    /// The error a task gets when this loss uses its last attempt.
+    pub fn failure(self) -> &'static str {
+        match self {
+            LossReason::LeaseExpired => "lease_expired",
+            _ => "worker_lost",
+        }
+    }
+}
+
+/// A task state change the store must record, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    /// Dispatched as attempt `attempt` to `worker`.
+    Running {
+        /// The task.
+        task: TaskId,
+        /// The attempt now running.
+        attempt: u32,
+        /// Who runs it.
+        worker: Arc<str>,
+        /// When it was sent.
+        at_us: u64,
+    },
+    /// Back in the queue after attempt `attempts` was lost.
+    Requeued {
+        /// The task.
+        task: TaskId,
+        /// Attempts made so far.
+        attempts: u32,
+    },
+    /// Reached COMPLETED or FAILED; final.
+    Finished(Finished),
+}
+
+/// A task's terminal record: everything a client is told.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finished {
+    /// The task.
+    pub task: TaskId,
+    /// Its function.
+    pub function_id: FunctionId,
+    /// The result JSON, or the error.
+    pub outcome: Outcome,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Who ran the last attempt, if anyone did.
+    pub worker: Option<Arc<str>>,
+    /// When it was submitted.
+    pub submitted_us: u64,
+    /// When the last attempt was sent (0 if never).
+    pub dispatched_us: u64,
+    /// When the dispatcher accepted the outcome.
+    pub completed_us: u64,
+    /// Worker-side queueing.
+    pub wait_us: u64,
+    /// Execution time.
+    pub run_us: u64,
+}
+
+/// Where the core's decisions go.
+pub trait Comm {
+    /// Send this task to this worker (batched by the caller).
+    fn assign(&mut self, worker: WorkerId, task: TaskAssignment);
+    /// Persist this transition before telling anyone about it.
+    fn record(&mut self, transition: Transition);
+    /// This worker is no longer registered; forget its connection.
+    fn worker_removed(&mut self, worker: WorkerId, reason: LossReason);
+}
+
+/// Event counts, for `ClusterInfo` and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreCounters {
+    /// Tasks that entered the core (fresh and recovered).
+    pub submitted: u64,
+    /// Attempts sent to workers.
+    pub dispatched: u64,
+    /// Tasks COMPLETED.
+    pub completed: u64,
+    /// Tasks FAILED (function errors and lost workers).
+    pub failed: u64,
+    /// Attempts lost and put back in the queue.
+    pub requeued: u64,
+    /// Results dropped: late, duplicate, for another attempt or from the wrong worker.
+    pub duplicate_results: u64,
+    /// Workers registered.
+    pub workers_joined: u64,
+    /// Workers that left or died.
+    pub workers_lost: u64,
+}
+
+/// A worker as operators see it.
+#[derive(Debug, Clone)]
+pub struct WorkerView {
+    /// Its id.
+    pub id: WorkerId,
+    /// Its name.
+    pub name: String,
+    /// Its host.
+    pub host: String,
+    /// Its pid.
+    pub pid: u32,
+    /// Its slots.
+    pub slots: u32,
+    /// Tasks it holds.
+    pub in_flight: u32,
+}
