@@ -2,8 +2,10 @@
 //! and start over when the dispatcher goes silent.
 
 use crate::executor::SlotPool;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock: the system's, except in tests that pause it to exercise silence handling.
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 use volley_proto::auth::Token;
@@ -167,7 +169,7 @@ async fn register(config: &WorkerConfig) -> Result<Session, RegisterError> {
     .map_err(unreachable)?;
     let deadline = Instant::now() + config.welcome_timeout;
     loop {
-        let reply = tokio::time::timeout_at(deadline.into(), conn.recv())
+        let reply = tokio::time::timeout_at(deadline, conn.recv())
             .await
             .map_err(|_| RegisterError::Unreachable(format!("no welcome within {:?}", config.welcome_timeout)))?;
         match reply {

@@ -20,10 +20,11 @@ pub struct Now {
 }
 
 impl Now {
-    /// The current time.
+    /// The current time. The instant is read from tokio's clock, which is the system's
+    /// except in tests that pause it to run liveness and leases on virtual time.
     pub fn current() -> Self {
         Self {
-            instant: Instant::now(),
+            instant: tokio::time::Instant::now().into_std(),
             unix_us: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_micros() as u64)
