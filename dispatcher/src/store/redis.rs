@@ -182,6 +182,7 @@ fn hset(pipe: &mut redis::Pipeline, key: String, changes: &[Change<'_>]) {
         match value {
             Value::Text(t) => cmd.arg(*t),
             Value::Number(n) => cmd.arg(*n),
+            Value::State(s) => cmd.arg(s.as_str()),
         };
     }
     cmd.ignore();

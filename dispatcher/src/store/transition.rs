@@ -8,17 +8,50 @@ use crate::core::Transition;
 use volley_proto::ids::TaskId;
 use volley_proto::wire::Outcome;
 
-/// A stored value: text, or a whole number.
+/// A stored value: text, a whole number, or a state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Value<'a> {
     /// Text as given.
     Text(&'a str),
     /// A count or a time in µs.
     Number(u64),
+    /// A task state (stored as its name).
+    State(TaskState),
 }
 
 /// One field set to one value.
 pub type Change<'a> = (TaskField, Value<'a>);
+
+/// The most fields one transition sets.
+const MAX_CHANGES: usize = 8;
+
+/// The changes of one transition, held inline: the memory store applies them on the hot
+/// path of every task, where a heap allocation per transition shows in the throughput.
+#[derive(Debug, Clone, Copy)]
+pub struct Changes<'a> {
+    items: [Change<'a>; MAX_CHANGES],
+    len: usize,
+}
+
+impl<'a> Changes<'a> {
+    fn of(list: &[Change<'a>]) -> Self {
+        let mut items = [(TaskField::State, Value::Number(0)); MAX_CHANGES];
+        items[..list.len()].copy_from_slice(list);
+        Self { items, len: list.len() }
+    }
+
+    fn push(&mut self, change: Change<'a>) {
+        self.items[self.len] = change;
+        self.len += 1;
+    }
+}
+
+impl<'a> std::ops::Deref for Changes<'a> {
+    type Target = [Change<'a>];
+    fn deref(&self) -> &Self::Target {
+        &self.items[..self.len]
+    }
+}
 
 /// The task a transition is about.
 pub fn task_of(t: &Transition) -> TaskId {
@@ -29,47 +62,47 @@ pub fn task_of(t: &Transition) -> TaskId {
 }
 
 /// The fields a freshly queued task is stored with.
-pub fn queued(s: &Submission) -> Vec<Change<'_>> {
-    vec![
+pub fn queued(s: &Submission) -> Changes<'_> {
+    Changes::of(&[
         (TaskField::FunctionId, Value::Number(s.function_id.0)),
         (TaskField::Args, Value::Text(&s.args)),
-        (TaskField::State, Value::Text(TaskState::Queued.as_str())),
+        (TaskField::State, Value::State(TaskState::Queued)),
         (TaskField::Attempts, Value::Number(0)),
         (TaskField::SubmittedUs, Value::Number(s.submitted_us)),
-    ]
+    ])
 }
 
 /// The fields a transition sets. A `Finished` without a worker (a task lost before any
 /// worker ran it) leaves the stored worker as it was.
-pub fn changes(t: &Transition) -> Vec<Change<'_>> {
-    use Value::{Number, Text};
+pub fn changes(t: &Transition) -> Changes<'_> {
+    use Value::{Number, State, Text};
     match t {
         Transition::Running {
             attempt, worker, at_us, ..
-        } => vec![
-            (TaskField::State, Text(TaskState::Running.as_str())),
+        } => Changes::of(&[
+            (TaskField::State, State(TaskState::Running)),
             (TaskField::Attempts, Number(u64::from(*attempt))),
             (TaskField::Worker, Text(worker)),
             (TaskField::DispatchedUs, Number(*at_us)),
-        ],
-        Transition::Requeued { attempts, .. } => vec![
-            (TaskField::State, Text(TaskState::Queued.as_str())),
+        ]),
+        Transition::Requeued { attempts, .. } => Changes::of(&[
+            (TaskField::State, State(TaskState::Queued)),
             (TaskField::Attempts, Number(u64::from(*attempts))),
-        ],
+        ]),
         Transition::Finished(f) => {
             let (state, outcome) = match &f.outcome {
                 Outcome::Completed(r) => (TaskState::Completed, (TaskField::Result, Text(r))),
                 Outcome::Failed(e) => (TaskState::Failed, (TaskField::Error, Text(e))),
             };
-            let mut c = vec![
-                (TaskField::State, Text(state.as_str())),
+            let mut c = Changes::of(&[
+                (TaskField::State, State(state)),
                 outcome,
                 (TaskField::Attempts, Number(u64::from(f.attempts))),
                 (TaskField::DispatchedUs, Number(f.dispatched_us)),
                 (TaskField::CompletedUs, Number(f.completed_us)),
                 (TaskField::WaitUs, Number(f.wait_us)),
                 (TaskField::RunUs, Number(f.run_us)),
-            ];
+            ]);
             if let Some(w) = &f.worker {
                 c.push((TaskField::Worker, Text(w)));
             }
@@ -124,23 +157,33 @@ impl TaskRecord {
             Value::Text(t) => t
                 .parse::<u64>()
                 .map_err(|_| format!("{} is not a number", field.name())),
+            Value::State(_) => Err(format!("{} is not a number", field.name())),
         };
-        let text = |v: Value<'_>| match v {
-            Value::Text(t) => t.to_owned(),
-            Value::Number(n) => n.to_string(),
+        // Text fields keep their buffers: no allocation when the new value fits.
+        let text = |into: &mut String, v: Value<'_>| {
+            into.clear();
+            match v {
+                Value::Text(t) => into.push_str(t),
+                Value::Number(n) => into.push_str(&n.to_string()),
+                Value::State(s) => into.push_str(s.as_str()),
+            }
         };
         match field {
             TaskField::FunctionId => self.function_id = volley_proto::ids::FunctionId(number(value)?),
-            TaskField::Args => self.args = text(value),
+            TaskField::Args => text(&mut self.args, value),
             TaskField::State => {
-                self.state = TaskState::parse(&text(value)).ok_or_else(|| "state is not a task state".to_owned())?
+                self.state = match value {
+                    Value::State(s) => s,
+                    Value::Text(t) => TaskState::parse(t).ok_or_else(|| "state is not a task state".to_owned())?,
+                    Value::Number(_) => return Err("state is not a task state".to_owned()),
+                }
             }
-            TaskField::Result => self.result = text(value),
-            TaskField::Error => self.error = text(value),
+            TaskField::Result => text(&mut self.result, value),
+            TaskField::Error => text(&mut self.error, value),
             TaskField::Attempts => {
                 self.attempts = u32::try_from(number(value)?).map_err(|_| "attempts out of range".to_owned())?
             }
-            TaskField::Worker => self.worker = text(value),
+            TaskField::Worker => text(&mut self.worker, value),
             TaskField::SubmittedUs => self.submitted_us = number(value)?,
             TaskField::DispatchedUs => self.dispatched_us = number(value)?,
             TaskField::CompletedUs => self.completed_us = number(value)?,
