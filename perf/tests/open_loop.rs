@@ -32,7 +32,7 @@ async fn a_stalled_dispatcher_shows_up_in_latency_from_intended_send_time() {
     let r = run.await.expect("join").expect("load");
 
     // The client kept sending on schedule through the stall...
-    assert!(r.rate_ok, "achieved {} of {}", r.achieved_rate, r.target_rate);
+    assert!(r.rate_ok, "offered {} of {}", r.offered_rate, r.target_rate);
     assert_eq!(r.success_rate, 1.0, "{r:?}");
     // ...so the requests meant for the stalled 600 ms carry its cost: about 30 of ~125
     // requests waited up to 600 ms.

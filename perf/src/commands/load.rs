@@ -1,43 +1,62 @@
-//! `client load`: open-loop load at a target rate, or the rate × spin × arrival grid.
+//! `client load`: open-loop load at a target rate; with `--find-max`, the highest rate that
+//! meets an SLO; with `--grid`, the rate × spin × arrival study.
 
-use crate::load::Arrival;
+use crate::load::find_max::{parse_range, Bisection};
+use crate::load::slo::Slo;
+use crate::load::{self as open_loop, Arrival, GridSpec, LoadResult, LoadSpec, Shape};
 use crate::workload::OpType;
+use std::time::Duration;
 use volley_client::commands::Target;
+use volley_proto::api;
 use volley_proto::Mode;
 
 /// `client load` flags.
 #[derive(Debug, clap::Args)]
 pub struct LoadArgs {
-    /// Target requests per second (single cell).
+    /// Target requests per second (single run).
     #[arg(long, default_value_t = 50.0)]
     pub rate: f64,
-    /// uniform or poisson arrivals (single cell).
+    /// uniform or poisson arrivals (single run and --find-max).
     #[arg(long, default_value = "poisson")]
     pub arrival: Arrival,
     /// noop, sleep or spin.
     #[arg(long, default_value = "spin")]
     pub optype: OpType,
-    /// Task duration, ms (single cell).
+    /// Task duration, ms (sleep and spin).
     #[arg(long, default_value_t = 100)]
     pub task_ms: u64,
     /// How long to send (e.g. 30s, 12m).
     #[arg(long = "for", default_value = "30s", value_parser = humantime::parse_duration)]
-    pub duration: std::time::Duration,
-    /// Requests intended before this are not counted.
+    pub duration: Duration,
+    /// Requests intended before this are sent but not measured.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
-    pub warmup: std::time::Duration,
-    /// Wait this long after the last send for stragglers; unfinished ones are failures.
+    pub warmup: Duration,
+    /// Wait this long after the last send for results; what has none then is reported
+    /// as unfinished (never as failed).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-    pub drain: std::time::Duration,
+    pub drain: Duration,
     /// Seed of the arrival process.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Judge the run (or each probe) by this SLO, e.g. 'p99<50ms,success>=0.999'; a
+    /// single run that misses it exits 1.
+    #[arg(long)]
+    pub slo: Option<Slo>,
+    /// Find the highest offered rate that meets --slo, by bisection over --rates lo..hi.
+    #[arg(long, requires = "slo", conflicts_with = "grid")]
+    pub find_max: bool,
+    /// --find-max: probes at most.
+    #[arg(long, default_value_t = 10)]
+    pub max_probes: usize,
+    /// --find-max without --fresh: the pause after the dispatcher's queue empties.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub cool_down: Duration,
     /// Run the rate × spin × arrival grid on clusters started per cell.
     #[arg(long)]
     pub grid: bool,
-    /// Grid: rates.
-    #[arg(long, value_delimiter = ',', default_value = "5,10,15,20,25,30,35,40,45,50")]
-    pub rates: Vec<f64>,
+    /// Rates: the grid's list (default 5,10,…,50) or --find-max's range (default 1000..100000).
+    #[arg(long)]
+    pub rates: Option<String>,
     /// Grid: spin durations, ms.
     #[arg(
         long,
@@ -50,84 +69,259 @@ pub struct LoadArgs {
     pub arrivals: Vec<Arrival>,
     /// Grid: sending time per cell.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub cell: std::time::Duration,
+    pub cell: Duration,
     /// Grid: warm-up per cell.
     #[arg(long, default_value = "500ms", value_parser = humantime::parse_duration)]
-    pub cell_warmup: std::time::Duration,
-    /// Grid: wait for stragglers per cell.
+    pub cell_warmup: Duration,
+    /// Grid: wait for results per cell.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
-    pub cell_drain: std::time::Duration,
-    /// Grid: cluster mode.
+    pub cell_drain: Duration,
+    /// Start a fresh cluster (--mode, --workers, --slots) for every run instead of using
+    /// --dispatcher (the grid always does).
+    #[arg(long)]
+    pub fresh: bool,
+    /// Fresh clusters: mode.
     #[arg(long, default_value = "push")]
     pub mode: Mode,
-    /// Grid: workers.
+    /// Fresh clusters: workers.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
-    /// Grid: slots per worker (at least 1).
+    /// Fresh clusters: slots per worker (at least 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub slots: u32,
-    /// Result rows (one per cell).
+    /// Result rows (one per run, cell or probe).
     #[arg(long, default_value = "load.csv")]
     pub out: std::path::PathBuf,
 }
 
-/// Runs the load (or the grid) and appends its rows.
+impl LoadArgs {
+    fn spec(&self, rate: f64) -> LoadSpec {
+        LoadSpec {
+            rate,
+            arrival: self.arrival,
+            optype: self.optype,
+            task_ms: self.task_ms,
+            duration: self.duration,
+            warmup: self.warmup,
+            drain: self.drain,
+            seed: self.seed,
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            mode: self.mode,
+            workers: self.workers,
+            slots: self.slots,
+        }
+    }
+
+    /// One run at `rate`, on a fresh cluster or against the target.
+    async fn once(&self, target: &Target, rate: f64) -> anyhow::Result<LoadResult> {
+        let mut r = if self.fresh {
+            self.shape().run(&format!("load-{rate}"), &self.spec(rate)).await?
+        } else {
+            open_loop::run(&target.connect().await?, &self.spec(rate)).await?
+        };
+        if let Some(slo) = &self.slo {
+            r.verdict = slo.judge(&r).label();
+        }
+        crate::report::write_meta(&self.out, &crate::report::RunMeta::collect(), Some(self.seed))?;
+        open_loop::append(&self.out, std::slice::from_ref(&r))?;
+        Ok(r)
+    }
+}
+
+/// Runs the load, the search or the grid, and appends its rows.
 pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<i32> {
-    use crate::load::{self as open_loop, GridSpec, LoadSpec};
-    let results = if a.grid {
+    anyhow::ensure!(a.warmup < a.duration, "--warmup must be shorter than --for");
+    if a.find_max {
+        return find_max(target, &a, as_json).await;
+    }
+    if a.grid {
+        let rates = match &a.rates {
+            Some(text) if text.contains("..") => anyhow::bail!("the grid takes a list of rates (5,10,20), not a range"),
+            Some(text) => text
+                .split(',')
+                .map(|r| {
+                    r.trim()
+                        .parse::<f64>()
+                        .map_err(|_| anyhow::anyhow!("'{r}' is not a rate"))
+                })
+                .collect::<anyhow::Result<Vec<f64>>>()?,
+            None => (1..=10).map(|i| 5.0 * i as f64).collect(),
+        };
         let spec = GridSpec {
-            rates: a.rates,
-            spins: a.spins,
-            arrivals: a.arrivals,
-            mode: a.mode,
-            workers: a.workers,
-            slots: a.slots,
+            rates,
+            spins: a.spins.clone(),
+            arrivals: a.arrivals.clone(),
+            shape: a.shape(),
             cell: a.cell,
             warmup: a.cell_warmup,
             drain: a.cell_drain,
             seed: a.seed,
         };
-        open_loop::run_grid(&spec, &a.out).await?
-    } else {
-        anyhow::ensure!(a.warmup < a.duration, "--warmup must be shorter than --for");
-        let client = target.connect().await?;
-        let spec = LoadSpec {
-            rate: a.rate,
-            arrival: a.arrival,
-            optype: a.optype,
-            task_ms: a.task_ms,
-            duration: a.duration,
-            warmup: a.warmup,
-            drain: a.drain,
-            seed: a.seed,
-        };
-        let r = open_loop::run(&client, &spec).await?;
-        crate::report::write_meta(&a.out, &crate::report::RunMeta::collect(), Some(a.seed))?;
-        open_loop::append(&a.out, std::slice::from_ref(&r))?;
-        vec![r]
-    };
-    for r in &results {
-        if as_json {
-            println!("{}", serde_json::to_string(r)?);
-        } else {
-            println!(
-                "{} {:>5.1}/s (achieved {:>5.1}/s{}) {} {:>4} ms: {}/{} ok ({:.1} %), latency p50 {:.1} ms p99 {:.1} ms max {:.1} ms{}",
-                r.arrival,
-                r.target_rate,
-                r.achieved_rate,
-                if r.rate_ok { "" } else { ", OFF TARGET" },
-                r.optype,
-                r.task_ms,
-                r.completed,
-                r.requests,
-                r.success_rate * 100.0,
-                r.p50_ms,
-                r.p99_ms,
-                r.max_ms,
-                r.slowdown_p99.map(|s| format!(", slowdown p99 {s:.2}")).unwrap_or_default()
-            );
+        let results = open_loop::run_grid(&spec, &a.out).await?;
+        results.iter().for_each(|r| print(r, as_json));
+        println!("{} result row(s) appended to {}", results.len(), a.out.display());
+        return Ok(0);
+    }
+    let r = a.once(target, a.rate).await?;
+    print(&r, as_json);
+    println!("1 result row appended to {}", a.out.display());
+    if r.unknown > 0 {
+        eprintln!(
+            "error: the dispatcher no longer knows {} of the tasks it accepted; their outcome cannot be known",
+            r.unknown
+        );
+        return Ok(2);
+    }
+    Ok(if r.verdict.starts_with("fail") { 1 } else { 0 })
+}
+
+async fn find_max(target: &Target, a: &LoadArgs, as_json: bool) -> anyhow::Result<i32> {
+    let slo = a
+        .slo
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("--find-max needs --slo"))?;
+    let (lo, hi) = parse_range(a.rates.as_deref().unwrap_or("1000..100000"))?;
+    let mut search = Bisection::new(lo, hi, 1.05, a.max_probes)?;
+    let mut probes = Vec::new();
+    while let Some(rate) = search.next_rate() {
+        if !a.fresh {
+            cool_down(target, a.cool_down).await?;
+        }
+        let r = a.once(target, rate.round()).await?;
+        let pass = r.verdict == "pass";
+        println!(
+            "probe {:>2}: {:>9.0}/s offered {:>9.0}/s completed {:>9.0}/s  p50 {:>8.2} ms p99 {:>8.2} ms  success {:.4}  {}",
+            probes.len() + 1,
+            rate,
+            r.offered_rate,
+            r.completed_rate,
+            r.p50_ms,
+            r.p99_ms,
+            r.success_rate,
+            r.verdict
+        );
+        search.record(rate, pass);
+        probes.push(r);
+    }
+    if as_json {
+        probes.iter().for_each(|r| print(r, true));
+    }
+    println!("{} probe row(s) appended to {}", probes.len(), a.out.display());
+    match search.best() {
+        Some(best) => {
+            let capped = if search.capped() {
+                " (the top of the range: the true maximum may be higher)"
+            } else {
+                ""
+            };
+            println!("highest offered rate meeting '{slo}': {best:.0}/s{capped}");
+            Ok(0)
+        }
+        None => {
+            println!("no rate in {lo:.0}..{hi:.0}/s meets '{slo}'");
+            Ok(1)
         }
     }
-    println!("{} result row(s) appended to {}", results.len(), a.out.display());
-    Ok(0)
+}
+
+/// Waits until the dispatcher has nothing queued or running, then `pause` more.
+async fn cool_down(target: &Target, pause: Duration) -> anyhow::Result<()> {
+    let mut client = target.connect().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = client
+            .cluster_info(api::ClusterInfoRequest {})
+            .await
+            .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
+            .into_inner();
+        if info.queued + info.running == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the dispatcher still has {} queued and {} running after two minutes; probes would overlap",
+            info.queued,
+            info.running
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(pause).await;
+    Ok(())
+}
+
+/// A run's summary for a person, or its row as JSON.
+pub fn print(r: &LoadResult, as_json: bool) {
+    if as_json {
+        match serde_json::to_string(r) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("cannot encode a result as JSON: {e}"),
+        }
+        return;
+    }
+    let what = if r.task_ms > 0 {
+        format!("{} {} ms", r.optype, r.task_ms)
+    } else {
+        r.optype.clone()
+    };
+    let off = if r.rate_ok {
+        ""
+    } else {
+        " — OFF TARGET: the generator could not offer the rate"
+    };
+    println!(
+        "{} {what} at {:.0}/s on {}: offered {:.0}/s, completed {:.0}/s over the measured window{off}",
+        r.arrival,
+        r.target_rate,
+        if r.mode.is_empty() { "?" } else { &r.mode },
+        r.offered_rate,
+        r.completed_rate
+    );
+    println!(
+        "  {} sent: {} completed, {} failed, {} refused, {} unfinished{}",
+        r.sent,
+        r.completed,
+        r.failed,
+        r.refused,
+        r.unfinished,
+        if r.unknown > 0 {
+            format!(", {} UNKNOWN", r.unknown)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "  latency from intended send: p50 {:.2} ms, p90 {:.2}, p99 {:.2}, max {:.2}; from actual send: p50 {:.2}, p99 {:.2}",
+        r.p50_ms, r.p90_ms, r.p99_ms, r.max_ms, r.send_p50_ms, r.send_p99_ms
+    );
+    println!(
+        "  generator: {} late sends (> 1 ms), max lag {:.2} ms, {:.0} ms CPU ({:.1} µs per request)",
+        r.late_sends,
+        r.max_lag_ms,
+        r.generator_cpu_ms,
+        r.generator_cpu_ms * 1e3 / r.sent.max(1) as f64
+    );
+    if r.stream_breaks > 0 {
+        println!(
+            "  the result stream fell behind {} time(s) ({}); {} results were read back by id",
+            r.stream_breaks, r.last_break, r.recovered
+        );
+    }
+    if let (Some(c), Some(f)) = (r.dispatcher_completed, r.dispatcher_failed) {
+        let agrees = if r.agrees_with_dispatcher() == Some(true) {
+            "consistent"
+        } else {
+            "INCONSISTENT (another client on this dispatcher?)"
+        };
+        println!("  the dispatcher counted {c} completed and {f} failed meanwhile: {agrees}");
+    }
+    if !r.first_error.is_empty() {
+        println!("  first error: {}", r.first_error);
+    }
+    if !r.verdict.is_empty() {
+        println!("  SLO: {}", r.verdict);
+    }
 }

@@ -1,114 +1,46 @@
 //! Open-loop load: requests leave at a target rate whatever the dispatcher does, and every
 //! latency is measured from the request's *intended* send time, so a stalled dispatcher
-//! shows up as the latency it really caused (no coordinated omission).
+//! shows up as the latency it really caused (no coordinated omission). Latency from the
+//! actual send is reported beside it, so the generator's own delay is visible.
 //!
-//! Arrivals are uniform (equal gaps) or Poisson (exponential gaps), from a seeded RNG. A
-//! cell runs for `duration`; requests intended during the first `warmup` are sent but not
-//! counted. Latencies go into HDR histograms (µs, 3 significant digits).
+//! - [`arrivals`] — the seeded schedule of intended send times;
+//! - [`pacer`] — a thread that hands over due requests on time, in batches at high rates;
+//! - [`ledger`] — one fate per request: completed, failed, refused, unfinished (or unknown);
+//! - [`results`] — the live result stream, and reading results back by id when it lags;
+//! - [`slo`], [`find_max`] — SLO verdicts and the search for the highest rate meeting one;
+//! - [`grid`] — the rate × spin × arrival study.
+
+pub mod arrivals;
+pub mod find_max;
+pub mod grid;
+pub mod ledger;
+pub mod pacer;
+pub mod results;
+pub mod slo;
+
+pub use arrivals::{Arrival, Arrivals};
+pub use grid::{run_grid, GridSpec, Shape};
 
 use crate::workload::OpType;
-use anyhow::{bail, Context};
-use futures::StreamExt;
+use anyhow::Context;
 use hdrhistogram::Histogram;
-use rand::rngs::SmallRng;
-use rand::SeedableRng;
-use rand_distr::{Distribution, Exp};
+use ledger::{Fate, Ledger, Outcomes};
+use results::{Event, RunClock};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Mutex;
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 use volley_client::{register_spec, Client};
 use volley_proto::api;
 
-/// How requests are spaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Arrival {
-    /// Every gap is exactly 1 / rate.
-    Uniform,
-    /// Gaps are exponential with mean 1 / rate (a Poisson process).
-    Poisson,
-}
+/// A send this much after its intended time counts as late.
+pub const LATE_AFTER: Duration = Duration::from_millis(1);
+/// Time between the schedule being built and the first intended send.
+const LEAD: Duration = Duration::from_millis(50);
+/// How long the closing `ClusterInfo` may take; with the drain, it bounds the teardown.
+const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 
-impl Arrival {
-    /// The name used on command lines and in result files.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Arrival::Uniform => "uniform",
-            Arrival::Poisson => "poisson",
-        }
-    }
-}
-
-impl std::str::FromStr for Arrival {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "uniform" => Ok(Arrival::Uniform),
-            "poisson" => Ok(Arrival::Poisson),
-            other => Err(format!(
-                "unknown arrival process '{other}': expected uniform or poisson"
-            )),
-        }
-    }
-}
-
-/// Seeded gaps between consecutive requests.
-pub struct Arrivals {
-    kind: Arrival,
-    mean: f64,
-    exp: Option<Exp<f64>>,
-    rng: SmallRng,
-}
-
-impl Arrivals {
-    /// Gaps for `rate` requests per second.
-    pub fn new(kind: Arrival, rate: f64, seed: u64) -> anyhow::Result<Self> {
-        if !(rate.is_finite() && rate > 0.0) {
-            bail!("the rate must be a positive number of requests per second, not {rate}");
-        }
-        let exp = match kind {
-            Arrival::Poisson => Some(Exp::new(rate).context("exponential distribution")?),
-            Arrival::Uniform => None,
-        };
-        Ok(Self {
-            kind,
-            mean: 1.0 / rate,
-            exp,
-            rng: SmallRng::seed_from_u64(seed),
-        })
-    }
-
-    /// The next gap, in seconds.
-    pub fn next_gap(&mut self) -> f64 {
-        match (&self.kind, &self.exp) {
-            (Arrival::Poisson, Some(exp)) => exp.sample(&mut self.rng),
-            _ => self.mean,
-        }
-    }
-
-    /// Intended send offsets from the start, for `duration`.
-    pub fn schedule(&mut self, duration: Duration) -> Vec<Duration> {
-        let end = duration.as_secs_f64();
-        let mut t = 0.0;
-        let mut out = Vec::new();
-        for k in 1u64.. {
-            // Uniform offsets are k × gap: summing gaps would drift by rounding.
-            t = match self.kind {
-                Arrival::Uniform => k as f64 * self.mean,
-                Arrival::Poisson => t + self.next_gap(),
-            };
-            if t >= end {
-                break;
-            }
-            out.push(Duration::from_secs_f64(t));
-        }
-        out
-    }
-}
-
-/// One open-loop cell.
+/// One open-loop run.
 #[derive(Debug, Clone)]
 pub struct LoadSpec {
     /// Target requests per second.
@@ -121,33 +53,56 @@ pub struct LoadSpec {
     pub task_ms: u64,
     /// How long requests are sent.
     pub duration: Duration,
-    /// Requests intended before this are not counted.
+    /// Requests intended before this are not counted in rates and latency.
     pub warmup: Duration,
-    /// How long to wait for stragglers after the last send; unfinished ones count as failures.
+    /// How long to wait for results after the last intended send; then what has no
+    /// result is reported as unfinished.
     pub drain: Duration,
     /// RNG seed of the arrivals.
     pub seed: u64,
 }
 
-/// What one cell measured.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// What one run measured. Outcome counts cover every request sent; rates and latency
+/// cover the measured window (after the warm-up).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct LoadResult {
+    /// The dispatcher's mode, as it reported it.
+    pub mode: String,
     /// `uniform` or `poisson`.
     pub arrival: String,
     /// The optype.
     pub optype: String,
-    /// Task duration, ms.
+    /// Task duration, ms (0 for noop).
     pub task_ms: u64,
     /// Target rate, requests/s.
     pub target_rate: f64,
-    /// Counted requests per second actually sent.
-    pub achieved_rate: f64,
-    /// Counted requests (after warm-up).
-    pub requests: u64,
-    /// Of those, COMPLETED in time.
+    /// Requests sent per second in the measured window (on schedule or late).
+    pub offered_rate: f64,
+    /// Results COMPLETED per second in the measured window, whichever request they
+    /// belong to: the throughput the dispatcher delivered.
+    pub completed_rate: f64,
+    /// Requests sent in all, warm-up included.
+    pub sent: u64,
+    /// Of those, COMPLETED.
     pub completed: u64,
-    /// completed / requests.
+    /// FAILED, with the dispatcher's error.
+    pub failed: u64,
+    /// Refused at submission.
+    pub refused: u64,
+    /// No result when the drain ended.
+    pub unfinished: u64,
+    /// The dispatcher no longer knew the task (results that cannot be known).
+    pub unknown: u64,
+    /// Results read back by id after the live stream fell behind.
+    pub recovered: u64,
+    /// Requests in the measured window.
+    pub requests: u64,
+    /// Of the measured requests, the share COMPLETED.
     pub success_rate: f64,
+    /// Requests sent more than [`LATE_AFTER`] after their intended time.
+    pub late_sends: u64,
+    /// The largest delay between a request's intended and actual send, ms.
+    pub max_lag_ms: f64,
     /// Latency from intended send to result, ms.
     pub p50_ms: f64,
     /// 90th percentile, ms.
@@ -158,132 +113,248 @@ pub struct LoadResult {
     pub max_ms: f64,
     /// Mean, ms.
     pub mean_ms: f64,
+    /// Latency from the actual send, median, ms.
+    pub send_p50_ms: f64,
+    /// Latency from the actual send, 99th percentile, ms.
+    pub send_p99_ms: f64,
     /// Median latency / task duration (empty for noop).
     pub slowdown_p50: Option<f64>,
     /// 99th percentile latency / task duration.
     pub slowdown_p99: Option<f64>,
-    /// Whether the achieved rate is within 20 % of the target; if not, the cell measured
-    /// the client, not the dispatcher.
+    /// Whether the offered rate is within 20 % of the target; if not, the run measured
+    /// the generator, not the dispatcher.
     pub rate_ok: bool,
+    /// CPU time the generator's process spent, ms.
+    pub generator_cpu_ms: f64,
+    /// Times the live result stream broke and was reopened.
+    pub stream_breaks: u64,
+    /// Why it last broke.
+    pub last_break: String,
+    /// Tasks the dispatcher counted COMPLETED during the run (its counters' difference),
+    /// if it could be asked.
+    pub dispatcher_completed: Option<u64>,
+    /// Tasks it counted FAILED during the run.
+    pub dispatcher_failed: Option<u64>,
+    /// The first failure or refusal, for the reader.
+    pub first_error: String,
+    /// The SLO verdict, when the run was judged (`pass` or `fail: …`).
+    pub verdict: String,
     /// The arrivals' seed.
     pub seed: u64,
 }
 
-/// Runs one cell against a dispatcher. Sends are spawned at their intended times, so a
-/// slow answer never delays the next request.
+impl LoadResult {
+    /// The four outcomes (and unknown) add up to the requests sent.
+    pub fn adds_up(&self) -> bool {
+        self.completed + self.failed + self.refused + self.unfinished + self.unknown == self.sent
+    }
+
+    /// The dispatcher's counters agree with ours: it completed what we saw completed,
+    /// plus at most what we gave up waiting for (those may finish after the drain).
+    pub fn agrees_with_dispatcher(&self) -> Option<bool> {
+        let (c, f) = (self.dispatcher_completed?, self.dispatcher_failed?);
+        let slack = self.unfinished + self.unknown;
+        Some(c >= self.completed && f >= self.failed && c + f <= self.completed + self.failed + slack)
+    }
+}
+
+/// CPU time (user + system) this process has used.
+pub fn process_cpu() -> Duration {
+    use nix::sys::resource::{getrusage, UsageWho};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+            tv(u.user_time()) + tv(u.system_time())
+        }
+        Err(_) => Duration::ZERO,
+    }
+}
+
+async fn counters(client: &Client) -> Option<(String, api::Counters)> {
+    let mut client = client.clone();
+    let call = client.cluster_info(api::ClusterInfoRequest {});
+    let info = tokio::time::timeout(INFO_TIMEOUT, call).await.ok()?.ok()?.into_inner();
+    Some((info.mode, info.counters?))
+}
+
+/// Runs one open-loop load against a dispatcher. It ends within `duration + drain` and a
+/// bounded teardown, however large the backlog.
 pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult> {
     let task = spec.optype.spec(spec.task_ms);
     let (function_id, args) = register_spec(&mut client.clone(), &task).await?;
-    let schedule = Arrivals::new(spec.arrival, spec.rate, spec.seed)?.schedule(spec.duration);
+    let schedule = Arc::new(Arrivals::new(spec.arrival, spec.rate, spec.seed)?.schedule(spec.duration));
+    let before = counters(client).await;
+    let cpu_before = process_cpu();
 
-    // Completions, keyed by task id, stamped when they reach us.
-    let finished: Arc<Mutex<HashMap<u64, (Instant, bool)>>> = Arc::default();
-    let mut watch = client
-        .clone()
-        .watch_results(api::WatchResultsRequest { task_ids: vec![] })
-        .await
-        .map_err(|s| anyhow::anyhow!("WatchResults: {}", s.message()))?
-        .into_inner();
-    let sink = finished.clone();
-    let watcher = tokio::spawn(async move {
-        while let Some(Ok(msg)) = watch.next().await {
-            let now = Instant::now();
-            let mut map = sink.lock().await;
-            for t in msg.tasks {
-                map.insert(t.task_id, (now, t.state == api::TaskState::Completed as i32));
-            }
-        }
-    });
-
-    let start = Instant::now() + Duration::from_millis(50);
-    let mut sends = Vec::with_capacity(schedule.len());
-    for offset in &schedule {
-        let intended = start + *offset;
-        tokio::time::sleep_until(intended).await;
-        let mut c = client.clone();
-        let request = api::ExecuteRequest {
-            function_id,
-            args: args.clone(),
-        };
-        sends.push((
-            intended,
-            *offset >= spec.warmup,
-            tokio::spawn(async move { c.execute(request).await }),
-        ));
-    }
-    let sent_until = Instant::now();
-    let mut submitted = Vec::with_capacity(sends.len());
-    for (intended, counted, handle) in sends {
-        let id = match handle.await {
-            Ok(Ok(r)) => Some(r.into_inner().task_id),
-            _ => None,
-        };
-        submitted.push((intended, counted, id));
-    }
-    let deadline = sent_until + spec.drain;
+    let clock = RunClock::starting_in(LEAD);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let live = results::watch_all(client, clock, events_tx.clone()).await?;
+    let (due_tx, mut due) = mpsc::unbounded_channel();
+    let pacer = pacer::start(schedule.clone(), clock.start, due_tx).context("starting the pacer thread")?;
+    let (ack_tx, mut acks) = mpsc::unbounded_channel();
+    let mut sends = tokio::task::JoinSet::new();
+    let mut ledger = Ledger::new(schedule.len());
+    let mut catching_up: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut caught_up = std::collections::HashSet::new();
+    let (mut pacing, mut breaks, mut last_break) = (true, 0u64, String::new());
+    let deadline = tokio::time::Instant::from_std(clock.start + spec.duration + spec.drain);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
-        let done = {
-            let map = finished.lock().await;
-            submitted
-                .iter()
-                .all(|(_, _, id)| id.is_none_or(|id| map.contains_key(&id)))
-        };
-        if done || Instant::now() >= deadline {
+        if !pacing && ledger.settled() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::select! {
+            d = due.recv(), if pacing => match d {
+                Some(d) => {
+                    ledger.sent(d.first..d.end, clock.now());
+                    let request = api::ExecuteBatchRequest {
+                        tasks: (d.first..d.end)
+                            .map(|_| api::ExecuteRequest { function_id, args: args.clone() })
+                            .collect(),
+                    };
+                    let (mut c, tx) = (client.clone(), ack_tx.clone());
+                    sends.spawn(async move {
+                        let r = c.execute_batch(request).await.map(|r| r.into_inner().task_ids);
+                        let _ = tx.send((d, r));
+                    });
+                }
+                None => pacing = false,
+            },
+            Some((d, r)) = acks.recv() => match r {
+                Ok(ids) if ids.len() == d.end - d.first => ledger.acknowledged(d.first..d.end, &ids),
+                Ok(ids) => {
+                    let why = format!("the dispatcher named {} tasks for {} requests", ids.len(), d.end - d.first);
+                    ledger.refused(d.first..d.end, tonic::Code::Internal, &why);
+                }
+                Err(s) => ledger.refused(d.first..d.end, s.code(), s.message()),
+            },
+            Some(event) = events.recv() => match event {
+                Event::Finished(done) => done.into_iter().for_each(|(id, f)| ledger.finished(id, f)),
+                Event::Unknown(ids) => ids.into_iter().for_each(|id| ledger.unknown(id)),
+                Event::Broke(why) => {
+                    breaks += 1;
+                    last_break = why;
+                }
+            },
+            _ = tick.tick() => {
+                while sends.try_join_next().is_some() {}
+                // After a break, results may have gone by unseen: once sending is over,
+                // read back by id whatever has no result yet.
+                if !pacing && (breaks > 0 || ledger.lost_early) {
+                    let ids: Vec<u64> = ledger.unresolved_tasks().into_iter().filter(|id| caught_up.insert(*id)).collect();
+                    if !ids.is_empty() {
+                        catching_up.extend(results::catch_up(client, clock, ids, &events_tx));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
     }
-    watcher.abort();
+    live.abort();
+    catching_up.iter().for_each(|h| h.abort());
+    sends.abort_all();
+    pacer.stop();
+    let cpu = process_cpu().saturating_sub(cpu_before);
+    let after = counters(client).await;
+    let mut r = summarise(spec, &schedule, &ledger)?;
+    r.generator_cpu_ms = cpu.as_secs_f64() * 1e3;
+    r.stream_breaks = breaks;
+    r.last_break = last_break;
+    if let (Some((mode, b)), Some((_, a))) = (before, after) {
+        r.mode = mode;
+        r.dispatcher_completed = Some(a.completed.saturating_sub(b.completed));
+        r.dispatcher_failed = Some(a.failed.saturating_sub(b.failed));
+    }
+    Ok(r)
+}
 
-    let mut hist = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).context("histogram")?;
-    let (mut requests, mut completed) = (0u64, 0u64);
-    let map = finished.lock().await;
-    for (intended, counted, id) in &submitted {
-        if !counted {
+fn summarise(spec: &LoadSpec, schedule: &[Duration], ledger: &Ledger) -> anyhow::Result<LoadResult> {
+    let new_hist = || Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).context("histogram");
+    let (mut from_intended, mut from_send) = (new_hist()?, new_hist()?);
+    let (mut requests, mut measured_completed, mut late, mut max_lag) = (0u64, 0u64, 0u64, Duration::ZERO);
+    let window = (spec.warmup, spec.duration);
+    let mut completions_in_window = 0u64;
+    for (intended, req) in schedule.iter().zip(&ledger.requests) {
+        if let Fate::Finished(f) = &req.fate {
+            if f.completed && f.at >= window.0 && f.at < window.1 {
+                completions_in_window += 1;
+            }
+        }
+        let Some(sent) = req.sent else { continue };
+        let lag = sent.saturating_sub(*intended);
+        max_lag = max_lag.max(lag);
+        late += u64::from(lag > LATE_AFTER);
+        if *intended < spec.warmup {
             continue;
         }
         requests += 1;
-        if let Some((at, true)) = id.and_then(|id| map.get(&id)) {
-            completed += 1;
-            let us = at.saturating_duration_since(*intended).as_micros().max(1) as u64;
-            hist.saturating_record(us);
+        if let Fate::Finished(f) = &req.fate {
+            if f.completed {
+                measured_completed += 1;
+                from_intended.saturating_record(f.at.saturating_sub(*intended).as_micros().max(1) as u64);
+                from_send.saturating_record(f.at.saturating_sub(sent).as_micros().max(1) as u64);
+            }
         }
     }
-    let window = (spec.duration.saturating_sub(spec.warmup)).as_secs_f64().max(1e-9);
-    let achieved = requests as f64 / window;
-    let ms = |q: f64| {
-        if hist.is_empty() {
+    let o = Outcomes::of(ledger);
+    let secs = (window.1.saturating_sub(window.0)).as_secs_f64().max(1e-9);
+    let ms = |h: &Histogram<u64>, q: f64| {
+        if h.is_empty() {
             0.0
         } else {
-            hist.value_at_quantile(q) as f64 / 1000.0
+            h.value_at_quantile(q) as f64 / 1e3
         }
     };
+    let offered = requests as f64 / secs;
     let slow = |v: f64| (spec.optype.has_duration() && spec.task_ms > 0).then(|| v / spec.task_ms as f64);
     Ok(LoadResult {
+        mode: String::new(),
         arrival: spec.arrival.as_str().into(),
         optype: spec.optype.to_string(),
-        task_ms: spec.task_ms,
+        task_ms: if spec.optype.has_duration() { spec.task_ms } else { 0 },
         target_rate: spec.rate,
-        achieved_rate: achieved,
+        offered_rate: offered,
+        completed_rate: completions_in_window as f64 / secs,
+        sent: o.sent,
+        completed: o.completed,
+        failed: o.failed,
+        refused: o.refused,
+        unfinished: o.unfinished,
+        unknown: o.unknown,
+        recovered: o.recovered,
         requests,
-        completed,
         success_rate: if requests == 0 {
             0.0
         } else {
-            completed as f64 / requests as f64
+            measured_completed as f64 / requests as f64
         },
-        p50_ms: ms(0.50),
-        p90_ms: ms(0.90),
-        p99_ms: ms(0.99),
-        max_ms: if hist.is_empty() {
+        late_sends: late,
+        max_lag_ms: max_lag.as_secs_f64() * 1e3,
+        p50_ms: ms(&from_intended, 0.50),
+        p90_ms: ms(&from_intended, 0.90),
+        p99_ms: ms(&from_intended, 0.99),
+        max_ms: if from_intended.is_empty() {
             0.0
         } else {
-            hist.max() as f64 / 1000.0
+            from_intended.max() as f64 / 1e3
         },
-        mean_ms: if hist.is_empty() { 0.0 } else { hist.mean() / 1000.0 },
-        slowdown_p50: slow(ms(0.50)),
-        slowdown_p99: slow(ms(0.99)),
-        rate_ok: (achieved - spec.rate).abs() <= 0.2 * spec.rate,
+        mean_ms: if from_intended.is_empty() {
+            0.0
+        } else {
+            from_intended.mean() / 1e3
+        },
+        send_p50_ms: ms(&from_send, 0.50),
+        send_p99_ms: ms(&from_send, 0.99),
+        slowdown_p50: slow(ms(&from_intended, 0.50)),
+        slowdown_p99: slow(ms(&from_intended, 0.99)),
+        rate_ok: (offered - spec.rate).abs() <= 0.2 * spec.rate,
+        generator_cpu_ms: 0.0,
+        stream_breaks: 0,
+        last_break: String::new(),
+        dispatcher_completed: None,
+        dispatcher_failed: None,
+        first_error: ledger::first_error(ledger).unwrap_or_default(),
+        verdict: String::new(),
         seed: spec.seed,
     })
 }
@@ -291,130 +362,4 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
 /// Appends load results to a CSV, with a header when the file is new.
 pub fn append(path: &std::path::Path, rows: &[LoadResult]) -> anyhow::Result<()> {
     crate::report::append_rows(path, rows)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn stats(kind: Arrival, rate: f64) -> (f64, f64) {
-        let mut a = Arrivals::new(kind, rate, 42).unwrap();
-        let gaps: Vec<f64> = (0..100_000).map(|_| a.next_gap()).collect();
-        let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
-        let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
-        (mean, var.sqrt() / mean)
-    }
-
-    #[test]
-    fn poisson_gaps_have_mean_one_over_rate_and_cv_one() {
-        let (mean, cv) = stats(Arrival::Poisson, 50.0);
-        assert!((mean - 0.02).abs() < 0.02 * 0.02, "mean {mean}");
-        assert!((cv - 1.0).abs() < 0.02, "cv {cv}");
-    }
-
-    #[test]
-    fn uniform_gaps_are_exact() {
-        let (mean, cv) = stats(Arrival::Uniform, 50.0);
-        assert!((mean - 0.02).abs() < 1e-12, "mean {mean}");
-        assert!(cv < 1e-9, "cv {cv}");
-    }
-
-    #[test]
-    fn schedules_are_seeded_and_fill_the_duration() {
-        let a = Arrivals::new(Arrival::Poisson, 100.0, 7)
-            .unwrap()
-            .schedule(Duration::from_secs(10));
-        let b = Arrivals::new(Arrival::Poisson, 100.0, 7)
-            .unwrap()
-            .schedule(Duration::from_secs(10));
-        assert_eq!(a, b);
-        assert!((900..1100).contains(&a.len()), "{}", a.len());
-        let u = Arrivals::new(Arrival::Uniform, 10.0, 7)
-            .unwrap()
-            .schedule(Duration::from_secs(1));
-        assert_eq!(u.len(), 9);
-        assert!(Arrivals::new(Arrival::Uniform, 0.0, 1).is_err());
-    }
-}
-
-/// The classic open-loop study: rate × spin duration × arrival process, a fresh cluster
-/// per cell so an overloaded cell cannot leak its queue into the next.
-#[derive(Debug, Clone)]
-pub struct GridSpec {
-    /// Target rates, requests/s.
-    pub rates: Vec<f64>,
-    /// Spin durations, ms.
-    pub spins: Vec<u64>,
-    /// Arrival processes.
-    pub arrivals: Vec<Arrival>,
-    /// Cluster mode.
-    pub mode: volley_proto::Mode,
-    /// Workers (local: pool slots = workers × slots).
-    pub workers: usize,
-    /// Slots per worker.
-    pub slots: u32,
-    /// Per cell: sending time, warm-up, and the wait for stragglers.
-    pub cell: Duration,
-    /// Per-cell warm-up.
-    pub warmup: Duration,
-    /// Per-cell drain.
-    pub drain: Duration,
-    /// Base seed; each cell derives its own.
-    pub seed: u64,
-}
-
-/// Runs every cell and appends its row to `out` as soon as it is measured.
-pub async fn run_grid(spec: &GridSpec, out: &std::path::Path) -> anyhow::Result<Vec<LoadResult>> {
-    use crate::cluster::{Cluster, ClusterSpec};
-    use indicatif::{ProgressBar, ProgressStyle};
-    let meta = crate::report::RunMeta::collect();
-    crate::report::write_meta(out, &meta, Some(spec.seed))?;
-    let cells: Vec<(Arrival, u64, f64)> = spec
-        .arrivals
-        .iter()
-        .flat_map(|a| {
-            spec.spins
-                .iter()
-                .flat_map(move |s| spec.rates.iter().map(move |r| (*a, *s, *r)))
-        })
-        .collect();
-    let bar = ProgressBar::new(cells.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} cells, eta {eta} · {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    let mut results = Vec::with_capacity(cells.len());
-    for (i, (arrival, spin, rate)) in cells.into_iter().enumerate() {
-        bar.set_message(format!("{} {rate}/s spin {spin} ms", arrival.as_str()));
-        let (procs, slots) = if spec.mode == volley_proto::Mode::Local {
-            (0, spec.workers as u32 * spec.slots)
-        } else {
-            (spec.workers, spec.slots)
-        };
-        let cluster = Cluster::start(
-            ClusterSpec::new(spec.mode, procs, slots)
-                .label(format!("grid-{}-{rate}-{spin}", arrival.as_str()))
-                .log_level("warn"),
-        )
-        .await?;
-        let client = volley_client::connect(&cluster.grpc_url()).await?;
-        let cell = LoadSpec {
-            rate,
-            arrival,
-            optype: OpType::Spin,
-            task_ms: spin,
-            duration: spec.cell,
-            warmup: spec.warmup,
-            drain: spec.drain,
-            seed: spec.seed.wrapping_add(i as u64),
-        };
-        let result = run(&client, &cell).await?;
-        cluster.stop().await?;
-        append(out, std::slice::from_ref(&result))?;
-        results.push(result);
-        bar.inc(1);
-    }
-    bar.finish_with_message("done");
-    Ok(results)
 }

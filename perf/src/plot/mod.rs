@@ -322,7 +322,7 @@ mod tests {
                     optype: "spin".into(),
                     task_ms: spin,
                     target_rate: *rate,
-                    achieved_rate: *rate,
+                    offered_rate: *rate,
                     requests: 10,
                     completed: 10,
                     success_rate: 1.0,
@@ -335,6 +335,7 @@ mod tests {
                     slowdown_p99: Some(rate / 4.0),
                     rate_ok: true,
                     seed: 1,
+                    ..LoadResult::default()
                 })
             })
             .collect();
