@@ -101,9 +101,13 @@ pub async fn connect_with(url: &str, access: &Access) -> anyhow::Result<Client> 
         .connect()
         .await
         .with_context(|| format!("cannot reach the dispatcher at {url}; is it running?"))?;
-    let header = access
-        .token
-        .as_ref()
+    client_over(channel, access.token.as_ref())
+}
+
+/// A client over a channel the caller built (e.g. with other HTTP/2 settings),
+/// presenting `token` if given.
+pub fn client_over(channel: Channel, token: Option<&Token>) -> anyhow::Result<Client> {
+    let header = token
         .map(|t| MetadataValue::try_from(t.bearer_header()))
         .transpose()
         .context("the token cannot travel in a header")?

@@ -15,4 +15,4 @@ pub mod commands;
 pub mod connection;
 
 pub use batch::{register_spec, run_batch, state_name, BatchOutcome};
-pub use connection::{connect, connect_with, Access, Client};
+pub use connection::{client_over, connect, connect_with, Access, Client};

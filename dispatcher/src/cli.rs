@@ -57,6 +57,11 @@ pub struct Cli {
     /// Unfinished tasks allowed before submissions get RESOURCE_EXHAUSTED.
     #[arg(long, env = "VOLLEY_MAX_QUEUED", default_value_t = 1_000_000)]
     pub max_queued: usize,
+    /// Completion batches a WatchResults stream may fall behind before it loses the live
+    /// feed: a watch by ids then catches up from the store, a watch of everything ends
+    /// with DATA_LOSS. More costs memory while a watcher lags.
+    #[arg(long, env = "VOLLEY_WATCH_BUFFER", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub watch_buffer: u64,
     /// Tasks a worker may hold beyond its slots (0 with pull: strict request/reply).
     #[arg(long, env = "VOLLEY_PREFETCH", default_value_t = 16)]
     pub prefetch: u32,
@@ -132,6 +137,7 @@ impl From<Cli> for Config {
             liveness: cli.liveness.max(1),
             max_attempts: cli.max_attempts.max(1),
             max_queued: cli.max_queued.max(1),
+            watch_buffer: cli.watch_buffer as usize,
             prefetch: cli.prefetch,
             policy: match cli.policy {
                 PolicyArg::LeastLoaded => Policy::LeastLoaded,

@@ -28,6 +28,8 @@ pub struct Config {
     pub max_attempts: u32,
     /// Unfinished tasks allowed before submissions get RESOURCE_EXHAUSTED.
     pub max_queued: usize,
+    /// Completion batches a result watcher may fall behind.
+    pub watch_buffer: usize,
     /// Tasks a worker may hold beyond its slots.
     pub prefetch: u32,
     /// How push mode picks a worker.
@@ -68,6 +70,7 @@ impl Default for Config {
             liveness: 4,
             max_attempts: 3,
             max_queued: 1_000_000,
+            watch_buffer: 1024,
             prefetch: 16,
             policy: Policy::LeastLoaded,
             seed: 0x5eed,

@@ -82,7 +82,7 @@ pub async fn start(
     let store = store::open(&config.store, &options)
         .await
         .with_context(|| format!("opening the task store '{}'", store::redact(&config.store)))?;
-    let shared = Arc::new(Shared::new(store.clone(), config.max_queued));
+    let shared = Arc::new(Shared::new(store.clone(), config.max_queued, config.watch_buffer));
     let max_job_ms = config.task_timeout.as_millis() as u64;
 
     let recovered = recover(&shared, max_job_ms)

@@ -21,13 +21,15 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Shared state over `store`, admitting at most `max_unfinished` tasks.
-    pub fn new(store: Arc<dyn TaskStore>, max_unfinished: usize) -> Self {
+    /// Shared state over `store`, admitting at most `max_unfinished` tasks; watchers may
+    /// fall `watch_buffer` completion batches behind before they lose the live stream
+    /// (watches by id then catch up from the store; watches of everything end with
+    /// DATA_LOSS).
+    pub fn new(store: Arc<dyn TaskStore>, max_unfinished: usize, watch_buffer: usize) -> Self {
         Self {
             store,
             admission: Admission::new(max_unfinished),
-            // Watchers that fall this many batches behind catch up from the store.
-            completions: broadcast::channel(1024).0,
+            completions: broadcast::channel(watch_buffer.max(1)).0,
             counters: EdgeCounters::default(),
             store_healthy: AtomicBool::new(true),
         }

@@ -1,5 +1,7 @@
 //! Open-loop load and sweeps against real clusters.
 
+mod common;
+
 use std::time::Duration;
 use volley_perf::cluster::Signal;
 use volley_perf::load::{self, Arrival, LoadSpec};
@@ -76,4 +78,102 @@ async fn a_small_sweep_writes_one_row_per_point_and_task_records() {
     assert_eq!(tasks.lines().count(), 1 + 2 * 9 * 2);
     assert!(dir.join("performance_test.csv.meta.json").exists());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_overload_every_request_has_one_outcome_and_the_dispatcher_agrees() {
+    // One slot of 5 ms sleeps (≤ 200/s) offered 600/s, and a queue bound of 300: some
+    // requests are refused, some still queued when the drain ends, the rest complete.
+    let spec = ClusterSpec::new(Mode::Push, 1, 1)
+        .args(["--max-queued", "300"])
+        .label("overload");
+    let cluster = Cluster::start(spec).await.expect("cluster");
+    let client = volley_client::connect(&cluster.grpc_url()).await.expect("connect");
+    let load = LoadSpec {
+        rate: 600.0,
+        arrival: Arrival::Uniform,
+        optype: volley_perf::workload::OpType::Sleep,
+        task_ms: 5,
+        duration: Duration::from_secs(3),
+        warmup: Duration::ZERO,
+        drain: Duration::from_millis(500),
+        seed: 3,
+    };
+    let started = std::time::Instant::now();
+    let r = load::run(&client, &load).await.expect("load");
+    assert!(
+        started.elapsed() < Duration::from_secs(3 + 1 + 4),
+        "the run must end within --for + --drain and a bounded teardown: {:?}",
+        started.elapsed()
+    );
+    assert!(r.adds_up(), "{r:?}");
+    assert_eq!(r.sent, 1799, "3 s at 600/s, the first a gap after the start: {r:?}");
+    assert_eq!((r.failed, r.unknown), (0, 0), "slow is not failed: {r:?}");
+    assert!(r.refused > 0, "the queue bound refuses some: {r:?}");
+    assert!(r.unfinished > 0, "some are still queued when the drain ends: {r:?}");
+    assert!(r.completed > 0, "{r:?}");
+    assert_eq!(r.agrees_with_dispatcher(), Some(true), "{r:?}");
+    assert!(r.first_error.contains("ResourceExhausted"), "{}", r.first_error);
+
+    // Once the dispatcher has worked off its queue, its counters account for every
+    // request: what we saw complete, plus what was unfinished when we stopped waiting.
+    let info = common::wait_until(&cluster, Duration::from_secs(20), "the queue to drain", |i| {
+        i.queued + i.running == 0
+    })
+    .await;
+    let c = info.counters.expect("counters");
+    assert_eq!(c.completed, r.completed + r.unfinished, "{c:?} vs {r:?}");
+    assert_eq!(c.failed, 0);
+    assert_eq!(c.submitted, r.sent - r.refused, "{c:?} vs {r:?}");
+    cluster.stop().await.expect("stop");
+}
+
+#[test]
+fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
+    // The test's own runtime, on one thread, so the test can freeze it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // A watcher may fall 8 completion batches behind; this one's HTTP/2 window holds a
+        // few results, so while the client is frozen the dispatcher's stream stalls and
+        // the watcher loses the live feed.
+        let spec = ClusterSpec::new(Mode::Local, 0, 2)
+            .args(["--watch-buffer", "8"])
+            .label("lagging-watch");
+        let cluster = Cluster::start(spec).await.expect("cluster");
+        let channel = tonic::transport::Endpoint::from_shared(cluster.grpc_url())
+            .expect("url")
+            .initial_stream_window_size(Some(8 * 1024))
+            .connect()
+            .await
+            .expect("channel");
+        let client = volley_client::client_over(channel, None).expect("client");
+        let load = LoadSpec {
+            rate: 600.0,
+            arrival: Arrival::Uniform,
+            optype: volley_perf::workload::OpType::Sleep,
+            task_ms: 10,
+            duration: Duration::from_secs(2),
+            warmup: Duration::ZERO,
+            drain: Duration::from_secs(15),
+            seed: 4,
+        };
+        let run = tokio::spawn(async move { load::run(&client, &load).await });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Freeze every task of this runtime while the backlog completes.
+        std::thread::sleep(Duration::from_millis(2000));
+        let r = run.await.expect("join").expect("load");
+        assert!(r.stream_breaks >= 1, "the live stream must have broken: {r:?}");
+        assert!(r.recovered > 0, "results read back by id: {r:?}");
+        assert_eq!(r.sent, 1199, "{r:?}");
+        assert_eq!(
+            (r.completed, r.failed, r.refused, r.unfinished, r.unknown),
+            (1199, 0, 0, 0, 0),
+            "{r:?}"
+        );
+        assert_eq!(r.agrees_with_dispatcher(), Some(true), "{r:?}");
+        cluster.stop().await.expect("stop");
+    });
 }

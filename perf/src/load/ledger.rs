@@ -14,8 +14,10 @@ pub struct Finish {
     pub completed: bool,
     /// The dispatcher's error, for a failure.
     pub error: String,
-    /// When the result was known, as an offset from the run's start.
+    /// When the result was known here, as an offset from the run's start.
     pub at: Duration,
+    /// When the dispatcher finished the task, on the same scale (same-host clocks).
+    pub done_at: Duration,
     /// Read back by id after the live result stream fell behind.
     pub recovered: bool,
 }
@@ -29,7 +31,8 @@ pub enum Fate {
     Finished(Finish),
     /// Refused at submission; the status code and message.
     Refused(tonic::Code, String),
-    /// The dispatcher does not know the task it acknowledged.
+    /// The dispatcher does not know the task it acknowledged, or the request was lost
+    /// in transit: whether it ran cannot be known.
     Unknown,
 }
 
@@ -104,6 +107,14 @@ impl Ledger {
         }
     }
 
+    /// Requests `range` may or may not have reached the dispatcher: the connection failed
+    /// under them. Nothing can tell what became of them.
+    pub fn lost_in_transit(&mut self, range: std::ops::Range<usize>) {
+        for i in range {
+            self.settle(i, Fate::Unknown);
+        }
+    }
+
     /// A task finished. The first word on a task wins; results of other clients' tasks
     /// (the live stream carries every completion) are kept until they are known not to
     /// be ours, within a bound.
@@ -164,7 +175,7 @@ pub struct Outcomes {
     pub unfinished: u64,
     /// Of the unfinished, sends the dispatcher never acknowledged.
     pub unacknowledged: u64,
-    /// Acknowledged tasks the dispatcher no longer knew.
+    /// Tasks the dispatcher no longer knew, and sends lost in transit.
     pub unknown: u64,
     /// Results read back by id after the live stream fell behind.
     pub recovered: u64,
@@ -220,6 +231,7 @@ mod tests {
             completed: true,
             error: String::new(),
             at: Duration::from_millis(at_ms),
+            done_at: Duration::from_millis(at_ms),
             recovered: false,
         }
     }
@@ -241,6 +253,7 @@ mod tests {
                 completed: false,
                 error: "boom".into(),
                 at: Duration::from_millis(5),
+                done_at: Duration::from_millis(5),
                 recovered: true,
             },
         );

@@ -197,6 +197,7 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
     let mut catching_up: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut caught_up = std::collections::HashSet::new();
     let (mut pacing, mut breaks, mut last_break) = (true, 0u64, String::new());
+    let mut last_transport_error = String::new();
     let deadline = tokio::time::Instant::from_std(clock.start + spec.duration + spec.drain);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     loop {
@@ -226,7 +227,14 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
                     let why = format!("the dispatcher named {} tasks for {} requests", ids.len(), d.end - d.first);
                     ledger.refused(d.first..d.end, tonic::Code::Internal, &why);
                 }
-                Err(s) => ledger.refused(d.first..d.end, s.code(), s.message()),
+                // A status the dispatcher sent is a refusal; a transport error (it has a
+                // source: the connection, not the dispatcher, failed) leaves unknown
+                // whether the dispatcher took the tasks.
+                Err(s) if std::error::Error::source(&s).is_none() => ledger.refused(d.first..d.end, s.code(), s.message()),
+                Err(s) => {
+                    ledger.lost_in_transit(d.first..d.end);
+                    last_transport_error = format!("{} ({:?})", s.message(), s.code());
+                }
             },
             Some(event) = events.recv() => match event {
                 Event::Finished(done) => done.into_iter().for_each(|(id, f)| ledger.finished(id, f)),
@@ -260,6 +268,9 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
     r.generator_cpu_ms = cpu.as_secs_f64() * 1e3;
     r.stream_breaks = breaks;
     r.last_break = last_break;
+    if r.first_error.is_empty() && !last_transport_error.is_empty() {
+        r.first_error = format!("lost in transit: {last_transport_error}");
+    }
     if let (Some((mode, b)), Some((_, a))) = (before, after) {
         r.mode = mode;
         r.dispatcher_completed = Some(a.completed.saturating_sub(b.completed));
@@ -276,7 +287,9 @@ fn summarise(spec: &LoadSpec, schedule: &[Duration], ledger: &Ledger) -> anyhow:
     let mut completions_in_window = 0u64;
     for (intended, req) in schedule.iter().zip(&ledger.requests) {
         if let Fate::Finished(f) = &req.fate {
-            if f.completed && f.at >= window.0 && f.at < window.1 {
+            // The dispatcher's clock: a client that paused would otherwise move
+            // completions out of the window they happened in.
+            if f.completed && f.done_at >= window.0 && f.done_at < window.1 {
                 completions_in_window += 1;
             }
         }

@@ -62,13 +62,14 @@ impl RunClock {
     }
 }
 
-fn finish(t: &api::TaskInfo, at: Duration, recovered: bool) -> (u64, Finish) {
+fn finish(t: &api::TaskInfo, clock: RunClock, at: Duration, recovered: bool) -> (u64, Finish) {
     (
         t.task_id,
         Finish {
             completed: t.state == api::TaskState::Completed as i32,
             error: t.error.clone(),
             at,
+            done_at: clock.from_unix_us(t.completed_us),
             recovered,
         },
     )
@@ -95,7 +96,7 @@ pub async fn watch_all(
                 match item {
                     Ok(msg) => {
                         let at = clock.now();
-                        let done = msg.tasks.iter().map(|t| finish(t, at, false)).collect();
+                        let done = msg.tasks.iter().map(|t| finish(t, clock, at, false)).collect();
                         if tx.send(Event::Finished(done)).is_err() {
                             return;
                         }
@@ -168,7 +169,7 @@ async fn watch_ids(
                 let done = msg
                     .tasks
                     .iter()
-                    .map(|t| finish(t, clock.from_unix_us(t.completed_us), true))
+                    .map(|t| finish(t, clock, clock.from_unix_us(t.completed_us), true))
                     .collect();
                 if tx.send(Event::Finished(done)).is_err() {
                     break;
@@ -197,6 +198,7 @@ async fn one_by_one(
                 Some(t) if t.state == api::TaskState::Completed as i32 || t.state == api::TaskState::Failed as i32 => {
                     let _ = tx.send(Event::Finished(vec![finish(
                         &t,
+                        clock,
                         clock.from_unix_us(t.completed_us),
                         true,
                     )]));

@@ -141,6 +141,9 @@ impl Verdict {
     }
 }
 
+/// Tolerance of share comparisons.
+const EPSILON: f64 = 1e-9;
+
 fn percentile(r: &LoadResult, p: u8) -> Option<f64> {
     match p {
         50 => Some(r.p50_ms),
@@ -177,7 +180,16 @@ impl Slo {
                 Metric::Success => (r.success_rate, "success".into()),
             };
             let (holds, unit) = match c.metric {
-                Metric::Success => (if c.strict { value > c.bound } else { value >= c.bound }, ""),
+                // A percentage's bound is a float near the intended one (99.9 % is
+                // 0.9990000000000001): compare to within a hair, so 999 of 1,000 passes.
+                Metric::Success => (
+                    if c.strict {
+                        value > c.bound + EPSILON
+                    } else {
+                        value >= c.bound - EPSILON
+                    },
+                    "",
+                ),
                 _ => (
                     // No completed request means no latency: that never meets a bound.
                     r.completed > 0 && if c.strict { value < c.bound } else { value <= c.bound },
@@ -220,6 +232,9 @@ mod tests {
     #[test]
     fn clauses_parse_with_units_and_percentages() {
         let s: Slo = "p99<50ms, success>=99.9%".parse().expect("slo");
+        assert!((s.clauses[1].bound - 0.999).abs() < 1e-12);
+        assert!(s.judge(&run(1.0, 0.999)).pass, "999 of 1,000 meets 99.9 %");
+        let s: Slo = "p99<50ms, success>=0.999".parse().expect("slo");
         assert_eq!(
             s.clauses,
             vec![
