@@ -183,12 +183,23 @@ fn encode(msg: &ToWorker) -> Option<Bytes> {
     }
 }
 
-/// One worker's writer: sends its frames in order. A send that times out marks the worker
-/// stalled: what it has queued is dropped (leases recover the tasks), so a stalled worker
-/// holds nothing up, not even a stopping dispatcher.
+/// Frames a writer takes from its queue per wake-up.
+const WRITE_BATCH: usize = 64;
+
+/// One worker's writer: sends its frames in order, whatever has queued up at each wake-up
+/// under one timeout. A batch that times out marks the worker stalled: what it has queued
+/// is dropped (leases recover the tasks), so a stalled worker holds nothing up, not even
+/// a stopping dispatcher.
 async fn write(mut sender: RouterSender, peer: PeerId, mut frames: mpsc::Receiver<Bytes>) {
-    while let Some(frame) = frames.recv().await {
-        match tokio::time::timeout(SEND_TIMEOUT, sender.send_frame(&peer, frame)).await {
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    while frames.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let sending = async {
+            for frame in batch.drain(..) {
+                sender.send_frame(&peer, frame).await?;
+            }
+            Ok::<(), ConnectionError>(())
+        };
+        match tokio::time::timeout(SEND_TIMEOUT, sending).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => debug!(peer = %peer, "send to worker failed: {e}"),
             Err(_) => {
@@ -196,9 +207,10 @@ async fn write(mut sender: RouterSender, peer: PeerId, mut frames: mpsc::Receive
                 while frames.try_recv().is_ok() {
                     skipped += 1;
                 }
-                warn!(peer = %peer, skipped, "send to worker timed out after {SEND_TIMEOUT:?}; its queued frames are dropped");
+                warn!(peer = %peer, skipped, "send to worker timed out after {SEND_TIMEOUT:?}; the rest of its batch and its queued frames are dropped");
             }
         }
+        batch.clear();
     }
 }
 

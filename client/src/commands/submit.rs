@@ -3,6 +3,7 @@
 use super::{status_error, Target};
 use crate::batch::{register_spec, run_batch, BatchOutcome};
 use serde_json::json;
+use std::io::IsTerminal;
 use std::time::Duration;
 use volley_proto::api;
 
@@ -49,9 +50,62 @@ pub async fn run(target: &Target, a: &SubmitArgs, as_json: bool) -> anyhow::Resu
         }
         return Ok(0);
     }
-    let outcome = run_batch(&client, tasks, 10_000, timeout).await?;
+    let progress = tokio::spawn(show_progress(client.clone(), count));
+    let outcome = run_batch(&client, tasks, 10_000, timeout).await;
+    progress.abort();
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+    let outcome = outcome?;
     print_outcome(spec, &outcome, as_json);
     Ok(if outcome.failed > 0 { 1 } else { 0 })
+}
+
+/// How often the wait shows where it stands.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// While `submit --wait` waits: on a terminal, one updating line of what the dispatcher
+/// has finished, queued and running, and how many workers it has; anywhere, one warning
+/// when no worker is connected to run the tasks, saying how to start one.
+async fn show_progress(mut client: crate::Client, count: usize) {
+    let info = |c: &mut crate::Client| {
+        let mut c = c.clone();
+        async move {
+            c.cluster_info(api::ClusterInfoRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    };
+    let finished = |i: &api::ClusterInfoResponse| i.counters.as_ref().map_or(0, |c| c.completed + c.failed);
+    let failed = |i: &api::ClusterInfoResponse| i.counters.as_ref().map_or(0, |c| c.failed);
+    let Some(first) = info(&mut client).await else { return };
+    let (base_done, base_failed) = (finished(&first), failed(&first));
+    let terminal = std::io::stderr().is_terminal();
+    let mut warned = false;
+    loop {
+        tokio::time::sleep(PROGRESS_EVERY).await;
+        let Some(i) = info(&mut client).await else { continue };
+        let workers = if i.mode == "local" { 1 } else { i.workers.len() };
+        if workers == 0 && !warned {
+            warned = true;
+            eprintln!(
+                "{}no worker is connected to this {} dispatcher, so the tasks wait in its queue; start one in another terminal with:\n  worker 1 {}",
+                if terminal { "\r\x1b[2K" } else { "" },
+                i.mode,
+                i.worker_endpoint
+            );
+        }
+        if terminal {
+            let done = finished(&i).saturating_sub(base_done);
+            eprint!(
+                "\r\x1b[2K{done}/{count} finished ({} failed) · {} queued, {} running · {workers} worker(s)",
+                failed(&i).saturating_sub(base_failed),
+                i.queued,
+                i.running
+            );
+        }
+    }
 }
 
 /// One line (or JSON object) summarising a batch.

@@ -39,6 +39,7 @@ pub fn plot_all(
     if let Some(path) = load {
         let rows: Vec<LoadResult> = read_csv(path)?;
         plot_grid(&rows, out, &mut written)?;
+        plot_hockey(&rows, out, &mut written)?;
     }
     if written.is_empty() {
         bail!("the files hold no rows to plot");
@@ -219,7 +220,59 @@ fn plot_tasks(rows: &[TaskRow], out: &Path, written: &mut Vec<PathBuf>) -> anyho
     Ok(())
 }
 
+/// Latency percentiles against offered rate, one pair of lines per mode, per workload:
+/// flat while the dispatcher keeps up, then a wall (the "hockey stick").
+fn plot_hockey(rows: &[LoadResult], out: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let workloads: BTreeSet<(String, u64)> = rows
+        .iter()
+        .filter(|r| !r.mode.is_empty())
+        .map(|r| (r.optype.clone(), r.task_ms))
+        .collect();
+    for (optype, task_ms) in workloads {
+        let of_workload = |r: &&LoadResult| r.optype == optype && r.task_ms == task_ms && r.completed > 0;
+        let modes: BTreeSet<String> = rows.iter().filter(of_workload).map(|r| r.mode.clone()).collect();
+        let mut series = Vec::new();
+        for mode in &modes {
+            let mut points: Vec<&LoadResult> = rows.iter().filter(of_workload).filter(|r| &r.mode == mode).collect();
+            points.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
+            if points.len() < 2 {
+                continue;
+            }
+            series.push((
+                format!("{mode} p50"),
+                points.iter().map(|r| (r.offered_rate, r.p50_ms)).collect(),
+            ));
+            series.push((
+                format!("{mode} p99"),
+                points.iter().map(|r| (r.offered_rate, r.p99_ms)).collect(),
+            ));
+        }
+        if series.is_empty() {
+            continue;
+        }
+        let what = if task_ms > 0 {
+            format!("{optype} {task_ms} ms")
+        } else {
+            optype.clone()
+        };
+        let c = Lines {
+            title: format!("Latency against offered load — {what}, from intended send"),
+            x_label: "offered rate (requests/s)".into(),
+            y_label: "latency (ms)".into(),
+            series,
+            workers_x: false,
+            y_range: None,
+            reference: None,
+        };
+        render!(out, format!("hockey-{}", slug(&what)), draw_lines, &c, written);
+    }
+    Ok(())
+}
+
 fn plot_grid(rows: &[LoadResult], out: &Path, written: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    // The grid spans task durations; runs of tasks without one (noop probes) are not cells.
+    let rows: Vec<LoadResult> = rows.iter().filter(|r| r.task_ms > 0).cloned().collect();
+    let rows = rows.as_slice();
     let arrivals: BTreeSet<String> = rows.iter().map(|r| r.arrival.clone()).collect();
     for arrival in arrivals {
         let group: Vec<&LoadResult> = rows.iter().filter(|r| r.arrival == arrival).collect();
@@ -340,6 +393,23 @@ mod tests {
             })
             .collect();
         crate::load::append(&load, &cells).unwrap();
+        // Probes of a saturation search in two modes.
+        let probes: Vec<LoadResult> = ["pull", "push"]
+            .iter()
+            .flat_map(|mode| {
+                [1_000.0, 10_000.0, 40_000.0].into_iter().map(move |rate| LoadResult {
+                    mode: mode.to_string(),
+                    arrival: "poisson".into(),
+                    optype: "noop".into(),
+                    offered_rate: rate,
+                    completed: 10,
+                    p50_ms: 0.4 + rate / 1e4,
+                    p99_ms: if rate > 20_000.0 { 80.0 } else { 2.0 },
+                    ..LoadResult::default()
+                })
+            })
+            .collect();
+        crate::load::append(&load, &probes).unwrap();
 
         let out = dir.join("plots");
         let files = plot_all(Some(&perf), Some(&tasks), Some(&load), &out).unwrap();
@@ -358,6 +428,8 @@ mod tests {
             "cdf-sleep-100-ms.png",
             "grid-poisson-p99.png",
             "grid-poisson-slowdown.svg",
+            "hockey-noop.png",
+            "hockey-noop.svg",
         ] {
             assert!(names.iter().any(|n| n == expected), "{expected} missing from {names:?}");
         }
