@@ -37,6 +37,10 @@ use volley_proto::api;
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
 /// Time between the schedule being built and the first intended send.
 const LEAD: Duration = Duration::from_millis(50);
+/// `ExecuteBatch` calls in flight at most. Beyond it, due requests are held and leave
+/// together as answers come back (late, and reported so): an HTTP/2 connection with
+/// thousands of open streams fails as a whole, and every request on it with it.
+const MAX_IN_FLIGHT: usize = 64;
 /// How long the closing `ClusterInfo` may take; with the drain, it bounds the teardown.
 const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -200,28 +204,52 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
     let mut last_transport_error = String::new();
     let deadline = tokio::time::Instant::from_std(clock.start + spec.duration + spec.drain);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let (mut held, mut in_flight): (Option<std::ops::Range<usize>>, usize) = (None, 0);
     loop {
-        if !pacing && ledger.settled() {
+        while in_flight < MAX_IN_FLIGHT {
+            let Some(range) = held.take() else { break };
+            let end = range.end.min(range.start + pacer::MAX_DUE);
+            if end < range.end {
+                held = Some(end..range.end);
+            }
+            ledger.sent(range.start..end, clock.now());
+            let request = api::ExecuteBatchRequest {
+                tasks: (range.start..end)
+                    .map(|_| api::ExecuteRequest {
+                        function_id,
+                        args: args.clone(),
+                    })
+                    .collect(),
+            };
+            let (mut c, tx, d) = (
+                client.clone(),
+                ack_tx.clone(),
+                pacer::Due {
+                    first: range.start,
+                    end,
+                },
+            );
+            sends.spawn(async move {
+                let r = c.execute_batch(request).await.map(|r| r.into_inner().task_ids);
+                let _ = tx.send((d, r));
+            });
+            in_flight += 1;
+        }
+        if !pacing && held.is_none() && ledger.settled() {
             break;
         }
         tokio::select! {
             d = due.recv(), if pacing => match d {
                 Some(d) => {
-                    ledger.sent(d.first..d.end, clock.now());
-                    let request = api::ExecuteBatchRequest {
-                        tasks: (d.first..d.end)
-                            .map(|_| api::ExecuteRequest { function_id, args: args.clone() })
-                            .collect(),
-                    };
-                    let (mut c, tx) = (client.clone(), ack_tx.clone());
-                    sends.spawn(async move {
-                        let r = c.execute_batch(request).await.map(|r| r.into_inner().task_ids);
-                        let _ = tx.send((d, r));
-                    });
+                    // Past the in-flight bound, due requests wait here and leave together
+                    // when an answer frees a stream: late (and counted so), never lost.
+                    held = Some(held.map_or(d.first..d.end, |h: std::ops::Range<usize>| h.start..d.end));
                 }
                 None => pacing = false,
             },
-            Some((d, r)) = acks.recv() => match r {
+            Some((d, r)) = acks.recv() => {
+                in_flight -= 1;
+                match r {
                 Ok(ids) if ids.len() == d.end - d.first => ledger.acknowledged(d.first..d.end, &ids),
                 Ok(ids) => {
                     let why = format!("the dispatcher named {} tasks for {} requests", ids.len(), d.end - d.first);
@@ -235,7 +263,8 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
                     ledger.lost_in_transit(d.first..d.end);
                     last_transport_error = format!("{} ({:?})", s.message(), s.code());
                 }
-            },
+                }
+            }
             Some(event) = events.recv() => match event {
                 Event::Finished(done) => done.into_iter().for_each(|(id, f)| ledger.finished(id, f)),
                 Event::Unknown(ids) => ids.into_iter().for_each(|id| ledger.unknown(id)),
