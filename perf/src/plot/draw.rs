@@ -11,11 +11,15 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 pub(super) const SIZE: (u32, u32) = (960, 600);
-pub(super) const MODE_COLORS: [RGBColor; 4] = [
+pub(super) const MODE_COLORS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
     RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
 
 /// Reads a CSV of any of the result row types.
