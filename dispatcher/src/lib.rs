@@ -52,6 +52,17 @@ pub struct Listeners {
     pub workers: Option<std::net::TcpListener>,
 }
 
+impl Listeners {
+    /// Both sockets on 127.0.0.1, on ports the OS picks: for tests, benchmarks and
+    /// embedding a dispatcher in another process.
+    pub async fn loopback() -> std::io::Result<Self> {
+        Ok(Self {
+            grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
+            workers: Some(std::net::TcpListener::bind("127.0.0.1:0")?),
+        })
+    }
+}
+
 /// Facts about a started dispatcher.
 #[derive(Debug, Clone)]
 pub struct Handle {

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{greet, hello, next_not_heartbeat, registered, rejected, Dispatcher};
+use common::{greet, greeting, next_not_heartbeat, registered, rejected, Dispatcher};
 use volley_proto::auth::Token;
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::TaskId;
@@ -13,49 +13,20 @@ fn token() -> Token {
     Token::new("s3cret-token").expect("token")
 }
 
-fn with(greeting: FromWorker, change: impl FnOnce(&mut Option<Mode>, &mut Option<Token>)) -> FromWorker {
-    match greeting {
-        FromWorker::Hello {
-            name,
-            slots,
-            pid,
-            host,
-            version,
-            mut expect_mode,
-            mut token,
-        } => {
-            change(&mut expect_mode, &mut token);
-            FromWorker::Hello {
-                name,
-                slots,
-                pid,
-                host,
-                version,
-                expect_mode,
-                token,
-            }
-        }
-        other => other,
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_say_why_are_counted_and_register_nobody() {
     let mut d = Dispatcher::start(Mode::Push, |c| c.token = Some(token())).await;
     let endpoint = d.endpoint();
     let cases = [
-        ("no token", with(hello("a", 1), |_, _| {}), "authentication failed"),
+        ("no token", greeting("a", 1, None, None), "authentication failed"),
         (
             "wrong token",
-            with(hello("b", 1), |_, t| *t = Some(Token::new("guess").expect("token"))),
+            greeting("b", 1, None, Some(Token::new("guess").expect("token"))),
             "authentication failed",
         ),
         (
             "wrong mode",
-            with(hello("c", 1), |m, t| {
-                *m = Some(Mode::Pull);
-                *t = Some(token());
-            }),
+            greeting("c", 1, Some(Mode::Pull), Some(token())),
             "runs in push mode, but the worker was started with --mode pull",
         ),
     ];
@@ -73,10 +44,7 @@ async fn refusals_say_why_are_counted_and_register_nobody() {
     assert_eq!(info.counters.expect("counters").rejected_workers, cases.len() as u64);
 
     // The right token and mode are welcomed.
-    let good = with(hello("d", 1), |m, t| {
-        *m = Some(Mode::Push);
-        *t = Some(token());
-    });
+    let good = greeting("d", 1, Some(Mode::Push), Some(token()));
     let (_conn, reply) = greet(&endpoint, &good).await;
     assert!(matches!(reply, ToWorker::Welcome { mode: Mode::Push, .. }), "{reply:?}");
     assert_eq!(d.info().await.workers.len(), 1);

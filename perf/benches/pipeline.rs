@@ -17,22 +17,14 @@ fn pipeline(c: &mut Criterion) {
         .expect("runtime");
     let shutdown = CancellationToken::new();
     let (client, noop, args) = rt.block_on(async {
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
-        let workers = std::net::TcpListener::bind("127.0.0.1:0").expect("bind workers");
         let config = Config {
             mode: Mode::Pull,
             ..Config::default()
         };
-        let (handle, run) = volley_dispatcher::start(
-            config,
-            Listeners {
-                grpc,
-                workers: Some(workers),
-            },
-            shutdown.clone(),
-        )
-        .await
-        .expect("dispatcher");
+        let listeners = Listeners::loopback().await.expect("bind");
+        let (handle, run) = volley_dispatcher::start(config, listeners, shutdown.clone())
+            .await
+            .expect("dispatcher");
         tokio::spawn(run);
         let endpoint = handle.worker_endpoint.clone().expect("endpoint");
         for _ in 0..2 {

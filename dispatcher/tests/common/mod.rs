@@ -54,19 +54,11 @@ impl Dispatcher {
                 .as_ref()
                 .map(|t| t.bearer_header().parse().expect("a token is a valid header value")),
         );
-        let grpc = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind grpc");
-        let workers = std::net::TcpListener::bind("127.0.0.1:0").expect("bind workers");
+        let listeners = Listeners::loopback().await.expect("bind");
         let shutdown = CancellationToken::new();
-        let (handle, run) = volley_dispatcher::start(
-            config,
-            Listeners {
-                grpc,
-                workers: Some(workers),
-            },
-            shutdown.clone(),
-        )
-        .await
-        .expect("dispatcher starts");
+        let (handle, run) = volley_dispatcher::start(config, listeners, shutdown.clone())
+            .await
+            .expect("dispatcher starts");
         let run = tokio::spawn(run);
         let channel = Channel::from_shared(handle.grpc_url.clone())
             .expect("url")
@@ -193,14 +185,24 @@ impl Drop for Dispatcher {
 
 /// A greeting with the given name and slots and nothing else special.
 pub fn hello(name: &str, slots: u32) -> FromWorker {
+    greeting(name, slots, None, None)
+}
+
+/// A greeting that expects `mode` and presents `token`.
+pub fn greeting(
+    name: &str,
+    slots: u32,
+    expect_mode: Option<Mode>,
+    token: Option<volley_proto::auth::Token>,
+) -> FromWorker {
     FromWorker::Hello {
         name: name.into(),
         slots,
         pid: 1,
         host: "test".into(),
         version: volley_proto::VERSION.into(),
-        expect_mode: None,
-        token: None,
+        expect_mode,
+        token,
     }
 }
 
