@@ -342,3 +342,31 @@ async fn a_wrong_greeting_and_a_results_flood_cost_nobody_else_anything() {
     drop(flooder);
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_with_no_worker_says_so_and_how_to_start_one() {
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 0, 1).label("no-workers"))
+        .await
+        .expect("cluster");
+    let out = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+        .args([
+            "--dispatcher",
+            &cluster.grpc_url(),
+            "submit",
+            "noop",
+            "--count",
+            "3",
+            "--wait",
+        ])
+        .args(["--timeout-s", "2"])
+        .output()
+        .await
+        .expect("client runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nothing can finish: {stderr}");
+    assert!(stderr.contains("no worker is connected"), "{stderr}");
+    let endpoint = cluster.worker_endpoint().expect("endpoint");
+    assert!(stderr.contains(&format!("worker 1 {endpoint}")), "{stderr}");
+    assert!(stderr.contains("0 of 3 tasks finished"), "{stderr}");
+    cluster.stop().await.expect("stop");
+}
