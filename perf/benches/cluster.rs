@@ -1,10 +1,14 @@
 //! Macro benchmark of real clusters: noop throughput through `ExecuteBatch` +
 //! `WatchResults`, and single-task submit→result latency on an idle cluster, for every
 //! mode on the memory store and on Redis, all measured in one run so the figures compare.
+//! Beside each throughput: the CPU time per task each role spent on the measured batch
+//! (dispatcher, all workers, this client; from `/proc` and `getrusage`), the figure that
+//! barely moves with the machine's neighbours.
 //!
 //! `cargo bench -p volley-perf --bench cluster` (env: `VOLLEY_BENCH_TASKS`,
 //! `VOLLEY_BENCH_LATENCY_SAMPLES`, `REDIS_URL`; `VOLLEY_BENCH_SKIP_REDIS=1` skips Redis).
 
+use anyhow::Context;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use volley_client::{connect, register_spec, run_batch};
@@ -27,6 +31,19 @@ struct Row {
     p50_us: f64,
     p99_us: f64,
     rpc_p50_us: f64,
+    /// CPU µs per task of the measured batch: dispatcher, all workers, this client.
+    cpu_us: [f64; 3],
+}
+
+/// CPU time of the dispatcher, of all workers together, and of this process.
+fn cpu_by_role(cluster: &Cluster) -> anyhow::Result<[Duration; 3]> {
+    use volley_perf::procstat::cpu_time;
+    let dispatcher = cpu_time(cluster.dispatcher_pid().context("no dispatcher")?)?;
+    let mut workers = Duration::ZERO;
+    for pid in cluster.worker_pids() {
+        workers += cpu_time(pid)?;
+    }
+    Ok([dispatcher, workers, volley_perf::load::process_cpu()])
 }
 
 async fn measure(
@@ -62,6 +79,7 @@ async fn measure(
         Duration::from_secs(120),
     )
     .await?;
+    let cpu_before = cpu_by_role(&cluster)?;
     let outcome = run_batch(
         &client,
         vec![(noop, args.clone()); tasks],
@@ -70,6 +88,8 @@ async fn measure(
     )
     .await?;
     anyhow::ensure!(outcome.completed == tasks, "{} of {tasks} completed", outcome.completed);
+    let cpu_after = cpu_by_role(&cluster)?;
+    let cpu_us: [f64; 3] = std::array::from_fn(|i| (cpu_after[i] - cpu_before[i]).as_secs_f64() * 1e6 / tasks as f64);
 
     // Latency: one task at a time, result read from an open WatchResults stream.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -113,6 +133,7 @@ async fn measure(
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         rpc_p50_us: rpc[rpc.len() / 2],
+        cpu_us,
     };
     cluster.stop().await?;
     if store == "redis" {
@@ -139,15 +160,23 @@ async fn main() -> anyhow::Result<()> {
         "# host {host}, {} cores, {tasks} tasks per throughput run, {samples} latency samples\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
-    println!("| mode | store | tasks | tasks/s | submit→result p50 | p99 | Execute RPC alone p50 |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("| mode | store | tasks | tasks/s | submit→result p50 | p99 | Execute RPC alone p50 | CPU µs/task: dispatcher | workers | client | total |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (store, url) in &stores {
         for mode in [Mode::Local, Mode::Pull, Mode::Push] {
             let n = if *store == "redis" { tasks / 2 } else { tasks };
             let r = measure(mode, store, url, n, samples).await?;
+            let [d, w, c] = r.cpu_us;
             println!(
-                "| {} | {} | {} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs |",
-                r.mode, r.store, r.tasks, r.throughput, r.p50_us, r.p99_us, r.rpc_p50_us
+                "| {} | {} | {} | {:.0} | {:.0} µs | {:.0} µs | {:.0} µs | {d:.2} | {w:.2} | {c:.2} | {:.2} |",
+                r.mode,
+                r.store,
+                r.tasks,
+                r.throughput,
+                r.p50_us,
+                r.p99_us,
+                r.rpc_p50_us,
+                d + w + c
             );
         }
     }

@@ -315,6 +315,16 @@ impl Cluster {
         )
     }
 
+    /// The OS pid of the dispatcher, if it runs.
+    pub fn dispatcher_pid(&self) -> Option<u32> {
+        self.dispatcher.as_ref()?.id()
+    }
+
+    /// The OS pids of the workers that run.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().flatten().filter_map(|c| c.id()).collect()
+    }
+
     /// The OS pid of worker `index`, if it runs.
     pub fn worker_pid(&self, index: usize) -> Option<u32> {
         self.workers.get(index)?.as_ref()?.id()
@@ -353,11 +363,7 @@ impl Cluster {
 
     /// Sends `signal` to the dispatcher (e.g. SIGSTOP to stall it, SIGCONT to resume).
     pub fn signal_dispatcher(&self, signal: Signal) -> anyhow::Result<()> {
-        let pid = self
-            .dispatcher
-            .as_ref()
-            .and_then(Child::id)
-            .context("the dispatcher is not running")?;
+        let pid = self.dispatcher_pid().context("the dispatcher is not running")?;
         signal_pid(pid, signal)
     }
 

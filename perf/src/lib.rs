@@ -11,6 +11,7 @@
 //!   self-contained.
 //! - [`load`] — open-loop load at a target rate, latency from intended send times.
 //! - [`plot`] — PNG and SVG charts of the result files.
+//! - [`procstat`] — CPU time and resident memory of a process, from `/proc`.
 //! - [`sweep`] — closed-loop weak and strong scaling sweeps.
 //! - [`chaos`] — the fault-injection scenario (workers, dispatcher and Redis killed
 //!   mid-run) and its audit of every task in the store.
@@ -25,6 +26,7 @@ pub mod commands;
 pub mod harness;
 pub mod load;
 pub mod plot;
+pub mod procstat;
 pub mod redis_server;
 pub mod report;
 pub mod sweep;

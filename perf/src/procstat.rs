@@ -1,0 +1,73 @@
+//! CPU time and resident memory of a process, read from `/proc` (no shelling out): what a
+//! benchmark charges each role (dispatcher, workers, client) per task. CPU time is the
+//! honest figure on a shared machine: wall time swings with the neighbours, CPU time
+//! barely does.
+
+use std::time::Duration;
+
+/// CPU time (user + system) of process `pid` so far.
+pub fn cpu_time(pid: u32) -> std::io::Result<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let (utime, stime) = parse_times(&stat)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/stat")))?;
+    let per_second = clock_ticks();
+    Ok(Duration::from_secs_f64((utime + stime) as f64 / per_second as f64))
+}
+
+/// Resident set size of process `pid`, in bytes.
+pub fn rss_bytes(pid: u32) -> std::io::Result<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/statm")))?;
+    Ok(pages * page_size())
+}
+
+/// utime and stime (fields 14 and 15) in clock ticks. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted after its closing parenthesis.
+fn parse_times(stat: &str) -> Option<(u64, u64)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace().skip(11);
+    Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+}
+
+fn clock_ticks() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
+}
+
+fn page_size() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|t| u64::try_from(t).ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(4096)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_found_after_an_awkward_command_name() {
+        let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 1 2 3";
+        assert_eq!(parse_times(stat), Some((250, 75)));
+        assert_eq!(parse_times("42 (x"), None);
+    }
+
+    #[test]
+    fn this_process_has_spent_some_cpu_and_holds_memory() {
+        let me = std::process::id();
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {}
+        assert!(cpu_time(me).expect("stat") > Duration::ZERO);
+        assert!(rss_bytes(me).expect("statm") > 1 << 20);
+    }
+}
