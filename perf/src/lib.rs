@@ -15,6 +15,7 @@
 //! - [`sweep`] — closed-loop weak and strong scaling sweeps.
 //! - [`chaos`] — the fault-injection scenario (workers, dispatcher and Redis killed
 //!   mid-run) and its audit of every task in the store.
+//! - [`replay`] — the Azure Functions trace: reading it, sampling it, its exact schedule.
 //! - [`redis_server`] — a private `redis-server` on a free port, for tests and scenarios
 //!   that restart or break Redis.
 
@@ -28,6 +29,7 @@ pub mod load;
 pub mod plot;
 pub mod procstat;
 pub mod redis_server;
+pub mod replay;
 pub mod report;
 pub mod sweep;
 pub mod workload;

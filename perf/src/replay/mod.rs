@@ -1,0 +1,20 @@
+//! Trace-driven load: the Azure Functions 2019 trace (and anything in its schema) turned
+//! into an exact, seeded schedule of invocations.
+//!
+//! - [`trace`] — reading `invocations.csv`, `durations.csv` and `memory.csv`;
+//! - [`percentiles`] — durations and memory known by their percentiles, and draws from them;
+//! - [`schedule`] — per function and count column, exactly the trace's count of timestamps;
+//! - [`select`] — which functions and columns to replay;
+//! - [`fixture`] — a small synthetic trace in the same schema, for tests.
+//!
+//! What is here is the input side of `client replay` (issue 9); the command that sends
+//! the schedule, the `trace` function kind and the replay's records are not built yet.
+
+pub mod fixture;
+pub mod percentiles;
+pub mod schedule;
+pub mod select;
+pub mod trace;
+
+pub use schedule::{Iat, Invocation, ScheduleSpec};
+pub use trace::{Granularity, Trace, TraceError, TraceFunction};
