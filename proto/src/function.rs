@@ -28,7 +28,18 @@ pub enum FunctionKind {
         /// Default error message, overridable per task.
         message: String,
     },
+    /// A function of a replayed trace: each task says how long it runs and how much
+    /// memory it touches first (`{"ms": …, "mb": …}`).
+    Trace {
+        /// Spin (CPU-bound) instead of sleeping.
+        spin: bool,
+        /// The most memory one task may allocate, MiB.
+        max_memory_mb: u64,
+    },
 }
+
+/// The most memory a trace function may allow its tasks, MiB.
+pub const MAX_TRACE_MEMORY_MB: u64 = 4096;
 
 /// What a worker runs: a function with the task's arguments applied.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +66,15 @@ pub enum Job {
         /// The error the task fails with.
         message: String,
     },
+    /// See [`FunctionKind::Trace`].
+    Trace {
+        /// Milliseconds to run, memory touching included.
+        ms: u64,
+        /// MiB to allocate and touch first.
+        mb: u64,
+        /// Spin instead of sleeping.
+        spin: bool,
+    },
 }
 
 /// Why a function spec or a task's arguments were refused; the text is meant for the user.
@@ -75,6 +95,7 @@ impl FunctionKind {
             FunctionKind::Spin { .. } => "spin",
             FunctionKind::Echo => "echo",
             FunctionKind::Fail { .. } => "fail",
+            FunctionKind::Trace { .. } => "trace",
         }
     }
 
@@ -83,6 +104,7 @@ impl FunctionKind {
     pub fn label(&self) -> String {
         match self {
             FunctionKind::Sleep { ms } | FunctionKind::Spin { ms } => format!("{}:{ms}", self.name()),
+            FunctionKind::Trace { spin: true, .. } => "trace:spin".to_owned(),
             _ => self.name().to_owned(),
         }
     }
@@ -92,7 +114,7 @@ impl FunctionKind {
         use api::function_spec::Kind;
         let kind = spec
             .and_then(|s| s.kind.as_ref())
-            .ok_or_else(|| invalid("spec is missing: give one of noop, sleep, spin, echo, fail"))?;
+            .ok_or_else(|| invalid("spec is missing: give one of noop, sleep, spin, echo, fail, trace"))?;
         Ok(match kind {
             Kind::Noop(_) => FunctionKind::Noop,
             Kind::Sleep(s) => FunctionKind::Sleep { ms: s.ms },
@@ -100,6 +122,10 @@ impl FunctionKind {
             Kind::Echo(_) => FunctionKind::Echo,
             Kind::Fail(f) => FunctionKind::Fail {
                 message: f.message.clone(),
+            },
+            Kind::Trace(t) => FunctionKind::Trace {
+                spin: t.spin,
+                max_memory_mb: t.max_memory_mb,
             },
         })
     }
@@ -115,12 +141,17 @@ impl FunctionKind {
             FunctionKind::Fail { message } => Kind::Fail(api::Fail {
                 message: message.clone(),
             }),
+            FunctionKind::Trace { spin, max_memory_mb } => Kind::Trace(api::Trace {
+                spin: *spin,
+                max_memory_mb: *max_memory_mb,
+            }),
         };
         api::FunctionSpec { kind: Some(kind) }
     }
 
     /// Parses the spec strings people type: `noop`, `sleep:<ms>`, `spin:<ms>`,
-    /// `echo[:<text>]`, `fail[:<message>]`. Returns the function and the task
+    /// `echo[:<text>]`, `fail[:<message>]`, `trace[:spin]` (tasks may touch up to 256 MiB).
+    /// Returns the function and the task
     /// arguments the string implies (the echo text, as JSON).
     pub fn parse_spec(spec: &str) -> Result<(Self, String), InvalidFunction> {
         let (name, param) = match spec.split_once(':') {
@@ -147,9 +178,28 @@ impl FunctionKind {
                 },
                 String::new(),
             ),
+            "trace" => {
+                let spin = match param.map(str::trim) {
+                    None | Some("sleep") => false,
+                    Some("spin") => true,
+                    Some(other) => {
+                        return Err(invalid(format!(
+                            "'{}' is not a way to run a trace function: trace:sleep or trace:spin",
+                            quote(other)
+                        )))
+                    }
+                };
+                (
+                    FunctionKind::Trace {
+                        spin,
+                        max_memory_mb: 256,
+                    },
+                    String::new(),
+                )
+            }
             other => {
                 return Err(invalid(format!(
-                    "unknown function '{}': expected noop, sleep:<ms>, spin:<ms>, echo:<text> or fail:<message>",
+                    "unknown function '{}': expected noop, sleep:<ms>, spin:<ms>, echo:<text>, fail:<message> or trace[:spin]",
                     quote(other)
                 )))
             }
@@ -160,6 +210,9 @@ impl FunctionKind {
     pub fn validate(&self, max_ms: u64) -> Result<(), InvalidFunction> {
         match self {
             FunctionKind::Sleep { ms } | FunctionKind::Spin { ms } => check_ms(self.name(), *ms, max_ms),
+            FunctionKind::Trace { max_memory_mb, .. } if *max_memory_mb > MAX_TRACE_MEMORY_MB => Err(invalid(format!(
+                "a trace function may allow at most {MAX_TRACE_MEMORY_MB} MiB a task, not {max_memory_mb}"
+            ))),
             _ => Ok(()),
         }
     }
@@ -190,6 +243,16 @@ impl FunctionKind {
             FunctionKind::Fail { message } => Job::Fail {
                 message: override_message(message, parsed.as_ref())?,
             },
+            FunctionKind::Trace { spin, max_memory_mb } => {
+                let (ms, mb) = trace_args(parsed.as_ref())?;
+                check_ms("trace", ms, max_ms)?;
+                if mb > *max_memory_mb {
+                    return Err(invalid(format!(
+                        "\"mb\" of {mb} exceeds this trace function's limit of {max_memory_mb} MiB"
+                    )));
+                }
+                Job::Trace { ms, mb, spin: *spin }
+            }
         };
         Ok(job)
     }
@@ -240,6 +303,23 @@ fn override_ms(name: &str, default: u64, args: Option<&Value>, max_ms: u64) -> R
     Ok(ms)
 }
 
+fn trace_args(args: Option<&Value>) -> Result<(u64, u64), InvalidFunction> {
+    let usage = "args for trace must be a JSON object like {\"ms\": 120, \"mb\": 64}";
+    let map = args.and_then(Value::as_object).ok_or_else(|| invalid(usage))?;
+    if let Some(unknown) = map.keys().find(|k| !matches!(k.as_str(), "ms" | "mb")) {
+        return Err(invalid(format!(
+            "unknown argument '{}' for trace; {usage}",
+            quote(unknown)
+        )));
+    }
+    let whole = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_u64)
+            .ok_or_else(|| invalid(format!("\"{key}\" for trace must be a whole number ≥ 0; {usage}")))
+    };
+    Ok((whole("ms")?, whole("mb")?))
+}
+
 fn override_message(default: &str, args: Option<&Value>) -> Result<String, InvalidFunction> {
     match args {
         None => Ok(default.to_owned()),
@@ -271,6 +351,34 @@ mod tests {
             FunctionKind::parse_spec("spin:5").unwrap().0,
             FunctionKind::Spin { ms: 5 }
         );
+        assert_eq!(
+            FunctionKind::parse_spec("trace:spin").unwrap().0,
+            FunctionKind::Trace {
+                spin: true,
+                max_memory_mb: 256
+            }
+        );
+        assert!(FunctionKind::parse_spec("trace:fly").is_err());
+        let trace = FunctionKind::parse_spec("trace").unwrap().0;
+        assert_eq!(trace.label(), "trace");
+        assert_eq!(FunctionKind::from_api(Some(&trace.to_api())).unwrap(), trace);
+        assert_eq!(
+            trace.resolve(r#"{"ms": 40, "mb": 12}"#, MAX).unwrap(),
+            Job::Trace {
+                ms: 40,
+                mb: 12,
+                spin: false
+            }
+        );
+        for bad in [
+            "",
+            r#"{"ms": 40}"#,
+            r#"{"ms": 40, "mb": 257}"#,
+            r#"{"ms": 61000, "mb": 1}"#,
+            r#"{"ms": 1, "mb": 1, "x": 2}"#,
+        ] {
+            assert!(trace.resolve(bad, MAX).is_err(), "{bad} was accepted");
+        }
         let (echo, args) = FunctionKind::parse_spec("echo:hi there").unwrap();
         assert_eq!(echo, FunctionKind::Echo);
         assert_eq!(args, "\"hi there\"");

@@ -11,7 +11,7 @@ use crate::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The largest frame either side accepts or sends.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;

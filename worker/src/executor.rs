@@ -104,7 +104,37 @@ pub fn run_job(job: &Job) -> Outcome {
         }
         Job::Echo { payload } => Outcome::Completed(payload.clone()),
         Job::Fail { message } => Outcome::Failed(message.clone()),
+        Job::Trace { ms, mb, spin } => run_trace(*ms, *mb, *spin),
     }
+}
+
+/// Bytes between two writes when touching memory: one a page.
+const PAGE: usize = 4096;
+
+/// A trace function's task: allocates and touches `mb` MiB (so the memory is resident,
+/// not merely reserved), then sleeps or spins for what is left of `ms`. The result
+/// reports what really happened, so the replay can compare it with what was asked.
+fn run_trace(ms: u64, mb: u64, spin: bool) -> Outcome {
+    let start = Instant::now();
+    let bytes = (mb as usize).saturating_mul(1 << 20);
+    let mut memory: Vec<u8> = Vec::new();
+    if memory.try_reserve_exact(bytes).is_err() {
+        return Outcome::Failed(format!("cannot allocate {mb} MiB"));
+    }
+    memory.resize(bytes, 0);
+    for i in (0..bytes).step_by(PAGE) {
+        memory[i] = 1;
+    }
+    std::hint::black_box(&memory);
+    let rest = Duration::from_millis(ms).saturating_sub(start.elapsed());
+    if spin {
+        spin_for(rest);
+    } else {
+        std::thread::sleep(rest);
+    }
+    drop(memory);
+    let actual = start.elapsed().as_secs_f64() * 1e3;
+    Outcome::Completed(format!("{{\"ms\":{actual:.3},\"mb\":{mb}}}"))
 }
 
 /// Keeps one core busy for `wall` of wall time; returns the loop count so the work
@@ -138,6 +168,14 @@ mod tests {
             Outcome::Completed("[1]".into())
         );
         assert_eq!(run_job(&Job::Fail { message: "x".into() }), Outcome::Failed("x".into()));
+        for spin in [false, true] {
+            let started = Instant::now();
+            match run_job(&Job::Trace { ms: 30, mb: 8, spin }) {
+                Outcome::Completed(r) => assert!(r.contains("\"mb\":8"), "{r}"),
+                other => panic!("{other:?}"),
+            }
+            assert!(started.elapsed() >= Duration::from_millis(30));
+        }
         let start = Instant::now();
         assert!(matches!(run_job(&Job::Spin { ms: 20 }), Outcome::Completed(s) if s.contains("iterations")));
         assert!(start.elapsed() >= Duration::from_millis(20));
