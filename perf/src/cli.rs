@@ -1,7 +1,7 @@
 //! The `client` command line: global flags, the command list, and dispatch to the
 //! operator commands (`volley_client::commands`) and the benchmark ones ([`crate::commands`]).
 
-use crate::commands::{chaos, demo, load, plot, sweep};
+use crate::commands::{chaos, demo, load, plot, replay, sweep};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volley_client::commands::{self as operator, submit::SubmitArgs, Target};
@@ -60,6 +60,9 @@ pub enum Command {
     /// Open-loop load at a target rate against the running dispatcher, or with `--grid`
     /// the rate × spin × arrival study on clusters it starts itself.
     Load(load::LoadArgs),
+    /// Replays a trace in the Azure Functions 2019 schema open loop: exact per-minute
+    /// counts, each invocation's duration and memory drawn from its function's percentiles.
+    Replay(replay::ReplayArgs),
     /// Charts of result files, as PNG and SVG.
     Plot(plot::PlotArgs),
     /// Starts a cluster per mode on the embedded store, runs a batch through each, and
@@ -93,6 +96,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Sweep(args) => sweep::run(args).await,
         Command::Plot(args) => plot::run(&args),
         Command::Load(args) => load::run(&target, args, cli.json).await,
+        Command::Replay(args) => replay::run(&target, &args, cli.json).await,
         Command::Demo(args) => demo::run(&args, cli.json).await,
         Command::Chaos(args) => chaos::run(args, cli.json).await,
     }

@@ -1,9 +1,10 @@
 //! The benchmark commands of the `client` binary, one module each: flags and the code
-//! that turns them into a run of [`crate::sweep`], [`crate::load`], [`crate::chaos`] or
+//! that turns them into a run of [`crate::sweep`], [`crate::load`], [`crate::replay`], [`crate::chaos`] or
 //! [`crate::plot`]. Each returns the process exit code.
 
 pub mod chaos;
 pub mod demo;
 pub mod load;
 pub mod plot;
+pub mod replay;
 pub mod sweep;

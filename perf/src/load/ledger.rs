@@ -20,6 +20,10 @@ pub struct Finish {
     pub done_at: Duration,
     /// Read back by id after the live result stream fell behind.
     pub recovered: bool,
+    /// The worker that ran it.
+    pub worker: String,
+    /// How long the function ran on the worker, µs.
+    pub run_us: u64,
 }
 
 /// One request's fate.
@@ -233,6 +237,8 @@ mod tests {
             at: Duration::from_millis(at_ms),
             done_at: Duration::from_millis(at_ms),
             recovered: false,
+            worker: String::new(),
+            run_us: 0,
         }
     }
 
@@ -255,6 +261,8 @@ mod tests {
                 at: Duration::from_millis(5),
                 done_at: Duration::from_millis(5),
                 recovered: true,
+                worker: String::new(),
+                run_us: 0,
             },
         );
         l.refused(3..4, tonic::Code::ResourceExhausted, "queue full");

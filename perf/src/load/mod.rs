@@ -4,6 +4,7 @@
 //! actual send is reported beside it, so the generator's own delay is visible.
 //!
 //! - [`arrivals`] — the seeded schedule of intended send times;
+//! - [`drive`] — the engine: schedule in, one fate per request out;
 //! - [`pacer`] — a thread that hands over due requests on time, in batches at high rates;
 //! - [`ledger`] — one fate per request: completed, failed, refused, unfinished (or unknown);
 //! - [`results`] — the live result stream, and reading results back by id when it lags;
@@ -11,6 +12,7 @@
 //! - [`grid`] — the rate × spin × arrival study.
 
 pub mod arrivals;
+pub mod drive;
 pub mod find_max;
 pub mod grid;
 pub mod ledger;
@@ -25,22 +27,20 @@ use crate::workload::OpType;
 use anyhow::Context;
 use hdrhistogram::Histogram;
 use ledger::{Fate, Ledger, Outcomes};
-use results::{Event, RunClock};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
 use volley_client::{register_spec, Client};
 use volley_proto::api;
 
 /// A send this much after its intended time counts as late.
 pub const LATE_AFTER: Duration = Duration::from_millis(1);
 /// Time between the schedule being built and the first intended send.
-const LEAD: Duration = Duration::from_millis(50);
+pub(crate) const LEAD: Duration = Duration::from_millis(50);
 /// `ExecuteBatch` calls in flight at most. Beyond it, due requests are held and leave
 /// together as answers come back (late, and reported so): an HTTP/2 connection with
 /// thousands of open streams fails as a whole, and every request on it with it.
-const MAX_IN_FLIGHT: usize = 64;
+pub(crate) const MAX_IN_FLIGHT: usize = 64;
 /// How long the closing `ClusterInfo` may take; with the drain, it bounds the teardown.
 const INFO_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -174,7 +174,7 @@ pub fn process_cpu() -> Duration {
     }
 }
 
-async fn counters(client: &Client) -> Option<(String, api::Counters)> {
+pub(crate) async fn counters(client: &Client) -> Option<(String, api::Counters)> {
     let mut client = client.clone();
     let call = client.cluster_info(api::ClusterInfoRequest {});
     let info = tokio::time::timeout(INFO_TIMEOUT, call).await.ok()?.ok()?.into_inner();
@@ -187,120 +187,19 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
     let task = spec.optype.spec(spec.task_ms);
     let (function_id, args) = register_spec(&mut client.clone(), &task).await?;
     let schedule = Arc::new(Arrivals::new(spec.arrival, spec.rate, spec.seed)?.schedule(spec.duration));
-    let before = counters(client).await;
-    let cpu_before = process_cpu();
-
-    let clock = RunClock::starting_in(LEAD);
-    let (events_tx, mut events) = mpsc::unbounded_channel();
-    let live = results::watch_all(client, clock, events_tx.clone()).await?;
-    let (due_tx, mut due) = mpsc::unbounded_channel();
-    let pacer = pacer::start(schedule.clone(), clock.start, due_tx).context("starting the pacer thread")?;
-    let (ack_tx, mut acks) = mpsc::unbounded_channel();
-    let mut sends = tokio::task::JoinSet::new();
-    let mut ledger = Ledger::new(schedule.len());
-    let mut catching_up: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-    let mut caught_up = std::collections::HashSet::new();
-    let (mut pacing, mut breaks, mut last_break) = (true, 0u64, String::new());
-    let mut last_transport_error = String::new();
-    let deadline = tokio::time::Instant::from_std(clock.start + spec.duration + spec.drain);
-    let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let (mut held, mut in_flight): (Option<std::ops::Range<usize>>, usize) = (None, 0);
-    loop {
-        while in_flight < MAX_IN_FLIGHT {
-            let Some(range) = held.take() else { break };
-            let end = range.end.min(range.start + pacer::MAX_DUE);
-            if end < range.end {
-                held = Some(end..range.end);
-            }
-            ledger.sent(range.start..end, clock.now());
-            let request = api::ExecuteBatchRequest {
-                tasks: (range.start..end)
-                    .map(|_| api::ExecuteRequest {
-                        function_id,
-                        args: args.clone(),
-                    })
-                    .collect(),
-            };
-            let (mut c, tx, d) = (
-                client.clone(),
-                ack_tx.clone(),
-                pacer::Due {
-                    first: range.start,
-                    end,
-                },
-            );
-            sends.spawn(async move {
-                let r = c.execute_batch(request).await.map(|r| r.into_inner().task_ids);
-                let _ = tx.send((d, r));
-            });
-            in_flight += 1;
-        }
-        if !pacing && held.is_none() && ledger.settled() {
-            break;
-        }
-        tokio::select! {
-            d = due.recv(), if pacing => match d {
-                Some(d) => {
-                    // Past the in-flight bound, due requests wait here and leave together
-                    // when an answer frees a stream: late (and counted so), never lost.
-                    held = Some(held.map_or(d.first..d.end, |h: std::ops::Range<usize>| h.start..d.end));
-                }
-                None => pacing = false,
-            },
-            Some((d, r)) = acks.recv() => {
-                in_flight -= 1;
-                match r {
-                Ok(ids) if ids.len() == d.end - d.first => ledger.acknowledged(d.first..d.end, &ids),
-                Ok(ids) => {
-                    let why = format!("the dispatcher named {} tasks for {} requests", ids.len(), d.end - d.first);
-                    ledger.refused(d.first..d.end, tonic::Code::Internal, &why);
-                }
-                // A status the dispatcher sent is a refusal; a transport error (it has a
-                // source: the connection, not the dispatcher, failed) leaves unknown
-                // whether the dispatcher took the tasks.
-                Err(s) if std::error::Error::source(&s).is_none() => ledger.refused(d.first..d.end, s.code(), s.message()),
-                Err(s) => {
-                    ledger.lost_in_transit(d.first..d.end);
-                    last_transport_error = format!("{} ({:?})", s.message(), s.code());
-                }
-                }
-            }
-            Some(event) = events.recv() => match event {
-                Event::Finished(done) => done.into_iter().for_each(|(id, f)| ledger.finished(id, f)),
-                Event::Unknown(ids) => ids.into_iter().for_each(|id| ledger.unknown(id)),
-                Event::Broke(why) => {
-                    breaks += 1;
-                    last_break = why;
-                }
-            },
-            _ = tick.tick() => {
-                while sends.try_join_next().is_some() {}
-                // After a break, results may have gone by unseen: once sending is over,
-                // read back by id whatever has no result yet.
-                if !pacing && (breaks > 0 || ledger.lost_early) {
-                    let ids: Vec<u64> = ledger.unresolved_tasks().into_iter().filter(|id| caught_up.insert(*id)).collect();
-                    if !ids.is_empty() {
-                        catching_up.extend(results::catch_up(client, clock, ids, &events_tx));
-                    }
-                }
-            }
-            _ = tokio::time::sleep_until(deadline) => break,
-        }
+    let requests = |_: usize| api::ExecuteRequest {
+        function_id,
+        args: args.clone(),
+    };
+    let d = drive::drive(client, schedule.clone(), requests, spec.duration + spec.drain).await?;
+    let mut r = summarise(spec, &schedule, &d.ledger)?;
+    r.generator_cpu_ms = d.cpu.as_secs_f64() * 1e3;
+    r.stream_breaks = d.breaks;
+    r.last_break = d.last_break;
+    if r.first_error.is_empty() && !d.transport_error.is_empty() {
+        r.first_error = format!("lost in transit: {}", d.transport_error);
     }
-    live.abort();
-    catching_up.iter().for_each(|h| h.abort());
-    sends.abort_all();
-    pacer.stop();
-    let cpu = process_cpu().saturating_sub(cpu_before);
-    let after = counters(client).await;
-    let mut r = summarise(spec, &schedule, &ledger)?;
-    r.generator_cpu_ms = cpu.as_secs_f64() * 1e3;
-    r.stream_breaks = breaks;
-    r.last_break = last_break;
-    if r.first_error.is_empty() && !last_transport_error.is_empty() {
-        r.first_error = format!("lost in transit: {last_transport_error}");
-    }
-    if let (Some((mode, b)), Some((_, a))) = (before, after) {
+    if let (Some((mode, b)), Some((_, a))) = (d.before, d.after) {
         r.mode = mode;
         r.dispatcher_completed = Some(a.completed.saturating_sub(b.completed));
         r.dispatcher_failed = Some(a.failed.saturating_sub(b.failed));

@@ -71,6 +71,8 @@ fn finish(t: &api::TaskInfo, clock: RunClock, at: Duration, recovered: bool) -> 
             at,
             done_at: clock.from_unix_us(t.completed_us),
             recovered,
+            worker: t.worker.clone(),
+            run_us: t.run_us,
         },
     )
 }

@@ -5,13 +5,13 @@
 //! - [`percentiles`] — durations and memory known by their percentiles, and draws from them;
 //! - [`schedule`] — per function and count column, exactly the trace's count of timestamps;
 //! - [`select`] — which functions and columns to replay;
+//! - [`run`] — the replay itself: work drawn per invocation, sent through the load engine,
+//!   one record per invocation and per minute, and invitro's verdict;
 //! - [`fixture`] — a small synthetic trace in the same schema, for tests.
-//!
-//! What is here is the input side of `client replay` (issue 9); the command that sends
-//! the schedule, the `trace` function kind and the replay's records are not built yet.
 
 pub mod fixture;
 pub mod percentiles;
+pub mod run;
 pub mod schedule;
 pub mod select;
 pub mod trace;

@@ -1,0 +1,220 @@
+//! `client replay`: an Azure-schema trace replayed open loop against a dispatcher.
+
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::replay::run::{self, ReplaySpec};
+use crate::replay::{schedule, select, Granularity, Iat, ScheduleSpec, Trace};
+use std::path::PathBuf;
+use std::time::Duration;
+use volley_client::commands::Target;
+use volley_proto::api;
+use volley_proto::Mode;
+
+/// `client replay` flags.
+#[derive(Debug, clap::Args)]
+pub struct ReplayArgs {
+    /// Folder with invocations.csv, durations.csv and memory.csv (Azure 2019 schema).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Whether the count columns are minutes or seconds.
+    #[arg(long, default_value = "minute")]
+    pub granularity: Granularity,
+    /// A sample of N functions, stratified by invocation rate.
+    #[arg(long, conflicts_with = "function_ids")]
+    pub functions: Option<usize>,
+    /// A file of HashFunction ids to replay, one a line.
+    #[arg(long)]
+    pub function_ids: Option<PathBuf>,
+    /// Trace minutes A..B (end exclusive), e.g. 540..560.
+    #[arg(long)]
+    pub minutes: Option<String>,
+    /// Spacing inside a minute: equidistant, uniform or exponential.
+    #[arg(long, default_value = "exponential")]
+    pub iat: Iat,
+    /// A random phase per function.
+    #[arg(long)]
+    pub shift: bool,
+    /// Divide every time and duration by X.
+    #[arg(long, default_value_t = 1.0)]
+    pub compress: f64,
+    /// Run each invocation as sleep (default: fits many functions on few cores) or spin.
+    #[arg(long, default_value = "sleep", value_parser = ["sleep", "spin"])]
+    pub emulate: String,
+    /// The most memory one invocation touches, MiB.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(0..=4096))]
+    pub max_memory_mb: u64,
+    /// Seed of the schedule, the sample and the drawn work.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Leading minutes sent but not judged.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_minutes: usize,
+    /// How long to wait for results after the last intended send.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+    /// Replay even if the offered work exceeds the cluster's slots.
+    #[arg(long)]
+    pub force: bool,
+    /// Start a cluster MODE:WORKERS:SLOTS for the replay instead of using --dispatcher.
+    #[arg(long)]
+    pub cluster: Option<String>,
+    /// One row per invocation.
+    #[arg(long, default_value = "replay.csv")]
+    pub out: PathBuf,
+    /// One row per minute.
+    #[arg(long, default_value = "replay-minutes.csv")]
+    pub minutes_out: PathBuf,
+    /// The summary and verdict, as JSON.
+    #[arg(long, default_value = "replay.json")]
+    pub summary: PathBuf,
+}
+
+fn parse_cluster(text: &str) -> anyhow::Result<(Mode, usize, u32)> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let [mode, workers, slots] = parts.as_slice() else {
+        anyhow::bail!("--cluster takes MODE:WORKERS:SLOTS, e.g. pull:2:4, not '{text}'");
+    };
+    let mode: Mode = mode.parse().map_err(|e| anyhow::anyhow!("--cluster: {e}"))?;
+    let workers = workers
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--cluster: '{workers}' is not a worker count"))?;
+    let slots: u32 = slots
+        .parse()
+        .map_err(|_| anyhow::anyhow!("--cluster: '{slots}' is not a slot count"))?;
+    anyhow::ensure!(slots > 0, "--cluster: a worker needs at least one slot");
+    Ok((mode, workers, slots))
+}
+
+/// Runs the replay; exits 1 when the verdict fails.
+pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Result<i32> {
+    let trace = Trace::read(&a.trace, a.granularity)?;
+    for s in &trace.skipped {
+        eprintln!("skipped function {} (missing from {})", s.key.2, s.missing_from);
+    }
+    let window = select::window(&trace, a.minutes.as_deref())?;
+    anyhow::ensure!(
+        a.warmup_minutes < window.len(),
+        "--warmup-minutes {} leaves nothing to measure in {} minutes",
+        a.warmup_minutes,
+        window.len()
+    );
+    let functions = match &a.function_ids {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            select::by_ids(&trace, &text)?
+        }
+        None => select::sample(&trace, window.clone(), a.functions, a.seed),
+    };
+    anyhow::ensure!(!functions.is_empty(), "no function to replay");
+    let spec = ReplaySpec {
+        schedule: ScheduleSpec {
+            window: window.clone(),
+            iat: a.iat,
+            shift: a.shift,
+            compress: a.compress,
+            seed: a.seed,
+        },
+        spin: a.emulate == "spin",
+        max_memory_mb: a.max_memory_mb,
+        warmup_columns: a.warmup_minutes,
+        drain: a.drain,
+    };
+
+    let cluster = match &a.cluster {
+        Some(text) => {
+            let (mode, workers, slots) = parse_cluster(text)?;
+            let (procs, slots) = if mode == Mode::Local {
+                (0, workers as u32 * slots)
+            } else {
+                (workers, slots)
+            };
+            Some(Cluster::start(ClusterSpec::new(mode, procs, slots).label("replay").log_level("warn")).await?)
+        }
+        None => None,
+    };
+    let client = match &cluster {
+        Some(c) => c.connect().await?,
+        None => target.connect().await?,
+    };
+
+    // The offered work, against the cluster's slots, before anything is sent.
+    let sched = schedule::build(&functions, trace.granularity, &spec.schedule)?;
+    let planned = run::plan(&functions, &spec, &sched);
+    let seconds = window.len() as f64 * trace.granularity.seconds() as f64;
+    let busy = run::busy_slots(&planned, seconds, a.compress);
+    let info = client
+        .clone()
+        .cluster_info(api::ClusterInfoRequest {})
+        .await
+        .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
+        .into_inner();
+    let slots: u64 = info.workers.iter().map(|w| u64::from(w.slots)).sum();
+    let touched_mb: u64 = planned.iter().map(|p| p.mb).sum();
+    eprintln!(
+        "replaying {} functions, {} invocations over {} trace minutes in {:.0} s: {:.2} busy slots of work on {slots} slots, \
+         {:.0} MiB of memory touched per second (each MiB costs a worker about 0.65 ms of CPU on this machine)",
+        functions.len(),
+        sched.len(),
+        window.len(),
+        seconds / a.compress,
+        busy,
+        touched_mb as f64 / (seconds / a.compress).max(1e-9)
+    );
+    if busy > slots as f64 && !a.force {
+        if let Some(c) = cluster {
+            c.stop().await?;
+        }
+        anyhow::bail!(
+            "the replay offers {busy:.2} busy slots of work but the cluster has {slots} slots: it cannot keep up \
+             (lower --compress, sample fewer --functions, add workers, or --force)"
+        );
+    }
+    let replayed = run::replay(&client, &trace, &functions, &spec).await;
+    if let Some(c) = cluster {
+        c.stop().await?;
+    }
+    let replayed = replayed?;
+
+    crate::report::write_meta(&a.out, &crate::report::RunMeta::collect(), Some(a.seed))?;
+    write_csv(&a.out, &replayed.invocations)?;
+    write_csv(&a.minutes_out, &replayed.minutes)?;
+    let s = &replayed.summary;
+    std::fs::write(&a.summary, serde_json::to_string_pretty(s)?)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.summary.display()))?;
+    if as_json {
+        println!("{}", serde_json::to_string(s)?);
+    } else {
+        println!(
+            "{} scheduled, {} issued: {} completed, {} failed, {} refused, {} unfinished, {} unknown",
+            s.scheduled, s.issued, s.completed, s.failed, s.refused, s.unfinished, s.unknown
+        );
+        println!(
+            "offered {:.1}/s, completed {:.1}/s; latency p50 {:.1} ms, p99 {:.1}, p99.9 {:.1}; slowdown p50 {:.2}, p99 {:.2}",
+            s.offered_rate, s.achieved_rate, s.p50_ms, s.p99_ms, s.p999_ms, s.slowdown_p50, s.slowdown_p99
+        );
+        println!(
+            "{} late sends, lateness p99 {:.2} ms; generator CPU {:.2} s; records in {}, {}, {}",
+            s.late_sends,
+            s.lateness_p99_ms,
+            s.generator_cpu_s,
+            a.out.display(),
+            a.minutes_out.display(),
+            a.summary.display()
+        );
+    }
+    for w in &s.verdict.warnings {
+        eprintln!("warning: {w}");
+    }
+    for f in &s.verdict.failures {
+        eprintln!("FAILED: {f}");
+    }
+    Ok(if s.verdict.pass { 0 } else { 1 })
+}
+
+fn write_csv<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for row in rows {
+        w.serialize(row)?;
+    }
+    w.flush()?;
+    Ok(())
+}
