@@ -50,7 +50,7 @@ pub struct Planned {
 /// Draws every invocation's duration and memory from its function's percentiles, in
 /// schedule order from one seeded generator: the same seed, the same work.
 pub fn plan(functions: &[&TraceFunction], spec: &ReplaySpec, schedule: &[Invocation]) -> Vec<Planned> {
-    let mut rng = XorShiftRng::seed_from_u64(spec.schedule.seed ^ 0x5eed_d0_7a7a);
+    let mut rng = XorShiftRng::seed_from_u64(spec.schedule.seed ^ 0x005e_edd0_7a7a);
     let draw_ms = |d: &Percentiles, rng: &mut XorShiftRng| {
         let ms = d.sample(rng).clamp(DURATION_CLAMP_MS.0, DURATION_CLAMP_MS.1);
         (ms / spec.schedule.compress).round() as u64
