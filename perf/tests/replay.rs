@@ -31,8 +31,8 @@ async fn a_two_minute_trace_at_compress_30_accounts_for_every_invocation() {
             "--warmup-minutes",
             "1",
         ])
-        // Touching the fixture's 20–300 MiB per invocation costs ~0.65 ms of CPU per MiB:
-        // more than 2 cores can give at this rate. A few MiB keep the memory path tested.
+        // Touching the fixture's 20–300 MiB of fresh pages per invocation costs up to 0.65 ms
+        // of CPU a MiB: more than 2 cores can give at this rate. A few MiB keep the memory path tested.
         .args(["--max-memory-mb", "4"])
         .arg("--out")
         .arg(out("replay.csv"))
@@ -75,5 +75,30 @@ async fn a_two_minute_trace_at_compress_30_accounts_for_every_invocation() {
     assert_eq!(summary["completed"], scheduled);
     assert_eq!(summary["verdict"]["pass"], true);
     assert!(out("replay.csv.meta.json").exists());
+
+    // The replay's charts.
+    let plots = dir.join("plots");
+    let plot = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+        .args(["plot", "--replay"])
+        .arg(out("replay.csv"))
+        .arg("--out")
+        .arg(&plots)
+        .output()
+        .await
+        .expect("client runs");
+    assert!(plot.status.success(), "{}", String::from_utf8_lossy(&plot.stderr));
+    for chart in [
+        "replay-minutes",
+        "replay-latency-cdf",
+        "replay-slowdown",
+        "replay-durations",
+    ] {
+        let png = plots.join(format!("{chart}.png"));
+        assert!(
+            std::fs::metadata(&png).is_ok_and(|m| m.len() > 2_000),
+            "{} missing or empty",
+            png.display()
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,6 +13,9 @@ pub struct PlotArgs {
     /// Open-loop results (heatmaps of the grid).
     #[arg(long)]
     pub load: Option<PathBuf>,
+    /// A replay's per-invocation records (replay.csv).
+    #[arg(long)]
+    pub replay: Option<PathBuf>,
     /// Where the charts go.
     #[arg(long, default_value = "plots")]
     pub out: PathBuf,
@@ -21,10 +24,16 @@ pub struct PlotArgs {
 /// Draws every chart the given files allow.
 pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
     anyhow::ensure!(
-        a.csv.is_some() || a.tasks.is_some() || a.load.is_some(),
-        "nothing to plot: give a performance CSV, --tasks or --load"
+        a.csv.is_some() || a.tasks.is_some() || a.load.is_some() || a.replay.is_some(),
+        "nothing to plot: give a performance CSV, --tasks, --load or --replay"
     );
-    let files = crate::plot::plot_all(a.csv.as_deref(), a.tasks.as_deref(), a.load.as_deref(), &a.out)?;
+    let files = crate::plot::plot_all(
+        a.csv.as_deref(),
+        a.tasks.as_deref(),
+        a.load.as_deref(),
+        a.replay.as_deref(),
+        &a.out,
+    )?;
     println!("{} charts written to {}", files.len() / 2, a.out.display());
     Ok(0)
 }

@@ -151,7 +151,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
     let touched_mb: u64 = planned.iter().map(|p| p.mb).sum();
     eprintln!(
         "replaying {} functions, {} invocations over {} trace minutes in {:.0} s: {:.2} busy slots of work on {slots} slots, \
-         {:.0} MiB of memory touched per second (each MiB costs a worker about 0.65 ms of CPU on this machine)",
+         {:.0} MiB of memory touched per second (fresh pages cost a worker up to 0.65 ms of CPU a MiB here)",
         functions.len(),
         sched.len(),
         window.len(),

@@ -1,9 +1,11 @@
 //! Charts of result files, as PNG and SVG: weak scaling (overhead, latency, throughput,
 //! efficiency per optype, one line per mode), strong scaling (time and speedup), per-stage
-//! latency breakdown and latency CDFs from task records, and heatmaps of the open-loop grid.
+//! latency breakdown and latency CDFs from task records, heatmaps of the open-loop grid,
+//! latency against offered rate, and a trace replay's charts.
 
 #[macro_use]
 mod draw;
+mod replay;
 
 pub use draw::read_csv;
 use draw::*;
@@ -20,10 +22,11 @@ pub fn plot_all(
     perf: Option<&Path>,
     tasks: Option<&Path>,
     load: Option<&Path>,
+    replay: Option<&Path>,
     out: &Path,
 ) -> anyhow::Result<Vec<PathBuf>> {
-    if perf.is_none() && tasks.is_none() && load.is_none() {
-        bail!("nothing to plot: give a performance CSV, --tasks or --load");
+    if perf.is_none() && tasks.is_none() && load.is_none() && replay.is_none() {
+        bail!("nothing to plot: give a performance CSV, --tasks, --load or --replay");
     }
     ensure_font()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -40,6 +43,9 @@ pub fn plot_all(
         let rows: Vec<LoadResult> = read_csv(path)?;
         plot_grid(&rows, out, &mut written)?;
         plot_hockey(&rows, out, &mut written)?;
+    }
+    if let Some(path) = replay {
+        replay::plot_replay(path, out, &mut written)?;
     }
     if written.is_empty() {
         bail!("the files hold no rows to plot");
@@ -412,7 +418,7 @@ mod tests {
         crate::load::append(&load, &probes).unwrap();
 
         let out = dir.join("plots");
-        let files = plot_all(Some(&perf), Some(&tasks), Some(&load), &out).unwrap();
+        let files = plot_all(Some(&perf), Some(&tasks), Some(&load), None, &out).unwrap();
         let names: Vec<String> = files
             .iter()
             .map(|f| f.file_name().unwrap().to_string_lossy().into_owned())
@@ -442,7 +448,7 @@ mod tests {
                 assert!(String::from_utf8_lossy(&bytes).contains("<svg"));
             }
         }
-        assert!(plot_all(None, None, None, &out).is_err());
+        assert!(plot_all(None, None, None, None, &out).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -117,11 +117,11 @@ pub struct MinuteRow {
     pub function_count: u64,
     /// Invocations the trace has.
     pub target: u64,
-    /// Invocations sent.
+    /// Invocations sent during this minute (by actual send time).
     pub issued: u64,
-    /// Completed.
+    /// Of this minute's invocations, completed.
     pub completed: u64,
-    /// Failed, refused, unfinished or unknown.
+    /// Of this minute's invocations, failed, refused, unfinished or unknown.
     pub failed: u64,
     /// Sent more than 1 ms after their intended time.
     pub late: u64,
@@ -292,21 +292,28 @@ fn records(
     let mut counts = [0u64; 6]; // issued, completed, failed, refused, unfinished, unknown
     let (mut measured, mut measured_bad, mut measured_completed, mut late) = (0u64, 0u64, 0u64, 0u64);
     let mut invocations = Vec::with_capacity(planned.len());
+    // A count column's length after compression, s.
+    let span = trace.granularity.seconds() as f64 / spec.schedule.compress;
     for (p, r) in planned.iter().zip(&d.ledger.requests) {
         let column = p.invocation.column as usize;
-        let m = &mut minutes[column - window.start];
         let intended = Duration::from_micros(p.invocation.at_us);
         let measuring = column >= warm_end;
         if let Some(sent) = r.sent {
             counts[0] += 1;
-            m.issued += 1;
             let lag = sent.saturating_sub(intended);
             if lag > crate::load::LATE_AFTER {
                 late += 1;
-                m.late += 1;
+                minutes[column - window.start].late += 1;
             }
             lateness.saturating_record(lag.as_micros().max(1) as u64);
+            // Issued counts where the send really happened: a send that slipped into the
+            // next minute is missing from its own, as a replayed trace would see it.
+            let sent_in = (sent.as_secs_f64() / span) as usize;
+            if let Some(minute) = minutes.get_mut(sent_in) {
+                minute.issued += 1;
+            }
         }
+        let m = &mut minutes[column - window.start];
         let (state, error, completed_us, actual_ms, worker) = match &r.fate {
             Fate::Finished(f) if f.completed => {
                 counts[1] += 1;
