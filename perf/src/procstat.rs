@@ -34,21 +34,21 @@ fn parse_times(stat: &str) -> Option<(u64, u64)> {
 }
 
 fn clock_ticks() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|t| u64::try_from(t).ok())
-        .filter(|&t| t > 0)
-        .unwrap_or(100)
+    sysconf(nix::unistd::SysconfVar::CLK_TCK, 100)
 }
 
 fn page_size() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+    sysconf(nix::unistd::SysconfVar::PAGE_SIZE, 4096)
+}
+
+/// A positive system constant, or `default` if the system will not say.
+fn sysconf(var: nix::unistd::SysconfVar, default: u64) -> u64 {
+    nix::unistd::sysconf(var)
         .ok()
         .flatten()
         .and_then(|t| u64::try_from(t).ok())
         .filter(|&t| t > 0)
-        .unwrap_or(4096)
+        .unwrap_or(default)
 }
 
 #[cfg(test)]
