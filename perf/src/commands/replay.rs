@@ -2,7 +2,7 @@
 
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::replay::run::{self, ReplaySpec};
-use crate::replay::{schedule, select, Granularity, Iat, ScheduleSpec, Trace};
+use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
 use std::path::PathBuf;
 use std::time::Duration;
 use volley_client::commands::Target;
@@ -137,8 +137,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
     };
 
     // The offered work, against the cluster's slots, before anything is sent.
-    let sched = schedule::build(&functions, trace.granularity, &spec.schedule)?;
-    let planned = run::plan(&functions, &spec, &sched);
+    let planned = run::prepare(&trace, &functions, &spec)?;
     let seconds = window.len() as f64 * trace.granularity.seconds() as f64;
     let busy = run::busy_slots(&planned, seconds, a.compress);
     let info = client
@@ -153,7 +152,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         "replaying {} functions, {} invocations over {} trace minutes in {:.0} s: {:.2} busy slots of work on {slots} slots, \
          {:.0} MiB of memory touched per second (fresh pages cost a worker up to 0.65 ms of CPU a MiB here)",
         functions.len(),
-        sched.len(),
+        planned.len(),
         window.len(),
         seconds / a.compress,
         busy,
@@ -168,7 +167,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
              (lower --compress, sample fewer --functions, add workers, or --force)"
         );
     }
-    let replayed = run::replay(&client, &trace, &functions, &spec).await;
+    let replayed = run::replay(&client, &trace, &functions, &spec, &planned).await;
     if let Some(c) = cluster {
         c.stop().await?;
     }

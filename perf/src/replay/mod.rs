@@ -5,15 +5,17 @@
 //! - [`percentiles`] — durations and memory known by their percentiles, and draws from them;
 //! - [`schedule`] — per function and count column, exactly the trace's count of timestamps;
 //! - [`select`] — which functions and columns to replay;
-//! - [`run`] — the replay itself: work drawn per invocation, sent through the load engine,
-//!   one record per invocation and per minute, and invitro's verdict;
+//! - [`run`] — the replay itself: work drawn per invocation, sent through the load engine;
+//! - [`records`] — one row per invocation and per minute, the summary, invitro's verdict;
 //! - [`fixture`] — a small synthetic trace in the same schema, for tests.
 
 pub mod fixture;
 pub mod percentiles;
+pub mod records;
 pub mod run;
 pub mod schedule;
 pub mod select;
+mod table;
 pub mod trace;
 
 pub use schedule::{Iat, Invocation, ScheduleSpec};

@@ -9,6 +9,7 @@
 //! file is an error naming the file, line and column.
 
 use super::percentiles::Percentiles;
+use super::table::Table;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -105,88 +106,6 @@ pub struct Trace {
     pub functions: Vec<TraceFunction>,
     /// The functions left out.
     pub skipped: Vec<Skipped>,
-}
-
-/// A CSV file read with its header, so fields are looked up by name.
-struct Table {
-    path: PathBuf,
-    header: Vec<String>,
-    rows: Vec<(u64, csv::StringRecord)>,
-}
-
-impl Table {
-    fn read(path: PathBuf) -> Result<Self, TraceError> {
-        let io = |source| TraceError::Io {
-            path: path.clone(),
-            source,
-        };
-        let file = std::fs::File::open(&path).map_err(io)?;
-        let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
-        let malformed = |line: u64, message: String| TraceError::Malformed {
-            path: path.clone(),
-            line,
-            column: "-".into(),
-            message,
-        };
-        let header: Vec<String> = reader
-            .headers()
-            .map_err(|e| malformed(1, e.to_string()))?
-            .iter()
-            .map(|h| h.trim().to_owned())
-            .collect();
-        let mut rows = Vec::new();
-        for record in reader.records() {
-            let record = record.map_err(|e| {
-                let line = e.position().map_or(0, |p| p.line());
-                malformed(line, e.to_string())
-            })?;
-            let line = record.position().map_or(0, |p| p.line());
-            rows.push((line, record));
-        }
-        Ok(Self { path, header, rows })
-    }
-
-    fn column(&self, name: &str) -> Result<usize, TraceError> {
-        self.header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| TraceError::Malformed {
-                path: self.path.clone(),
-                line: 1,
-                column: name.into(),
-                message: format!("no column named {name}"),
-            })
-    }
-
-    fn text<'a>(&self, row: &'a (u64, csv::StringRecord), col: usize) -> &'a str {
-        row.1.get(col).unwrap_or("").trim()
-    }
-
-    fn number(&self, row: &(u64, csv::StringRecord), col: usize) -> Result<f64, TraceError> {
-        let text = self.text(row, col);
-        match text.parse::<f64>() {
-            Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-            _ => Err(TraceError::Malformed {
-                path: self.path.clone(),
-                line: row.0,
-                column: self.header.get(col).cloned().unwrap_or_else(|| (col + 1).to_string()),
-                message: format!("'{}' is not a non-negative number", volley_proto::text::clip(text, 32)),
-            }),
-        }
-    }
-
-    fn percentiles(&self, row: &(u64, csv::StringRecord), cols: &[(f64, usize)]) -> Result<Percentiles, TraceError> {
-        let points = cols
-            .iter()
-            .map(|&(p, c)| Ok((p, self.number(row, c)?)))
-            .collect::<Result<Vec<_>, TraceError>>()?;
-        Percentiles::new(points).map_err(|message| TraceError::Malformed {
-            path: self.path.clone(),
-            line: row.0,
-            column: self.header.get(cols[0].1).cloned().unwrap_or_default(),
-            message,
-        })
-    }
 }
 
 const DURATION_PERCENTILES: [(f64, &str); 7] = [
