@@ -53,7 +53,7 @@ pub enum Backend {
         /// The in-process slot pool.
         pool: SlotPool,
         /// Its results.
-        results: mpsc::UnboundedReceiver<TaskResult>,
+        results: mpsc::UnboundedReceiver<Vec<TaskResult>>,
         /// Its slots.
         slots: u32,
     },
@@ -167,10 +167,9 @@ impl Reactor {
                         self.command(cmd);
                         self.drain_commands(&mut commands);
                     }
-                    Some(first) = results.recv() => {
-                        let mut batch = vec![first];
-                        while let Ok(r) = results.try_recv() {
-                            batch.push(r);
+                    Some(mut batch) = results.recv() => {
+                        while let Ok(more) = results.try_recv() {
+                            batch.extend(more);
                         }
                         if let Some(local) = self.local_worker {
                             self.core.results(local, batch, Now::current(), &mut self.outbox);
@@ -377,7 +376,7 @@ impl Reactor {
         }
         for (worker, tasks) in self.outbox.assignments.drain() {
             match backend {
-                Backend::Local { pool, .. } => tasks.into_iter().for_each(|t| pool.submit(t)),
+                Backend::Local { pool, .. } => pool.submit_all(tasks),
                 Backend::Remote { outgoing, .. } => {
                     if let Some(peer) = self.peers.by_worker.get(&worker) {
                         outgoing.send(peer, &ToWorker::Tasks(tasks));

@@ -10,8 +10,8 @@ use crate::ids::{TaskId, WorkerId};
 use crate::Mode;
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever a message changes shape.
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Bumped whenever a message changes shape or meaning (4: results return credits).
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The largest frame either side accepts or sends.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -37,12 +37,13 @@ pub enum FromWorker {
         /// `--token` rejects a missing or wrong one.
         token: Option<Token>,
     },
-    /// Pull mode: the worker can take `credits` more tasks.
+    /// Pull mode: the worker can take `credits` more tasks. Sent when a session starts;
+    /// after that each result returns its own credit, so no `Ready` follows `Results`.
     Ready {
         /// Additional tasks the worker asks for.
         credits: u32,
     },
-    /// Finished tasks.
+    /// Finished tasks; in pull mode, also one credit per result.
     Results(Vec<TaskResult>),
     /// Liveness, sent every heartbeat interval.
     Heartbeat {

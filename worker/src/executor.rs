@@ -1,64 +1,95 @@
 //! The slot pool: `N` OS threads, each running one task at a time.
 //!
 //! Threads (not async tasks) because `spin` must really occupy a core and `sleep` must
-//! really occupy a slot. Results go back on an unbounded channel that the owner drains in
-//! batches.
+//! really occupy a slot. A slot that finds more work queued runs it before reporting, as
+//! long as that work finishes at once, so a frame of short tasks costs one hand-off each
+//! way rather than one per task; before anything that takes time it reports what it has.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use volley_proto::function::Job;
 use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
 
+/// Results a slot holds back at most before reporting them.
+const MAX_HELD_RESULTS: usize = 1024;
+
 struct Queued {
     assignment: TaskAssignment,
     received: Instant,
 }
 
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Queued>,
+    closed: bool,
+}
+
+/// The queue the slots share. A mutex and a condition variable rather than a lock-free
+/// channel: idle slots sleep in the kernel at once instead of spinning and yielding, which
+/// on a small machine takes the core from the processes doing the work.
+#[derive(Default)]
+struct Jobs {
+    queue: Mutex<Queue>,
+    available: Condvar,
+}
+
+impl Jobs {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // A slot never panics while holding the lock (jobs run outside it), so a poisoned
+        // lock still guards a consistent queue.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The next job; `None` when the queue is empty and `wait` is false, or once closed.
+    fn take(&self, wait: bool) -> Option<Queued> {
+        let mut queue = self.lock();
+        loop {
+            if let Some(job) = queue.jobs.pop_front() {
+                return Some(job);
+            }
+            if queue.closed || !wait {
+                return None;
+            }
+            queue = self
+                .available
+                .wait(queue)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
 /// `N` threads running jobs, fed through one queue.
 pub struct SlotPool {
-    jobs: Option<crossbeam_channel::Sender<Queued>>,
+    jobs: Arc<Jobs>,
+    slots: usize,
     threads: Vec<JoinHandle<()>>,
     executed: Arc<AtomicU64>,
 }
 
 impl SlotPool {
-    /// Starts `slots` threads that send every result to `results`.
-    pub fn start(slots: usize, results: UnboundedSender<TaskResult>) -> std::io::Result<Self> {
-        let (tx, rx) = crossbeam_channel::unbounded::<Queued>();
+    /// Starts `slots` threads that send every result to `results`, in batches.
+    pub fn start(slots: usize, results: UnboundedSender<Vec<TaskResult>>) -> std::io::Result<Self> {
+        let jobs = Arc::new(Jobs::default());
         let executed = Arc::new(AtomicU64::new(0));
+        let slots = slots.max(1);
         let mut threads = Vec::with_capacity(slots);
-        for slot in 0..slots.max(1) {
-            let rx = rx.clone();
+        for slot in 0..slots {
+            let jobs = jobs.clone();
             let results = results.clone();
             let executed = executed.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("volley-slot-{slot}"))
-                    .spawn(move || {
-                        while let Ok(Queued { assignment, received }) = rx.recv() {
-                            let started = Instant::now();
-                            let outcome = run_job(&assignment.job);
-                            let run_us = started.elapsed().as_micros() as u64;
-                            executed.fetch_add(1, Ordering::Relaxed);
-                            let result = TaskResult {
-                                task_id: assignment.task_id,
-                                attempt: assignment.attempt,
-                                outcome,
-                                wait_us: started.duration_since(received).as_micros() as u64,
-                                run_us,
-                            };
-                            if results.send(result).is_err() {
-                                return;
-                            }
-                        }
-                    })?,
+                    .spawn(move || run_slot(&jobs, &results, &executed))?,
             );
         }
         Ok(Self {
-            jobs: Some(tx),
+            jobs,
+            slots,
             threads,
             executed,
         })
@@ -66,12 +97,28 @@ impl SlotPool {
 
     /// Queues one task; a free slot picks it up.
     pub fn submit(&self, assignment: TaskAssignment) {
-        if let Some(jobs) = &self.jobs {
-            // Fails only after shutdown, when results are no longer wanted.
-            let _ = jobs.send(Queued {
-                assignment,
-                received: Instant::now(),
-            });
+        self.submit_all([assignment]);
+    }
+
+    /// Queues tasks in order under one lock and wakes as many slots as there are tasks.
+    pub fn submit_all(&self, assignments: impl IntoIterator<Item = TaskAssignment>) {
+        let received = Instant::now();
+        let added = {
+            let mut queue = self.jobs.lock();
+            let before = queue.jobs.len();
+            queue.jobs.extend(
+                assignments
+                    .into_iter()
+                    .map(|assignment| Queued { assignment, received }),
+            );
+            queue.jobs.len() - before
+        };
+        if added >= self.slots {
+            self.jobs.available.notify_all();
+        } else {
+            for _ in 0..added {
+                self.jobs.available.notify_one();
+            }
         }
     }
 
@@ -85,8 +132,52 @@ impl Drop for SlotPool {
     /// Closes the queue; threads finish the task in hand and exit. Not joined, so a
     /// long `sleep` never delays the owner's exit.
     fn drop(&mut self) {
-        self.jobs.take();
+        self.jobs.lock().closed = true;
+        self.jobs.available.notify_all();
         self.threads.clear();
+    }
+}
+
+/// One slot's loop: runs jobs, holding results back only while the next job queued
+/// finishes at once, so no result ever waits behind a task that takes time.
+fn run_slot(jobs: &Jobs, results: &UnboundedSender<Vec<TaskResult>>, executed: &AtomicU64) {
+    let mut held: Vec<TaskResult> = Vec::new();
+    loop {
+        let Some(Queued { assignment, received }) = jobs.take(held.is_empty()) else {
+            if held.is_empty() {
+                return; // closed
+            }
+            if results.send(std::mem::take(&mut held)).is_err() {
+                return;
+            }
+            continue;
+        };
+        if !held.is_empty() && (!finishes_at_once(&assignment.job) || held.len() >= MAX_HELD_RESULTS) {
+            if results.send(std::mem::take(&mut held)).is_err() {
+                return;
+            }
+        }
+        let started = Instant::now();
+        let outcome = run_job(&assignment.job);
+        let run_us = started.elapsed().as_micros() as u64;
+        executed.fetch_add(1, Ordering::Relaxed);
+        held.push(TaskResult {
+            task_id: assignment.task_id,
+            attempt: assignment.attempt,
+            outcome,
+            wait_us: started.duration_since(received).as_micros() as u64,
+            run_us,
+        });
+    }
+}
+
+/// Jobs that take no time worth reporting before: their results may wait for the next
+/// one's. Anything that sleeps, spins or touches memory does not qualify.
+fn finishes_at_once(job: &Job) -> bool {
+    match job {
+        Job::Noop | Job::Echo { .. } | Job::Fail { .. } => true,
+        Job::Sleep { ms } | Job::Spin { ms } => *ms == 0,
+        Job::Trace { .. } => false,
     }
 }
 
@@ -183,21 +274,48 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(20));
     }
 
+    fn assignment(id: u64, job: Job) -> TaskAssignment {
+        TaskAssignment {
+            task_id: TaskId(id),
+            attempt: 1,
+            job,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_frame_of_instant_tasks_comes_back_as_one_batch_before_a_sleep_starts() {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let pool = SlotPool::start(1, tx).unwrap();
+        let mut frame: Vec<_> = (0..500).map(|i| assignment(i, Job::Noop)).collect();
+        frame.push(assignment(500, Job::Sleep { ms: 200 }));
+        pool.submit_all(frame);
+        // The frame was queued at once, so the slot holds every noop's result back until
+        // it reaches the sleep, and reports them then: one batch, before the sleep starts.
+        let mut ids = Vec::new();
+        let mut batches = 0;
+        while ids.len() < 500 {
+            ids.extend(rx.recv().await.unwrap().iter().map(|r| r.task_id.0));
+            batches += 1;
+        }
+        assert_eq!(ids, (0..500).collect::<Vec<_>>());
+        assert_eq!(batches, 1);
+        assert_eq!(
+            rx.recv().await.unwrap().iter().map(|r| r.task_id.0).collect::<Vec<_>>(),
+            vec![500]
+        );
+    }
+
     #[tokio::test]
     async fn slots_run_concurrently() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let pool = SlotPool::start(4, tx).unwrap();
         let start = Instant::now();
         for i in 0..4 {
-            pool.submit(TaskAssignment {
-                task_id: TaskId(i),
-                attempt: 1,
-                job: Job::Sleep { ms: 300 },
-            });
+            pool.submit(assignment(i, Job::Sleep { ms: 300 }));
         }
         let mut ids = Vec::new();
-        for _ in 0..4 {
-            ids.push(rx.recv().await.unwrap().task_id.0);
+        while ids.len() < 4 {
+            ids.extend(rx.recv().await.unwrap().iter().map(|r| r.task_id.0));
         }
         ids.sort();
         assert_eq!(ids, vec![0, 1, 2, 3]);

@@ -201,7 +201,7 @@ async fn serve(
     mut s: Session,
     config: &WorkerConfig,
     pool: &SlotPool,
-    results: &mut mpsc::UnboundedReceiver<TaskResult>,
+    results: &mut mpsc::UnboundedReceiver<Vec<TaskResult>>,
     in_flight: &mut u32,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
@@ -227,8 +227,8 @@ async fn serve(
             biased;
             _ = shutdown.cancelled() => {
                 let mut done = Vec::new();
-                while let Ok(r) = results.try_recv() {
-                    done.push(r);
+                while let Ok(batch) = results.try_recv() {
+                    done.extend(batch);
                 }
                 if !done.is_empty() {
                     let _ = s.conn.send(&FromWorker::Results(done)).await;
@@ -236,20 +236,14 @@ async fn serve(
                 let _ = s.conn.send(&FromWorker::Goodbye { reason: "worker stopped by signal".into() }).await;
                 return SessionEnd::Cancelled;
             }
-            Some(first) = results.recv() => {
-                let mut done = vec![first];
-                while let Ok(r) = results.try_recv() {
-                    done.push(r);
+            // In pull mode each result also returns its slot's credit: one frame, not two.
+            Some(mut done) = results.recv() => {
+                while let Ok(more) = results.try_recv() {
+                    done.extend(more);
                 }
-                let n = done.len() as u32;
-                *in_flight = in_flight.saturating_sub(n);
+                *in_flight = in_flight.saturating_sub(done.len() as u32);
                 if let Err(e) = s.conn.send(&FromWorker::Results(done)).await {
                     return lost(e);
-                }
-                if pull {
-                    if let Err(e) = s.conn.send(&FromWorker::Ready { credits: n }).await {
-                        return lost(e);
-                    }
                 }
             }
             msg = s.conn.recv() => {
@@ -257,9 +251,7 @@ async fn serve(
                     Ok(ToWorker::Tasks(tasks)) => {
                         last_heard = Instant::now();
                         *in_flight += tasks.len() as u32;
-                        for task in tasks {
-                            pool.submit(task);
-                        }
+                        pool.submit_all(tasks);
                     }
                     Ok(ToWorker::Heartbeat) | Ok(ToWorker::Welcome { .. }) => last_heard = Instant::now(),
                     Ok(ToWorker::Shutdown) => return SessionEnd::DispatcherShutdown,

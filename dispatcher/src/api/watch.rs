@@ -82,14 +82,36 @@ fn chunked(tasks: Vec<api::TaskInfo>) -> impl Stream<Item = Result<api::WatchRes
     futures::stream::iter(split_messages(tasks).into_iter().map(Ok))
 }
 
+/// Batches of completions taken off the broadcast at once, at most: a watcher that woke
+/// late gets what piled up as one message, not one message per batch.
+const MERGED_BATCHES: usize = 64;
+
+/// The next batch of completions and every batch already waiting behind it, all kept by
+/// `keep`. A lag is reported only when nothing was taken before it.
+async fn recv_merged(
+    rx: &mut broadcast::Receiver<Arc<Vec<Finished>>>,
+    mut keep: impl FnMut(&Finished) -> bool,
+) -> Result<Vec<api::TaskInfo>, broadcast::error::RecvError> {
+    let first = rx.recv().await?;
+    let mut out: Vec<api::TaskInfo> = first.iter().filter(|f| keep(f)).map(finished_info).collect();
+    for _ in 1..MERGED_BATCHES {
+        match rx.try_recv() {
+            Ok(batch) => out.extend(batch.iter().filter(|f| keep(f)).map(finished_info)),
+            // A lag or a close shows up again at the next `recv`.
+            Err(_) => break,
+        }
+    }
+    Ok(out)
+}
+
 /// Every completion from now on, read straight off the broadcast (no task in between).
 pub fn all(
     completions: broadcast::Receiver<Arc<Vec<Finished>>>,
 ) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
     futures::stream::unfold(Some(completions), |rx| async move {
         let mut rx = rx?;
-        match rx.recv().await {
-            Ok(batch) => Some((chunked(batch.iter().map(finished_info).collect()).left_stream(), Some(rx))),
+        match recv_merged(&mut rx, |_| true).await {
+            Ok(tasks) => Some((chunked(tasks).left_stream(), Some(rx))),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 let status = Status::data_loss(format!(
                     "this watcher fell {n} batches behind and missed completions; watch specific task ids to never miss one"
@@ -128,12 +150,10 @@ pub fn some(
                 if w.pending.is_empty() {
                     return None;
                 }
-                let mine: Vec<api::TaskInfo> = match w.completions.recv().await {
-                    Ok(batch) => batch
-                        .iter()
-                        .filter(|f| w.pending.remove(&f.task))
-                        .map(finished_info)
-                        .collect(),
+                let pending = &mut w.pending;
+                let mine: Vec<api::TaskInfo> = match recv_merged(&mut w.completions, |f| pending.remove(&f.task)).await
+                {
+                    Ok(tasks) => tasks,
                     // Fell behind: the store has every terminal task, so catch up from it.
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         match finished_in_store(&w.shared, &mut w.pending, false).await {

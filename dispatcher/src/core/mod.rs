@@ -154,7 +154,11 @@ impl SchedulerCore {
 
     /// Results from a worker. Only the current attempt, from the worker holding it,
     /// counts; anything else is dropped and counted.
+    ///
+    /// In pull mode every result, current or not, also returns the credit of the slot
+    /// that produced it (capped like [`Self::ready`]).
     pub fn results(&mut self, worker: WorkerId, results: Vec<TaskResult>, now: Now, comm: &mut impl Comm) {
+        let returned = results.len() as u32;
         match self.workers.get_mut(&worker) {
             Some(w) => w.last_seen = now.instant,
             None => {
@@ -198,6 +202,13 @@ impl SchedulerCore {
                 wait_us: r.wait_us,
                 run_us: r.run_us,
             }));
+        }
+        let prefetch = self.config.prefetch;
+        if let Some(w) = self.workers.get_mut(&worker) {
+            if w.spec.capacity == Capacity::Credits {
+                let cap = w.limit(prefetch).saturating_sub(w.in_flight.len() as u32);
+                w.credits = w.credits.saturating_add(returned).min(cap);
+            }
         }
         self.schedule(now, comm);
     }

@@ -207,6 +207,30 @@ fn prefetch_gives_pull_workers_credit_up_front() {
 }
 
 #[test]
+fn each_pull_result_returns_its_credit_and_no_more() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 1), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::current();
+    core.submit(tasks(1..10), t0, &mut comm);
+    let w = core.add_worker(spec("p", 2, Capacity::Credits), t0, &mut comm);
+    core.ready(w, 2, t0, &mut comm);
+    assert_eq!(comm.take_assigned().len(), 3, "prefetch 1 + 2 slots");
+    comm.take_records();
+
+    // Two results give back two credits: two more tasks, with no `Ready` in between.
+    core.results(w, vec![ok(1, 1), ok(2, 1)], t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 4, 1), (w, 5, 1)]);
+    comm.take_records();
+    // A stale result still freed a slot, but credits never exceed slots + prefetch.
+    core.results(w, vec![ok(1, 1), ok(3, 1), ok(4, 1)], t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 6, 1), (w, 7, 1)]);
+    comm.take_records();
+    comm.assert_empty();
+    assert_eq!(core.running(), 3);
+    assert_eq!(core.counters().duplicate_results, 1);
+}
+
+#[test]
 fn a_dead_workers_tasks_are_requeued_and_run_elsewhere_as_the_next_attempt() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
