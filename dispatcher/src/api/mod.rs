@@ -6,12 +6,12 @@
 
 pub mod watch;
 
-use crate::core::{Finished, NewTask, Now};
+use crate::core::{Finished, NewTask, Now, TaskSet};
 use crate::reactor::{Command, Snapshot};
 use crate::shared::{EdgeCounters, Shared};
 use crate::store::{StoreError, Submission, TaskRecord, TaskState};
 use parking_lot::RwLock;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
@@ -322,7 +322,7 @@ impl Dispatcher for Api {
         let stream: watch::WatchStream = if ids.is_empty() {
             Box::pin(watch::all(completions))
         } else {
-            let mut pending: HashSet<TaskId> = ids.iter().map(|i| TaskId(*i)).collect();
+            let mut pending: TaskSet = ids.iter().map(|i| TaskId(*i)).collect();
             let already = watch::finished_in_store(&self.shared, &mut pending, true).await?;
             Box::pin(watch::some(self.shared.clone(), completions, pending, already))
         };

@@ -4,11 +4,10 @@
 //! so a stock gRPC client with its default 4 MiB receive limit never loses the stream.
 
 use super::{finished_info, store_status, task_info};
-use crate::core::Finished;
+use crate::core::{Finished, TaskSet};
 use crate::shared::Shared;
 use futures::StreamExt;
 use prost::Message;
-use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::broadcast;
@@ -30,7 +29,7 @@ pub type WatchStream = Pin<Box<dyn Stream<Item = Result<api::WatchResultsRespons
 /// returns them. With `strict`, an id the store does not know is NOT_FOUND.
 pub async fn finished_in_store(
     shared: &Shared,
-    pending: &mut HashSet<TaskId>,
+    pending: &mut TaskSet,
     strict: bool,
 ) -> Result<Vec<api::TaskInfo>, Status> {
     let ids: Vec<TaskId> = pending.iter().copied().collect();
@@ -127,7 +126,11 @@ pub fn all(
 struct Watch {
     shared: Arc<Shared>,
     completions: broadcast::Receiver<Arc<Vec<Finished>>>,
-    pending: HashSet<TaskId>,
+    pending: TaskSet,
+    /// The smallest and largest id watched: most completions fall outside a watcher's
+    /// span (clients watch the ids of one batch), and a comparison rejects them without
+    /// hashing.
+    span: (TaskId, TaskId),
 }
 
 /// The given tasks, each exactly once: those already finished first, then the rest as
@@ -135,14 +138,19 @@ struct Watch {
 pub fn some(
     shared: Arc<Shared>,
     completions: broadcast::Receiver<Arc<Vec<Finished>>>,
-    pending: HashSet<TaskId>,
+    pending: TaskSet,
     already: Vec<api::TaskInfo>,
 ) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
+    let span = (
+        pending.iter().min().copied().unwrap_or(TaskId(0)),
+        pending.iter().max().copied().unwrap_or(TaskId(0)),
+    );
     let rest = futures::stream::unfold(
         Some(Watch {
             shared,
             completions,
             pending,
+            span,
         }),
         |state| async move {
             let mut w = state?;
@@ -150,9 +158,11 @@ pub fn some(
                 if w.pending.is_empty() {
                     return None;
                 }
-                let pending = &mut w.pending;
-                let mine: Vec<api::TaskInfo> = match recv_merged(&mut w.completions, |f| pending.remove(&f.task)).await
-                {
+                let (pending, (lo, hi)) = (&mut w.pending, w.span);
+                let mine = recv_merged(&mut w.completions, |f| {
+                    (lo..=hi).contains(&f.task) && pending.remove(&f.task)
+                });
+                let mine: Vec<api::TaskInfo> = match mine.await {
                     Ok(tasks) => tasks,
                     // Fell behind: the store has every terminal task, so catch up from it.
                     Err(broadcast::error::RecvError::Lagged(_)) => {

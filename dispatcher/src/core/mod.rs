@@ -13,12 +13,18 @@ mod tests;
 pub use interface::*;
 pub use placement::Policy;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 use volley_proto::function::Job;
 use volley_proto::ids::{FunctionId, TaskId, WorkerId};
 use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
+
+/// A map keyed by task id with a fast seeded hash: ids are looked up several times per
+/// task on the hot path, where SipHash costs more than the lookup itself.
+pub type TaskMap<V> = foldhash::HashMap<TaskId, V>;
+/// A set of task ids with the same fast seeded hash as [`TaskMap`].
+pub type TaskSet = foldhash::HashSet<TaskId>;
 
 enum TaskState {
     Queued,
@@ -41,7 +47,7 @@ struct WorkerEntry {
     spec: WorkerSpec,
     label: Arc<str>,
     credits: u32,
-    in_flight: HashSet<TaskId>,
+    in_flight: TaskSet,
     last_seen: Instant,
 }
 
@@ -62,7 +68,7 @@ impl WorkerEntry {
 /// The scheduler state machine.
 pub struct SchedulerCore {
     config: CoreConfig,
-    tasks: HashMap<TaskId, TaskEntry>,
+    tasks: TaskMap<TaskEntry>,
     queue: VecDeque<TaskId>,
     workers: BTreeMap<WorkerId, WorkerEntry>,
     next_worker: u32,
@@ -76,7 +82,7 @@ impl SchedulerCore {
         Self {
             placement: placement::Placer::new(config.policy, seed),
             config,
-            tasks: HashMap::new(),
+            tasks: TaskMap::default(),
             queue: VecDeque::new(),
             workers: BTreeMap::new(),
             next_worker: 1,
@@ -100,7 +106,7 @@ impl SchedulerCore {
                 spec,
                 label,
                 credits,
-                in_flight: HashSet::new(),
+                in_flight: TaskSet::default(),
                 last_seen: now.instant,
             },
         );

@@ -3,7 +3,7 @@
 //! that runs for ever holds bounded memory.
 
 use super::{FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
-use crate::core::Transition;
+use crate::core::{TaskMap, Transition};
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
@@ -22,7 +22,7 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Tasks {
-    records: HashMap<TaskId, TaskRecord>,
+    records: TaskMap<TaskRecord>,
     /// Finished tasks, oldest first, for retention.
     finished: VecDeque<TaskId>,
 }
