@@ -152,10 +152,9 @@ fn run_slot(jobs: &Jobs, results: &UnboundedSender<Vec<TaskResult>>, executed: &
             }
             continue;
         };
-        if !held.is_empty() && (!finishes_at_once(&assignment.job) || held.len() >= MAX_HELD_RESULTS) {
-            if results.send(std::mem::take(&mut held)).is_err() {
-                return;
-            }
+        let report_first = !finishes_at_once(&assignment.job) || held.len() >= MAX_HELD_RESULTS;
+        if !held.is_empty() && report_first && results.send(std::mem::take(&mut held)).is_err() {
+            return;
         }
         let started = Instant::now();
         let outcome = run_job(&assignment.job);
