@@ -1,9 +1,9 @@
 //! The slot pool: `N` OS threads, each running one task at a time.
 //!
 //! Threads (not async tasks) because `spin` must really occupy a core and `sleep` must
-//! really occupy a slot. A slot that finds more work queued runs it before reporting, as
-//! long as that work finishes at once, so a frame of short tasks costs one hand-off each
-//! way rather than one per task; before anything that takes time it reports what it has.
+//! really occupy a slot. Work that finishes at once (`noop`, `echo`, `fail`) needs no
+//! slot: it runs on the thread that submits it, and its results leave as one batch, so
+//! a frame of short tasks costs no thread hand-off at all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,9 +13,6 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use volley_proto::function::Job;
 use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
-
-/// Results a slot holds back at most before reporting them.
-const MAX_HELD_RESULTS: usize = 1024;
 
 struct Queued {
     assignment: TaskAssignment,
@@ -44,14 +41,14 @@ impl Jobs {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The next job; `None` when the queue is empty and `wait` is false, or once closed.
-    fn take(&self, wait: bool) -> Option<Queued> {
+    /// The next job, waiting for one; `None` once closed.
+    fn take(&self) -> Option<Queued> {
         let mut queue = self.lock();
         loop {
             if let Some(job) = queue.jobs.pop_front() {
                 return Some(job);
             }
-            if queue.closed || !wait {
+            if queue.closed {
                 return None;
             }
             queue = self
@@ -65,6 +62,7 @@ impl Jobs {
 /// `N` threads running jobs, fed through one queue.
 pub struct SlotPool {
     jobs: Arc<Jobs>,
+    results: UnboundedSender<Vec<TaskResult>>,
     slots: usize,
     threads: Vec<JoinHandle<()>>,
     executed: Arc<AtomicU64>,
@@ -89,28 +87,33 @@ impl SlotPool {
         }
         Ok(Self {
             jobs,
+            results,
             slots,
             threads,
             executed,
         })
     }
 
-    /// Queues one task; a free slot picks it up.
+    /// Submits one task, as [`Self::submit_all`] does.
     pub fn submit(&self, assignment: TaskAssignment) {
         self.submit_all([assignment]);
     }
 
-    /// Queues tasks in order under one lock and wakes as many slots as there are tasks.
+    /// Runs the tasks that finish at once here and now, sending their results as one
+    /// batch; queues the rest in order under one lock and wakes as many slots as needed.
     pub fn submit_all(&self, assignments: impl IntoIterator<Item = TaskAssignment>) {
         let received = Instant::now();
+        let mut done = Vec::new();
         let added = {
             let mut queue = self.jobs.lock();
             let before = queue.jobs.len();
-            queue.jobs.extend(
-                assignments
-                    .into_iter()
-                    .map(|assignment| Queued { assignment, received }),
-            );
+            for assignment in assignments {
+                if finishes_at_once(&assignment.job) {
+                    done.push(run(assignment, received, &self.executed));
+                } else {
+                    queue.jobs.push_back(Queued { assignment, received });
+                }
+            }
             queue.jobs.len() - before
         };
         if added >= self.slots {
@@ -119,6 +122,10 @@ impl SlotPool {
             for _ in 0..added {
                 self.jobs.available.notify_one();
             }
+        }
+        if !done.is_empty() {
+            // Fails only after the owner stopped listening.
+            let _ = self.results.send(done);
         }
     }
 
@@ -138,40 +145,32 @@ impl Drop for SlotPool {
     }
 }
 
-/// One slot's loop: runs jobs, holding results back only while the next job queued
-/// finishes at once, so no result ever waits behind a task that takes time.
+/// One slot's loop: runs queued jobs one at a time and reports each result at once.
 fn run_slot(jobs: &Jobs, results: &UnboundedSender<Vec<TaskResult>>, executed: &AtomicU64) {
-    let mut held: Vec<TaskResult> = Vec::new();
-    loop {
-        let Some(Queued { assignment, received }) = jobs.take(held.is_empty()) else {
-            if held.is_empty() {
-                return; // closed
-            }
-            if results.send(std::mem::take(&mut held)).is_err() {
-                return;
-            }
-            continue;
-        };
-        let report_first = !finishes_at_once(&assignment.job) || held.len() >= MAX_HELD_RESULTS;
-        if !held.is_empty() && report_first && results.send(std::mem::take(&mut held)).is_err() {
+    while let Some(Queued { assignment, received }) = jobs.take() {
+        if results.send(vec![run(assignment, received, executed)]).is_err() {
             return;
         }
-        let started = Instant::now();
-        let outcome = run_job(&assignment.job);
-        let run_us = started.elapsed().as_micros() as u64;
-        executed.fetch_add(1, Ordering::Relaxed);
-        held.push(TaskResult {
-            task_id: assignment.task_id,
-            attempt: assignment.attempt,
-            outcome,
-            wait_us: started.duration_since(received).as_micros() as u64,
-            run_us,
-        });
     }
 }
 
-/// Jobs that take no time worth reporting before: their results may wait for the next
-/// one's. Anything that sleeps, spins or touches memory does not qualify.
+/// Runs one assignment and times it.
+fn run(assignment: TaskAssignment, received: Instant, executed: &AtomicU64) -> TaskResult {
+    let started = Instant::now();
+    let outcome = run_job(&assignment.job);
+    let run_us = started.elapsed().as_micros() as u64;
+    executed.fetch_add(1, Ordering::Relaxed);
+    TaskResult {
+        task_id: assignment.task_id,
+        attempt: assignment.attempt,
+        outcome,
+        wait_us: started.duration_since(received).as_micros() as u64,
+        run_us,
+    }
+}
+
+/// Jobs that take no time worth a thread: they run where they are submitted. Anything
+/// that sleeps, spins or touches memory does not qualify.
 fn finishes_at_once(job: &Job) -> bool {
     match job {
         Job::Noop | Job::Echo { .. } | Job::Fail { .. } => true,
@@ -282,14 +281,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_frame_of_instant_tasks_comes_back_as_one_batch_before_a_sleep_starts() {
+    async fn instant_tasks_run_where_submitted_and_report_as_one_batch_before_a_sleep() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let pool = SlotPool::start(1, tx).unwrap();
         let mut frame: Vec<_> = (0..500).map(|i| assignment(i, Job::Noop)).collect();
         frame.push(assignment(500, Job::Sleep { ms: 200 }));
         pool.submit_all(frame);
-        // The frame was queued at once, so the slot holds every noop's result back until
-        // it reaches the sleep, and reports them then: one batch, before the sleep starts.
+        // The noops ran inside `submit_all`: their results are already sent, as one batch,
+        // while the sleep went to the slot.
+        assert_eq!(pool.executed(), 500);
         let mut ids = Vec::new();
         let mut batches = 0;
         while ids.len() < 500 {
