@@ -77,6 +77,19 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// Whether the job takes no time worth a slot (`noop`, `echo`, `fail`, zero-length
+    /// `sleep` and `spin`): workers run such jobs where they arrive, and the dispatcher
+    /// bounds them by their own window rather than by slots.
+    pub fn finishes_at_once(&self) -> bool {
+        match self {
+            Job::Noop | Job::Echo { .. } | Job::Fail { .. } => true,
+            Job::Sleep { ms } | Job::Spin { ms } => *ms == 0,
+            Job::Trace { .. } => false,
+        }
+    }
+}
+
 /// Why a function spec or a task's arguments were refused; the text is meant for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -108,7 +108,7 @@ impl SlotPool {
             let mut queue = self.jobs.lock();
             let before = queue.jobs.len();
             for assignment in assignments {
-                if finishes_at_once(&assignment.job) {
+                if assignment.job.finishes_at_once() {
                     done.push(run(assignment, received, &self.executed));
                 } else {
                     queue.jobs.push_back(Queued { assignment, received });
@@ -169,15 +169,6 @@ fn run(assignment: TaskAssignment, received: Instant, executed: &AtomicU64) -> T
     }
 }
 
-/// Jobs that take no time worth a thread: they run where they are submitted. Anything
-/// that sleeps, spins or touches memory does not qualify.
-fn finishes_at_once(job: &Job) -> bool {
-    match job {
-        Job::Noop | Job::Echo { .. } | Job::Fail { .. } => true,
-        Job::Sleep { ms } | Job::Spin { ms } => *ms == 0,
-        Job::Trace { .. } => false,
-    }
-}
 
 /// Runs one job on the calling thread and returns its result as JSON.
 pub fn run_job(job: &Job) -> Outcome {

@@ -43,11 +43,19 @@ struct TaskEntry {
     state: TaskState,
 }
 
+/// Tasks that finish at once ([`Job::finishes_at_once`]) one worker may hold at most.
+/// They take no slot, so `slots + prefetch` does not bound them; this does, keeping
+/// frames and what a lost worker takes with it small.
+pub const INSTANT_WINDOW: u32 = 256;
+
 struct WorkerEntry {
     spec: WorkerSpec,
     label: Arc<str>,
+    /// Pull mode: slot work the worker asked for and has not been sent.
     credits: u32,
     in_flight: TaskSet,
+    /// How many of `in_flight` finish at once.
+    instant: u32,
     last_seen: Instant,
 }
 
@@ -56,11 +64,28 @@ impl WorkerEntry {
         self.spec.slots.saturating_add(prefetch)
     }
 
-    fn free(&self, prefetch: u32) -> u32 {
-        let room = self.limit(prefetch).saturating_sub(self.in_flight.len() as u32);
+    /// Room left in the slot window: `slots + prefetch` less the slot work held.
+    fn room(&self, prefetch: u32) -> u32 {
+        let slot_work = (self.in_flight.len() as u32).saturating_sub(self.instant);
+        self.limit(prefetch).saturating_sub(slot_work)
+    }
+
+    /// Tasks of the given kind this worker can take now.
+    fn free(&self, prefetch: u32, instant: bool) -> u32 {
+        if instant {
+            return INSTANT_WINDOW.saturating_sub(self.instant);
+        }
+        let room = self.room(prefetch);
         match self.spec.capacity {
             Capacity::Slots => room,
             Capacity::Credits => self.credits.min(room),
+        }
+    }
+
+    /// Forgets a task it held.
+    fn release(&mut self, task: TaskId, instant: bool) {
+        if self.in_flight.remove(&task) && instant {
+            self.instant = self.instant.saturating_sub(1);
         }
     }
 }
@@ -107,6 +132,7 @@ impl SchedulerCore {
                 label,
                 credits,
                 in_flight: TaskSet::default(),
+                instant: 0,
                 last_seen: now.instant,
             },
         );
@@ -146,8 +172,7 @@ impl SchedulerCore {
         let prefetch = self.config.prefetch;
         let Some(w) = self.workers.get_mut(&worker) else { return };
         w.last_seen = now.instant;
-        let cap = w.limit(prefetch).saturating_sub(w.in_flight.len() as u32);
-        w.credits = w.credits.saturating_add(credits).min(cap);
+        w.credits = w.credits.saturating_add(credits).min(w.room(prefetch));
         self.schedule(now, comm);
     }
 
@@ -161,10 +186,11 @@ impl SchedulerCore {
     /// Results from a worker. Only the current attempt, from the worker holding it,
     /// counts; anything else is dropped and counted.
     ///
-    /// In pull mode every result, current or not, also returns the credit of the slot
-    /// that produced it (capped like [`Self::ready`]).
+    /// In pull mode every result of slot work, current or stale, also returns the credit
+    /// of the slot that ran it (capped like [`Self::ready`]); work that finished at once
+    /// took no credit and returns none.
     pub fn results(&mut self, worker: WorkerId, results: Vec<TaskResult>, now: Now, comm: &mut impl Comm) {
-        let returned = results.len() as u32;
+        let mut returned = 0u32;
         match self.workers.get_mut(&worker) {
             Some(w) => w.last_seen = now.instant,
             None => {
@@ -180,6 +206,7 @@ impl SchedulerCore {
             );
             if !current {
                 self.counters.duplicate_results += 1;
+                returned += 1;
                 continue;
             }
             let Some(entry) = self.tasks.remove(&r.task_id) else {
@@ -188,8 +215,12 @@ impl SchedulerCore {
             let TaskState::Assigned { dispatched_us, .. } = entry.state else {
                 continue;
             };
+            let instant = entry.job.finishes_at_once();
+            if !instant {
+                returned += 1;
+            }
             let label = self.workers.get_mut(&worker).map(|w| {
-                w.in_flight.remove(&r.task_id);
+                w.release(r.task_id, instant);
                 w.label.clone()
             });
             match r.outcome {
@@ -212,8 +243,7 @@ impl SchedulerCore {
         let prefetch = self.config.prefetch;
         if let Some(w) = self.workers.get_mut(&worker) {
             if w.spec.capacity == Capacity::Credits {
-                let cap = w.limit(prefetch).saturating_sub(w.in_flight.len() as u32);
-                w.credits = w.credits.saturating_add(returned).min(cap);
+                w.credits = w.credits.saturating_add(returned).min(w.room(prefetch));
             }
         }
         self.schedule(now, comm);
@@ -269,8 +299,9 @@ impl SchedulerCore {
         }
         expired.sort_unstable();
         for (task, wid) in expired {
+            let instant = self.tasks.get(&task).is_some_and(|e| e.job.finishes_at_once());
             let label = self.workers.get_mut(&wid).map(|w| {
-                w.in_flight.remove(&task);
+                w.release(task, instant);
                 w.label.clone()
             });
             self.abandon(task, label, LossReason::LeaseExpired, now, comm);
@@ -327,13 +358,15 @@ impl SchedulerCore {
     fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
         let prefetch = self.config.prefetch;
         while let Some(&task) = self.queue.front() {
-            let Some(wid) = self.placement.pick(&self.workers, prefetch) else {
+            let Some(entry) = self.tasks.get_mut(&task) else {
+                self.queue.pop_front();
+                continue;
+            };
+            let instant = entry.job.finishes_at_once();
+            let Some(wid) = self.placement.pick(&self.workers, prefetch, instant) else {
                 break;
             };
             self.queue.pop_front();
-            let Some(entry) = self.tasks.get_mut(&task) else {
-                continue;
-            };
             let Some(w) = self.workers.get_mut(&wid) else { break };
             entry.attempts += 1;
             entry.state = TaskState::Assigned {
@@ -342,7 +375,9 @@ impl SchedulerCore {
                 dispatched_us: now.unix_us,
             };
             w.in_flight.insert(task);
-            if w.spec.capacity == Capacity::Credits {
+            if instant {
+                w.instant += 1;
+            } else if w.spec.capacity == Capacity::Credits {
                 w.credits = w.credits.saturating_sub(1);
             }
             self.counters.dispatched += 1;

@@ -43,8 +43,13 @@ impl Placer {
         }
     }
 
-    pub(super) fn pick(&mut self, workers: &BTreeMap<WorkerId, WorkerEntry>, prefetch: u32) -> Option<WorkerId> {
-        let mut open = workers.iter().filter(|(_, w)| w.free(prefetch) > 0);
+    pub(super) fn pick(
+        &mut self,
+        workers: &BTreeMap<WorkerId, WorkerEntry>,
+        prefetch: u32,
+        instant: bool,
+    ) -> Option<WorkerId> {
+        let mut open = workers.iter().filter(|(_, w)| w.free(prefetch, instant) > 0);
         match self.policy {
             Policy::LeastLoaded => open
                 .min_by(|(_, a), (_, b)| {

@@ -61,11 +61,16 @@ fn spec(name: &str, slots: u32, capacity: Capacity) -> WorkerSpec {
     }
 }
 
+/// Tasks that occupy a slot: what `slots + prefetch` and credits govern.
 fn tasks(ids: std::ops::Range<u64>) -> Vec<NewTask> {
+    jobs(ids, Job::Sleep { ms: 5 })
+}
+
+fn jobs(ids: std::ops::Range<u64>, job: Job) -> Vec<NewTask> {
     ids.map(|i| NewTask {
         id: TaskId(i),
         function_id: FunctionId(1),
-        job: Job::Noop,
+        job: job.clone(),
         attempts: 0,
         submitted_us: 0,
     })
@@ -228,6 +233,35 @@ fn each_pull_result_returns_its_credit_and_no_more() {
     comm.assert_empty();
     assert_eq!(core.running(), 3);
     assert_eq!(core.counters().duplicate_results, 1);
+}
+
+#[test]
+fn instant_tasks_take_no_slot_or_credit_and_are_bounded_by_their_own_window() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::current();
+    // A pull worker with no credit at all still receives noops, a window at a time.
+    let w = core.add_worker(spec("p", 1, Capacity::Credits), t0, &mut comm);
+    core.submit(jobs(1..601, Job::Noop), t0, &mut comm);
+    let mut rounds = Vec::new();
+    loop {
+        let sent = comm.take_assigned();
+        comm.take_records();
+        if sent.is_empty() {
+            break;
+        }
+        rounds.push(sent.len());
+        core.results(w, sent.iter().map(|(_, id, a)| ok(*id, *a)).collect(), t0, &mut comm);
+    }
+    assert_eq!(rounds, vec![INSTANT_WINDOW as usize, INSTANT_WINDOW as usize, 600 - 2 * INSTANT_WINDOW as usize]);
+    // Their results returned no credit: slot work waits for the worker to ask.
+    core.submit(tasks(601..603), t0, &mut comm);
+    comm.assert_empty();
+    core.ready(w, 1, t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 601, 1)]);
+    comm.take_records();
+    core.results(w, vec![ok(601, 1)], t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(w, 602, 1)]);
 }
 
 #[test]
