@@ -357,13 +357,14 @@ impl SchedulerCore {
 
     fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
         let prefetch = self.config.prefetch;
+        let mut round = placement::Round::default();
         while let Some(&task) = self.queue.front() {
             let Some(entry) = self.tasks.get_mut(&task) else {
                 self.queue.pop_front();
                 continue;
             };
             let instant = entry.job.finishes_at_once();
-            let Some(wid) = self.placement.pick(&self.workers, prefetch, instant) else {
+            let Some(wid) = self.placement.pick(&self.workers, prefetch, instant, &mut round) else {
                 break;
             };
             self.queue.pop_front();

@@ -3,7 +3,8 @@
 use super::WorkerEntry;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
-use std::collections::BTreeMap;
+use std::cmp::{Ordering, Reverse};
+use std::collections::{BTreeMap, BinaryHeap};
 use volley_proto::ids::WorkerId;
 
 /// How a task's worker is picked among those with free capacity.
@@ -28,6 +29,81 @@ impl Policy {
     }
 }
 
+/// A worker's load as least-loaded placement orders it: tasks in flight relative to
+/// slots, ties to the lowest id.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Load {
+    in_flight: u64,
+    slots: u64,
+    id: WorkerId,
+}
+
+impl Load {
+    fn of(id: WorkerId, w: &WorkerEntry) -> Self {
+        Self {
+            in_flight: w.in_flight.len() as u64,
+            slots: u64::from(w.spec.slots.max(1)),
+            id,
+        }
+    }
+}
+
+impl Ord for Load {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // in_flight / slots against the other's, without division.
+        (self.in_flight * other.slots)
+            .cmp(&(other.in_flight * self.slots))
+            .then(self.id.cmp(&other.id))
+    }
+}
+
+impl PartialOrd for Load {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Least-loaded placement for one scheduling pass: the open workers in a heap, built
+/// once per pass and kind of work, so placing `k` tasks on `n` workers costs
+/// `O(n + k log n)`, not `O(n k)`.
+///
+/// Work that finishes at once occupies no slot, so spreading it buys no parallelism
+/// worth a frame: it stays with the worker picked first until that worker's window is
+/// full, and a pass sends few large frames rather than one small frame per worker.
+#[derive(Default)]
+pub(super) struct Round {
+    /// The kind of work the heap was built for (see `WorkerEntry::free`).
+    instant: Option<bool>,
+    heap: BinaryHeap<Reverse<Load>>,
+    /// The worker picked last: its load changed, so it goes back in with the new one.
+    last: Option<WorkerId>,
+}
+
+impl Round {
+    fn pick(&mut self, workers: &BTreeMap<WorkerId, WorkerEntry>, prefetch: u32, instant: bool) -> Option<WorkerId> {
+        if self.instant != Some(instant) {
+            self.instant = Some(instant);
+            self.last = None;
+            self.heap = workers
+                .iter()
+                .filter(|(_, w)| w.free(prefetch, instant) > 0)
+                .map(|(id, w)| Reverse(Load::of(*id, w)))
+                .collect();
+        } else if let Some(id) = self.last.take() {
+            if let Some(w) = workers.get(&id).filter(|w| w.free(prefetch, instant) > 0) {
+                if instant {
+                    self.last = Some(id);
+                    return Some(id);
+                }
+                self.heap.push(Reverse(Load::of(id, w)));
+            }
+        }
+        let Reverse(least) = self.heap.pop()?;
+        self.last = Some(least.id);
+        Some(least.id)
+    }
+}
+
 pub(super) struct Placer {
     policy: Policy,
     cursor: Option<WorkerId>,
@@ -43,22 +119,18 @@ impl Placer {
         }
     }
 
+    /// The worker for the next task of one scheduling pass (`round`, fresh per pass: the
+    /// caller assigns each pick before asking again, and nothing else changes meanwhile).
     pub(super) fn pick(
         &mut self,
         workers: &BTreeMap<WorkerId, WorkerEntry>,
         prefetch: u32,
         instant: bool,
+        round: &mut Round,
     ) -> Option<WorkerId> {
         let mut open = workers.iter().filter(|(_, w)| w.free(prefetch, instant) > 0);
         match self.policy {
-            Policy::LeastLoaded => open
-                .min_by(|(_, a), (_, b)| {
-                    // a.in_flight / a.slots vs b.in_flight / b.slots, without division.
-                    let la = a.in_flight.len() as u64 * u64::from(b.spec.slots.max(1));
-                    let lb = b.in_flight.len() as u64 * u64::from(a.spec.slots.max(1));
-                    la.cmp(&lb)
-                })
-                .map(|(id, _)| *id),
+            Policy::LeastLoaded => round.pick(workers, prefetch, instant),
             Policy::RoundRobin => {
                 let after = self.cursor;
                 let next = open

@@ -236,6 +236,42 @@ fn each_pull_result_returns_its_credit_and_no_more() {
 }
 
 #[test]
+fn least_loaded_fills_workers_in_proportion_to_their_slots() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 100), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::current();
+    let ids: Vec<WorkerId> = [1, 2, 4]
+        .iter()
+        .map(|&slots| core.add_worker(spec(&format!("w{slots}"), slots, Capacity::Slots), t0, &mut comm))
+        .collect();
+    core.submit(tasks(1..71), t0, &mut comm);
+    let sent = comm.take_assigned();
+    let on = |w: WorkerId| sent.iter().filter(|(x, _, _)| *x == w).count();
+    assert_eq!((on(ids[0]), on(ids[1]), on(ids[2])), (10, 20, 40));
+    // The first task goes to the lowest id among equally idle workers.
+    assert_eq!(sent[0].0, ids[0]);
+}
+
+#[test]
+fn instant_work_fills_one_frame_at_a_time_and_starts_on_the_least_loaded_worker() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::current();
+    let a = core.add_worker(spec("a", 1, Capacity::Slots), t0, &mut comm);
+    let b = core.add_worker(spec("b", 1, Capacity::Slots), t0, &mut comm);
+    core.submit(tasks(1..2), t0, &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(a, 1, 1)]);
+    comm.take_records();
+    // b holds less, so the noops start there and fill its window before a gets any.
+    let n = INSTANT_WINDOW as u64 + 10;
+    core.submit(jobs(2..2 + n, Job::Noop), t0, &mut comm);
+    let sent = comm.take_assigned();
+    assert_eq!(sent.len() as u64, n);
+    assert!(sent[..INSTANT_WINDOW as usize].iter().all(|(w, _, _)| *w == b));
+    assert!(sent[INSTANT_WINDOW as usize..].iter().all(|(w, _, _)| *w == a));
+}
+
+#[test]
 fn instant_tasks_take_no_slot_or_credit_and_are_bounded_by_their_own_window() {
     let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
     let mut comm = TestComm::default();
