@@ -195,7 +195,7 @@ impl Reactor {
                     }
                     _ = tick.tick() => {
                         self.core.tick(Now::current(), &mut self.outbox);
-                        self.broadcast(outgoing, &ToWorker::Heartbeat);
+                        outgoing.heartbeat(self.peers.by_worker.values());
                     }
                 },
             }

@@ -118,6 +118,9 @@ pub struct Outgoing {
     queues: HashMap<PeerId, mpsc::Sender<Bytes>>,
     tracker: TaskTracker,
     dropped: u64,
+    /// Peers sent a frame since the last heartbeat round: any frame tells a worker the
+    /// dispatcher is alive, so they need no heartbeat.
+    recently_sent: HashSet<PeerId>,
 }
 
 impl Outgoing {
@@ -127,7 +130,25 @@ impl Outgoing {
             queues: HashMap::new(),
             tracker,
             dropped: 0,
+            recently_sent: HashSet::new(),
         }
+    }
+
+    /// Sends a heartbeat to each of `peers` that was sent nothing since the last round:
+    /// under load the frames themselves prove the dispatcher alive, and a thousand busy
+    /// workers cost no heartbeat traffic.
+    pub fn heartbeat<'a>(&mut self, peers: impl IntoIterator<Item = &'a PeerId>) {
+        let Some(frame) = encode(&ToWorker::Heartbeat) else {
+            return;
+        };
+        let busy = std::mem::take(&mut self.recently_sent);
+        for peer in peers {
+            if !busy.contains(peer) {
+                self.enqueue(peer, frame.clone());
+            }
+        }
+        // The heartbeats just queued count as sends; the next round starts from none.
+        self.recently_sent.clear();
     }
 
     /// Encodes `msg` and queues it for `peer`.
@@ -149,6 +170,7 @@ impl Outgoing {
     /// The peer's connection is gone: its queue closes and its writer ends.
     pub fn forget(&mut self, peer: &PeerId) {
         self.queues.remove(peer);
+        self.recently_sent.remove(peer);
     }
 
     fn enqueue(&mut self, peer: &PeerId, frame: Bytes) {
@@ -158,7 +180,11 @@ impl Outgoing {
             tx
         });
         match queue.try_send(frame) {
-            Ok(()) => {}
+            Ok(()) => {
+                if !self.recently_sent.contains(peer) {
+                    self.recently_sent.insert(peer.clone());
+                }
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped += 1;
                 if self.dropped.is_power_of_two() {

@@ -169,7 +169,6 @@ fn run(assignment: TaskAssignment, received: Instant, executed: &AtomicU64) -> T
     }
 }
 
-
 /// Runs one job on the calling thread and returns its result as JSON.
 pub fn run_job(job: &Job) -> Outcome {
     match job {

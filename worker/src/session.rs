@@ -221,6 +221,8 @@ async fn serve(
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let silence_limit = s.heartbeat * s.liveness;
     let mut last_heard = Instant::now();
+    // Any frame proves this worker alive; a heartbeat is due only after a quiet interval.
+    let mut last_sent = Instant::now();
     let mut bad_frames: u64 = 0;
     loop {
         tokio::select! {
@@ -245,6 +247,7 @@ async fn serve(
                 if let Err(e) = s.conn.send(&FromWorker::Results(done)).await {
                     return lost(e);
                 }
+                last_sent = Instant::now();
             }
             msg = s.conn.recv() => {
                 match msg {
@@ -269,9 +272,13 @@ async fn serve(
                 if last_heard.elapsed() > silence_limit {
                     return SessionEnd::Lost(format!("nothing heard for {:?}", last_heard.elapsed()));
                 }
+                if last_sent.elapsed() < s.heartbeat {
+                    continue;
+                }
                 if let Err(e) = s.conn.send(&FromWorker::Heartbeat { in_flight: *in_flight }).await {
                     return lost(e);
                 }
+                last_sent = Instant::now();
             }
         }
     }

@@ -289,7 +289,14 @@ fn instant_tasks_take_no_slot_or_credit_and_are_bounded_by_their_own_window() {
         rounds.push(sent.len());
         core.results(w, sent.iter().map(|(_, id, a)| ok(*id, *a)).collect(), t0, &mut comm);
     }
-    assert_eq!(rounds, vec![INSTANT_WINDOW as usize, INSTANT_WINDOW as usize, 600 - 2 * INSTANT_WINDOW as usize]);
+    assert_eq!(
+        rounds,
+        vec![
+            INSTANT_WINDOW as usize,
+            INSTANT_WINDOW as usize,
+            600 - 2 * INSTANT_WINDOW as usize
+        ]
+    );
     // Their results returned no credit: slot work waits for the worker to ask.
     core.submit(tasks(601..603), t0, &mut comm);
     comm.assert_empty();
