@@ -302,7 +302,49 @@ pub async fn start(
 
 #[cfg(test)]
 mod tests {
-    use super::reachable;
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use volley_proto::connection::WorkerConnection;
+    use volley_proto::wire::TaskAssignment;
+
+    async fn recv(worker: &mut WorkerConnection) -> ToWorker {
+        tokio::time::timeout(Duration::from_secs(5), worker.recv())
+            .await
+            .expect("a frame within 5 s")
+            .expect("a decodable frame")
+    }
+
+    #[tokio::test]
+    async fn a_worker_sent_frames_since_the_last_round_gets_no_heartbeat() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let shared = Arc::new(Shared::new(Arc::new(MemoryStore::new(10)), 10, 10));
+        let tracker = TaskTracker::new();
+        let mut link = start(listener, shared, &tracker, CancellationToken::new())
+            .await
+            .unwrap();
+        let timeout = Duration::from_secs(5);
+        let mut worker = WorkerConnection::connect(&link.endpoint, timeout).await.unwrap();
+        worker.send(&FromWorker::Heartbeat { in_flight: 0 }).await.unwrap();
+        let peer = match tokio::time::timeout(timeout, link.inbound.next()).await.unwrap() {
+            Some(Inbound::Message(peer, _)) => peer,
+            other => panic!("expected the worker's heartbeat, got {other:?}"),
+        };
+
+        let tasks = ToWorker::Tasks(vec![TaskAssignment {
+            task_id: volley_proto::ids::TaskId(1),
+            attempt: 1,
+            job: volley_proto::function::Job::Noop,
+        }]);
+        link.outgoing.send(&peer, &tasks);
+        // The round after a frame skips the worker; the one after that does not.
+        link.outgoing.heartbeat([&peer]);
+        link.outgoing.heartbeat([&peer]);
+        assert_eq!(recv(&mut worker).await, tasks);
+        assert_eq!(recv(&mut worker).await, ToWorker::Heartbeat);
+        let more = tokio::time::timeout(Duration::from_millis(200), worker.recv()).await;
+        assert!(more.is_err(), "one heartbeat in two rounds, got {more:?}");
+    }
 
     #[test]
     fn a_wildcard_bind_is_reported_by_host_name() {
