@@ -279,7 +279,6 @@ mod tests {
         pool.submit_all(frame);
         // The noops ran inside `submit_all`: their results are already sent, as one batch,
         // while the sleep went to the slot.
-        assert_eq!(pool.executed(), 500);
         let mut ids = Vec::new();
         let mut batches = 0;
         while ids.len() < 500 {
