@@ -63,8 +63,14 @@ async fn a_two_minute_trace_at_compress_30_accounts_for_every_invocation() {
     for (i, m) in minutes.iter().enumerate() {
         let target: u64 = trace.functions.iter().map(|f| f.counts[i]).sum();
         assert_eq!(m["target"], target.to_string());
-        assert_eq!(m["issued"], target.to_string());
         assert_eq!(m["completed"], target.to_string());
+        // Issued counts by when the send really happened: on a loaded machine a send due in
+        // a minute's last instant may leave just after it, and is counted in the next.
+        let issued: u64 = m["issued"].parse().expect("a count");
+        assert!(
+            issued.abs_diff(target) <= 1 + target / 100,
+            "minute {i}: issued {issued} of {target}"
+        );
     }
     assert_eq!(
         (minutes[0]["phase"].as_str(), minutes[1]["phase"].as_str()),
@@ -73,6 +79,7 @@ async fn a_two_minute_trace_at_compress_30_accounts_for_every_invocation() {
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out("summary.json")).expect("summary")).expect("json");
     assert_eq!(summary["completed"], scheduled);
+    assert_eq!(summary["issued"], scheduled, "every invocation was sent");
     assert_eq!(summary["verdict"]["pass"], true);
     assert!(out("replay.csv.meta.json").exists());
 
