@@ -141,20 +141,20 @@ impl Outgoing {
         let Some(frame) = encode(&ToWorker::Heartbeat) else {
             return;
         };
-        let busy = std::mem::take(&mut self.recently_sent);
         for peer in peers {
-            if !busy.contains(peer) {
+            if !self.recently_sent.contains(peer) {
                 self.enqueue(peer, frame.clone());
             }
         }
-        // The heartbeats just queued count as sends; the next round starts from none.
         self.recently_sent.clear();
     }
 
     /// Encodes `msg` and queues it for `peer`.
     pub fn send(&mut self, peer: &PeerId, msg: &ToWorker) {
         if let Some(frame) = encode(msg) {
-            self.enqueue(peer, frame);
+            if self.enqueue(peer, frame) && !self.recently_sent.contains(peer) {
+                self.recently_sent.insert(peer.clone());
+            }
         }
     }
 
@@ -173,27 +173,26 @@ impl Outgoing {
         self.recently_sent.remove(peer);
     }
 
-    fn enqueue(&mut self, peer: &PeerId, frame: Bytes) {
+    /// Queues one frame for `peer`; whether it was queued.
+    fn enqueue(&mut self, peer: &PeerId, frame: Bytes) -> bool {
         let queue = self.queues.entry(peer.clone()).or_insert_with(|| {
             let (tx, rx) = mpsc::channel(SEND_QUEUE_FRAMES);
             self.tracker.spawn(write(self.sender.clone(), peer.clone(), rx));
             tx
         });
         match queue.try_send(frame) {
-            Ok(()) => {
-                if !self.recently_sent.contains(peer) {
-                    self.recently_sent.insert(peer.clone());
-                }
-            }
+            Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 self.dropped += 1;
                 if self.dropped.is_power_of_two() {
                     warn!(peer = %peer, dropped = self.dropped, "a worker's send queue is full; frame dropped, leases will recover its tasks (logged at powers of two)");
                 }
+                false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 // Its writer gave up; a new one starts with the next frame.
                 self.queues.remove(peer);
+                false
             }
         }
     }
