@@ -97,6 +97,10 @@ pub struct Cli {
     /// PEM private key of --tls-cert.
     #[arg(long, env = "VOLLEY_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (read-only, no token); the flag
+    /// alone means 127.0.0.1:9464.
+    #[arg(long, env = "VOLLEY_METRICS", num_args = 0..=1, default_missing_value = volley_proto::exposition::DEFAULT_ADDR)]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// `--mode` values.

@@ -7,6 +7,7 @@
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
 //! - [`api`] — the gRPC service, health and reflection.
+//! - [`metrics`] — the Prometheus page (`--metrics`): tasks, latency, queue, workers.
 //! - [`security`] — the token check on gRPC calls and the TLS identity.
 //! - [`shared`] — admission control and counters shared without locks.
 //! - [`config`], [`cli`] — configuration and the command line.
@@ -15,6 +16,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod metrics;
 pub mod persist;
 pub mod reactor;
 pub mod security;
@@ -50,6 +52,8 @@ pub struct Listeners {
     pub grpc: tokio::net::TcpListener,
     /// The worker endpoint; required in pull and push mode, unused in local mode.
     pub workers: Option<std::net::TcpListener>,
+    /// The Prometheus endpoint (`/metrics`); `None` turns metrics off.
+    pub metrics: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
@@ -59,6 +63,7 @@ impl Listeners {
         Ok(Self {
             grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
             workers: Some(std::net::TcpListener::bind("127.0.0.1:0")?),
+            metrics: None,
         })
     }
 }
@@ -76,6 +81,8 @@ pub struct Handle {
     pub store: String,
     /// Tasks recovered from the store at start.
     pub recovered: usize,
+    /// `http://…/metrics`, when metrics are on.
+    pub metrics_url: Option<String>,
 }
 
 /// Starts a dispatcher. Everything that can fail at start (store, recovery, binding the
@@ -93,7 +100,18 @@ pub async fn start(
     let store = store::open(&config.store, &options)
         .await
         .with_context(|| format!("opening the task store '{}'", store::redact(&config.store)))?;
-    let shared = Arc::new(Shared::new(store.clone(), config.max_queued, config.watch_buffer));
+    let metrics = listeners.metrics.is_some().then(|| {
+        Arc::new(metrics::Metrics::new(metrics::BuildFacts {
+            mode: config.mode.to_string(),
+            store: store.describe().split(':').next().unwrap_or("memory").to_owned(),
+            policy: config.policy.as_str().to_owned(),
+        }))
+    });
+    let mut shared = Shared::new(store.clone(), config.max_queued, config.watch_buffer);
+    if let Some(m) = &metrics {
+        shared = shared.with_metrics(m.tasks.clone());
+    }
+    let shared = Arc::new(shared);
     let max_job_ms = config.task_timeout.as_millis() as u64;
 
     let recovered = recover(&shared, max_job_ms)
@@ -163,6 +181,15 @@ pub async fn start(
             .await
             .context("queueing recovered tasks")?;
     }
+    let metrics_url = match (listeners.metrics, &metrics) {
+        (Some(listener), Some(m)) => {
+            let addr = listener.local_addr().context("reading the metrics address")?;
+            let render = m.render(shared.clone(), commands_tx.clone());
+            tracker.spawn(volley_proto::exposition::serve(listener, render, shutdown.clone()));
+            Some(format!("http://{addr}/metrics"))
+        }
+        _ => None,
+    };
     tracker.spawn(persist::run(shared.clone(), from_core, shutdown.clone()));
     tracker.spawn(reactor.run(backend, commands_rx, shutdown.clone()));
 
@@ -222,6 +249,7 @@ pub async fn start(
         worker_endpoint,
         store: store.describe(),
         recovered: recovered_count,
+        metrics_url,
     };
     let run = async move {
         // In-flight calls get a grace period; long-lived watch streams and idle client
@@ -259,7 +287,11 @@ async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask
     let mut unusable = Vec::new();
     for r in records {
         if let std::collections::hash_map::Entry::Vacant(slot) = functions.entry(r.function_id) {
-            slot.insert(shared.store.function(r.function_id).await?);
+            let record = shared.store.function(r.function_id).await?;
+            if let (Some(m), Some(f)) = (&shared.metrics, &record) {
+                m.name_function(f.id, &f.name);
+            }
+            slot.insert(record);
         }
         let job = functions
             .get(&r.function_id)

@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
-    let (grpc_addr, worker_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port));
+    let (grpc_addr, worker_addr, metrics_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port), cli.metrics);
     let exposed_workers = !cli.bind.is_loopback();
     let config = Config::from(cli);
     if config.token.is_none() && (exposed_workers || !grpc_addr.ip().is_loopback()) {
@@ -44,18 +44,23 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("binding the worker port {worker_addr}"))?,
         ),
     };
+    let metrics = match metrics_addr {
+        Some(addr) => Some(volley_proto::exposition::bind(addr).await?),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let (mode, store) = (config.mode, volley_dispatcher::store::redact(&config.store));
-    let (handle, run) = volley_dispatcher::start(config, Listeners { grpc, workers }, shutdown.clone())
+    let (handle, run) = volley_dispatcher::start(config, Listeners { grpc, workers, metrics }, shutdown.clone())
         .await
         .with_context(|| format!("starting the dispatcher on store '{store}'"))?;
     // One line on stdout, for people and for launchers that read the chosen ports.
     println!(
-        "dispatcher ready mode={mode} grpc={} workers={} store={} recovered={}",
+        "dispatcher ready mode={mode} grpc={} workers={} store={} recovered={} metrics={}",
         handle.grpc_url,
         handle.worker_endpoint.as_deref().unwrap_or("none"),
         handle.store,
-        handle.recovered
+        handle.recovered,
+        handle.metrics_url.as_deref().unwrap_or("off")
     );
     tokio::spawn(async move {
         stop_signal().await;

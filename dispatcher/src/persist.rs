@@ -37,6 +37,9 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Vec<Transition>>
             })
             .collect();
         if !finished.is_empty() {
+            if let Some(m) = &shared.metrics {
+                m.finished(&finished);
+            }
             shared.admission.release(finished.len());
             // No watcher is not an error.
             let _ = shared.completions.send(Arc::new(finished));
@@ -48,8 +51,12 @@ async fn write(shared: &Shared, batch: &[Transition], shutdown: &CancellationTok
     let mut delay = Duration::from_millis(20);
     let mut stopping_since = None;
     loop {
+        let started = std::time::Instant::now();
         match shared.store.record(batch).await {
             Ok(()) => {
+                if let Some(m) = &shared.metrics {
+                    m.store_write(started.elapsed());
+                }
                 if !shared.store_healthy.swap(true, Ordering::AcqRel) {
                     info!("task store reachable again; pending transitions written");
                 }

@@ -1,6 +1,7 @@
 //! State the gRPC edge, the reactor and the store writer share without locks.
 
 use crate::core::Finished;
+use crate::metrics::TaskMetrics;
 use crate::store::TaskStore;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,8 @@ pub struct Shared {
     pub counters: EdgeCounters,
     /// False while store writes fail.
     pub store_healthy: AtomicBool,
+    /// Prometheus counters and histograms, when `--metrics` is on.
+    pub metrics: Option<Arc<TaskMetrics>>,
 }
 
 impl Shared {
@@ -32,7 +35,14 @@ impl Shared {
             completions: broadcast::channel(watch_buffer.max(1)).0,
             counters: EdgeCounters::default(),
             store_healthy: AtomicBool::new(true),
+            metrics: None,
         }
+    }
+
+    /// The same, feeding `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<TaskMetrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 }
 

@@ -121,6 +121,7 @@ pub struct Cluster {
     spec: ClusterSpec,
     grpc_addr: SocketAddr,
     worker_endpoint: Option<String>,
+    metrics_url: Option<String>,
     dispatcher: Option<Child>,
     workers: Vec<Option<Child>>,
     log_dir: PathBuf,
@@ -144,6 +145,7 @@ impl Cluster {
             spec,
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             worker_endpoint: None,
+            metrics_url: None,
             dispatcher: None,
             workers: Vec::new(),
             log_dir,
@@ -185,6 +187,11 @@ impl Cluster {
     /// `tcp://127.0.0.1:<port>`, or `None` in local mode.
     pub fn worker_endpoint(&self) -> Option<&str> {
         self.worker_endpoint.as_deref()
+    }
+
+    /// The dispatcher's `http://…/metrics`, when started with `--metrics`.
+    pub fn metrics_url(&self) -> Option<&str> {
+        self.metrics_url.as_deref()
     }
 
     /// Where this cluster's logs are.
@@ -250,6 +257,7 @@ impl Cluster {
             .context("ready line without grpc=")?;
         self.grpc_addr = grpc.parse().with_context(|| format!("bad grpc address in '{line}'"))?;
         self.worker_endpoint = field("workers=").filter(|w| w != "none");
+        self.metrics_url = field("metrics=").filter(|m| m != "off");
         self.dispatcher = Some(child);
         Ok(())
     }

@@ -10,12 +10,14 @@
 //! - [`wire`] — the dispatcher↔worker messages ([`wire::FromWorker`], [`wire::ToWorker`])
 //!   and their versioned, size-limited postcard codec.
 //! - [`connection`] — typed ZeroMQ connections: handlers see messages, never bytes.
+//! - [`exposition`] — the `/metrics` endpoint (Prometheus text format) each process may serve.
 //! - [`text`] — user input clipped for error messages.
 //! - [`telemetry`] — the logging set-up every binary shares (here, so no role depends on
 //!   another for it).
 
 pub mod auth;
 pub mod connection;
+pub mod exposition;
 pub mod function;
 pub mod ids;
 pub mod telemetry;

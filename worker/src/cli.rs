@@ -29,7 +29,14 @@ pub struct Cli {
     /// shows in `ps`).
     #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
     pub token: Option<Token>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (read-only); the flag alone means
+    /// 127.0.0.1:9465, one port above the dispatcher's default.
+    #[arg(long, env = "VOLLEY_METRICS", num_args = 0..=1, default_missing_value = DEFAULT_METRICS)]
+    pub metrics: Option<std::net::SocketAddr>,
 }
+
+/// Where `--metrics` without an address serves a worker's page.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9465";
 
 fn parse_worker_mode(s: &str) -> Result<Mode, String> {
     match s.parse::<Mode>()? {
@@ -47,6 +54,9 @@ impl From<Cli> for WorkerConfig {
         }
         config.max_backoff = Duration::from_millis(cli.max_backoff_ms.max(10));
         config.token = cli.token;
+        if cli.metrics.is_some() {
+            config.metrics = Some(crate::metrics::WorkerMetrics::new(&config.name, config.slots));
+        }
         config
     }
 }

@@ -4,10 +4,12 @@
 //!   The dispatcher's local mode runs the same pool in-process.
 //! - [`session`] — connecting, registering, heartbeats, credits and results; rebuilds
 //!   the connection when the dispatcher goes silent.
+//! - [`metrics`] — the Prometheus page a worker serves with `--metrics ADDR`.
 //! - [`cli`] — the command line and its [`session::WorkerConfig`].
 
 pub mod cli;
 pub mod executor;
+pub mod metrics;
 pub mod session;
 
 pub use session::{run, WorkerConfig, WorkerError};

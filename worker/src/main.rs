@@ -11,7 +11,25 @@ async fn main() -> ExitCode {
     telemetry::init("info");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    match volley_worker::run(WorkerConfig::from(cli), shutdown).await {
+    let metrics_addr = cli.metrics;
+    let config = WorkerConfig::from(cli);
+    if let (Some(addr), Some(metrics)) = (metrics_addr, &config.metrics) {
+        match volley_proto::exposition::bind(addr).await {
+            Ok(listener) => {
+                tracing::info!(url = %format!("http://{}/metrics", listener.local_addr().unwrap_or(addr)), "serving metrics");
+                tokio::spawn(volley_proto::exposition::serve(
+                    listener,
+                    metrics.render(),
+                    shutdown.clone(),
+                ));
+            }
+            Err(e) => {
+                eprintln!("worker: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    match volley_worker::run(config, shutdown).await {
         Ok(exit) => {
             tracing::info!(?exit, "worker stopped");
             ExitCode::SUCCESS

@@ -2,6 +2,7 @@
 //! and start over when the dispatcher goes silent.
 
 use crate::executor::SlotPool;
+use crate::metrics::WorkerMetrics;
 use std::time::Duration;
 // tokio's clock: the system's, except in tests that pause it to exercise silence handling.
 use tokio::sync::mpsc;
@@ -33,6 +34,8 @@ pub struct WorkerConfig {
     pub max_backoff: Duration,
     /// The shared token presented in `Hello`, if the dispatcher requires one.
     pub token: Option<Token>,
+    /// Prometheus counters, when `--metrics` is on.
+    pub metrics: Option<WorkerMetrics>,
 }
 
 impl WorkerConfig {
@@ -48,6 +51,7 @@ impl WorkerConfig {
             welcome_timeout: Duration::from_secs(2),
             max_backoff: Duration::from_secs(2),
             token: None,
+            metrics: None,
         }
     }
 }
@@ -133,6 +137,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
             }
         };
         backoff = Duration::from_millis(50);
+        if let Some(m) = &config.metrics {
+            m.registered();
+        }
         info!(worker_id = %session.worker_id, mode = %session.mode, slots = config.slots, "registered with the dispatcher");
         match serve(session, &config, &pool, &mut results_rx, &mut in_flight, &shutdown).await {
             SessionEnd::Cancelled => return Ok(WorkerExit::Cancelled),
@@ -141,7 +148,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
                 return Ok(WorkerExit::DispatcherShutdown);
             }
             SessionEnd::Rejected(reason) => return Err(WorkerError::Rejected(reason)),
-            SessionEnd::Lost(why) => warn!("lost the dispatcher ({why}); reconnecting"),
+            SessionEnd::Lost(why) => {
+                if let Some(m) = &config.metrics {
+                    m.lost();
+                }
+                warn!("lost the dispatcher ({why}); reconnecting")
+            }
         }
     }
 }
@@ -244,6 +256,9 @@ async fn serve(
                     done.extend(more);
                 }
                 *in_flight = in_flight.saturating_sub(done.len() as u32);
+                if let Some(m) = &config.metrics {
+                    m.finished(&done, *in_flight);
+                }
                 if let Err(e) = s.conn.send(&FromWorker::Results(done)).await {
                     return lost(e);
                 }
@@ -254,6 +269,9 @@ async fn serve(
                     Ok(ToWorker::Tasks(tasks)) => {
                         last_heard = Instant::now();
                         *in_flight += tasks.len() as u32;
+                        if let Some(m) = &config.metrics {
+                            m.received(tasks.len(), *in_flight);
+                        }
                         pool.submit_all(tasks);
                     }
                     Ok(ToWorker::Heartbeat) | Ok(ToWorker::Welcome { .. }) => last_heard = Instant::now(),
@@ -261,6 +279,9 @@ async fn serve(
                     Ok(ToWorker::Reject { reason }) => return SessionEnd::Rejected(reason),
                     Err(e @ (ConnectionError::Codec(_) | ConnectionError::Frames(_))) => {
                         bad_frames += 1;
+                        if let Some(m) = &config.metrics {
+                            m.dropped_frame();
+                        }
                         if bad_frames == 1 {
                             warn!("dropped an undecodable frame from the dispatcher: {e}");
                         }

@@ -77,6 +77,9 @@ impl Api {
             .await
             .map_err(store_status)?
             .ok_or_else(|| Status::not_found(format!("no function with id {id}; register it first")))?;
+        if let Some(m) = &self.shared.metrics {
+            m.name_function(id, &record.name);
+        }
         self.functions.write().insert(id, record.kind.clone());
         Ok(record.kind)
     }
@@ -139,6 +142,9 @@ impl Api {
                 return Err(store_status(e));
             }
         };
+        if let Some(m) = &self.shared.metrics {
+            m.submitted(submissions.iter().map(|s| s.function_id));
+        }
         let tasks = ids
             .iter()
             .zip(submissions)
@@ -263,6 +269,9 @@ impl Dispatcher for Api {
             .register_function(name, &kind)
             .await
             .map_err(store_status)?;
+        if let Some(m) = &self.shared.metrics {
+            m.name_function(id, name);
+        }
         self.functions.write().insert(id, kind);
         Ok(Response::new(api::RegisterFunctionResponse { function_id: id.0 }))
     }

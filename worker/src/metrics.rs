@@ -1,0 +1,143 @@
+//! What a worker tells Prometheus (`worker --metrics ADDR`): tasks received and finished,
+//! what it holds, its registrations and losses of the dispatcher, and how long tasks waited
+//! and ran inside it.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+use std::sync::Arc;
+use volley_proto::exposition::Render;
+use volley_proto::wire::{Outcome, TaskResult};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabel {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+    name: String,
+}
+
+/// A worker's counters, shared by its session loop and its `/metrics` page.
+#[derive(Debug, Clone)]
+pub struct WorkerMetrics {
+    registry: Arc<Registry>,
+    received: Counter,
+    finished: Family<StateLabel, Counter>,
+    in_flight: Gauge,
+    connected: Gauge,
+    registrations: Counter,
+    losses: Counter,
+    dropped_frames: Counter,
+    wait: Histogram,
+    run: Histogram,
+}
+
+impl WorkerMetrics {
+    /// A registry under the `volley_worker_` prefix for a worker of `slots` named `name`.
+    pub fn new(name: &str, slots: u32) -> Self {
+        let mut registry = Registry::with_prefix("volley_worker");
+        let slots_gauge: Gauge = Gauge::default();
+        slots_gauge.set(i64::from(slots));
+        let m = Self {
+            registry: Arc::new(Registry::default()),
+            received: Counter::default(),
+            finished: Family::default(),
+            in_flight: Gauge::default(),
+            connected: Gauge::default(),
+            registrations: Counter::default(),
+            losses: Counter::default(),
+            dropped_frames: Counter::default(),
+            wait: Histogram::new(exponential_buckets(10e-6, 2.0, 22)),
+            run: Histogram::new(exponential_buckets(10e-6, 2.0, 24)),
+        };
+        let build = Info::new(BuildLabels {
+            version: volley_proto::VERSION.to_owned(),
+            name: name.to_owned(),
+        });
+        registry.register("build", "This worker's version and name", build);
+        registry.register("slots", "Tasks this worker runs at once", slots_gauge);
+        registry.register("tasks_received", "Tasks the dispatcher sent", m.received.clone());
+        registry.register("tasks_finished", "Results sent back, by state", m.finished.clone());
+        registry.register(
+            "tasks_in_flight",
+            "Tasks held: running or waiting for a slot",
+            m.in_flight.clone(),
+        );
+        registry.register("connected", "1 while registered with a dispatcher", m.connected.clone());
+        registry.register("registrations", "Welcomes from a dispatcher", m.registrations.clone());
+        registry.register(
+            "dispatcher_losses",
+            "Sessions that ended with the dispatcher silent or gone",
+            m.losses.clone(),
+        );
+        registry.register(
+            "dropped_frames",
+            "Undecodable frames from the dispatcher",
+            m.dropped_frames.clone(),
+        );
+        registry.register_with_unit(
+            "task_wait",
+            "Time a task waited for a slot",
+            Unit::Seconds,
+            m.wait.clone(),
+        );
+        registry.register_with_unit("task_run", "Time a task's function ran", Unit::Seconds, m.run.clone());
+        Self {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    /// The page renderer.
+    pub fn render(&self) -> Render {
+        let registry = self.registry.clone();
+        Arc::new(move || {
+            let page = volley_proto::exposition::encode(&registry);
+            Box::pin(async move { page })
+        })
+    }
+
+    pub(crate) fn received(&self, n: usize, in_flight: u32) {
+        self.received.inc_by(n as u64);
+        self.in_flight.set(i64::from(in_flight));
+    }
+
+    pub(crate) fn finished(&self, results: &[TaskResult], in_flight: u32) {
+        let completed = results
+            .iter()
+            .filter(|r| matches!(r.outcome, Outcome::Completed(_)))
+            .count() as u64;
+        let failed = results.len() as u64 - completed;
+        for (state, n) in [("completed", completed), ("failed", failed)] {
+            if n > 0 {
+                self.finished.get_or_create(&StateLabel { state }).inc_by(n);
+            }
+        }
+        for r in results {
+            self.wait.observe(r.wait_us as f64 * 1e-6);
+            self.run.observe(r.run_us as f64 * 1e-6);
+        }
+        self.in_flight.set(i64::from(in_flight));
+    }
+
+    pub(crate) fn registered(&self) {
+        self.registrations.inc();
+        self.connected.set(1);
+    }
+
+    pub(crate) fn lost(&self) {
+        self.losses.inc();
+        self.connected.set(0);
+    }
+
+    pub(crate) fn dropped_frame(&self) {
+        self.dropped_frames.inc();
+    }
+}
