@@ -11,6 +11,10 @@
 //!   self-contained.
 //! - [`load`] — open-loop load at a target rate, latency from intended send times.
 //! - [`plot`] — PNG and SVG charts of the result files.
+//! - [`observe`] — around every benchmark run: `--db`, `--assert`, process telemetry.
+//! - [`results`] — the SQLite results database, `client runs` and `compare`.
+//! - [`telemetry`] — CPU and RSS of every process of a run, sampled at 10 Hz.
+//! - [`verdict`] — `--assert` expressions, judged at the end (exit 99).
 //! - [`procstat`] — CPU time and resident memory of a process, from `/proc`.
 //! - [`sweep`] — closed-loop weak and strong scaling sweeps.
 //! - [`chaos`] — the fault-injection scenario (workers, dispatcher and Redis killed
@@ -26,12 +30,16 @@ pub mod cluster;
 pub mod commands;
 pub mod harness;
 pub mod load;
+pub mod observe;
 pub mod plot;
 pub mod procstat;
 pub mod redis_server;
 pub mod replay;
 pub mod report;
+pub mod results;
 pub mod sweep;
+pub mod telemetry;
+pub mod verdict;
 pub mod workload;
 
 pub use cluster::{Cluster, ClusterSpec, ClusterTls};

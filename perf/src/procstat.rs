@@ -14,6 +14,21 @@ pub fn cpu_time(pid: u32) -> std::io::Result<Duration> {
     Ok(Duration::from_secs_f64((utime + stime) as f64 / per_second as f64))
 }
 
+/// CPU time and resident set size of `pid` from one read of `/proc/<pid>/stat`: what the
+/// telemetry sampler takes ten times a second. CPU time comes in clock ticks (10 ms here).
+pub fn cpu_and_rss(pid: u32) -> std::io::Result<(Duration, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/stat"));
+    let (utime, stime) = parse_times(&stat).ok_or_else(bad)?;
+    let rss_pages: u64 = stat[stat.rfind(')').ok_or_else(bad)? + 1..]
+        .split_whitespace()
+        .nth(21)
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(bad)?;
+    let cpu = Duration::from_secs_f64((utime + stime) as f64 / clock_ticks() as f64);
+    Ok((cpu, rss_pages * page_size()))
+}
+
 /// Resident set size of process `pid`, in bytes.
 pub fn rss_bytes(pid: u32) -> std::io::Result<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm"))?;
@@ -69,5 +84,7 @@ mod tests {
         while spin.elapsed() < Duration::from_millis(50) {}
         assert!(cpu_time(me).expect("stat") > Duration::ZERO);
         assert!(rss_bytes(me).expect("statm") > 1 << 20);
+        let (cpu, rss) = cpu_and_rss(me).expect("stat");
+        assert!(cpu > Duration::ZERO && rss > 1 << 20);
     }
 }

@@ -3,6 +3,8 @@
 
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::report::{self, PerfRow, PointSpec, RunMeta, TaskRow};
+use crate::results::RequestRow;
+use crate::telemetry::Sampler;
 use crate::workload::OpType;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -67,6 +69,16 @@ impl SweepSpec {
 
 /// Runs every point and appends its row as soon as it is measured; returns the rows.
 pub async fn run(spec: &SweepSpec) -> anyhow::Result<Vec<PerfRow>> {
+    run_observed(spec, None, &mut Vec::new()).await
+}
+
+/// [`run`], with every cluster's processes followed by `sampler` and every task's record
+/// added to `requests`.
+pub async fn run_observed(
+    spec: &SweepSpec,
+    sampler: Option<&Sampler>,
+    requests: &mut Vec<RequestRow>,
+) -> anyhow::Result<Vec<PerfRow>> {
     let meta = RunMeta::collect();
     report::write_meta(&spec.out, &meta, None)?;
     let points = spec.points();
@@ -100,11 +112,18 @@ pub async fn run(spec: &SweepSpec) -> anyhow::Result<Vec<PerfRow>> {
             slots_per_worker: spec.slots,
             repeat,
         };
-        let outcome = measure(spec, mode, workers, optype, task_ms, n)
+        let outcome = measure(spec, sampler, mode, workers, optype, task_ms, n)
             .await
             .with_context(|| format!("{mode} {optype}:{task_ms} with {workers} workers, repeat {repeat}"))?;
         let row = PerfRow::new(&point, &outcome, &meta);
         report::append(&spec.out, std::slice::from_ref(&row))?;
+        let function = optype.spec(task_ms);
+        requests.extend(
+            outcome
+                .tasks
+                .iter()
+                .map(|t| RequestRow::from_task(Some(rows.len()), &function, t)),
+        );
         if let Some(path) = &spec.tasks_csv {
             let tasks: Vec<TaskRow> = outcome.tasks.iter().map(|t| TaskRow::new(&point, t)).collect();
             report::append_tasks(path, &tasks)?;
@@ -118,6 +137,7 @@ pub async fn run(spec: &SweepSpec) -> anyhow::Result<Vec<PerfRow>> {
 
 async fn measure(
     spec: &SweepSpec,
+    sampler: Option<&Sampler>,
     mode: Mode,
     workers: usize,
     optype: OpType,
@@ -138,6 +158,9 @@ async fn measure(
         cluster_spec = cluster_spec.args(["--redis-prefix", prefix.as_str()]);
     }
     let cluster = Cluster::start(cluster_spec).await?;
+    if let Some(s) = sampler {
+        s.track_cluster(&cluster);
+    }
     let mut client = connect(&cluster.grpc_url()).await?;
     let (noop, noop_args) = register_spec(&mut client, "noop").await?;
     run_batch(

@@ -7,4 +7,5 @@ pub mod demo;
 pub mod load;
 pub mod plot;
 pub mod replay;
+pub mod runs;
 pub mod sweep;

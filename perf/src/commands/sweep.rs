@@ -1,7 +1,11 @@
 //! `client sweep`: closed-loop weak or strong scaling on clusters it starts.
 
+use crate::observe::{ObserveArgs, Observed};
+use crate::report::PerfRow;
 use crate::sweep::Scaling;
+use crate::verdict::{Kind, MetricDef};
 use crate::workload::OpType;
+use std::collections::BTreeMap;
 use volley_proto::Mode;
 
 /// `client sweep` flags.
@@ -43,10 +47,75 @@ pub struct SweepArgs {
     /// Per-task records (submitted, dispatched, started, finished, completed, worker, attempt, state).
     #[arg(long)]
     pub tasks_csv: Option<std::path::PathBuf>,
+    /// Results database, verdicts, telemetry.
+    #[command(flatten)]
+    pub observe: ObserveArgs,
 }
 
-/// Runs the sweep; exits 1 if any task failed.
+/// What a sweep can be judged on: its worst point for each figure.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef {
+        name: "p50",
+        kind: Kind::Time,
+        help: "the highest point p50 of submitted→completed",
+    },
+    MetricDef {
+        name: "p99",
+        kind: Kind::Time,
+        help: "the highest point p99",
+    },
+    MetricDef {
+        name: "throughput",
+        kind: Kind::Number,
+        help: "the lowest point throughput, tasks/s",
+    },
+    MetricDef {
+        name: "efficiency",
+        kind: Kind::Fraction,
+        help: "the lowest point efficiency (sleep and spin)",
+    },
+    MetricDef {
+        name: "overhead",
+        kind: Kind::Time,
+        help: "the highest overhead per task",
+    },
+    MetricDef {
+        name: "failed",
+        kind: Kind::Number,
+        help: "tasks FAILED over every point",
+    },
+    MetricDef {
+        name: "completed",
+        kind: Kind::Number,
+        help: "tasks measured over every point",
+    },
+];
+
+/// The sweep's measures, worst point first.
+pub fn measures(rows: &[PerfRow]) -> BTreeMap<String, f64> {
+    let mut m = BTreeMap::new();
+    let max = |f: &dyn Fn(&PerfRow) -> f64| rows.iter().map(f).fold(f64::NAN, f64::max);
+    let min = |f: &dyn Fn(&PerfRow) -> f64| rows.iter().map(f).fold(f64::NAN, f64::min);
+    let mut put = |k: &str, v: f64| {
+        if v.is_finite() {
+            m.insert(k.to_owned(), v);
+        }
+    };
+    put("p50", max(&|r| r.latency_ms().0 / 1e3));
+    put("p99", max(&|r| r.latency_ms().1 / 1e3));
+    put("throughput", min(&|r| r.tasks_per_second()));
+    put("efficiency", min(&|r| r.efficiency().map_or(f64::NAN, |e| e / 100.0)));
+    put("overhead", max(&|r| r.overhead() / 1e3));
+    let failed: usize = rows.iter().map(|r| r.failed()).sum();
+    let tasks: usize = rows.iter().map(|r| r.task_count()).sum();
+    put("failed", failed as f64);
+    put("completed", (tasks - failed.min(tasks)) as f64);
+    m
+}
+
+/// Runs the sweep; exits 1 if any task failed, 99 if an assertion failed.
 pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
+    let mut observed = Observed::start("sweep", &a.observe, METRICS, None)?;
     let spec = crate::sweep::SweepSpec {
         scaling: a.scaling,
         workers: a.workers,
@@ -61,12 +130,18 @@ pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
         out: a.out.clone(),
         tasks_csv: a.tasks_csv,
     };
-    let rows = crate::sweep::run(&spec).await?;
+    let mut requests = Vec::new();
+    let rows = crate::sweep::run_observed(&spec, Some(observed.sampler()), &mut requests).await?;
     let failed: usize = rows.iter().map(|r| r.failed()).sum();
     println!(
         "{} points written to {}; {failed} tasks failed",
         rows.len(),
         a.out.display()
     );
-    Ok(if failed > 0 { 1 } else { 0 })
+    let tasks = rows.iter().map(|r| r.task_count() as u64).sum();
+    observed.record.metrics = measures(&rows);
+    observed.record.points = rows;
+    observed.record.requests = requests;
+    let verdict = observed.finish(tasks, false)?;
+    Ok(crate::observe::exit_code(if failed > 0 { 1 } else { 0 }, verdict))
 }

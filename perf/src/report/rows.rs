@@ -201,6 +201,16 @@ impl PerfRow {
         self.overhead_ms
     }
 
+    /// The p50 and p99 of submitted→completed, ms.
+    pub fn latency_ms(&self) -> (f64, f64) {
+        (self.latency_p50_ms, self.latency_p99_ms)
+    }
+
+    /// Tasks measured.
+    pub fn task_count(&self) -> usize {
+        self.tasks
+    }
+
     /// Total time / tasks, ms.
     pub fn latency_per_task_ms(&self) -> f64 {
         self.total_time_s / self.tasks.max(1) as f64 * 1000.0

@@ -1,0 +1,63 @@
+//! `client runs` and `client compare`: reading the results database.
+
+use crate::results::{compare, ResultsDb};
+use std::path::PathBuf;
+
+/// `client runs` flags.
+#[derive(Debug, clap::Args)]
+pub struct RunsArgs {
+    /// The results database.
+    #[arg(long, default_value = "results.sqlite")]
+    pub db: PathBuf,
+}
+
+/// `client compare` flags.
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// The baseline run's id.
+    pub a: i64,
+    /// The run compared with it.
+    pub b: i64,
+    /// The results database.
+    #[arg(long, default_value = "results.sqlite")]
+    pub db: PathBuf,
+}
+
+/// Lists every run.
+pub fn list(a: &RunsArgs, as_json: bool) -> anyhow::Result<i32> {
+    let db = ResultsDb::open_read_only(&a.db)?;
+    let runs = compare::runs(&db)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&runs)?);
+        return Ok(0);
+    }
+    println!(
+        "{:>4}  {:<7} {:<20} {:>9}  {:<9} {:<7} command",
+        "id", "kind", "started", "seconds", "revision", "verdict"
+    );
+    for r in runs {
+        println!(
+            "{:>4}  {:<7} {:<20} {:>9.1}  {:<9} {:<7} {}",
+            r.id,
+            r.kind,
+            r.started_at,
+            r.seconds,
+            r.revision,
+            r.verdict.as_deref().unwrap_or("-"),
+            r.command
+        );
+    }
+    Ok(0)
+}
+
+/// Compares two runs.
+pub fn run_compare(a: &CompareArgs, as_json: bool) -> anyhow::Result<i32> {
+    let db = ResultsDb::open_read_only(&a.db)?;
+    let deltas = compare::compare(&db, a.a, a.b)?;
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&deltas)?);
+    } else {
+        compare::print(a.a, a.b, &deltas);
+    }
+    Ok(0)
+}

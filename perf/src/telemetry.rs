@@ -1,0 +1,235 @@
+//! Process telemetry: CPU time and resident memory of every process a run involves
+//! (dispatcher, workers, Redis, the load generator itself), sampled from `/proc` at a
+//! fixed rate on one thread, so a run can say what it cost and when.
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The default sampling rate.
+pub const DEFAULT_HZ: f64 = 10.0;
+
+/// One reading of one process.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProcessSample {
+    /// When, in Unix milliseconds.
+    pub unix_ms: u64,
+    /// dispatcher, worker, redis or client.
+    pub role: String,
+    /// The process.
+    pub pid: u32,
+    /// Its CPU time so far (user + system), in milliseconds.
+    pub cpu_ms: f64,
+    /// Its resident set size.
+    pub rss_bytes: u64,
+}
+
+/// What one role cost over a run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RoleCost {
+    /// Processes seen in this role.
+    pub processes: usize,
+    /// CPU time they spent during the run, in seconds.
+    pub cpu_s: f64,
+    /// The largest resident set any one of them reached.
+    pub peak_rss_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    role: String,
+    pid: u32,
+    /// Started by this run: its CPU counts from zero, not from the first sample.
+    launched: bool,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    tracked: Vec<Tracked>,
+    samples: Vec<ProcessSample>,
+}
+
+/// A sampling thread; [`Sampler::finish`] stops it and hands over what it read.
+#[derive(Debug)]
+pub struct Sampler {
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Duration>>,
+    started: SystemTime,
+}
+
+/// Everything a sampler read.
+#[derive(Debug, Clone, Default)]
+pub struct Telemetry {
+    /// Every reading, in time order.
+    pub samples: Vec<ProcessSample>,
+    /// What sampling itself cost, in CPU time.
+    pub sampler_cpu: Duration,
+    /// How long it ran.
+    pub wall: Duration,
+    launched: Vec<u32>,
+}
+
+impl Sampler {
+    /// Starts sampling at `hz` readings a second; this process is tracked as `client`.
+    pub fn start(hz: f64) -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let period = Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
+        let mut sampler = Self {
+            state: state.clone(),
+            stop: stop.clone(),
+            thread: None,
+            started: SystemTime::now(),
+        };
+        sampler.track("client", std::process::id(), false);
+        sampler.thread = std::thread::Builder::new()
+            .name("telemetry".into())
+            .spawn(move || {
+                let mut next = std::time::Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    sample_all(&state);
+                    next += period;
+                    let now = std::time::Instant::now();
+                    if next > now {
+                        std::thread::sleep(next - now);
+                    } else {
+                        next = now;
+                    }
+                }
+                sample_all(&state);
+                thread_cpu()
+            })
+            .ok();
+        sampler
+    }
+
+    /// Follows `pid` in `role` from now on; `launched` when this run started it, so its
+    /// CPU counts from zero. A process that exits is simply no longer read.
+    pub fn track(&self, role: &str, pid: u32, launched: bool) {
+        let mut state = self.state.lock();
+        if state.tracked.iter().any(|t| t.pid == pid) {
+            return;
+        }
+        state.tracked.push(Tracked {
+            role: role.to_owned(),
+            pid,
+            launched,
+        });
+        drop(state);
+        // Read it once now, so even a short-lived process leaves a sample.
+        sample_all(&self.state);
+    }
+
+    /// Follows a cluster's dispatcher and workers.
+    pub fn track_cluster(&self, cluster: &crate::Cluster) {
+        if let Some(pid) = cluster.dispatcher_pid() {
+            self.track("dispatcher", pid, true);
+        }
+        for pid in cluster.worker_pids() {
+            self.track("worker", pid, true);
+        }
+    }
+
+    /// Stops sampling and returns every reading.
+    pub fn finish(mut self) -> Telemetry {
+        self.stop.store(true, Ordering::Relaxed);
+        let sampler_cpu = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
+        let state = std::mem::take(&mut *self.state.lock());
+        Telemetry {
+            samples: state.samples,
+            sampler_cpu,
+            wall: self.started.elapsed().unwrap_or_default(),
+            launched: state.tracked.iter().filter(|t| t.launched).map(|t| t.pid).collect(),
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn sample_all(state: &Mutex<State>) {
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut state = state.lock();
+    let State { tracked, samples } = &mut *state;
+    for t in tracked.iter() {
+        if let Ok((cpu, rss)) = crate::procstat::cpu_and_rss(t.pid) {
+            samples.push(ProcessSample {
+                unix_ms,
+                role: t.role.clone(),
+                pid: t.pid,
+                cpu_ms: cpu.as_secs_f64() * 1000.0,
+                rss_bytes: rss,
+            });
+        }
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map(Duration::from)
+        .unwrap_or_default()
+}
+
+impl Telemetry {
+    /// CPU and peak memory per role over the run.
+    pub fn by_role(&self) -> BTreeMap<String, RoleCost> {
+        // Per process: first and last CPU reading and peak RSS.
+        let mut per_pid: BTreeMap<u32, (&str, f64, f64, u64)> = BTreeMap::new();
+        for s in &self.samples {
+            let e = per_pid.entry(s.pid).or_insert((s.role.as_str(), s.cpu_ms, s.cpu_ms, 0));
+            e.2 = s.cpu_ms;
+            e.3 = e.3.max(s.rss_bytes);
+        }
+        let mut roles: BTreeMap<String, RoleCost> = BTreeMap::new();
+        for (pid, (role, first, last, peak)) in per_pid {
+            let base = if self.launched.contains(&pid) { 0.0 } else { first };
+            let r = roles.entry(role.to_owned()).or_default();
+            r.processes += 1;
+            r.cpu_s += (last - base).max(0.0) / 1000.0;
+            r.peak_rss_bytes = r.peak_rss_bytes.max(peak);
+        }
+        roles
+    }
+
+    /// The sampler's own CPU as a fraction of one core.
+    pub fn sampler_share(&self) -> f64 {
+        self.sampler_cpu.as_secs_f64() / self.wall.as_secs_f64().max(1e-9)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process_and_a_child_it_launched() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
+        let sampler = Sampler::start(50.0);
+        sampler.track("worker", child.id(), true);
+        let spin = std::time::Instant::now();
+        while spin.elapsed() < Duration::from_millis(150) {}
+        let t = sampler.finish();
+        let _ = child.kill();
+        let _ = child.wait();
+        let roles = t.by_role();
+        assert_eq!(roles["client"].processes, 1);
+        assert_eq!(roles["worker"].processes, 1);
+        assert!(roles["client"].cpu_s > 0.0, "{roles:?}");
+        assert!(roles["client"].peak_rss_bytes > 1 << 20);
+        // At least the first reading, one per period after, and the last.
+        let client = t.samples.iter().filter(|s| s.role == "client").count();
+        assert!(client >= 3, "{client} samples");
+        assert!(t.sampler_share() < 0.5);
+    }
+}

@@ -1,0 +1,149 @@
+//! The results database and verdicts end to end, through the `client` binary: a sweep
+//! stores its run, points, requests and process samples; a failing `--assert` exits 99
+//! and is stored as FAIL; bad `--db` and `--assert` are refused before anything runs.
+
+use rusqlite::Connection;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn client(dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+        .current_dir(dir)
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("client ran")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("volley-db-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+fn said(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_sweep_is_stored_and_a_failing_assertion_exits_99() {
+    let dir = scratch("sweep");
+    let sweep = |assert: &str| {
+        client(
+            &dir,
+            &[
+                "sweep",
+                "--workers",
+                "1,2",
+                "--modes",
+                "pull",
+                "--optypes",
+                "sleep",
+                "--task-ms",
+                "20",
+                "--repeats",
+                "2",
+                "--out",
+                "p.csv",
+                "--db",
+                "r.sqlite",
+                "--assert",
+                assert,
+            ],
+        )
+    };
+    let pass = sweep("failed==0,efficiency>=0.1,p99<30s");
+    assert_eq!(pass.status.code(), Some(0), "{}", said(&pass));
+    assert!(said(&pass).contains("verdict: PASS"), "{}", said(&pass));
+    let fail = sweep("p50<1us,failed==0");
+    assert_eq!(fail.status.code(), Some(99), "{}", said(&fail));
+    let out = said(&fail);
+    assert!(out.contains("FAIL p50<1us") && out.contains("PASS failed==0"), "{out}");
+
+    let db = Connection::open(dir.join("r.sqlite")).expect("open");
+    let one = |sql: &str| -> i64 {
+        db.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    // The schema: every table the README documents, with its indices.
+    for table in [
+        "runs",
+        "run_metrics",
+        "assertions",
+        "points",
+        "requests",
+        "minutes",
+        "process_samples",
+        "coldstarts",
+    ] {
+        assert_eq!(
+            one(&format!(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '{table}'"
+            )),
+            1,
+            "{table}"
+        );
+    }
+    assert!(one("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'process_samples_by_time'") == 1);
+    assert_eq!(one("SELECT COUNT(*) FROM runs"), 2);
+    assert_eq!(one("SELECT COUNT(*) FROM runs WHERE id = 1 AND verdict = 'PASS'"), 1);
+    assert_eq!(one("SELECT COUNT(*) FROM runs WHERE id = 2 AND verdict = 'FAIL'"), 1);
+    // 2 worker counts × 2 repeats, 5 tasks per worker: 4 points, 30 tasks per run.
+    assert_eq!(one("SELECT COUNT(*) FROM points WHERE run_id = 1"), 4);
+    assert_eq!(
+        one("SELECT COUNT(*) FROM requests WHERE run_id = 1 AND state = 'completed'"),
+        30
+    );
+    assert_eq!(
+        one("SELECT COUNT(DISTINCT pid) FROM process_samples WHERE run_id = 1 AND role = 'dispatcher'"),
+        4
+    );
+    assert!(one("SELECT COUNT(*) FROM process_samples WHERE run_id = 1 AND role = 'worker'") >= 6);
+    assert_eq!(
+        one("SELECT passed FROM assertions WHERE run_id = 2 AND expr = 'p50<1us'"),
+        0
+    );
+    // The README's join: each request with the dispatcher's CPU in the second it completed.
+    let joined = one("SELECT COUNT(*) FROM requests q JOIN process_samples s
+           ON s.run_id = q.run_id AND s.role = 'dispatcher' AND s.unix_ms / 1000 = q.completed_us / 1000000
+         WHERE q.run_id = 1");
+    assert!(joined > 0, "no request joined a dispatcher sample");
+
+    let compare = client(&dir, &["compare", "1", "2", "--db", "r.sqlite"]);
+    assert_eq!(compare.status.code(), Some(0), "{}", said(&compare));
+    assert!(
+        said(&compare).contains("pull sleep:20 ×2 throughput"),
+        "{}",
+        said(&compare)
+    );
+    let runs = client(&dir, &["runs", "--db", "r.sqlite"]);
+    assert!(said(&runs).contains("FAIL"), "{}", said(&runs));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_db_and_assertions_are_refused_before_the_run() {
+    let dir = scratch("refusals");
+    std::fs::write(dir.join("notes.txt"), "not a database").expect("write");
+    let cases: [(&[&str], &str); 3] = [
+        (&["sweep", "--db", "notes.txt"], "is not a SQLite database"),
+        (&["sweep", "--assert", "p98<1ms"], "unknown metric 'p98'"),
+        (&["sweep", "--assert", "p99<250"], "needs a unit"),
+    ];
+    for (args, expected) in cases {
+        let o = client(&dir, args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", said(&o));
+        assert!(said(&o).contains(expected), "{args:?}: {}", said(&o));
+        assert!(!dir.join("performance_test.csv").exists(), "{args:?} ran anyway");
+    }
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).expect("read"),
+        "not a database"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
