@@ -12,7 +12,6 @@ use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetri
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
@@ -20,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
-use volley_proto::exposition::Render;
+use volley_proto::exposition::{MicrosHistogram, Render};
 use volley_proto::ids::FunctionId;
 use volley_proto::wire::Outcome;
 
@@ -52,9 +51,9 @@ pub struct TaskMetrics {
     names: RwLock<HashMap<FunctionId, String>>,
     submitted: Family<FunctionLabel, Counter>,
     finished: Family<FinishedLabels, Counter>,
-    latency: Histogram,
-    queue_wait: Histogram,
-    store_write: Histogram,
+    latency: MicrosHistogram,
+    queue_wait: MicrosHistogram,
+    store_write: MicrosHistogram,
 }
 
 impl TaskMetrics {
@@ -64,10 +63,10 @@ impl TaskMetrics {
             submitted: Family::default(),
             finished: Family::default(),
             // 50 µs … 52 s: noop tasks on loopback up to the longest sleeps people run.
-            latency: Histogram::new(exponential_buckets(50e-6, 2.0, 21)),
-            queue_wait: Histogram::new(exponential_buckets(50e-6, 2.0, 21)),
+            latency: MicrosHistogram::new(50, 21),
+            queue_wait: MicrosHistogram::new(50, 21),
             // 10 µs … 5 s: an in-process map up to Redis coming back from an outage.
-            store_write: Histogram::new(exponential_buckets(10e-6, 2.0, 20)),
+            store_write: MicrosHistogram::new(10, 20),
         }
     }
 
@@ -111,13 +110,15 @@ impl TaskMetrics {
                 Some((_, n)) => *n += 1,
                 None => counts.push((key, 1)),
             }
-            self.latency
-                .observe(f.completed_us.saturating_sub(f.submitted_us) as f64 * 1e-6);
-            if f.dispatched_us > 0 {
-                self.queue_wait
-                    .observe(f.dispatched_us.saturating_sub(f.submitted_us) as f64 * 1e-6);
-            }
         }
+        self.latency
+            .observe_all(batch.iter().map(|f| f.completed_us.saturating_sub(f.submitted_us)));
+        self.queue_wait.observe_all(
+            batch
+                .iter()
+                .filter(|f| f.dispatched_us > 0)
+                .map(|f| f.dispatched_us.saturating_sub(f.submitted_us)),
+        );
         for ((function, completed), n) in counts {
             let labels = FinishedLabels {
                 function: self.label(function),
@@ -129,7 +130,7 @@ impl TaskMetrics {
 
     /// Observes one store write (a batch of transitions).
     pub fn store_write(&self, took: Duration) {
-        self.store_write.observe(took.as_secs_f64());
+        self.store_write.observe_all([took.as_micros() as u64]);
     }
 }
 

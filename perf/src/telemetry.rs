@@ -134,6 +134,22 @@ impl Sampler {
         }
     }
 
+    /// Follows the processes a running dispatcher reports (`ClusterInfo`) that live on
+    /// this host: itself and its workers. Processes elsewhere cannot be read from here.
+    pub fn track_reported(&self, info: &volley_proto::api::ClusterInfoResponse) {
+        let here = hostname::get()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if info.pid != 0 && info.host == here {
+            self.track("dispatcher", info.pid, false);
+        }
+        for w in &info.workers {
+            if w.pid != 0 && w.host == here && w.name != "local" {
+                self.track("worker", w.pid, false);
+            }
+        }
+    }
+
     /// Stops sampling and returns every reading.
     pub fn finish(mut self) -> Telemetry {
         self.stop.store(true, Ordering::Relaxed);

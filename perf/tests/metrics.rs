@@ -111,6 +111,29 @@ async fn metrics_pass_promtool_and_prometheus_reads_the_completed_count() {
     );
     assert_eq!(sample(&worker, "volley_worker_connected"), Some(1.0));
 
+    // The Grafana dashboard asks only for series these pages serve.
+    let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/grafana-dashboard.json"))
+        .expect("docs/grafana-dashboard.json");
+    let json: serde_json::Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    let mut asked = 0;
+    for panel in json["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            for name in expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("volley_"))
+            {
+                asked += 1;
+                let served = |p: &str| p.lines().any(|l| l.starts_with(name));
+                assert!(
+                    served(&page) || served(&worker),
+                    "the dashboard asks for {name}, which no page serves"
+                );
+            }
+        }
+    }
+    assert!(asked >= 15, "{asked} series in the dashboard");
+
     // A real Prometheus scraping the dispatcher: PromQL must return the client's count.
     let dir = tempdir("prometheus");
     let target = page_url.trim_start_matches("http://").trim_end_matches("/metrics");

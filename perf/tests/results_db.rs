@@ -147,3 +147,71 @@ fn bad_db_and_assertions_are_refused_before_the_run() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_run_samples_the_dispatcher_it_reports_and_stores_every_request() {
+    use volley_perf::{Cluster, ClusterSpec};
+    use volley_proto::Mode;
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label("db-load"))
+        .await
+        .expect("cluster");
+    let dir = scratch("load");
+    let url = cluster.grpc_url();
+    let out = {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            client(
+                &dir,
+                &[
+                    "--dispatcher",
+                    &url,
+                    "load",
+                    "--rate",
+                    "200",
+                    "--optype",
+                    "noop",
+                    "--for",
+                    "2s",
+                    "--warmup",
+                    "500ms",
+                    "--drain",
+                    "2s",
+                    "--db",
+                    "r.sqlite",
+                    "--assert",
+                    "failed==0,achieved_rate>=0.5",
+                ],
+            )
+        })
+        .await
+        .expect("client thread")
+    };
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    let db = Connection::open(dir.join("r.sqlite")).expect("open");
+    let one = |sql: &str| -> i64 {
+        db.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    assert_eq!(
+        one("SELECT COUNT(*) FROM runs WHERE kind = 'load' AND verdict = 'PASS' AND seed = 42"),
+        1
+    );
+    // Every request sent has a row, and the dispatcher agrees on how many completed.
+    let info = cluster.info().await.expect("info");
+    let completed = info.counters.expect("counters").completed as i64;
+    assert_eq!(
+        one("SELECT COUNT(*) FROM requests WHERE state = 'completed'"),
+        completed
+    );
+    assert_eq!(one("SELECT COUNT(*) FROM requests WHERE intended_us IS NULL"), 0);
+    // The dispatcher and worker on this host were found through ClusterInfo and sampled.
+    let dispatcher = format!(
+        "SELECT COUNT(*) FROM process_samples WHERE role = 'dispatcher' AND pid = {}",
+        info.pid
+    );
+    assert!(one(&dispatcher) >= 2, "the dispatcher was not sampled");
+    assert!(one("SELECT COUNT(DISTINCT pid) FROM process_samples WHERE role = 'worker'") == 1);
+    assert!(one("SELECT COUNT(*) FROM run_metrics WHERE name = 'dispatcher_cpu_per_task'") == 1);
+    cluster.stop().await.expect("stop");
+    let _ = std::fs::remove_dir_all(&dir);
+}

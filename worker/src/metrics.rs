@@ -6,11 +6,10 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::Arc;
-use volley_proto::exposition::Render;
+use volley_proto::exposition::{MicrosHistogram, Render};
 use volley_proto::wire::{Outcome, TaskResult};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,8 +34,8 @@ pub struct WorkerMetrics {
     registrations: Counter,
     losses: Counter,
     dropped_frames: Counter,
-    wait: Histogram,
-    run: Histogram,
+    wait: MicrosHistogram,
+    run: MicrosHistogram,
 }
 
 impl WorkerMetrics {
@@ -54,8 +53,8 @@ impl WorkerMetrics {
             registrations: Counter::default(),
             losses: Counter::default(),
             dropped_frames: Counter::default(),
-            wait: Histogram::new(exponential_buckets(10e-6, 2.0, 22)),
-            run: Histogram::new(exponential_buckets(10e-6, 2.0, 24)),
+            wait: MicrosHistogram::new(10, 22),
+            run: MicrosHistogram::new(10, 24),
         };
         let build = Info::new(BuildLabels {
             version: volley_proto::VERSION.to_owned(),
@@ -120,10 +119,8 @@ impl WorkerMetrics {
                 self.finished.get_or_create(&StateLabel { state }).inc_by(n);
             }
         }
-        for r in results {
-            self.wait.observe(r.wait_us as f64 * 1e-6);
-            self.run.observe(r.run_us as f64 * 1e-6);
-        }
+        self.wait.observe_all(results.iter().map(|r| r.wait_us));
+        self.run.observe_all(results.iter().map(|r| r.run_us));
         self.in_flight.set(i64::from(in_flight));
     }
 

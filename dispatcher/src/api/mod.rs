@@ -391,6 +391,10 @@ impl Dispatcher for Api {
             version: volley_proto::VERSION.to_owned(),
             prefetch: self.facts.prefetch,
             policy: self.facts.policy.to_owned(),
+            pid: std::process::id(),
+            host: hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_default(),
         }))
     }
 }

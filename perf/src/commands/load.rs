@@ -4,7 +4,11 @@
 use crate::load::find_max::{parse_range, Bisection};
 use crate::load::slo::Slo;
 use crate::load::{self as open_loop, Arrival, GridSpec, LoadResult, LoadSpec, Shape};
+use crate::observe::{ObserveArgs, Observed};
+use crate::telemetry::Sampler;
+use crate::verdict::{Kind, MetricDef};
 use crate::workload::OpType;
+use std::collections::BTreeMap;
 use std::time::Duration;
 use volley_client::commands::Target;
 use volley_proto::api;
@@ -92,6 +96,113 @@ pub struct LoadArgs {
     /// Result rows (one per run, cell or probe).
     #[arg(long, default_value = "load.csv")]
     pub out: std::path::PathBuf,
+    /// Results database, verdicts, telemetry.
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+}
+
+/// What a single load run can be judged on.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef {
+        name: "p50",
+        kind: Kind::Time,
+        help: "median latency from the intended send",
+    },
+    MetricDef {
+        name: "p90",
+        kind: Kind::Time,
+        help: "90th percentile",
+    },
+    MetricDef {
+        name: "p99",
+        kind: Kind::Time,
+        help: "99th percentile",
+    },
+    MetricDef {
+        name: "max",
+        kind: Kind::Time,
+        help: "largest latency",
+    },
+    MetricDef {
+        name: "mean",
+        kind: Kind::Time,
+        help: "mean latency",
+    },
+    MetricDef {
+        name: "send_p99",
+        kind: Kind::Time,
+        help: "99th percentile from the actual send",
+    },
+    MetricDef {
+        name: "achieved_rate",
+        kind: Kind::Fraction,
+        help: "completed rate / target rate",
+    },
+    MetricDef {
+        name: "offered_rate",
+        kind: Kind::Number,
+        help: "requests sent per second",
+    },
+    MetricDef {
+        name: "completed_rate",
+        kind: Kind::Number,
+        help: "results completed per second",
+    },
+    MetricDef {
+        name: "success",
+        kind: Kind::Fraction,
+        help: "share of measured requests completed",
+    },
+    MetricDef {
+        name: "completed",
+        kind: Kind::Number,
+        help: "requests completed",
+    },
+    MetricDef {
+        name: "failed",
+        kind: Kind::Number,
+        help: "requests failed",
+    },
+    MetricDef {
+        name: "refused",
+        kind: Kind::Number,
+        help: "requests refused at submission",
+    },
+    MetricDef {
+        name: "unfinished",
+        kind: Kind::Number,
+        help: "requests with no result after the drain",
+    },
+    MetricDef {
+        name: "late_sends",
+        kind: Kind::Number,
+        help: "requests sent late",
+    },
+];
+
+/// A single run's measures, in seconds and fractions.
+pub fn measures(r: &LoadResult) -> BTreeMap<String, f64> {
+    let ms = |v: f64| v / 1e3;
+    [
+        ("p50", ms(r.p50_ms)),
+        ("p90", ms(r.p90_ms)),
+        ("p99", ms(r.p99_ms)),
+        ("max", ms(r.max_ms)),
+        ("mean", ms(r.mean_ms)),
+        ("send_p99", ms(r.send_p99_ms)),
+        ("achieved_rate", r.completed_rate / r.target_rate.max(1e-9)),
+        ("offered_rate", r.offered_rate),
+        ("completed_rate", r.completed_rate),
+        ("success", r.success_rate),
+        ("completed", r.completed as f64),
+        ("failed", r.failed as f64),
+        ("refused", r.refused as f64),
+        ("unfinished", r.unfinished as f64),
+        ("late_sends", r.late_sends as f64),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
 }
 
 impl LoadArgs {
@@ -116,12 +227,21 @@ impl LoadArgs {
         }
     }
 
-    /// One run at `rate`, on a fresh cluster or against the target.
-    async fn once(&self, target: &Target, rate: f64) -> anyhow::Result<LoadResult> {
+    /// One run at `rate`, on a fresh cluster or against the target, its processes
+    /// followed by `sampler`.
+    async fn once(&self, target: &Target, rate: f64, sampler: Option<&Sampler>) -> anyhow::Result<LoadResult> {
         let mut r = if self.fresh {
-            self.shape().run(&format!("load-{rate}"), &self.spec(rate)).await?
+            self.shape()
+                .run_observed(&format!("load-{rate}"), &self.spec(rate), sampler)
+                .await?
         } else {
-            open_loop::run(&target.connect().await?, &self.spec(rate)).await?
+            let mut client = target.connect().await?;
+            if let Some(s) = sampler {
+                if let Ok(info) = client.cluster_info(api::ClusterInfoRequest {}).await {
+                    s.track_reported(info.get_ref());
+                }
+            }
+            open_loop::run(&client, &self.spec(rate)).await?
         };
         if let Some(slo) = &self.slo {
             r.verdict = slo.judge(&r).label();
@@ -135,8 +255,21 @@ impl LoadArgs {
 /// Runs the load, the search or the grid, and appends its rows.
 pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<i32> {
     anyhow::ensure!(a.warmup < a.duration, "--warmup must be shorter than --for");
+    anyhow::ensure!(
+        a.observe.assertions.is_none() || !(a.grid || a.find_max),
+        "--assert judges a single run; --find-max and --grid search with --slo instead"
+    );
+    let mut observed = Observed::start("load", &a.observe, METRICS, Some(a.seed))?;
     if a.find_max {
-        return find_max(target, &a, as_json).await;
+        let code = find_max(target, &a, as_json, &mut observed).await?;
+        let tasks = observed
+            .record
+            .requests
+            .iter()
+            .filter(|q| q.state == "completed")
+            .count();
+        observed.finish(tasks as u64, as_json)?;
+        return Ok(code);
     }
     if a.grid {
         let rates = match &a.rates {
@@ -164,11 +297,16 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
         let results = open_loop::run_grid(&spec, &a.out).await?;
         results.iter().for_each(|r| print(r, as_json));
         println!("{} result row(s) appended to {}", results.len(), a.out.display());
+        let tasks = results.iter().map(|r| r.completed).sum();
+        observed.finish(tasks, as_json)?;
         return Ok(0);
     }
-    let r = a.once(target, a.rate).await?;
+    let mut r = a.once(target, a.rate, Some(observed.sampler())).await?;
     print(&r, as_json);
     println!("1 result row appended to {}", a.out.display());
+    observed.record.metrics = measures(&r);
+    observed.record.requests = std::mem::take(&mut r.records);
+    let verdict = observed.finish(r.completed, as_json)?;
     if r.unknown > 0 {
         eprintln!(
             "error: the dispatcher no longer knows {} of the tasks it accepted; their outcome cannot be known",
@@ -176,10 +314,11 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
         );
         return Ok(2);
     }
-    Ok(if r.verdict.starts_with("fail") { 1 } else { 0 })
+    let own = if r.verdict.starts_with("fail") { 1 } else { 0 };
+    Ok(crate::observe::exit_code(own, verdict))
 }
 
-async fn find_max(target: &Target, a: &LoadArgs, as_json: bool) -> anyhow::Result<i32> {
+async fn find_max(target: &Target, a: &LoadArgs, as_json: bool, observed: &mut Observed) -> anyhow::Result<i32> {
     let slo = a
         .slo
         .as_ref()
@@ -191,7 +330,8 @@ async fn find_max(target: &Target, a: &LoadArgs, as_json: bool) -> anyhow::Resul
         if !a.fresh {
             cool_down(target, a.cool_down).await?;
         }
-        let r = a.once(target, rate.round()).await?;
+        let mut r = a.once(target, rate.round(), Some(observed.sampler())).await?;
+        observed.record.requests.extend(std::mem::take(&mut r.records));
         let pass = r.verdict == "pass";
         println!(
             "probe {:>2}: {:>9.0}/s offered {:>9.0}/s completed {:>9.0}/s  p50 {:>8.2} ms p99 {:>8.2} ms  success {:.4}  {}",

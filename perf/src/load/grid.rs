@@ -84,6 +84,16 @@ pub struct Shape {
 impl Shape {
     /// Starts a cluster of this shape, runs `spec` on it, and stops it.
     pub async fn run(&self, label: &str, spec: &LoadSpec) -> anyhow::Result<LoadResult> {
+        self.run_observed(label, spec, None).await
+    }
+
+    /// [`Shape::run`], with the cluster's processes followed by `sampler`.
+    pub async fn run_observed(
+        &self,
+        label: &str,
+        spec: &LoadSpec,
+        sampler: Option<&crate::telemetry::Sampler>,
+    ) -> anyhow::Result<LoadResult> {
         use crate::cluster::{Cluster, ClusterSpec};
         let (procs, slots) = if self.mode == volley_proto::Mode::Local {
             (0, self.workers as u32 * self.slots)
@@ -91,6 +101,9 @@ impl Shape {
             (self.workers, self.slots)
         };
         let cluster = Cluster::start(ClusterSpec::new(self.mode, procs, slots).label(label).log_level("warn")).await?;
+        if let Some(s) = sampler {
+            s.track_cluster(&cluster);
+        }
         let client = volley_client::connect(&cluster.grpc_url()).await?;
         let result = run(&client, spec).await;
         cluster.stop().await?;

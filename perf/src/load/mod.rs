@@ -23,6 +23,7 @@ pub mod slo;
 pub use arrivals::{Arrival, Arrivals};
 pub use grid::{run_grid, GridSpec, Shape};
 
+use crate::results::RequestRow;
 use crate::workload::OpType;
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -145,6 +146,9 @@ pub struct LoadResult {
     pub verdict: String,
     /// The arrivals' seed.
     pub seed: u64,
+    /// Every request's record, for the results database (not a CSV column).
+    #[serde(skip)]
+    pub records: Vec<RequestRow>,
 }
 
 impl LoadResult {
@@ -193,6 +197,7 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
     };
     let d = drive::drive(client, schedule.clone(), requests, spec.duration + spec.drain).await?;
     let mut r = summarise(spec, &schedule, &d.ledger)?;
+    r.records = records(&task, &schedule, &d.ledger, d.clock.start_unix_us);
     r.generator_cpu_ms = d.cpu.as_secs_f64() * 1e3;
     r.stream_breaks = d.breaks;
     r.last_break = d.last_break;
@@ -297,7 +302,48 @@ fn summarise(spec: &LoadSpec, schedule: &[Duration], ledger: &Ledger) -> anyhow:
         first_error: ledger::first_error(ledger).unwrap_or_default(),
         verdict: String::new(),
         seed: spec.seed,
+        records: Vec::new(),
     })
+}
+
+/// One row per request: intended and actual send, the dispatcher's completion, latency
+/// from the intended send (as the summary counts it), and its fate.
+pub fn records(function: &str, schedule: &[Duration], ledger: &Ledger, start_unix_us: u64) -> Vec<RequestRow> {
+    let at = |d: Duration| start_unix_us + d.as_micros() as u64;
+    schedule
+        .iter()
+        .zip(&ledger.requests)
+        .map(|(intended, req)| {
+            let mut row = RequestRow {
+                task_id: req.task,
+                function: function.to_owned(),
+                intended_us: Some(at(*intended)),
+                submitted_us: req.sent.map(at),
+                ..Default::default()
+            };
+            row.state = match &req.fate {
+                Fate::Pending => "unfinished",
+                Fate::Unknown => "unknown",
+                Fate::Refused(code, message) => {
+                    row.error = Some(format!("{code:?}: {message}"));
+                    "refused"
+                }
+                Fate::Finished(f) => {
+                    row.completed_us = Some(at(f.done_at));
+                    row.latency_us = Some(f.at.saturating_sub(*intended).as_micros() as u64);
+                    row.run_us = Some(f.run_us);
+                    row.worker = (!f.worker.is_empty()).then(|| f.worker.clone());
+                    row.error = (!f.error.is_empty()).then(|| f.error.clone());
+                    if f.completed {
+                        "completed"
+                    } else {
+                        "failed"
+                    }
+                }
+            };
+            row
+        })
+        .collect()
 }
 
 /// Appends load results to a CSV, with a header when the file is new.
