@@ -1,7 +1,12 @@
 //! `client replay`: an Azure-schema trace replayed open loop against a dispatcher.
 
 use crate::cluster::{Cluster, ClusterSpec};
-use crate::replay::run::{self, ReplaySpec};
+use crate::observe::{ObserveArgs, Observed};
+use crate::replay::records::Summary;
+use crate::replay::run::{self, ReplaySpec, Replayed};
+use crate::results::{MinuteRow as DbMinute, RequestRow};
+use crate::verdict::{Kind, MetricDef};
+use std::collections::BTreeMap;
 use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -66,6 +71,76 @@ pub struct ReplayArgs {
     /// The summary and verdict, as JSON.
     #[arg(long, default_value = "replay.json")]
     pub summary: PathBuf,
+    /// Results database, verdicts, telemetry.
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+}
+
+/// What a replay can be judged on.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef { name: "p50", kind: Kind::Time, help: "median latency from the intended send" },
+    MetricDef { name: "p90", kind: Kind::Time, help: "90th percentile" },
+    MetricDef { name: "p99", kind: Kind::Time, help: "99th percentile" },
+    MetricDef { name: "p999", kind: Kind::Time, help: "99.9th percentile" },
+    MetricDef { name: "slowdown_p99", kind: Kind::Number, help: "99th percentile latency / requested duration" },
+    MetricDef { name: "achieved_rate", kind: Kind::Fraction, help: "completed rate / offered rate" },
+    MetricDef { name: "failure_rate", kind: Kind::Fraction, help: "failed, refused, unfinished or unknown / scheduled" },
+    MetricDef { name: "completed", kind: Kind::Number, help: "invocations completed" },
+    MetricDef { name: "failed", kind: Kind::Number, help: "invocations failed" },
+    MetricDef { name: "late_sends", kind: Kind::Number, help: "invocations sent more than 1 ms late" },
+];
+
+fn measures(s: &Summary) -> BTreeMap<String, f64> {
+    [
+        ("p50", s.p50_ms / 1e3),
+        ("p90", s.p90_ms / 1e3),
+        ("p99", s.p99_ms / 1e3),
+        ("p999", s.p999_ms / 1e3),
+        ("slowdown_p99", s.slowdown_p99),
+        ("achieved_rate", s.achieved_rate / s.offered_rate.max(1e-9)),
+        ("failure_rate", s.failure_rate),
+        ("completed", s.completed as f64),
+        ("failed", s.failed as f64),
+        ("late_sends", s.late_sends as f64),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+/// The database's rows of a replay: invocations with Unix times, and the minutes.
+fn rows(r: &Replayed) -> (Vec<RequestRow>, Vec<DbMinute>) {
+    let at = |us: u64| r.start_unix_us + us;
+    let requests = r
+        .invocations
+        .iter()
+        .map(|i| RequestRow {
+            function: i.function.clone(),
+            state: i.state,
+            intended_us: Some(at(i.intended_us)),
+            submitted_us: i.sent_us.map(at),
+            completed_us: i.completed_us.map(at),
+            latency_us: i.completed_us.map(|c| c.saturating_sub(i.intended_us)),
+            run_us: i.actual_ms.map(|ms| (ms * 1e3) as u64),
+            worker: (!i.worker.is_empty()).then(|| i.worker.clone()),
+            error: (!i.error.is_empty()).then(|| i.error.clone()),
+            ..Default::default()
+        })
+        .collect();
+    let minutes = r
+        .minutes
+        .iter()
+        .enumerate()
+        .map(|(k, m)| DbMinute {
+            minute: m.minute.parse().unwrap_or(k as i64),
+            target: m.target,
+            issued: m.issued,
+            completed: m.completed,
+            failed: m.failed,
+            late: m.late,
+        })
+        .collect();
+    (requests, minutes)
 }
 
 fn parse_cluster(text: &str) -> anyhow::Result<(Mode, usize, u32)> {
@@ -86,6 +161,7 @@ fn parse_cluster(text: &str) -> anyhow::Result<(Mode, usize, u32)> {
 
 /// Runs the replay; exits 1 when the verdict fails.
 pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Result<i32> {
+    let mut observed = Observed::start("replay", &a.observe, METRICS, Some(a.seed))?;
     let trace = Trace::read(&a.trace, a.granularity)?;
     for s in &trace.skipped {
         eprintln!("skipped function {} (missing from {})", s.key.2, s.missing_from);
@@ -131,6 +207,9 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         }
         None => None,
     };
+    if let Some(c) = &cluster {
+        observed.sampler().track_cluster(c);
+    }
     let client = match &cluster {
         Some(c) => c.connect().await?,
         None => target.connect().await?,
@@ -146,6 +225,9 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         .await
         .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
         .into_inner();
+    if cluster.is_none() {
+        observed.sampler().track_reported(&info);
+    }
     let slots: u64 = info.workers.iter().map(|w| u64::from(w.slots)).sum();
     let touched_mb: u64 = planned.iter().map(|p| p.mb).sum();
     eprintln!(
@@ -206,7 +288,11 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
     for f in &s.verdict.failures {
         eprintln!("FAILED: {f}");
     }
-    Ok(if s.verdict.pass { 0 } else { 1 })
+    let own = if s.verdict.pass { 0 } else { 1 };
+    observed.record.metrics = measures(s);
+    (observed.record.requests, observed.record.minutes) = rows(&replayed);
+    let verdict = observed.finish(s.completed, as_json)?;
+    Ok(crate::observe::exit_code(own, verdict))
 }
 
 fn write_csv<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {

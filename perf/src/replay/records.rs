@@ -313,6 +313,7 @@ pub(super) fn collect(
         verdict,
     };
     Replayed {
+        start_unix_us: d.clock.start_unix_us,
         invocations,
         minutes,
         summary,

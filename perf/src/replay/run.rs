@@ -76,6 +76,8 @@ pub fn busy_slots(planned: &[Planned], window_seconds: f64, compress: f64) -> f6
 
 /// Everything a replay produced.
 pub struct Replayed {
+    /// The replay's start in Unix µs: the zero of every row's times.
+    pub start_unix_us: u64,
     /// One row per invocation.
     pub invocations: Vec<InvocationRow>,
     /// One row per count column.
