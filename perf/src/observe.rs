@@ -4,7 +4,7 @@
 
 use crate::report::RunMeta;
 use crate::results::{ResultsDb, RunRecord};
-use crate::telemetry::{Sampler, DEFAULT_HZ};
+use crate::telemetry::{Sampler, Tracker, DEFAULT_HZ};
 use crate::verdict::{self, Assertion, MetricDef, TELEMETRY_METRICS};
 use anyhow::Context;
 use std::path::PathBuf;
@@ -64,9 +64,9 @@ impl Observed {
         })
     }
 
-    /// The sampler, to track the processes the run starts.
-    pub fn sampler(&self) -> &Sampler {
-        &self.sampler
+    /// Where to register the processes the run starts, so they are sampled.
+    pub fn sampler(&self) -> &Tracker {
+        self.sampler.tracker()
     }
 
     /// Stops sampling, adds CPU per task (over `tasks`) and peak memory per role to the

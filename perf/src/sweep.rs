@@ -4,7 +4,7 @@
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::report::{self, PerfRow, PointSpec, RunMeta, TaskRow};
 use crate::results::RequestRow;
-use crate::telemetry::Sampler;
+use crate::telemetry::Tracker;
 use crate::workload::OpType;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -76,7 +76,7 @@ pub async fn run(spec: &SweepSpec) -> anyhow::Result<Vec<PerfRow>> {
 /// added to `requests`.
 pub async fn run_observed(
     spec: &SweepSpec,
-    sampler: Option<&Sampler>,
+    sampler: Option<&Tracker>,
     requests: &mut Vec<RequestRow>,
 ) -> anyhow::Result<Vec<PerfRow>> {
     let meta = RunMeta::collect();
@@ -137,7 +137,7 @@ pub async fn run_observed(
 
 async fn measure(
     spec: &SweepSpec,
-    sampler: Option<&Sampler>,
+    sampler: Option<&Tracker>,
     mode: Mode,
     workers: usize,
     optype: OpType,

@@ -52,9 +52,16 @@ struct State {
     samples: Vec<ProcessSample>,
 }
 
+/// Adds processes to a running sampler; cheap to clone into whatever starts them.
+#[derive(Debug, Clone)]
+pub struct Tracker {
+    state: Arc<Mutex<State>>,
+}
+
 /// A sampling thread; [`Sampler::finish`] stops it and hands over what it read.
 #[derive(Debug)]
 pub struct Sampler {
+    tracker: Tracker,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<Duration>>,
@@ -80,12 +87,13 @@ impl Sampler {
         let stop = Arc::new(AtomicBool::new(false));
         let period = Duration::from_secs_f64(1.0 / hz.clamp(0.1, 1000.0));
         let mut sampler = Self {
+            tracker: Tracker { state: state.clone() },
             state: state.clone(),
             stop: stop.clone(),
             thread: None,
             started: SystemTime::now(),
         };
-        sampler.track("client", std::process::id(), false);
+        sampler.tracker.track("client", std::process::id(), false);
         sampler.thread = std::thread::Builder::new()
             .name("telemetry".into())
             .spawn(move || {
@@ -107,6 +115,26 @@ impl Sampler {
         sampler
     }
 
+    /// The handle that adds processes.
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// Stops sampling and returns every reading.
+    pub fn finish(mut self) -> Telemetry {
+        self.stop.store(true, Ordering::Relaxed);
+        let sampler_cpu = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
+        let state = std::mem::take(&mut *self.state.lock());
+        Telemetry {
+            samples: state.samples,
+            sampler_cpu,
+            wall: self.started.elapsed().unwrap_or_default(),
+            launched: state.tracked.iter().filter(|t| t.launched).map(|t| t.pid).collect(),
+        }
+    }
+}
+
+impl Tracker {
     /// Follows `pid` in `role` from now on; `launched` when this run started it, so its
     /// CPU counts from zero. A process that exits is simply no longer read.
     pub fn track(&self, role: &str, pid: u32, launched: bool) {
@@ -147,19 +175,6 @@ impl Sampler {
             if w.pid != 0 && w.host == here && w.name != "local" {
                 self.track("worker", w.pid, false);
             }
-        }
-    }
-
-    /// Stops sampling and returns every reading.
-    pub fn finish(mut self) -> Telemetry {
-        self.stop.store(true, Ordering::Relaxed);
-        let sampler_cpu = self.thread.take().and_then(|t| t.join().ok()).unwrap_or_default();
-        let state = std::mem::take(&mut *self.state.lock());
-        Telemetry {
-            samples: state.samples,
-            sampler_cpu,
-            wall: self.started.elapsed().unwrap_or_default(),
-            launched: state.tracked.iter().filter(|t| t.launched).map(|t| t.pid).collect(),
         }
     }
 }
@@ -232,7 +247,7 @@ mod tests {
     fn samples_this_process_and_a_child_it_launched() {
         let mut child = std::process::Command::new("sleep").arg("5").spawn().expect("sleep");
         let sampler = Sampler::start(50.0);
-        sampler.track("worker", child.id(), true);
+        sampler.tracker().track("worker", child.id(), true);
         let spin = std::time::Instant::now();
         while spin.elapsed() < Duration::from_millis(150) {}
         let t = sampler.finish();

@@ -88,9 +88,18 @@ async fn a_two_minute_trace_at_compress_30_accounts_for_every_invocation() {
 
     // The same run in the results database: every invocation, both minutes, a PASS.
     let db = rusqlite::Connection::open(out("results.sqlite")).expect("results database");
-    let one = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{sql}: {e}")) };
-    assert_eq!(one("SELECT COUNT(*) FROM runs WHERE kind = 'replay' AND verdict = 'PASS'"), 1);
-    assert_eq!(one("SELECT COUNT(*) FROM requests WHERE state = 'completed'") as u64, scheduled);
+    let one = |sql: &str| -> i64 {
+        db.query_row(sql, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    assert_eq!(
+        one("SELECT COUNT(*) FROM runs WHERE kind = 'replay' AND verdict = 'PASS'"),
+        1
+    );
+    assert_eq!(
+        one("SELECT COUNT(*) FROM requests WHERE state = 'completed'") as u64,
+        scheduled
+    );
     assert_eq!(one("SELECT COUNT(*) FROM minutes"), 2);
     assert_eq!(one("SELECT SUM(target) FROM minutes") as u64, scheduled);
     assert!(one("SELECT COUNT(DISTINCT pid) FROM process_samples WHERE role = 'worker'") == 2);

@@ -107,6 +107,7 @@ impl FaultContext<'_> {
         self.report.kill_detect_ms.push(ms_since(t0));
         self.report.workers_killed += 1;
         let fresh = self.cluster.add_worker(slots, &[]).await?;
+        super::track(self.spec, self.cluster, self.redis);
         self.slots_of.insert(fresh, slots);
         self.wait_registered(fresh, true).await
     }
@@ -136,6 +137,7 @@ impl FaultContext<'_> {
         let t0 = Instant::now();
         self.cluster.kill_dispatcher().await?;
         self.cluster.restart_dispatcher().await?;
+        super::track(self.spec, self.cluster, self.redis);
         self.report.dispatcher_ready_ms.push(ms_since(t0));
         let live = self.slots_of.len();
         let deadline = Instant::now() + FAULT_TIMEOUT;
@@ -161,6 +163,7 @@ impl FaultContext<'_> {
         self.redis.stop();
         tokio::time::sleep(Duration::from_secs(1)).await;
         self.redis.restart()?;
+        super::track(self.spec, self.cluster, self.redis);
         let t0 = Instant::now();
         probe(self.cluster, self.catalog.probe, &mut self.report.probe_ids).await?;
         self.report.redis_recover_ms.push(ms_since(t0));

@@ -66,6 +66,8 @@ pub struct ChaosSpec {
     pub liveness: u32,
     /// Seeds which workers die.
     pub seed: u64,
+    /// Samples every process the scenario starts, restarts included.
+    pub tracker: Option<crate::telemetry::Tracker>,
 }
 
 impl Default for ChaosSpec {
@@ -83,6 +85,7 @@ impl Default for ChaosSpec {
             heartbeat_ms: 100,
             liveness: 3,
             seed: 7,
+            tracker: None,
         }
     }
 }
@@ -216,6 +219,16 @@ impl ChaosReport {
     }
 }
 
+/// Follows the scenario's processes as they are (re)started.
+pub(super) fn track(spec: &ChaosSpec, cluster: &Cluster, redis: &RedisServer) {
+    if let Some(t) = &spec.tracker {
+        t.track_cluster(cluster);
+        if let Some(pid) = redis.pid() {
+            t.track("redis", pid, true);
+        }
+    }
+}
+
 /// Runs the scenario and audits the store. Fails only if the scenario itself could not
 /// run; what the audit finds is in the report.
 pub async fn run(spec: &ChaosSpec) -> anyhow::Result<ChaosReport> {
@@ -241,6 +254,7 @@ pub async fn run(spec: &ChaosSpec) -> anyhow::Result<ChaosReport> {
     cluster
         .wait_for_workers(spec.workers + 1, Duration::from_secs(30))
         .await?;
+    track(spec, &cluster, &redis);
     let mut slots_of: HashMap<usize, u32> = (0..spec.workers).map(|i| (i, spec.slots)).collect();
     slots_of.insert(slow, 1);
 

@@ -1,5 +1,7 @@
 //! `client chaos`: the fault-injection scenario per mode, and its exit code.
 
+use crate::observe::{ObserveArgs, Observed};
+use crate::verdict::{Kind, MetricDef};
 use anyhow::Context;
 use std::time::Duration;
 use volley_proto::Mode;
@@ -40,11 +42,49 @@ pub struct ChaosArgs {
     /// Writes the reports as JSON here.
     #[arg(long)]
     pub out: Option<std::path::PathBuf>,
+    /// Results database, verdicts, telemetry.
+    #[command(flatten)]
+    pub observe: ObserveArgs,
 }
+
+/// What a chaos run can be judged on, over every mode run.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef {
+        name: "lost",
+        kind: Kind::Number,
+        help: "acknowledged tasks missing from the store",
+    },
+    MetricDef {
+        name: "wrong",
+        kind: Kind::Number,
+        help: "tasks whose outcome is not what they imply",
+    },
+    MetricDef {
+        name: "unfinished",
+        kind: Kind::Number,
+        help: "stored tasks not terminal at the end",
+    },
+    MetricDef {
+        name: "api_mismatches",
+        kind: Kind::Number,
+        help: "tasks WatchResults did not report exactly once",
+    },
+    MetricDef {
+        name: "acknowledged",
+        kind: Kind::Number,
+        help: "tasks the dispatcher acknowledged",
+    },
+    MetricDef {
+        name: "requeued",
+        kind: Kind::Number,
+        help: "attempts requeued after a worker was lost",
+    },
+];
 
 /// Runs the scenario for each mode; exits 1 if any audit failed.
 pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
     use crate::chaos::{self as scenario, ChaosSpec};
+    let mut observed = Observed::start("chaos", &a.observe, METRICS, Some(a.seed))?;
     let mut reports = Vec::new();
     for mode in a.modes {
         let spec = ChaosSpec {
@@ -58,6 +98,7 @@ pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
             restart_dispatcher: !a.no_dispatcher_restart,
             restart_redis: !a.no_redis_restart,
             seed: a.seed,
+            tracker: Some(observed.sampler().clone()),
             ..ChaosSpec::default()
         };
         let report = scenario::run(&spec)
@@ -78,5 +119,16 @@ pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
     if let Some(out) = &a.out {
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
     }
-    Ok(if reports.iter().all(|r| r.passed()) { 0 } else { 1 })
+    let total = |f: &dyn Fn(&crate::chaos::ChaosReport) -> usize| reports.iter().map(f).sum::<usize>() as f64;
+    let m = &mut observed.record.metrics;
+    m.insert("lost".into(), total(&|r| r.lost));
+    m.insert("wrong".into(), total(&|r| r.wrong));
+    m.insert("unfinished".into(), total(&|r| r.unfinished));
+    m.insert("api_mismatches".into(), total(&|r| r.api_mismatches));
+    m.insert("acknowledged".into(), total(&|r| r.acknowledged));
+    m.insert("requeued".into(), total(&|r| r.requeues as usize));
+    let tasks = total(&|r| r.acknowledged) as u64;
+    let verdict = observed.finish(tasks, as_json)?;
+    let own = if reports.iter().all(|r| r.passed()) { 0 } else { 1 };
+    Ok(crate::observe::exit_code(own, verdict))
 }

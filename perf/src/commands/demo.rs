@@ -1,6 +1,9 @@
 //! `client demo`: a cluster per mode on the embedded store, a batch through each, a summary.
 
 use crate::cluster::{Cluster, ClusterSpec};
+use crate::observe::{ObserveArgs, Observed};
+use crate::results::RequestRow;
+use crate::verdict::{Kind, MetricDef};
 use anyhow::Context;
 use std::time::Duration;
 use volley_client::commands::submit::print_outcome;
@@ -22,10 +25,56 @@ pub struct DemoArgs {
     /// Sleep tasks (100 ms) per mode.
     #[arg(long, default_value_t = 40)]
     pub sleep_tasks: usize,
+    /// Results database, verdicts, telemetry.
+    #[command(flatten)]
+    pub observe: ObserveArgs,
 }
 
-/// Runs the demo; exits 1 if any task failed.
+const MODES: [Mode; 3] = [Mode::Local, Mode::Pull, Mode::Push];
+
+/// What a demo can be judged on: per mode, noop throughput and sleep p99; in all, failures.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef {
+        name: "failed",
+        kind: Kind::Number,
+        help: "tasks FAILED in every mode",
+    },
+    MetricDef {
+        name: "local_noop_throughput",
+        kind: Kind::Number,
+        help: "noop tasks/s in local mode",
+    },
+    MetricDef {
+        name: "pull_noop_throughput",
+        kind: Kind::Number,
+        help: "noop tasks/s in pull mode",
+    },
+    MetricDef {
+        name: "push_noop_throughput",
+        kind: Kind::Number,
+        help: "noop tasks/s in push mode",
+    },
+    MetricDef {
+        name: "local_sleep_p99",
+        kind: Kind::Time,
+        help: "sleep:100 p99 in local mode",
+    },
+    MetricDef {
+        name: "pull_sleep_p99",
+        kind: Kind::Time,
+        help: "sleep:100 p99 in pull mode",
+    },
+    MetricDef {
+        name: "push_sleep_p99",
+        kind: Kind::Time,
+        help: "sleep:100 p99 in push mode",
+    },
+];
+
+/// Runs the demo; exits 1 if any task failed, 99 if an assertion failed.
 pub async fn run(a: &DemoArgs, as_json: bool) -> anyhow::Result<i32> {
+    let mut observed = Observed::start("demo", &a.observe, METRICS, None)?;
+    let mut tasks_run = 0u64;
     let (workers, slots, noop_tasks, sleep_tasks) = (a.workers as usize, a.slots, a.noop_tasks, a.sleep_tasks);
     let mut failed = 0;
     if !as_json {
@@ -34,7 +83,7 @@ pub async fn run(a: &DemoArgs, as_json: bool) -> anyhow::Result<i32> {
             workers as u32 * slots
         );
     }
-    for mode in [Mode::Local, Mode::Pull, Mode::Push] {
+    for mode in MODES {
         // The local pool gets as many slots as the workers have together.
         let spec = if mode == Mode::Local {
             ClusterSpec::new(mode, 0, workers as u32 * slots)
@@ -44,6 +93,7 @@ pub async fn run(a: &DemoArgs, as_json: bool) -> anyhow::Result<i32> {
         let cluster = Cluster::start(spec.label(format!("demo-{mode}")).log_level("warn"))
             .await
             .with_context(|| format!("starting a {mode} cluster"))?;
+        observed.sampler().track_cluster(&cluster);
         let mut client = connect(&cluster.grpc_url()).await?;
         for (spec, count) in [("noop", noop_tasks), ("sleep:100", sleep_tasks)] {
             if count == 0 {
@@ -58,9 +108,31 @@ pub async fn run(a: &DemoArgs, as_json: bool) -> anyhow::Result<i32> {
             )
             .await?;
             failed += outcome.failed;
+            tasks_run += outcome.submitted as u64;
             print_outcome(&format!("{:>5} {spec:<9}", mode.as_str()), &outcome, as_json);
+            let m = &mut observed.record.metrics;
+            if spec == "noop" {
+                m.insert(format!("{mode}_noop_throughput"), outcome.throughput());
+            } else {
+                let mut lat: Vec<f64> = outcome
+                    .tasks
+                    .iter()
+                    .map(|t| t.completed_us.saturating_sub(t.submitted_us) as f64 / 1e6)
+                    .collect();
+                lat.sort_by(f64::total_cmp);
+                if let Some(p99) = crate::observe::percentile(&lat, 0.99) {
+                    m.insert(format!("{mode}_sleep_p99"), p99);
+                }
+            }
+            let function = format!("{mode}:{spec}");
+            observed
+                .record
+                .requests
+                .extend(outcome.tasks.iter().map(|t| RequestRow::from_task(None, &function, t)));
         }
         cluster.stop().await?;
     }
-    Ok(if failed > 0 { 1 } else { 0 })
+    observed.record.metrics.insert("failed".into(), failed as f64);
+    let verdict = observed.finish(tasks_run, as_json)?;
+    Ok(crate::observe::exit_code(if failed > 0 { 1 } else { 0 }, verdict))
 }

@@ -5,7 +5,7 @@ use crate::load::find_max::{parse_range, Bisection};
 use crate::load::slo::Slo;
 use crate::load::{self as open_loop, Arrival, GridSpec, LoadResult, LoadSpec, Shape};
 use crate::observe::{ObserveArgs, Observed};
-use crate::telemetry::Sampler;
+use crate::telemetry::Tracker;
 use crate::verdict::{Kind, MetricDef};
 use crate::workload::OpType;
 use std::collections::BTreeMap;
@@ -229,7 +229,7 @@ impl LoadArgs {
 
     /// One run at `rate`, on a fresh cluster or against the target, its processes
     /// followed by `sampler`.
-    async fn once(&self, target: &Target, rate: f64, sampler: Option<&Sampler>) -> anyhow::Result<LoadResult> {
+    async fn once(&self, target: &Target, rate: f64, sampler: Option<&Tracker>) -> anyhow::Result<LoadResult> {
         let mut r = if self.fresh {
             self.shape()
                 .run_observed(&format!("load-{rate}"), &self.spec(rate), sampler)

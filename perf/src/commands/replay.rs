@@ -4,10 +4,10 @@ use crate::cluster::{Cluster, ClusterSpec};
 use crate::observe::{ObserveArgs, Observed};
 use crate::replay::records::Summary;
 use crate::replay::run::{self, ReplaySpec, Replayed};
+use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
 use crate::results::{MinuteRow as DbMinute, RequestRow};
 use crate::verdict::{Kind, MetricDef};
 use std::collections::BTreeMap;
-use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
 use std::path::PathBuf;
 use std::time::Duration;
 use volley_client::commands::Target;
@@ -78,16 +78,56 @@ pub struct ReplayArgs {
 
 /// What a replay can be judged on.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef { name: "p50", kind: Kind::Time, help: "median latency from the intended send" },
-    MetricDef { name: "p90", kind: Kind::Time, help: "90th percentile" },
-    MetricDef { name: "p99", kind: Kind::Time, help: "99th percentile" },
-    MetricDef { name: "p999", kind: Kind::Time, help: "99.9th percentile" },
-    MetricDef { name: "slowdown_p99", kind: Kind::Number, help: "99th percentile latency / requested duration" },
-    MetricDef { name: "achieved_rate", kind: Kind::Fraction, help: "completed rate / offered rate" },
-    MetricDef { name: "failure_rate", kind: Kind::Fraction, help: "failed, refused, unfinished or unknown / scheduled" },
-    MetricDef { name: "completed", kind: Kind::Number, help: "invocations completed" },
-    MetricDef { name: "failed", kind: Kind::Number, help: "invocations failed" },
-    MetricDef { name: "late_sends", kind: Kind::Number, help: "invocations sent more than 1 ms late" },
+    MetricDef {
+        name: "p50",
+        kind: Kind::Time,
+        help: "median latency from the intended send",
+    },
+    MetricDef {
+        name: "p90",
+        kind: Kind::Time,
+        help: "90th percentile",
+    },
+    MetricDef {
+        name: "p99",
+        kind: Kind::Time,
+        help: "99th percentile",
+    },
+    MetricDef {
+        name: "p999",
+        kind: Kind::Time,
+        help: "99.9th percentile",
+    },
+    MetricDef {
+        name: "slowdown_p99",
+        kind: Kind::Number,
+        help: "99th percentile latency / requested duration",
+    },
+    MetricDef {
+        name: "achieved_rate",
+        kind: Kind::Fraction,
+        help: "completed rate / offered rate",
+    },
+    MetricDef {
+        name: "failure_rate",
+        kind: Kind::Fraction,
+        help: "failed, refused, unfinished or unknown / scheduled",
+    },
+    MetricDef {
+        name: "completed",
+        kind: Kind::Number,
+        help: "invocations completed",
+    },
+    MetricDef {
+        name: "failed",
+        kind: Kind::Number,
+        help: "invocations failed",
+    },
+    MetricDef {
+        name: "late_sends",
+        kind: Kind::Number,
+        help: "invocations sent more than 1 ms late",
+    },
 ];
 
 fn measures(s: &Summary) -> BTreeMap<String, f64> {

@@ -92,7 +92,7 @@ impl Shape {
         &self,
         label: &str,
         spec: &LoadSpec,
-        sampler: Option<&crate::telemetry::Sampler>,
+        sampler: Option<&crate::telemetry::Tracker>,
     ) -> anyhow::Result<LoadResult> {
         use crate::cluster::{Cluster, ClusterSpec};
         let (procs, slots) = if self.mode == volley_proto::Mode::Local {
