@@ -77,6 +77,8 @@ pub enum Command {
     /// Two stored runs side by side: each measure, the relative change, and for sweep
     /// points whether the change is beyond the spread of the repeats.
     Compare(runs::CompareArgs),
+    /// One stored run as a self-contained HTML page: metadata, verdicts, tables, charts.
+    Report(runs::ReportArgs),
 }
 
 /// Runs one command; the exit code is non-zero when tasks failed.
@@ -106,5 +108,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Chaos(args) => chaos::run(args, cli.json).await,
         Command::Runs(args) => runs::list(&args, cli.json),
         Command::Compare(args) => runs::run_compare(&args, cli.json),
+        Command::Report(args) => runs::report(&args),
     }
 }

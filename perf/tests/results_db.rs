@@ -123,7 +123,57 @@ fn a_sweep_is_stored_and_a_failing_assertion_exits_99() {
     );
     let runs = client(&dir, &["runs", "--db", "r.sqlite"]);
     assert!(said(&runs).contains("FAIL"), "{}", said(&runs));
+
+    // The report of the failed run, rendered by a real browser.
+    let report = client(
+        &dir,
+        &["report", "--db", "r.sqlite", "--run", "2", "--out", "report.html"],
+    );
+    assert_eq!(report.status.code(), Some(0), "{}", said(&report));
+    let html = std::fs::read_to_string(dir.join("report.html")).expect("report");
+    // Self-contained: nothing fetched (the SVG namespace is a name, not a request).
+    for fetch in ["src=", "href=", "<link", "<script", "url(", "@import"] {
+        assert!(!html.contains(fetch), "the report would fetch something: {fetch}");
+    }
+    let dom = chromium(&dir, &["--dump-dom", "report.html"]);
+    for section in volley_perf::results::html::SECTIONS {
+        assert!(
+            dom.contains(&format!("<section id=\"{section}\">")),
+            "section {section} missing from the rendered page"
+        );
+    }
+    assert!(
+        dom.contains("FAIL") && dom.contains("p50&lt;1us"),
+        "the verdict is not on the page"
+    );
+    assert!(dom.matches("<svg").count() >= 4, "expected four charts");
+    chromium(
+        &dir,
+        &["--window-size=1100,3000", "--screenshot=report.png", "report.html"],
+    );
+    let shot = std::fs::metadata(dir.join("report.png")).expect("screenshot").len();
+    assert!(shot > 50_000, "a {shot}-byte screenshot is too small to hold the page");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Headless Chromium (Debian's package; .ci/run installs it) on a file in `dir`.
+fn chromium(dir: &Path, args: &[&str]) -> String {
+    let (file, flags) = args.split_last().expect("a file");
+    let out = std::process::Command::new("chromium")
+        .current_dir(dir)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--user-data-dir=chromium-profile",
+        ])
+        .args(flags)
+        .arg(format!("file://{}", dir.join(file).display()))
+        .output()
+        .expect("chromium (apt-get install chromium; .ci/run installs it)");
+    assert!(out.status.success(), "chromium failed: {}", said(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]

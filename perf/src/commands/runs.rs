@@ -1,6 +1,6 @@
-//! `client runs` and `client compare`: reading the results database.
+//! `client runs`, `client compare` and `client report`: reading the results database.
 
-use crate::results::{compare, ResultsDb};
+use crate::results::{compare, html, ResultsDb};
 use std::path::PathBuf;
 
 /// `client runs` flags.
@@ -21,6 +21,30 @@ pub struct CompareArgs {
     /// The results database.
     #[arg(long, default_value = "results.sqlite")]
     pub db: PathBuf,
+}
+
+/// `client report` flags.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The results database.
+    #[arg(long, default_value = "results.sqlite")]
+    pub db: PathBuf,
+    /// The run (default: the newest).
+    #[arg(long)]
+    pub run: Option<i64>,
+    /// The HTML file to write.
+    #[arg(long, default_value = "report.html")]
+    pub out: PathBuf,
+}
+
+/// Writes one run's HTML report.
+pub fn report(a: &ReportArgs) -> anyhow::Result<i32> {
+    let db = ResultsDb::open_read_only(&a.db)?;
+    let id = html::pick_run(&db, a.run)?;
+    let page = html::render(&db, id)?;
+    std::fs::write(&a.out, page).map_err(|e| anyhow::anyhow!("writing {}: {e}", a.out.display()))?;
+    println!("run {id} written to {}", a.out.display());
+    Ok(0)
 }
 
 /// Lists every run.

@@ -141,7 +141,10 @@ pub(super) fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &
             String::new()
         }
     };
-    let plain_label = |x: &f64| format!("{x}");
+    let plain_label = |x: &f64| {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    };
     chart
         .configure_mesh()
         .x_labels(ticks.max(2))
@@ -171,9 +174,12 @@ pub(super) fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &
             .map_err(err)?
             .label(name.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart
-            .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
-            .map_err(err)?;
+        // Dense series (time lines) read better without a marker per point.
+        if pts.len() <= 60 {
+            chart
+                .draw_series(pts.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(err)?;
+        }
     }
     draw_legend(&mut chart)?;
     root.present().map_err(err)

@@ -18,6 +18,31 @@ use plotters::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// A line chart as an SVG document, for pages that embed their charts (the HTML report).
+pub fn lines_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+) -> anyhow::Result<String> {
+    let chart = draw::Lines {
+        title: title.to_owned(),
+        x_label: x_label.to_owned(),
+        y_label: y_label.to_owned(),
+        series,
+        workers_x: false,
+        y_range: None,
+        reference: None,
+    };
+    ensure_font()?;
+    let mut svg = String::new();
+    {
+        let root = plotters::prelude::SVGBackend::with_string(&mut svg, (800, 360));
+        draw::draw_lines(&plotters::prelude::IntoDrawingArea::into_drawing_area(root), &chart)?;
+    }
+    Ok(svg)
+}
+
 /// Draws every chart the given files allow into `out`; returns the files written.
 pub fn plot_all(
     perf: Option<&Path>,

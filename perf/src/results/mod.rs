@@ -7,8 +7,10 @@
 //! reads), so a bad `--db` costs nothing. WAL and a busy timeout let two runs share a file.
 //!
 //! - [`compare`] — `client runs` and `client compare`.
+//! - [`html`] — `client report`: a stored run as one self-contained HTML page.
 
 pub mod compare;
+pub mod html;
 
 use crate::report::{PerfRow, RunMeta};
 use crate::telemetry::ProcessSample;
