@@ -37,40 +37,55 @@ pub fn pick_run(db: &ResultsDb, run: Option<i64>) -> anyhow::Result<i64> {
     })
 }
 
+/// A `runs` row.
+struct RunRow {
+    kind: String,
+    command: String,
+    revision: String,
+    host: String,
+    cores: i64,
+    seed: Option<i64>,
+    started_at: String,
+    started_ms: i64,
+    ended_ms: i64,
+    verdict: Option<String>,
+    version: String,
+}
+
 /// Renders run `id` as one HTML document.
 pub fn render(db: &ResultsDb, id: i64) -> anyhow::Result<String> {
     let c = db.conn();
     let mut page = String::new();
-    let (kind, command, revision, host, cores, seed, started_at, started_ms, ended_ms, verdict, version): (
-        String,
-        String,
-        String,
-        String,
-        i64,
-        Option<i64>,
-        String,
-        i64,
-        i64,
-        Option<String>,
-        String,
-    ) = c.query_row(
+    let RunRow {
+        kind,
+        command,
+        revision,
+        host,
+        cores,
+        seed,
+        started_at,
+        started_ms,
+        ended_ms,
+        verdict,
+        version,
+    } = c.query_row(
         "SELECT kind, command, revision, host, cores, seed, started_at, started_ms, ended_ms, verdict, volley_version
          FROM runs WHERE id = ?1",
         params![id],
         |r| {
-            Ok((
-                r.get(0)?,
-                r.get(1)?,
-                r.get(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
-                r.get(6)?,
-                r.get(7)?,
-                r.get(8)?,
-                r.get(9)?,
-                r.get(10)?,
-            ))
+            Ok(RunRow {
+                kind: r.get(0)?,
+                command: r.get(1)?,
+                revision: r.get(2)?,
+                host: r.get(3)?,
+                cores: r.get(4)?,
+                seed: r.get(5)?,
+                started_at: r.get(6)?,
+                started_ms: r.get(7)?,
+                ended_ms: r.get(8)?,
+                verdict: r.get(9)?,
+                version: r.get(10)?,
+            })
         },
     )?;
     let verdict_text = verdict.clone().unwrap_or_else(|| "no assertions".into());
