@@ -124,6 +124,13 @@ fn a_sweep_is_stored_and_a_failing_assertion_exits_99() {
     let runs = client(&dir, &["runs", "--db", "r.sqlite"]);
     assert!(said(&runs).contains("FAIL"), "{}", said(&runs));
 
+    // The CPU/RSS-over-time panel as chart files.
+    let plot = client(&dir, &["plot", "--db", "r.sqlite", "--run", "1", "--out", "plots"]);
+    assert_eq!(plot.status.code(), Some(0), "{}", said(&plot));
+    for chart in ["process-cpu-run1.png", "process-rss-run1.svg"] {
+        assert!(dir.join("plots").join(chart).exists(), "{chart} missing");
+    }
+
     // The report of the failed run, rendered by a real browser.
     let report = client(
         &dir,

@@ -43,6 +43,29 @@ pub fn lines_svg(
     Ok(svg)
 }
 
+/// Draws a line chart as `<out>/<stem>.png` and `.svg`.
+pub fn plot_lines(
+    out: &Path,
+    stem: &str,
+    (title, x_label, y_label): (&str, &str, &str),
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    ensure_font()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let chart = draw::Lines {
+        title: title.to_owned(),
+        x_label: x_label.to_owned(),
+        y_label: y_label.to_owned(),
+        series,
+        workers_x: false,
+        y_range: None,
+        reference: None,
+    };
+    render!(out, stem, draw_lines, &chart, written);
+    Ok(())
+}
+
 /// Draws every chart the given files allow into `out`; returns the files written.
 pub fn plot_all(
     perf: Option<&Path>,

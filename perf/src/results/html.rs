@@ -341,11 +341,21 @@ fn figure(page: &mut String, caption: &str, svg: String) {
     let _ = writeln!(page, "<figure>{body}<figcaption>{}</figcaption></figure>", esc(caption));
 }
 
-type Series = Vec<(String, Vec<(f64, f64)>)>;
+/// Named lines of (seconds into the run, value).
+pub type Series = Vec<(String, Vec<(f64, f64)>)>;
+
+/// The run's start and end, Unix ms.
+pub fn run_span(db: &ResultsDb, id: i64) -> anyhow::Result<(i64, i64)> {
+    Ok(db.conn().query_row(
+        "SELECT started_ms, ended_ms FROM runs WHERE id = ?1",
+        params![id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
+}
 
 /// CPU (% of a core, from each process's consecutive readings) and RSS (MiB, summed over
 /// a role's processes) per role, in buckets of `bucket_ms`.
-fn telemetry_series(db: &ResultsDb, id: i64, started_ms: i64, bucket_ms: i64) -> anyhow::Result<(Series, Series)> {
+pub fn telemetry_series(db: &ResultsDb, id: i64, started_ms: i64, bucket_ms: i64) -> anyhow::Result<(Series, Series)> {
     let mut q = db.conn().prepare(
         "SELECT role, pid, unix_ms, cpu_ms, rss_bytes FROM process_samples WHERE run_id = ?1 ORDER BY pid, unix_ms",
     )?;
