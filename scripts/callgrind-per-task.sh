@@ -4,7 +4,9 @@
 # clusters; (Ir(N2) - Ir(N1)) / (N2 - N1) cancels start-up and shutdown. User space only:
 # the kernel's share (syscalls, wake-ups) is not counted.
 # Usage: scripts/callgrind-per-task.sh [N1=10000] [N2=30000]   (needs `cargo build --release`
-# and valgrind; VOLLEY_BIN_DIR picks other dispatcher and worker binaries).
+# and valgrind; VOLLEY_BIN_DIR picks other dispatcher and worker binaries; MODES picks the
+# modes, default "local pull push"; VOLLEY_DISPATCHER_ARGS adds dispatcher flags, e.g.
+# "--metrics 127.0.0.1:0" to count what the Prometheus counters cost).
 # Loopback only; every process it starts is stopped when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,7 +25,7 @@ measure() {
   local mode=$1 n=$2 log
   log=$(mktemp)
   RUST_LOG=info valgrind --tool=callgrind --callgrind-out-file="$out/d.$mode.$n" \
-    "$BIN/dispatcher" -m "$mode" -p 0 --grpc 127.0.0.1:0 > "$log" 2>&1 &
+    "$BIN/dispatcher" -m "$mode" -p 0 --grpc 127.0.0.1:0 ${VOLLEY_DISPATCHER_ARGS:-} > "$log" 2>&1 &
   pids=("$!")
   for _ in $(seq 300); do grep -q "dispatcher ready" "$log" && break; sleep 0.1; done
   local grpc ep
@@ -41,7 +43,7 @@ measure() {
 ir() { awk '/^summary:/ { print $2 }' "$1"; }
 echo "| mode | dispatcher instructions/task | worker instructions/task |"
 echo "|---|---:|---:|"
-for mode in local pull push; do
+for mode in ${MODES:-local pull push}; do
   measure "$mode" "$N1"; measure "$mode" "$N2"
   d=$(( ($(ir "$out/d.$mode.$N2") - $(ir "$out/d.$mode.$N1")) / (N2 - N1) ))
   w="–"

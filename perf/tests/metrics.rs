@@ -182,3 +182,30 @@ fn tempdir(what: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
+
+#[test]
+fn a_metrics_port_in_use_is_a_clear_error_at_start() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let addr = taken.local_addr().expect("addr").to_string();
+    for (binary, args) in [
+        (
+            "dispatcher",
+            vec!["-m", "pull", "-p", "0", "--grpc", "127.0.0.1:0", "--metrics", &addr],
+        ),
+        ("worker", vec!["1", "tcp://127.0.0.1:1", "--metrics", &addr]),
+    ] {
+        let out = std::process::Command::new(volley_perf::binaries::path(binary).expect("binary"))
+            .args(&args)
+            .env("RUST_LOG", "warn")
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .expect("ran");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{binary} started on a taken port");
+        assert!(
+            said.contains(&format!("cannot serve metrics on {addr}"))
+                && said.contains("another process holds the port"),
+            "{binary}: {said}"
+        );
+    }
+}

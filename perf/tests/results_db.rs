@@ -109,9 +109,14 @@ fn a_sweep_is_stored_and_a_failing_assertion_exits_99() {
         0
     );
     // The README's join: each request with the dispatcher's CPU in the second it completed.
-    let joined = one("SELECT COUNT(*) FROM requests q JOIN process_samples s
-           ON s.run_id = q.run_id AND s.role = 'dispatcher' AND s.unix_ms / 1000 = q.completed_us / 1000000
-         WHERE q.run_id = 1");
+    let query = include_str!("../../docs/queries/latency-vs-dispatcher-cpu.sql");
+    let mut q = db.prepare(query).expect("the documented query compiles");
+    let joined: Vec<(f64, f64)> = q
+        .query_map(rusqlite::named_params! {":run": 1}, |r| Ok((r.get(3)?, r.get(4)?)))
+        .expect("runs")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let joined = joined.len();
     assert!(joined > 0, "no request joined a dispatcher sample");
 
     let compare = client(&dir, &["compare", "1", "2", "--db", "r.sqlite"]);
