@@ -14,9 +14,36 @@ pub fn cpu_time(pid: u32) -> std::io::Result<Duration> {
     Ok(Duration::from_secs_f64((utime + stime) as f64 / per_second as f64))
 }
 
-/// CPU time and resident set size of `pid` from one read of `/proc/<pid>/stat`: what the
-/// telemetry sampler takes ten times a second. CPU time comes in clock ticks (10 ms here).
+/// CPU time and resident set size of `pid`, as the telemetry sampler reads them ten times
+/// a second. CPU time is the larger of two lower bounds: the sum of every live thread's
+/// `schedstat` (nanoseconds, but blind to threads that have exited) and `stat`'s
+/// utime + stime (which counts exited threads, in 10 ms clock ticks). A small process
+/// that `stat` alone would round to zero is read to the microsecond.
 pub fn cpu_and_rss(pid: u32) -> std::io::Result<(Duration, u64)> {
+    let (ticks, rss) = stat_cpu_and_rss(pid)?;
+    Ok((ticks.max(threads_cpu(pid).unwrap_or_default()), rss))
+}
+
+/// The summed `schedstat` run time of every live thread of `pid`.
+fn threads_cpu(pid: u32) -> std::io::Result<Duration> {
+    let mut ns: u64 = 0;
+    for entry in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let Ok(entry) = entry else { continue };
+        let mut path = entry.path();
+        path.push("schedstat");
+        if let Ok(text) = std::fs::read_to_string(&path) {
+            ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Ok(Duration::from_nanos(ns))
+}
+
+/// CPU time in clock ticks and RSS, from one read of `/proc/<pid>/stat`.
+fn stat_cpu_and_rss(pid: u32) -> std::io::Result<(Duration, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("unexpected /proc/{pid}/stat"));
     let (utime, stime) = parse_times(&stat).ok_or_else(bad)?;
@@ -86,5 +113,7 @@ mod tests {
         assert!(rss_bytes(me).expect("statm") > 1 << 20);
         let (cpu, rss) = cpu_and_rss(me).expect("stat");
         assert!(cpu > Duration::ZERO && rss > 1 << 20);
+        // Threads' schedstat sees what 10 ms ticks cannot.
+        assert!(threads_cpu(me).expect("schedstat") > Duration::ZERO);
     }
 }

@@ -48,8 +48,11 @@ struct Tracked {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Processes still alive; one that can no longer be read has exited and is dropped.
     tracked: Vec<Tracked>,
     samples: Vec<ProcessSample>,
+    /// Every process this run started, alive or not.
+    launched: Vec<u32>,
 }
 
 /// Adds processes to a running sampler; cheap to clone into whatever starts them.
@@ -129,7 +132,7 @@ impl Sampler {
             samples: state.samples,
             sampler_cpu,
             wall: self.started.elapsed().unwrap_or_default(),
-            launched: state.tracked.iter().filter(|t| t.launched).map(|t| t.pid).collect(),
+            launched: state.launched,
         }
     }
 }
@@ -142,14 +145,19 @@ impl Tracker {
         if state.tracked.iter().any(|t| t.pid == pid) {
             return;
         }
-        state.tracked.push(Tracked {
+        let t = Tracked {
             role: role.to_owned(),
             pid,
             launched,
-        });
-        drop(state);
+        };
         // Read it once now, so even a short-lived process leaves a sample.
-        sample_all(&self.state);
+        if let Some(sample) = read(&t, unix_ms()) {
+            state.samples.push(sample);
+            if launched {
+                state.launched.push(pid);
+            }
+            state.tracked.push(t);
+        }
     }
 
     /// Follows a cluster's dispatcher and workers.
@@ -185,24 +193,35 @@ impl Drop for Sampler {
     }
 }
 
-fn sample_all(state: &Mutex<State>) {
-    let unix_ms = SystemTime::now()
+fn unix_ms() -> u64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+fn read(t: &Tracked, unix_ms: u64) -> Option<ProcessSample> {
+    let (cpu, rss) = crate::procstat::cpu_and_rss(t.pid).ok()?;
+    Some(ProcessSample {
+        unix_ms,
+        role: t.role.clone(),
+        pid: t.pid,
+        cpu_ms: cpu.as_secs_f64() * 1000.0,
+        rss_bytes: rss,
+    })
+}
+
+fn sample_all(state: &Mutex<State>) {
+    let now = unix_ms();
     let mut state = state.lock();
-    let State { tracked, samples } = &mut *state;
-    for t in tracked.iter() {
-        if let Ok((cpu, rss)) = crate::procstat::cpu_and_rss(t.pid) {
-            samples.push(ProcessSample {
-                unix_ms,
-                role: t.role.clone(),
-                pid: t.pid,
-                cpu_ms: cpu.as_secs_f64() * 1000.0,
-                rss_bytes: rss,
-            });
+    let State { tracked, samples, .. } = &mut *state;
+    tracked.retain(|t| match read(t, now) {
+        Some(sample) => {
+            samples.push(sample);
+            true
         }
-    }
+        None => false,
+    });
 }
 
 /// CPU time of the calling thread.

@@ -369,7 +369,8 @@ pub fn telemetry_series(db: &ResultsDb, id: i64, started_ms: i64, bucket_ms: i64
         let second = (at - started_ms).max(0) / bucket_ms;
         if let Some((p, t, c)) = last {
             if p == pid && at > t {
-                *cpu.entry(role.clone()).or_default().entry(second).or_default() += cpu_ms - c;
+                // A thread's exit can take back a few ms of schedstat time: never negative.
+                *cpu.entry(role.clone()).or_default().entry(second).or_default() += (cpu_ms - c).max(0.0);
             }
         }
         last = Some((pid, at, cpu_ms));
