@@ -42,8 +42,6 @@ pub struct RoleCost {
 struct Tracked {
     role: String,
     pid: u32,
-    /// Started by this run: its CPU counts from zero, not from the first sample.
-    launched: bool,
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +49,8 @@ struct State {
     /// Processes still alive; one that can no longer be read has exited and is dropped.
     tracked: Vec<Tracked>,
     samples: Vec<ProcessSample>,
-    /// Every process this run started, alive or not.
+    /// Every process this run started, alive or not: its CPU counts from zero, not
+    /// from its first sample.
     launched: Vec<u32>,
 }
 
@@ -148,7 +147,6 @@ impl Tracker {
         let t = Tracked {
             role: role.to_owned(),
             pid,
-            launched,
         };
         // Read it once now, so even a short-lived process leaves a sample.
         if let Some(sample) = read(&t, unix_ms()) {
