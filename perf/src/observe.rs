@@ -137,6 +137,25 @@ pub fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
     (!sorted.is_empty()).then(|| sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)])
 }
 
+/// Samples the Redis server behind `store` too, when it runs on this host (a loopback
+/// address) and answers `INFO` with its pid. A remote Redis cannot be read from here, and a
+/// redacted URL (`***` for a password) cannot log in: both are skipped, with a note.
+pub async fn track_redis(tracker: &Tracker, store: &str) {
+    let Some(rest) = store.strip_prefix("redis://") else {
+        return;
+    };
+    let host = rest.rsplit('@').next().unwrap_or(rest);
+    let host = host.split(['/', ':']).next().unwrap_or(host);
+    if !matches!(host, "127.0.0.1" | "localhost" | "[::1]") || store.contains("***") {
+        eprintln!("note: Redis at {host} is not sampled (not on this host, or its password is not known here)");
+        return;
+    }
+    match redis_pid(store).await {
+        Ok(pid) => tracker.track("redis", pid, false),
+        Err(e) => eprintln!("note: Redis is not sampled: {e:#}"),
+    }
+}
+
 /// Reads Redis's own pid (`INFO server`), so its CPU and memory can be sampled.
 pub async fn redis_pid(url: &str) -> anyhow::Result<u32> {
     let client = redis::Client::open(url).context("parsing the Redis URL")?;

@@ -277,3 +277,46 @@ async fn a_load_run_samples_the_dispatcher_it_reports_and_stores_every_request()
     cluster.stop().await.expect("stop");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_sweep_on_redis_samples_the_redis_server_too() {
+    let dir = scratch("redis");
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into());
+    let out = client(
+        &dir,
+        &[
+            "sweep",
+            "--workers",
+            "1",
+            "--modes",
+            "local",
+            "--optypes",
+            "noop",
+            "--repeats",
+            "1",
+            "--store",
+            &redis,
+            "--out",
+            "p.csv",
+            "--db",
+            "r.sqlite",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", said(&out));
+    let db = Connection::open(dir.join("r.sqlite")).expect("open");
+    let samples: i64 = db
+        .query_row("SELECT COUNT(*) FROM process_samples WHERE role = 'redis'", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert!(samples >= 1, "Redis was not sampled: {}", said(&out));
+    let measured: i64 = db
+        .query_row(
+            "SELECT COUNT(*) FROM run_metrics WHERE name = 'redis_cpu_per_task'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(measured, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

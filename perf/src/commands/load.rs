@@ -239,6 +239,7 @@ impl LoadArgs {
             if let Some(s) = sampler {
                 if let Ok(info) = client.cluster_info(api::ClusterInfoRequest {}).await {
                     s.track_reported(info.get_ref());
+                    crate::observe::track_redis(s, &info.get_ref().store).await;
                 }
             }
             open_loop::run(&client, &self.spec(rate)).await?
@@ -294,7 +295,10 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
             drain: a.cell_drain,
             seed: a.seed,
         };
-        let results = open_loop::run_grid(&spec, &a.out).await?;
+        let mut results = crate::load::grid::run_grid_observed(&spec, &a.out, Some(observed.sampler())).await?;
+        for r in &mut results {
+            observed.record.requests.append(&mut r.records);
+        }
         results.iter().for_each(|r| print(r, as_json));
         println!("{} result row(s) appended to {}", results.len(), a.out.display());
         let tasks = results.iter().map(|r| r.completed).sum();

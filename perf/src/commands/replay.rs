@@ -267,6 +267,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         .into_inner();
     if cluster.is_none() {
         observed.sampler().track_reported(&info);
+        crate::observe::track_redis(observed.sampler(), &info.store).await;
     }
     let slots: u64 = info.workers.iter().map(|w| u64::from(w.slots)).sum();
     let touched_mb: u64 = planned.iter().map(|p| p.mb).sum();

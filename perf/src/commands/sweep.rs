@@ -130,6 +130,7 @@ pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
         out: a.out.clone(),
         tasks_csv: a.tasks_csv,
     };
+    crate::observe::track_redis(observed.sampler(), &spec.store).await;
     let mut requests = Vec::new();
     let rows = crate::sweep::run_observed(&spec, Some(observed.sampler()), &mut requests).await?;
     let failed: usize = rows.iter().map(|r| r.failed()).sum();

@@ -28,6 +28,15 @@ pub struct GridSpec {
 
 /// Runs every cell and appends its row to `out` as soon as it is measured.
 pub async fn run_grid(spec: &GridSpec, out: &std::path::Path) -> anyhow::Result<Vec<LoadResult>> {
+    run_grid_observed(spec, out, None).await
+}
+
+/// [`run_grid`], with every cell's cluster followed by `tracker`.
+pub async fn run_grid_observed(
+    spec: &GridSpec,
+    out: &std::path::Path,
+    tracker: Option<&crate::telemetry::Tracker>,
+) -> anyhow::Result<Vec<LoadResult>> {
     use indicatif::{ProgressBar, ProgressStyle};
     let meta = crate::report::RunMeta::collect();
     crate::report::write_meta(out, &meta, Some(spec.seed))?;
@@ -60,7 +69,7 @@ pub async fn run_grid(spec: &GridSpec, out: &std::path::Path) -> anyhow::Result<
             seed: spec.seed.wrapping_add(i as u64),
         };
         let label = format!("grid-{}-{rate}-{spin}", arrival.as_str());
-        let result = spec.shape.run(&label, &cell).await?;
+        let result = spec.shape.run_observed(&label, &cell, tracker).await?;
         append(out, std::slice::from_ref(&result))?;
         results.push(result);
         bar.inc(1);
