@@ -2,6 +2,8 @@
 //! them to workers in local, pull or push mode.
 //!
 //! - [`core`] — the scheduler state machine (no I/O): queue, leases, attempts, placement.
+//! - [`scaler`] — the elastic pool's scaler (no I/O): fixed keep-alive, Knative's KPA, the
+//!   hybrid histogram; also what `client simulate` runs on a virtual clock.
 //! - [`reactor`] — the one task that owns the core and batches its decisions.
 //! - [`worker_link`] — the ZeroMQ ROUTER endpoint workers connect to.
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
@@ -19,6 +21,7 @@ pub mod core;
 pub mod metrics;
 pub mod persist;
 pub mod reactor;
+pub mod scaler;
 pub mod security;
 pub mod shared;
 pub mod store;
