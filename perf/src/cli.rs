@@ -1,7 +1,7 @@
 //! The `client` command line: global flags, the command list, and dispatch to the
 //! operator commands (`volley_client::commands`) and the benchmark ones ([`crate::commands`]).
 
-use crate::commands::{chaos, demo, load, plot, replay, runs, sweep};
+use crate::commands::{chaos, demo, load, plot, replay, runs, simulate, sweep};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volley_client::commands::{self as operator, submit::SubmitArgs, Target};
@@ -72,6 +72,9 @@ pub enum Command {
     /// workload while workers, the dispatcher and Redis are killed; then every task in
     /// the store is audited. Exits non-zero if anything was lost or wrong.
     Chaos(chaos::ChaosArgs),
+    /// Scaling policies over a whole trace on a virtual clock (no processes), with the
+    /// dispatcher's scaler core: cold starts against idle instance-time per policy.
+    Simulate(simulate::SimulateArgs),
     /// Lists the runs stored in a results database (`--db` of the benchmark commands).
     Runs(runs::RunsArgs),
     /// Two stored runs side by side: each measure, the relative change, and for sweep
@@ -106,6 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Replay(args) => replay::run(&target, &args, cli.json).await,
         Command::Demo(args) => demo::run(&args, cli.json).await,
         Command::Chaos(args) => chaos::run(args, cli.json).await,
+        Command::Simulate(args) => simulate::run(&args, cli.json),
         Command::Runs(args) => runs::list(&args, cli.json),
         Command::Compare(args) => runs::run_compare(&args, cli.json),
         Command::Report(args) => runs::report(&args),

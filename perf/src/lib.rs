@@ -16,6 +16,7 @@
 //! - [`telemetry`] — CPU and RSS of every process of a run, sampled at 10 Hz.
 //! - [`verdict`] — `--assert` expressions, judged at the end (exit 99).
 //! - [`procstat`] — CPU time and resident memory of a process, from `/proc`.
+//! - [`simulate`] — the scaler over a whole trace on a virtual clock (`client simulate`).
 //! - [`sweep`] — closed-loop weak and strong scaling sweeps.
 //! - [`chaos`] — the fault-injection scenario (workers, dispatcher and Redis killed
 //!   mid-run) and its audit of every task in the store.
@@ -37,6 +38,7 @@ pub mod redis_server;
 pub mod replay;
 pub mod report;
 pub mod results;
+pub mod simulate;
 pub mod sweep;
 pub mod telemetry;
 pub mod verdict;

@@ -4,10 +4,12 @@
 //! representative (at least `min-samples` idle times, bin counts with a coefficient of
 //! variation of at least `cv`, most of them inside the range), the function's windows
 //! come from it: pre-warm = the `head` percentile less the margin, keep-alive = the `tail`
-//! percentile plus the margin, less the pre-warm. After an execution, an instance is
-//! unloaded for the pre-warm window, loaded again, and kept for the keep-alive window
-//! (with no pre-warm, kept loaded from the end of the execution). Otherwise the policy
-//! falls back to a fixed keep-alive.
+//! percentile plus the margin, less the pre-warm. After the function's last execution
+//! ends, its instances are unloaded for the pre-warm window, one is loaded again, and kept
+//! for the keep-alive window. With no pre-warm window (a function invoked within the first
+//! bin), and while it runs, each instance is kept the keep-alive window after it last ran.
+//! The paper models one instance per application; a function that needs several at once
+//! keeps them this way. Otherwise the policy falls back to a fixed keep-alive.
 
 use super::fixed::keep_alive;
 use super::{retire_down_to, start_up_to, Decision, FunctionView, Policy};
@@ -163,12 +165,12 @@ impl Policy for Hybrid {
         let Some(w) = self.windows(view.function) else {
             return keep_alive(now, view, self.p.fallback);
         };
-        let have = view.ready() + view.starting();
-        if busy {
-            return start_up_to(view.function, have, view.needed_for_demand())
-                .into_iter()
-                .collect();
+        // Running, or no pre-warm window: each instance is kept the keep-alive window
+        // after it last ran (a busy function may need many, and keeps what it needs).
+        if busy || w.prewarm.is_zero() {
+            return keep_alive(now, view, w.keepalive);
         }
+        let have = view.ready() + view.starting();
         let since = self
             .functions
             .get(view.function)

@@ -25,7 +25,7 @@ pub struct KpaParams {
     pub panic_threshold: f64,
     /// How long after the stable window of no traffic the last instance stays.
     pub grace: Duration,
-    /// Instances per function at most.
+    /// Instances per function at most; 0: no bound (Knative's default).
     pub max_scale: u32,
     /// How often concurrency is sampled.
     pub tick: Duration,
@@ -40,7 +40,7 @@ impl Default for KpaParams {
             panic: Duration::from_secs(6),
             panic_threshold: 2.0,
             grace: Duration::from_secs(30),
-            max_scale: 16,
+            max_scale: 0,
             tick: Duration::from_secs(1),
         }
     }
@@ -155,7 +155,11 @@ impl Policy for Kpa {
                 desired = 1;
             }
         }
-        let desired = desired.min(p.max_scale);
+        let desired = if p.max_scale > 0 {
+            desired.min(p.max_scale)
+        } else {
+            desired
+        };
         match start_up_to(view.function, have, desired) {
             Some(start) => vec![start],
             None if f.panic_since.is_some() => Vec::new(),

@@ -148,7 +148,7 @@ impl FromStr for PolicySpec {
                     panic: p.duration("panic", d.panic, second)?,
                     panic_threshold: p.number("panic-threshold", d.panic_threshold, (1.0, 1000.0))?,
                     grace: p.duration("grace", d.grace, Duration::ZERO)?,
-                    max_scale: p.number("max-scale", f64::from(d.max_scale), (1.0, 100_000.0))? as u32,
+                    max_scale: p.number("max-scale", f64::from(d.max_scale), (0.0, 100_000.0))? as u32,
                     tick: p.duration("tick", d.tick, Duration::from_millis(10))?,
                 };
                 if params.panic > params.stable {

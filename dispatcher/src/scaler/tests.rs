@@ -65,7 +65,14 @@ fn specs_parse_with_defaults_and_refuse_what_is_wrong() {
     else {
         panic!("not kpa")
     };
-    assert_eq!(k, KpaParams::default());
+    assert_eq!(
+        k,
+        KpaParams {
+            max_scale: 16,
+            ..KpaParams::default()
+        }
+    );
+    assert!(matches!("kpa".parse::<PolicySpec>(), Ok(PolicySpec::Kpa(k)) if k.max_scale == 0));
     assert!(matches!("hybrid".parse::<PolicySpec>(), Ok(PolicySpec::Hybrid(h)) if h == HybridParams::default()));
     let err = |spec: &str| spec.parse::<PolicySpec>().expect_err(spec).to_string();
     assert!(err("lru").contains("unknown policy 'lru'; use fixed, kpa or hybrid"));

@@ -8,4 +8,5 @@ pub mod load;
 pub mod plot;
 pub mod replay;
 pub mod runs;
+pub mod simulate;
 pub mod sweep;

@@ -1,0 +1,169 @@
+//! `client simulate`: scaling policies compared over a whole trace on a virtual clock,
+//! with the dispatcher's own scaler core; one row per policy, and a chart.
+
+use crate::replay::run::{self, ReplaySpec};
+use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
+use crate::simulate::{simulate, Platform};
+use std::path::PathBuf;
+use std::time::Duration;
+use volley_dispatcher::scaler::PolicySpec;
+
+/// The policies compared when none is given: the paper's axis.
+const DEFAULT_POLICIES: [&str; 4] = ["fixed:keepalive=10m", "fixed:keepalive=1m", "kpa", "hybrid"];
+
+/// `client simulate` flags.
+#[derive(Debug, clap::Args)]
+pub struct SimulateArgs {
+    /// Folder with invocations.csv, durations.csv and memory.csv (Azure 2019 schema).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Whether the count columns are minutes or seconds.
+    #[arg(long, default_value = "minute")]
+    pub granularity: Granularity,
+    /// A sample of N functions, stratified by invocation rate (default: all).
+    #[arg(long)]
+    pub functions: Option<usize>,
+    /// Trace minutes A..B (end exclusive), e.g. 540..560 (default: all).
+    #[arg(long)]
+    pub minutes: Option<String>,
+    /// Spacing inside a minute: equidistant, uniform or exponential.
+    #[arg(long, default_value = "exponential")]
+    pub iat: Iat,
+    /// Divide every time and duration by X (to match a compressed live replay).
+    #[arg(long, default_value_t = 1.0)]
+    pub compress: f64,
+    /// Seed of the schedule, the sample and the drawn durations.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// A policy to simulate (repeat the flag for several): fixed:keepalive=10m, kpa:…,
+    /// hybrid:… (default: fixed 10 min, fixed 1 min, kpa, hybrid).
+    #[arg(long = "policy")]
+    pub policies: Vec<String>,
+    /// Tasks one instance runs at once (container concurrency).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub slots: u32,
+    /// From the decision to start an instance to its first task.
+    #[arg(long, default_value = "250ms", value_parser = humantime::parse_duration)]
+    pub cold_start: Duration,
+    /// Instances at most, over all functions.
+    #[arg(long, default_value_t = 100_000)]
+    pub max_instances: u32,
+    /// The scaler's tick.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub tick: Duration,
+    /// One row per policy.
+    #[arg(long, default_value = "sim.csv")]
+    pub out: PathBuf,
+    /// One row per policy and function.
+    #[arg(long)]
+    pub functions_out: Option<PathBuf>,
+    /// Also draw cold starts against idle instance-time here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+}
+
+/// Runs every policy over the trace and writes the rows.
+pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
+    let given: Vec<String> = if a.policies.is_empty() {
+        DEFAULT_POLICIES.iter().map(|s| s.to_string()).collect()
+    } else {
+        a.policies.clone()
+    };
+    let specs: Vec<PolicySpec> = given
+        .iter()
+        .map(|p| p.parse::<PolicySpec>().map_err(|e| anyhow::anyhow!("--policy {e}")))
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(a.compress > 0.0, "--compress must be positive");
+    anyhow::ensure!(a.tick > Duration::ZERO, "--tick must be positive");
+    let trace = Trace::read(&a.trace, a.granularity)?;
+    let window = select::window(&trace, a.minutes.as_deref())?;
+    let functions = select::sample(&trace, window.clone(), a.functions, a.seed);
+    anyhow::ensure!(!functions.is_empty(), "no function to simulate");
+    let spec = ReplaySpec {
+        schedule: ScheduleSpec {
+            window: window.clone(),
+            iat: a.iat,
+            shift: false,
+            compress: a.compress,
+            seed: a.seed,
+        },
+        spin: false,
+        max_memory_mb: 0,
+        warmup_columns: 0,
+        drain: Duration::ZERO,
+    };
+    let mut planned = run::prepare(&trace, &functions, &spec)?;
+    planned.sort_by_key(|p| p.invocation.at_us);
+    let names: Vec<String> = functions.iter().map(|f| f.key.2.clone()).collect();
+    let platform = Platform {
+        slots: a.slots,
+        cold_start: a.cold_start,
+        max_instances: a.max_instances,
+        tick: a.tick,
+        end: Duration::from_secs_f64(window.len() as f64 * a.granularity.seconds() as f64 / a.compress),
+    };
+    eprintln!(
+        "simulating {} functions, {} invocations over {} s of virtual time, {} policies",
+        names.len(),
+        planned.len(),
+        platform.end.as_secs(),
+        specs.len()
+    );
+    let mut rows = Vec::new();
+    let mut per_function = Vec::new();
+    for (spec, text) in specs.iter().zip(&given) {
+        let (row, functions) = simulate(spec, text, &names, &planned, &platform);
+        if as_json {
+            println!("{}", serde_json::to_string(&row)?);
+        } else {
+            println!(
+                "{:<12} cold {:>7} of {:>7} ({:>5.2} %; per function p50 {:>5.1} %, p75 {:>5.1} %), {:>6} starts, idle {:>9.0} instance-s, busy {:>8.0}, peak {:>4}, wait p99 {:>8.1} ms  [{:.1} s]",
+                row.policy,
+                row.cold_starts,
+                row.invocations,
+                row.cold_pct,
+                row.cold_pct_p50,
+                row.cold_pct_p75,
+                row.instance_starts,
+                row.idle_instance_s,
+                row.busy_instance_s,
+                row.peak_instances,
+                row.wait_p99_ms,
+                row.sim_seconds
+            );
+        }
+        rows.push(row);
+        per_function.extend(functions);
+    }
+    crate::report::write_meta(&a.out, &crate::report::RunMeta::collect(), Some(a.seed))?;
+    write(&a.out, &rows)?;
+    if let Some(path) = &a.functions_out {
+        write(path, &per_function)?;
+    }
+    if let Some(dir) = &a.plot {
+        let series = rows
+            .iter()
+            .map(|r| (r.policy.clone(), vec![(r.idle_instance_s / 3600.0, r.cold_pct)]))
+            .collect();
+        let mut written = Vec::new();
+        let title = "Cold starts against idle instance-time";
+        crate::plot::plot_lines(
+            dir,
+            "simulate-policies",
+            (title, "idle instance-hours", "cold starts, % of invocations"),
+            series,
+            &mut written,
+        )?;
+        eprintln!("chart written to {}", dir.join("simulate-policies.png").display());
+    }
+    Ok(0)
+}
+
+fn write<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
+    let mut w = csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    for row in rows {
+        w.serialize(row)?;
+    }
+    w.flush()?;
+    Ok(())
+}
