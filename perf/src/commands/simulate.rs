@@ -141,20 +141,23 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
         write(path, &per_function)?;
     }
     if let Some(dir) = &a.plot {
-        let series = rows
+        let mut written = Vec::new();
+        let x = "idle instance-hours (wasted memory time)";
+        let per_function = rows
+            .iter()
+            .map(|r| (r.policy.clone(), vec![(r.idle_instance_s / 3600.0, r.cold_pct_p50)]))
+            .collect();
+        let title = "Cold starts per function (median) against idle instance-time";
+        let y = "cold starts, % of a function's invocations";
+        crate::plot::plot_lines(dir, "simulate-policies", (title, x, y), per_function, &mut written)?;
+        let overall = rows
             .iter()
             .map(|r| (r.policy.clone(), vec![(r.idle_instance_s / 3600.0, r.cold_pct)]))
             .collect();
-        let mut written = Vec::new();
-        let title = "Cold starts against idle instance-time";
-        crate::plot::plot_lines(
-            dir,
-            "simulate-policies",
-            (title, "idle instance-hours", "cold starts, % of invocations"),
-            series,
-            &mut written,
-        )?;
-        eprintln!("chart written to {}", dir.join("simulate-policies.png").display());
+        let title = "Cold starts (all invocations) against idle instance-time";
+        let y = "cold starts, % of all invocations";
+        crate::plot::plot_lines(dir, "simulate-policies-overall", (title, x, y), overall, &mut written)?;
+        eprintln!("charts written to {}", dir.display());
     }
     Ok(0)
 }

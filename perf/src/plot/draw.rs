@@ -117,6 +117,10 @@ pub(super) fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &
     if c.workers_x {
         x0 -= 0.25;
         x1 += 0.25;
+    } else if c.series.iter().all(|(_, p)| p.len() == 1) {
+        // Lone points (one per series) would sit on the frame: give them room.
+        let pad = (x1 - x0) * 0.06;
+        (x0, x1) = (x0 - pad, x1 + pad);
     }
     if let Some((lo, hi)) = c.y_range {
         (y0, y1) = (lo, hi);
