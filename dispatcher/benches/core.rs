@@ -47,6 +47,7 @@ fn run(batch: usize, policy: Policy, capacity: Capacity) -> usize {
                 slots: 2,
                 capacity,
                 monitored: true,
+                function: None,
             };
             let id = core.add_worker(spec, now, &mut sink);
             if capacity == Capacity::Credits {
@@ -55,10 +56,12 @@ fn run(batch: usize, policy: Policy, capacity: Capacity) -> usize {
             id
         })
         .collect();
+    let function: std::sync::Arc<str> = "noop".into();
     let tasks = (0..batch as u64)
         .map(|i| NewTask {
             id: TaskId(i + 1),
             function_id: FunctionId(1),
+            function: function.clone(),
             job: Job::Noop,
             attempts: 0,
             submitted_us: 0,

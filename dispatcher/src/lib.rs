@@ -304,6 +304,11 @@ async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask
             Some(job) => tasks.push(NewTask {
                 id: r.id,
                 function_id: r.function_id,
+                function: functions
+                    .get(&r.function_id)
+                    .and_then(|f| f.as_ref())
+                    .map(|f| Arc::from(f.name.as_str()))
+                    .unwrap_or_else(|| Arc::from("")),
                 job,
                 attempts: r.attempts,
                 submitted_us: r.submitted_us,

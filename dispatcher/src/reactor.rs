@@ -3,7 +3,8 @@
 //! decisions in batches: one `Tasks` frame per worker, one store write per turn.
 
 use crate::core::{
-    Capacity, Comm, CoreCounters, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec, WorkerView,
+    Capacity, Comm, CoreCounters, FunctionLoad, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec,
+    WorkerView,
 };
 use crate::shared::{EdgeCounters, Shared};
 use crate::worker_link::{self, Inbound, InboundReader, Outgoing};
@@ -44,6 +45,8 @@ pub struct Snapshot {
     pub running: usize,
     /// Core event counts.
     pub counters: CoreCounters,
+    /// Per function: queue, running, instances.
+    pub functions: Vec<FunctionLoad>,
 }
 
 /// Where the reactor's tasks run: its own pool, or workers over ZeroMQ.
@@ -154,6 +157,7 @@ impl Reactor {
                 slots: *slots,
                 capacity: Capacity::Slots,
                 monitored: false,
+                function: None,
             };
             self.local_worker = Some(self.core.add_worker(spec, Now::current(), &mut self.outbox));
         }
@@ -227,6 +231,7 @@ impl Reactor {
                     queued: self.core.queued(),
                     running: self.core.running(),
                     counters: self.core.counters(),
+                    functions: self.core.functions(),
                 });
             }
         }
@@ -275,6 +280,7 @@ impl Reactor {
             version,
             expect_mode,
             token,
+            function,
         } = hello
         else {
             return;
@@ -295,6 +301,7 @@ impl Reactor {
             slots,
             capacity: Capacity::Slots,
             monitored: true,
+            function: function.map(Arc::from),
         };
         let refusal = if expect_mode.is_some_and(|m| m != self.config.mode) {
             Some(format!(

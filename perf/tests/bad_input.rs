@@ -296,6 +296,7 @@ async fn a_wrong_greeting_and_a_results_flood_cost_nobody_else_anything() {
             version: volley_proto::VERSION.into(),
             expect_mode: None,
             token: None,
+            function: None,
         })
         .await
         .expect("hello");

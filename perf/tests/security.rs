@@ -68,6 +68,7 @@ async fn the_token_admits_workers_and_clients_and_refuses_everyone_else() {
             version: volley_proto::VERSION.into(),
             expect_mode: None,
             token: presented,
+            function: None,
         })
         .await
         .expect("send");

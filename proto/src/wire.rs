@@ -11,7 +11,7 @@ use crate::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape or meaning (4: results return credits).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The largest frame either side accepts or sends.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -36,6 +36,8 @@ pub enum FromWorker {
         /// The shared token, if the worker was given one; a dispatcher started with
         /// `--token` rejects a missing or wrong one.
         token: Option<Token>,
+        /// The one function this worker serves (`worker --function`); `None`: all.
+        function: Option<String>,
     },
     /// Pull mode: the worker can take `credits` more tasks. Sent when a session starts;
     /// after that each result returns its own credit, so no `Ready` follows `Results`.
@@ -196,6 +198,7 @@ mod tests {
                 version: "0.1.0".into(),
                 expect_mode: Some(Mode::Pull),
                 token: Some(Token::new("t0ken").expect("token")),
+                function: Some("resize".into()),
             },
             FromWorker::Ready { credits: 3 },
             FromWorker::Results(vec![TaskResult {

@@ -53,10 +53,11 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
             ".{0,32}",
             ".{0,8}",
             proptest::option::of(mode()),
-            proptest::option::of("[!-~]{1,64}")
+            proptest::option::of("[!-~]{1,64}"),
+            proptest::option::of(".{0,32}")
         )
             .prop_map(
-                |(name, slots, pid, host, version, expect_mode, token)| FromWorker::Hello {
+                |(name, slots, pid, host, version, expect_mode, token, function)| FromWorker::Hello {
                     name,
                     slots,
                     pid,
@@ -64,6 +65,7 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
                     version,
                     expect_mode,
                     token: token.map(|t| Token::new(t).expect("visible ASCII is a valid token")),
+                    function,
                 }
             ),
         any::<u32>().prop_map(|credits| FromWorker::Ready { credits }),

@@ -29,6 +29,10 @@ pub struct Cli {
     /// shows in `ps`).
     #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
     pub token: Option<Token>,
+    /// Serve only this function (by its registered name): the worker is an instance of
+    /// it, and the dispatcher routes it nothing else. Without it, every function.
+    #[arg(long, env = "VOLLEY_FUNCTION")]
+    pub function: Option<String>,
     /// Serve Prometheus metrics at http://ADDR/metrics (read-only); the flag alone means
     /// 127.0.0.1:9465, one port above the dispatcher's default.
     #[arg(long, env = "VOLLEY_METRICS", num_args = 0..=1, default_missing_value = DEFAULT_METRICS)]
@@ -54,6 +58,7 @@ impl From<Cli> for WorkerConfig {
         }
         config.max_backoff = Duration::from_millis(cli.max_backoff_ms.max(10));
         config.token = cli.token;
+        config.function = cli.function.filter(|f| !f.trim().is_empty());
         if cli.metrics.is_some() {
             config.metrics = Some(crate::metrics::WorkerMetrics::new(&config.name, config.slots));
         }

@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     pub token: Option<Token>,
     /// Prometheus counters, when `--metrics` is on.
     pub metrics: Option<WorkerMetrics>,
+    /// The one function this worker serves, by its registered name (an instance of it);
+    /// `None`: every function.
+    pub function: Option<String>,
 }
 
 impl WorkerConfig {
@@ -52,6 +55,7 @@ impl WorkerConfig {
             max_backoff: Duration::from_secs(2),
             token: None,
             metrics: None,
+            function: None,
         }
     }
 }
@@ -176,6 +180,7 @@ async fn register(config: &WorkerConfig) -> Result<Session, RegisterError> {
         version: volley_proto::VERSION.to_owned(),
         expect_mode: config.expect_mode,
         token: config.token.clone(),
+        function: config.function.clone(),
     })
     .await
     .map_err(unreachable)?;

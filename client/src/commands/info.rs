@@ -17,7 +17,12 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         let workers: Vec<_> = i
             .workers
             .iter()
-            .map(|w| json!({"id": w.id, "name": w.name, "host": w.host, "pid": w.pid, "slots": w.slots, "in_flight": w.in_flight}))
+            .map(|w| json!({"id": w.id, "name": w.name, "host": w.host, "pid": w.pid, "slots": w.slots, "in_flight": w.in_flight, "function": w.function}))
+            .collect();
+        let functions: Vec<_> = i
+            .functions
+            .iter()
+            .map(|f| json!({"name": f.name, "queued": f.queued, "running": f.running, "ready": f.ready, "starting": f.starting}))
             .collect();
         println!(
             "{}",
@@ -25,6 +30,7 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
                 "mode": i.mode, "store": i.store, "worker_endpoint": i.worker_endpoint, "version": i.version,
                 "policy": i.policy, "prefetch": i.prefetch, "queued": i.queued, "running": i.running,
                 "workers": workers,
+                "functions": functions,
                 "counters": {
                     "submitted": c.submitted, "dispatched": c.dispatched, "completed": c.completed,
                     "failed": c.failed, "requeued": c.requeued, "duplicate_results": c.duplicate_results,
@@ -45,10 +51,24 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         println!("queued {} · running {}", i.queued, i.running);
         println!("{} workers:", i.workers.len());
         for w in &i.workers {
+            let serves = if w.function.is_empty() {
+                "every function".to_owned()
+            } else {
+                format!("only {}", w.function)
+            };
             println!(
-                "  #{:<4} {:<24} {:>4} slots {:>5} in flight  ({} pid {})",
+                "  #{:<4} {:<24} {:>4} slots {:>5} in flight  ({} pid {}; {serves})",
                 w.id, w.name, w.slots, w.in_flight, w.host, w.pid
             );
+        }
+        if !i.functions.is_empty() {
+            println!("functions:");
+            for f in &i.functions {
+                println!(
+                    "  {:<24} queued {:>7} · running {:>5} · instances ready {:>3}, starting {:>3}",
+                    f.name, f.queued, f.running, f.ready, f.starting
+                );
+            }
         }
         println!(
             "submitted {} · dispatched {} · completed {} · failed {} · requeued {} · duplicate results {} · dropped frames {} · workers joined {} lost {} rejected {} · rejected submissions {} · unauthenticated calls {}",

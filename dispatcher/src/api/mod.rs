@@ -44,11 +44,19 @@ pub struct ClusterFacts {
     pub policy: &'static str,
 }
 
+/// A registered function as the API resolves tasks of it.
+#[derive(Clone)]
+struct Known {
+    kind: FunctionKind,
+    /// Its registered name: what function-bound workers serve.
+    name: Arc<str>,
+}
+
 /// The `volley.v1.Dispatcher` service.
 pub struct Api {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
-    functions: RwLock<HashMap<FunctionId, FunctionKind>>,
+    functions: RwLock<HashMap<FunctionId, Known>>,
     max_job_ms: u64,
     facts: ClusterFacts,
 }
@@ -65,10 +73,10 @@ impl Api {
         }
     }
 
-    async fn function(&self, id: u64) -> Result<FunctionKind, Status> {
+    async fn function(&self, id: u64) -> Result<Known, Status> {
         let id = FunctionId(id);
-        if let Some(kind) = self.functions.read().get(&id) {
-            return Ok(kind.clone());
+        if let Some(known) = self.functions.read().get(&id) {
+            return Ok(known.clone());
         }
         let record = self
             .shared
@@ -80,8 +88,12 @@ impl Api {
         if let Some(m) = &self.shared.metrics {
             m.name_function(id, &record.name);
         }
-        self.functions.write().insert(id, record.kind.clone());
-        Ok(record.kind)
+        let known = Known {
+            kind: record.kind,
+            name: record.name.into(),
+        };
+        self.functions.write().insert(id, known.clone());
+        Ok(known)
     }
 
     async fn submit(&self, requests: &[api::ExecuteRequest], batch: bool) -> Result<Vec<TaskId>, Status> {
@@ -97,7 +109,7 @@ impl Api {
         let now = Now::current();
         let mut jobs = Vec::with_capacity(requests.len());
         let mut submissions = Vec::with_capacity(requests.len());
-        let mut last: Option<(u64, FunctionKind)> = None;
+        let mut last: Option<(u64, Known)> = None;
         for (i, r) in requests.iter().enumerate() {
             let at = |msg: String| if batch { format!("task {i}: {msg}") } else { msg };
             if r.args.len() > MAX_ARGS_BYTES {
@@ -106,21 +118,21 @@ impl Api {
                     r.args.len()
                 ))));
             }
-            let kind = match &last {
-                Some((id, kind)) if *id == r.function_id => kind.clone(),
+            let known = match &last {
+                Some((id, known)) if *id == r.function_id => known,
                 _ => {
-                    let kind = self
+                    let known = self
                         .function(r.function_id)
                         .await
                         .map_err(|s| Status::new(s.code(), at(s.message().to_owned())))?;
-                    last = Some((r.function_id, kind.clone()));
-                    kind
+                    &last.insert((r.function_id, known)).1
                 }
             };
-            let job = kind
+            let job = known
+                .kind
                 .resolve(&r.args, self.max_job_ms)
                 .map_err(|e| Status::invalid_argument(at(e.to_string())))?;
-            jobs.push(job);
+            jobs.push((job, known.name.clone()));
             submissions.push(Submission {
                 function_id: FunctionId(r.function_id),
                 args: r.args.clone(),
@@ -149,9 +161,10 @@ impl Api {
             .iter()
             .zip(submissions)
             .zip(jobs)
-            .map(|((id, s), job)| NewTask {
+            .map(|((id, s), (job, function))| NewTask {
                 id: *id,
                 function_id: s.function_id,
+                function,
                 job,
                 attempts: 0,
                 submitted_us: s.submitted_us,
@@ -272,7 +285,13 @@ impl Dispatcher for Api {
         if let Some(m) = &self.shared.metrics {
             m.name_function(id, name);
         }
-        self.functions.write().insert(id, kind);
+        self.functions.write().insert(
+            id,
+            Known {
+                kind,
+                name: name.into(),
+            },
+        );
         Ok(Response::new(api::RegisterFunctionResponse { function_id: id.0 }))
     }
 
@@ -352,6 +371,7 @@ impl Dispatcher for Api {
             queued,
             running,
             counters,
+            functions,
         } = answer
             .await
             .map_err(|_| Status::unavailable("the dispatcher is shutting down"))?;
@@ -370,6 +390,7 @@ impl Dispatcher for Api {
                     pid: w.pid,
                     slots: w.slots,
                     in_flight: w.in_flight,
+                    function: w.function.unwrap_or_default(),
                 })
                 .collect(),
             queued: queued as u64,
@@ -395,6 +416,16 @@ impl Dispatcher for Api {
             host: hostname::get()
                 .map(|h| h.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            functions: functions
+                .into_iter()
+                .map(|f| api::FunctionInfo {
+                    name: f.function,
+                    queued: u64::from(f.queued),
+                    running: u64::from(f.running),
+                    ready: f.instances,
+                    starting: 0,
+                })
+                .collect(),
         }))
     }
 }

@@ -80,6 +80,15 @@ pub struct WorkerSpec {
     pub capacity: Capacity,
     /// Whether silence makes it dead (false for the in-process local pool).
     pub monitored: bool,
+    /// The one function it serves (an instance of it); `None`: every function.
+    pub function: Option<Arc<str>>,
+}
+
+impl WorkerSpec {
+    /// Whether it may run tasks of `function`.
+    pub fn serves(&self, function: &str) -> bool {
+        self.function.as_deref().is_none_or(|f| f == function)
+    }
 }
 
 /// A task entering the core: fresh from a client, or recovered from the store.
@@ -89,6 +98,8 @@ pub struct NewTask {
     pub id: TaskId,
     /// Its function, for records.
     pub function_id: FunctionId,
+    /// Its function's registered name: what function-bound workers serve.
+    pub function: Arc<str>,
     /// What to run.
     pub job: Job,
     /// Attempts already made (0 for a fresh task).
@@ -218,4 +229,19 @@ pub struct WorkerView {
     pub slots: u32,
     /// Tasks it holds.
     pub in_flight: u32,
+    /// The function it is an instance of, if bound to one.
+    pub function: Option<String>,
+}
+
+/// One function's load, as `ClusterInfo` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionLoad {
+    /// The function's registered name.
+    pub function: String,
+    /// Tasks waiting.
+    pub queued: u32,
+    /// Tasks held by workers.
+    pub running: u32,
+    /// Workers bound to it (its instances).
+    pub instances: u32,
 }

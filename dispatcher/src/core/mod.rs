@@ -7,13 +7,14 @@
 
 mod interface;
 mod placement;
+mod queues;
 #[cfg(test)]
 mod tests;
 
 pub use interface::*;
 pub use placement::Policy;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use volley_proto::function::Job;
@@ -37,6 +38,7 @@ enum TaskState {
 
 struct TaskEntry {
     function_id: FunctionId,
+    function: Arc<str>,
     job: Job,
     attempts: u32,
     submitted_us: u64,
@@ -94,7 +96,7 @@ impl WorkerEntry {
 pub struct SchedulerCore {
     config: CoreConfig,
     tasks: TaskMap<TaskEntry>,
-    queue: VecDeque<TaskId>,
+    queues: queues::Queues,
     workers: BTreeMap<WorkerId, WorkerEntry>,
     next_worker: u32,
     placement: placement::Placer,
@@ -108,7 +110,7 @@ impl SchedulerCore {
             placement: placement::Placer::new(config.policy, seed),
             config,
             tasks: TaskMap::default(),
-            queue: VecDeque::new(),
+            queues: queues::Queues::default(),
             workers: BTreeMap::new(),
             next_worker: 1,
             counters: CoreCounters::default(),
@@ -143,7 +145,6 @@ impl SchedulerCore {
 
     /// Tasks enter the queue in order and are placed at once if capacity allows.
     pub fn submit(&mut self, tasks: Vec<NewTask>, now: Now, comm: &mut impl Comm) {
-        self.queue.reserve(tasks.len());
         for task in tasks {
             self.counters.submitted += 1;
             if self.tasks.contains_key(&task.id) {
@@ -151,6 +152,7 @@ impl SchedulerCore {
             }
             let entry = TaskEntry {
                 function_id: task.function_id,
+                function: task.function,
                 job: task.job,
                 attempts: task.attempts,
                 submitted_us: task.submitted_us,
@@ -161,8 +163,8 @@ impl SchedulerCore {
                 self.finish_lost(task.id, entry, None, LossReason::Disconnected, now, comm);
                 continue;
             }
+            self.queues.push_back(&entry.function, task.id);
             self.tasks.insert(task.id, entry);
-            self.queue.push_back(task.id);
         }
         self.schedule(now, comm);
     }
@@ -323,8 +325,8 @@ impl SchedulerCore {
             task,
             attempts: entry.attempts,
         });
+        self.queues.push_front(&entry.function, task);
         self.tasks.insert(task, entry);
-        self.queue.push_front(task);
     }
 
     fn finish_lost(
@@ -355,58 +357,107 @@ impl SchedulerCore {
         }));
     }
 
+    /// Places waiting tasks on workers with room, the longest-waiting first across
+    /// functions; a function none of whose workers has room sits this pass out.
     fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
         let prefetch = self.config.prefetch;
-        let mut round = placement::Round::default();
-        while let Some(&task) = self.queue.front() {
-            let Some(entry) = self.tasks.get_mut(&task) else {
-                self.queue.pop_front();
-                continue;
+        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Arc<str>)>> = self
+            .queues
+            .heads()
+            .map(|(seq, f)| std::cmp::Reverse((seq, f.clone())))
+            .collect();
+        let mut rounds: Vec<(Arc<str>, placement::Round)> = Vec::new();
+        while let Some(std::cmp::Reverse((_, function))) = heads.pop() {
+            let round = match rounds.iter().position(|(f, _)| Arc::ptr_eq(f, &function)) {
+                Some(i) => &mut rounds[i].1,
+                None => {
+                    rounds.push((function.clone(), placement::Round::default()));
+                    &mut rounds.last_mut().expect("just pushed").1
+                }
             };
-            let instant = entry.job.finishes_at_once();
-            let Some(wid) = self.placement.pick(&self.workers, prefetch, instant, &mut round) else {
-                break;
-            };
-            self.queue.pop_front();
-            let Some(w) = self.workers.get_mut(&wid) else { break };
-            entry.attempts += 1;
-            entry.state = TaskState::Assigned {
-                worker: wid,
-                deadline: now.instant + self.config.lease,
-                dispatched_us: now.unix_us,
-            };
-            w.in_flight.insert(task);
-            if instant {
-                w.instant += 1;
-            } else if w.spec.capacity == Capacity::Credits {
-                w.credits = w.credits.saturating_sub(1);
-            }
-            self.counters.dispatched += 1;
-            comm.record(Transition::Running {
-                task,
-                attempt: entry.attempts,
-                worker: w.label.clone(),
-                at_us: now.unix_us,
-            });
-            comm.assign(
-                wid,
-                TaskAssignment {
-                    task_id: task,
+            // This function's tasks go while they are the longest-waiting of all.
+            let next_other = heads.peek().map(|std::cmp::Reverse((seq, _))| *seq);
+            while let Some((seq, task)) = self.queues.front(&function) {
+                if next_other.is_some_and(|other| other < seq) {
+                    heads.push(std::cmp::Reverse((seq, function.clone())));
+                    break;
+                }
+                let Some(entry) = self.tasks.get_mut(&task) else {
+                    self.queues.pop_front(&function);
+                    continue;
+                };
+                let instant = entry.job.finishes_at_once();
+                let Some(wid) = self.placement.pick(&self.workers, prefetch, instant, &function, round) else {
+                    break;
+                };
+                self.queues.pop_front(&function);
+                let Some(w) = self.workers.get_mut(&wid) else { break };
+                entry.attempts += 1;
+                entry.state = TaskState::Assigned {
+                    worker: wid,
+                    deadline: now.instant + self.config.lease,
+                    dispatched_us: now.unix_us,
+                };
+                w.in_flight.insert(task);
+                if instant {
+                    w.instant += 1;
+                } else if w.spec.capacity == Capacity::Credits {
+                    w.credits = w.credits.saturating_sub(1);
+                }
+                self.counters.dispatched += 1;
+                comm.record(Transition::Running {
+                    task,
                     attempt: entry.attempts,
-                    job: entry.job.clone(),
-                },
-            );
+                    worker: w.label.clone(),
+                    at_us: now.unix_us,
+                });
+                comm.assign(
+                    wid,
+                    TaskAssignment {
+                        task_id: task,
+                        attempt: entry.attempts,
+                        job: entry.job.clone(),
+                    },
+                );
+            }
         }
     }
 
     /// Tasks waiting for a worker.
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.queues.len()
     }
 
     /// Tasks held by workers.
     pub fn running(&self) -> usize {
-        self.tasks.len() - self.queue.len()
+        self.tasks.len() - self.queues.len()
+    }
+
+    /// Per function: tasks waiting and running, and the workers bound to it.
+    pub fn functions(&self) -> Vec<FunctionLoad> {
+        let mut out: BTreeMap<Arc<str>, FunctionLoad> = BTreeMap::new();
+        let blank = |f: &Arc<str>| FunctionLoad {
+            function: f.to_string(),
+            queued: 0,
+            running: 0,
+            instances: 0,
+        };
+        for (f, n) in self.queues.lengths() {
+            out.entry(f.clone()).or_insert_with(|| blank(f)).queued = n as u32;
+        }
+        for w in self.workers.values() {
+            if let Some(f) = &w.spec.function {
+                out.entry(f.clone()).or_insert_with(|| blank(f)).instances += 1;
+            }
+            for t in &w.in_flight {
+                if let Some(e) = self.tasks.get(t) {
+                    out.entry(e.function.clone())
+                        .or_insert_with(|| blank(&e.function))
+                        .running += 1;
+                }
+            }
+        }
+        out.into_values().collect()
     }
 
     /// Event counts since start.
@@ -425,6 +476,7 @@ impl SchedulerCore {
                 pid: w.spec.pid,
                 slots: w.spec.slots,
                 in_flight: w.in_flight.len() as u32,
+                function: w.spec.function.as_deref().map(str::to_owned),
             })
             .collect()
     }

@@ -70,6 +70,11 @@ impl PartialOrd for Load {
 /// Work that finishes at once occupies no slot, so spreading it buys no parallelism
 /// worth a frame: it stays with the worker picked first until that worker's window is
 /// full, and a pass sends few large frames rather than one small frame per worker.
+///
+/// A pass keeps one round per function (each over the workers that serve it). A worker
+/// shared by several functions may be picked through another round meanwhile, so an entry
+/// is checked when it comes off the heap: a full worker is dropped, a changed load goes
+/// back in as it is now.
 #[derive(Default)]
 pub(super) struct Round {
     /// The kind of work the heap was built for (see `WorkerEntry::free`).
@@ -80,17 +85,24 @@ pub(super) struct Round {
 }
 
 impl Round {
-    fn pick(&mut self, workers: &BTreeMap<WorkerId, WorkerEntry>, prefetch: u32, instant: bool) -> Option<WorkerId> {
+    fn pick(
+        &mut self,
+        workers: &BTreeMap<WorkerId, WorkerEntry>,
+        prefetch: u32,
+        instant: bool,
+        function: &str,
+    ) -> Option<WorkerId> {
+        let open = |w: &WorkerEntry| w.free(prefetch, instant) > 0 && w.spec.serves(function);
         if self.instant != Some(instant) {
             self.instant = Some(instant);
             self.last = None;
             self.heap = workers
                 .iter()
-                .filter(|(_, w)| w.free(prefetch, instant) > 0)
+                .filter(|(_, w)| open(w))
                 .map(|(id, w)| Reverse(Load::of(*id, w)))
                 .collect();
         } else if let Some(id) = self.last.take() {
-            if let Some(w) = workers.get(&id).filter(|w| w.free(prefetch, instant) > 0) {
+            if let Some(w) = workers.get(&id).filter(|w| open(w)) {
                 if instant {
                     self.last = Some(id);
                     return Some(id);
@@ -98,9 +110,19 @@ impl Round {
                 self.heap.push(Reverse(Load::of(id, w)));
             }
         }
-        let Reverse(least) = self.heap.pop()?;
-        self.last = Some(least.id);
-        Some(least.id)
+        loop {
+            let Reverse(least) = self.heap.pop()?;
+            let Some(w) = workers.get(&least.id).filter(|w| open(w)) else {
+                continue;
+            };
+            let current = Load::of(least.id, w);
+            if current != least {
+                self.heap.push(Reverse(current));
+                continue;
+            }
+            self.last = Some(least.id);
+            return Some(least.id);
+        }
     }
 }
 
@@ -126,11 +148,14 @@ impl Placer {
         workers: &BTreeMap<WorkerId, WorkerEntry>,
         prefetch: u32,
         instant: bool,
+        function: &str,
         round: &mut Round,
     ) -> Option<WorkerId> {
-        let mut open = workers.iter().filter(|(_, w)| w.free(prefetch, instant) > 0);
+        let mut open = workers
+            .iter()
+            .filter(|(_, w)| w.free(prefetch, instant) > 0 && w.spec.serves(function));
         match self.policy {
-            Policy::LeastLoaded => round.pick(workers, prefetch, instant),
+            Policy::LeastLoaded => round.pick(workers, prefetch, instant, function),
             Policy::RoundRobin => {
                 let after = self.cursor;
                 let next = open

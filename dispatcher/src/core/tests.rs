@@ -58,6 +58,7 @@ fn spec(name: &str, slots: u32, capacity: Capacity) -> WorkerSpec {
         slots,
         capacity,
         monitored: true,
+        function: None,
     }
 }
 
@@ -67,9 +68,11 @@ fn tasks(ids: std::ops::Range<u64>) -> Vec<NewTask> {
 }
 
 fn jobs(ids: std::ops::Range<u64>, job: Job) -> Vec<NewTask> {
+    let function: Arc<str> = "f".into();
     ids.map(|i| NewTask {
         id: TaskId(i),
         function_id: FunctionId(1),
+        function: function.clone(),
         job: job.clone(),
         attempts: 0,
         submitted_us: 0,
@@ -475,3 +478,5 @@ fn function_failures_are_terminal_not_retried() {
     comm.assert_empty();
     assert_eq!(core.counters().requeued, 0);
 }
+
+mod functions;

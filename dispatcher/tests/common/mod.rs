@@ -203,6 +203,7 @@ pub fn greeting(
         version: volley_proto::VERSION.into(),
         expect_mode,
         token,
+        function: None,
     }
 }
 

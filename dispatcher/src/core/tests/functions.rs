@@ -1,0 +1,126 @@
+//! Function-bound workers: each task goes only to a worker that serves its function; a
+//! function with no free instance waits in its own queue without holding up another's;
+//! across functions the longest-waiting task goes first.
+
+use super::*;
+
+fn bound(name: &str, slots: u32, function: &str) -> WorkerSpec {
+    WorkerSpec {
+        function: Some(function.into()),
+        ..spec(name, slots, Capacity::Slots)
+    }
+}
+
+fn of(function: &str, ids: std::ops::Range<u64>) -> Vec<NewTask> {
+    let name: Arc<str> = function.into();
+    tasks(ids)
+        .into_iter()
+        .map(|t| NewTask {
+            function: name.clone(),
+            ..t
+        })
+        .collect()
+}
+
+#[test]
+fn a_bound_worker_gets_only_its_function_and_others_wait_without_blocking() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let now = Now::current();
+    let resize = core.add_worker(bound("resize-1", 2, "resize"), now, &mut comm);
+    // Thumbnail tasks first, then resize tasks: thumbnails have no instance yet.
+    core.submit(of("thumbnail", 1..4), now, &mut comm);
+    core.submit(of("resize", 4..6), now, &mut comm);
+    let sent = comm.take_assigned();
+    assert_eq!(
+        sent,
+        [(resize, 4, 1), (resize, 5, 1)],
+        "resize went past the waiting thumbnails"
+    );
+    assert_eq!(core.queued(), 3);
+    let loads = core.functions();
+    assert_eq!(
+        loads,
+        [
+            FunctionLoad {
+                function: "resize".into(),
+                queued: 0,
+                running: 2,
+                instances: 1
+            },
+            FunctionLoad {
+                function: "thumbnail".into(),
+                queued: 3,
+                running: 0,
+                instances: 0
+            },
+        ]
+    );
+    // An instance of thumbnail joins: the waiting tasks go to it, in order.
+    let thumb = core.add_worker(bound("thumb-1", 3, "thumbnail"), now, &mut comm);
+    assert_eq!(comm.take_assigned(), [(thumb, 1, 1), (thumb, 2, 1), (thumb, 3, 1)]);
+    // A free resize slot never takes thumbnail work.
+    core.results(resize, vec![ok(4, 1)], now, &mut comm);
+    core.submit(of("thumbnail", 6..7), now, &mut comm);
+    assert!(comm.take_assigned().is_empty());
+    assert_eq!(core.queued(), 1);
+}
+
+#[test]
+fn an_unbound_worker_serves_every_function_longest_waiting_first() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let now = Now::current();
+    // Interleaved arrivals of two functions, then one general worker with one slot.
+    core.submit(of("a", 1..2), now, &mut comm);
+    core.submit(of("b", 2..3), now, &mut comm);
+    core.submit(of("a", 3..4), now, &mut comm);
+    core.submit(of("b", 4..5), now, &mut comm);
+    let w = core.add_worker(spec("general", 1, Capacity::Slots), now, &mut comm);
+    let mut order = Vec::new();
+    for _ in 0..4 {
+        let sent = comm.take_assigned();
+        assert_eq!(sent.len(), 1);
+        let (_, task, attempt) = sent[0];
+        order.push(task);
+        core.results(w, vec![ok(task, attempt)], now, &mut comm);
+    }
+    assert_eq!(order, [1, 2, 3, 4], "not first come, first served across functions");
+}
+
+#[test]
+fn a_requeued_task_goes_before_everything_waiting_and_only_to_its_function() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let now = Now::current();
+    let first = core.add_worker(bound("f-1", 1, "f"), now, &mut comm);
+    core.submit(of("f", 1..3), now, &mut comm);
+    assert_eq!(comm.take_assigned(), [(first, 1, 1)]);
+    let other = core.add_worker(bound("g-1", 1, "g"), now, &mut comm);
+    core.remove_worker(first, LossReason::Disconnected, now, &mut comm);
+    comm.take_records();
+    comm.take_removed();
+    // Its task is requeued ahead of task 2, and the g instance does not take it.
+    assert!(comm.take_assigned().is_empty());
+    let second = core.add_worker(bound("f-2", 1, "f"), now, &mut comm);
+    assert_eq!(comm.take_assigned(), [(second, 1, 2)]);
+    let _ = other;
+}
+
+#[test]
+fn shared_workers_are_never_filled_beyond_their_slots_by_two_functions() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let now = Now::current();
+    let a = core.add_worker(bound("a-1", 1, "a"), now, &mut comm);
+    let general = core.add_worker(spec("general", 2, Capacity::Slots), now, &mut comm);
+    // Both functions compete for the general worker's two slots in one pass.
+    let mut batch = of("a", 1..4);
+    batch.extend(of("b", 4..7));
+    core.submit(batch, now, &mut comm);
+    let sent = comm.take_assigned();
+    let on = |w: WorkerId| sent.iter().filter(|(id, _, _)| *id == w).count();
+    assert_eq!(on(a), 1);
+    assert_eq!(on(general), 2);
+    assert!(sent.iter().all(|(id, task, _)| *id == general || *task < 4), "{sent:?}");
+}
