@@ -3,7 +3,7 @@
 //! queue, workers and counters. Labels are bounded: a function's registered name for the
 //! first [`MAX_FUNCTION_LABELS`] names, `other` after that; never a task id.
 
-use crate::core::Finished;
+use crate::core::{Finished, FunctionLoad};
 use crate::reactor::{Command, Snapshot};
 use crate::shared::Shared;
 use parking_lot::{Mutex, RwLock};
@@ -259,8 +259,43 @@ impl Collector for ClusterCollector {
             "Workers that left or were declared dead.",
             ConstCounter::new(c.workers_lost),
         )?;
-        Ok(())
+        per_function(&mut e, &s.functions)
     }
+}
+
+/// Queue, running tasks and instances per function, the first [`MAX_FUNCTION_LABELS`]
+/// by name on their own and the rest summed as `other`.
+fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(), std::fmt::Error> {
+    let mut rows: Vec<(String, [i64; 3])> = Vec::new();
+    for (i, f) in loads.iter().enumerate() {
+        let values = [i64::from(f.queued), i64::from(f.running), i64::from(f.instances)];
+        if i < MAX_FUNCTION_LABELS {
+            rows.push((f.function.clone(), values));
+        } else {
+            match rows.iter_mut().find(|(name, _)| name == "other") {
+                Some((_, sum)) => sum.iter_mut().zip(values).for_each(|(s, v)| *s += v),
+                None => rows.push(("other".into(), values)),
+            }
+        }
+    }
+    let families = [
+        ("function_tasks_queued", "Tasks waiting, per function."),
+        ("function_tasks_running", "Tasks held by workers, per function."),
+        (
+            "function_instances_ready",
+            "Workers bound to the function and registered.",
+        ),
+    ];
+    for (k, (name, help)) in families.into_iter().enumerate() {
+        let mut family = e.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
+        for (function, values) in &rows {
+            let labels = FunctionLabel {
+                function: function.clone(),
+            };
+            ConstGauge::new(values[k]).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
 }
 
 /// Everything the dispatcher exports.

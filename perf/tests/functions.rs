@@ -28,9 +28,10 @@ async fn register(client: &mut volley_client::Client, name: &str, spec: &str) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_workers_get_only_their_function_and_an_orphan_function_waits() {
     for mode in [Mode::Push, Mode::Pull] {
-        let mut cluster = Cluster::start(ClusterSpec::new(mode, 0, 1).label(format!("functions-{mode}")))
-            .await
-            .expect("cluster");
+        let spec = ClusterSpec::new(mode, 0, 1)
+            .args(["--metrics", "127.0.0.1:0"])
+            .label(format!("functions-{mode}"));
+        let mut cluster = Cluster::start(spec).await.expect("cluster");
         let resize = cluster
             .add_worker(2, &["--function", "resize"])
             .await
@@ -87,6 +88,15 @@ async fn bound_workers_get_only_their_function_and_an_orphan_function_waits() {
         let listed = |name: &str| info.functions.iter().find(|f| f.name == name).map(|f| f.ready);
         assert_eq!((listed("resize"), listed("thumbnail")), (Some(1), Some(1)));
         assert!(info.workers.iter().any(|w| w.function == "resize"));
+        let url = cluster.metrics_url().expect("metrics").to_owned();
+        let (_, page) = common::http_get(&url).await.expect("scrape");
+        for line in [
+            r#"volley_function_tasks_queued{function="orphan"} 3"#,
+            r#"volley_function_instances_ready{function="orphan"} 0"#,
+            r#"volley_function_instances_ready{function="resize"} 1"#,
+        ] {
+            assert!(page.lines().any(|l| l == line), "{mode}: no '{line}' in\n{page}");
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
         for id in &ids {
             let status = client
