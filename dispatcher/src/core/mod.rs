@@ -101,6 +101,10 @@ pub struct SchedulerCore {
     next_worker: u32,
     placement: placement::Placer,
     counters: CoreCounters,
+    /// A scheduling pass's functions by their head's age (empty between passes).
+    pass_heads: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Arc<str>)>>,
+    /// A scheduling pass's placement rounds, one per function (empty between passes).
+    pass_rounds: Vec<(Arc<str>, placement::Round)>,
 }
 
 impl SchedulerCore {
@@ -114,6 +118,8 @@ impl SchedulerCore {
             workers: BTreeMap::new(),
             next_worker: 1,
             counters: CoreCounters::default(),
+            pass_heads: std::collections::BinaryHeap::new(),
+            pass_rounds: Vec::new(),
         }
     }
 
@@ -145,6 +151,8 @@ impl SchedulerCore {
 
     /// Tasks enter the queue in order and are placed at once if capacity allows.
     pub fn submit(&mut self, tasks: Vec<NewTask>, now: Now, comm: &mut impl Comm) {
+        // Consecutive tasks of one function join its queue together.
+        let mut run: Option<(Arc<str>, Vec<TaskId>)> = None;
         for task in tasks {
             self.counters.submitted += 1;
             if self.tasks.contains_key(&task.id) {
@@ -163,8 +171,19 @@ impl SchedulerCore {
                 self.finish_lost(task.id, entry, None, LossReason::Disconnected, now, comm);
                 continue;
             }
-            self.queues.push_back(&entry.function, task.id);
+            match &mut run {
+                Some((f, ids)) if Arc::ptr_eq(f, &entry.function) => ids.push(task.id),
+                _ => {
+                    if let Some((f, ids)) = run.take() {
+                        self.queues.extend_back(&f, &ids);
+                    }
+                    run = Some((entry.function.clone(), vec![task.id]));
+                }
+            }
             self.tasks.insert(task.id, entry);
+        }
+        if let Some((f, ids)) = run {
+            self.queues.extend_back(&f, &ids);
         }
         self.schedule(now, comm);
     }
@@ -360,37 +379,52 @@ impl SchedulerCore {
     /// Places waiting tasks on workers with room, the longest-waiting first across
     /// functions; a function none of whose workers has room sits this pass out.
     fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
+        if self.queues.len() == 0 {
+            return;
+        }
         let prefetch = self.config.prefetch;
-        let mut heads: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Arc<str>)>> = self
-            .queues
-            .heads()
-            .map(|(seq, f)| std::cmp::Reverse((seq, f.clone())))
-            .collect();
-        let mut rounds: Vec<(Arc<str>, placement::Round)> = Vec::new();
+        // Buffers kept between passes: a pass allocates nothing of its own.
+        let mut heads = std::mem::take(&mut self.pass_heads);
+        let mut rounds = std::mem::take(&mut self.pass_rounds);
+        heads.extend(self.queues.heads().map(|(seq, f)| std::cmp::Reverse((seq, f.clone()))));
         while let Some(std::cmp::Reverse((_, function))) = heads.pop() {
             let round = match rounds.iter().position(|(f, _)| Arc::ptr_eq(f, &function)) {
                 Some(i) => &mut rounds[i].1,
                 None => {
-                    rounds.push((function.clone(), placement::Round::default()));
+                    // A second function in this pass: every round's heap may go stale.
+                    if !rounds.is_empty() {
+                        rounds.iter_mut().for_each(|(_, r)| r.share());
+                    }
+                    let mut fresh = placement::Round::default();
+                    if !rounds.is_empty() {
+                        fresh.share();
+                    }
+                    rounds.push((function.clone(), fresh));
                     &mut rounds.last_mut().expect("just pushed").1
                 }
             };
             // This function's tasks go while they are the longest-waiting of all.
             let next_other = heads.peek().map(|std::cmp::Reverse((seq, _))| *seq);
-            while let Some((seq, task)) = self.queues.front(&function) {
+            let Some(queue) = self.queues.of(&function) else {
+                continue;
+            };
+            let mut taken = 0;
+            while let Some(&(seq, task)) = queue.front() {
                 if next_other.is_some_and(|other| other < seq) {
                     heads.push(std::cmp::Reverse((seq, function.clone())));
                     break;
                 }
                 let Some(entry) = self.tasks.get_mut(&task) else {
-                    self.queues.pop_front(&function);
+                    queue.pop_front();
+                    taken += 1;
                     continue;
                 };
                 let instant = entry.job.finishes_at_once();
                 let Some(wid) = self.placement.pick(&self.workers, prefetch, instant, &function, round) else {
                     break;
                 };
-                self.queues.pop_front(&function);
+                queue.pop_front();
+                taken += 1;
                 let Some(w) = self.workers.get_mut(&wid) else { break };
                 entry.attempts += 1;
                 entry.state = TaskState::Assigned {
@@ -420,7 +454,11 @@ impl SchedulerCore {
                     },
                 );
             }
+            self.queues.took(&function, taken);
         }
+        rounds.clear();
+        self.pass_heads = heads;
+        self.pass_rounds = rounds;
     }
 
     /// Tasks waiting for a worker.

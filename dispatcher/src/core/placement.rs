@@ -82,6 +82,15 @@ pub(super) struct Round {
     heap: BinaryHeap<Reverse<Load>>,
     /// The worker picked last: its load changed, so it goes back in with the new one.
     last: Option<WorkerId>,
+    /// Another round of the same pass may have picked from these workers: check entries.
+    shared: bool,
+}
+
+impl Round {
+    /// From now on, entries may be stale: another function's round picks in this pass.
+    pub(super) fn share(&mut self) {
+        self.shared = true;
+    }
 }
 
 impl Round {
@@ -112,6 +121,10 @@ impl Round {
         }
         loop {
             let Reverse(least) = self.heap.pop()?;
+            if !self.shared {
+                self.last = Some(least.id);
+                return Some(least.id);
+            }
             let Some(w) = workers.get(&least.id).filter(|w| open(w)) else {
                 continue;
             };

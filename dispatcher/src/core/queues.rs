@@ -24,12 +24,13 @@ impl Queues {
         self.by_function.get_mut(function).expect("inserted above")
     }
 
-    /// A fresh task, behind everything waiting.
-    pub(super) fn push_back(&mut self, function: &Arc<str>, task: TaskId) {
-        let seq = self.next_back;
-        self.next_back += 1;
-        self.queue(function).push_back((seq, task));
-        self.len += 1;
+    /// Fresh tasks of one function, behind everything waiting: one lookup for the run.
+    pub(super) fn extend_back(&mut self, function: &Arc<str>, tasks: &[TaskId]) {
+        let first = self.next_back;
+        self.next_back += tasks.len() as i64;
+        self.queue(function)
+            .extend(tasks.iter().enumerate().map(|(i, t)| (first + i as i64, *t)));
+        self.len += tasks.len();
     }
 
     /// A requeued task, ahead of everything waiting.
@@ -40,20 +41,16 @@ impl Queues {
         self.len += 1;
     }
 
-    /// The head of `function`'s queue and its sequence number.
-    pub(super) fn front(&self, function: &str) -> Option<(i64, TaskId)> {
-        self.by_function.get(function).and_then(|q| q.front().copied())
+    /// `function`'s queue, to take tasks from its front; say how many with [`Self::took`].
+    pub(super) fn of(&mut self, function: &str) -> Option<&mut VecDeque<(i64, TaskId)>> {
+        self.by_function.get_mut(function)
     }
 
-    /// Removes the head of `function`'s queue.
-    pub(super) fn pop_front(&mut self, function: &str) {
-        if let Some(q) = self.by_function.get_mut(function) {
-            if q.pop_front().is_some() {
-                self.len -= 1;
-            }
-            if q.is_empty() {
-                self.by_function.remove(function);
-            }
+    /// `n` tasks were taken from `function`'s queue through [`Self::of`].
+    pub(super) fn took(&mut self, function: &str, n: usize) {
+        self.len -= n;
+        if self.by_function.get(function).is_some_and(VecDeque::is_empty) {
+            self.by_function.remove(function);
         }
     }
 
