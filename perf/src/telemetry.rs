@@ -113,6 +113,7 @@ impl Sampler {
                 sample_all(&state);
                 thread_cpu()
             })
+            .map_err(|e| eprintln!("warning: no process telemetry for this run (cannot start its thread: {e})"))
             .ok();
         sampler
     }

@@ -52,15 +52,19 @@ pub fn list(a: &RunsArgs, as_json: bool) -> anyhow::Result<i32> {
     let db = ResultsDb::open_read_only(&a.db)?;
     let runs = compare::runs(&db)?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&runs)?))?;
         return Ok(0);
     }
-    println!(
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:>4}  {:<7} {:<20} {:>9}  {:<9} {:<7} command",
         "id", "kind", "started", "seconds", "revision", "verdict"
     );
     for r in runs {
-        println!(
+        let _ = writeln!(
+            out,
             "{:>4}  {:<7} {:<20} {:>9.1}  {:<9} {:<7} {}",
             r.id,
             r.kind,
@@ -71,7 +75,17 @@ pub fn list(a: &RunsArgs, as_json: bool) -> anyhow::Result<i32> {
             r.command
         );
     }
+    emit(&out)?;
     Ok(0)
+}
+
+/// Writes a listing to stdout; a reader that stopped early (`| head`) is not an error.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
 }
 
 /// Compares two runs.
@@ -79,9 +93,9 @@ pub fn run_compare(a: &CompareArgs, as_json: bool) -> anyhow::Result<i32> {
     let db = ResultsDb::open_read_only(&a.db)?;
     let deltas = compare::compare(&db, a.a, a.b)?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&deltas)?);
+        emit(&format!("{}\n", serde_json::to_string_pretty(&deltas)?))?;
     } else {
-        compare::print(a.a, a.b, &deltas);
+        emit(&compare::render(a.a, a.b, &deltas))?;
     }
     Ok(0)
 }

@@ -147,28 +147,46 @@ pub fn compare(db: &ResultsDb, a: i64, b: i64) -> anyhow::Result<Vec<Delta>> {
     Ok(out)
 }
 
-/// Prints a comparison as a table.
-pub fn print(a: i64, b: i64, deltas: &[Delta]) {
-    println!(
+/// A comparison as a table, each value in its measure's unit (sweep points in theirs).
+pub fn render(a: i64, b: i64, deltas: &[Delta]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
         "{:<44} {:>14} {:>14} {:>9}",
         "measure",
         format!("run {a}"),
         format!("run {b}"),
         "change"
     );
-    let show = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.6}"));
     for d in deltas {
+        let show = |v: Option<f64>| {
+            v.map_or_else(
+                || "-".to_owned(),
+                |v| {
+                    if d.name.contains(' ') {
+                        format!("{v:.3}")
+                    } else {
+                        super::html::shown(&d.name, v)
+                    }
+                },
+            )
+        };
         let flag = match d.beyond_spread {
             Some(true) => "  ← beyond the repeats' spread",
             _ => "",
         };
-        println!(
+        let change = d
+            .change
+            .map_or_else(|| "-".to_owned(), |c| format!("{:+.1}%", c * 100.0));
+        let _ = writeln!(
+            out,
             "{:<44} {:>14} {:>14} {:>9}{flag}",
             d.name,
             show(d.a),
             show(d.b),
-            d.change
-                .map_or_else(|| "-".to_owned(), |c| format!("{:+.1}%", c * 100.0))
+            change
         );
     }
+    out
 }

@@ -174,7 +174,7 @@ pub fn render(db: &ResultsDb, id: i64) -> anyhow::Result<String> {
 }
 
 /// A measure in the unit its name implies.
-fn shown(name: &str, value: f64) -> String {
+pub(crate) fn shown(name: &str, value: f64) -> String {
     use crate::verdict::{show, Kind};
     let time = ["p50", "p90", "p99", "p999", "max", "mean", "overhead", "send_p99"];
     let fraction = [
