@@ -2,6 +2,7 @@
 //! them to workers in local, pull or push mode.
 //!
 //! - [`core`] — the scheduler state machine (no I/O): queue, leases, attempts, placement.
+//! - [`provision`] — starting and retiring instances (`local`: worker processes here).
 //! - [`scaler`] — the elastic pool's scaler (no I/O): fixed keep-alive, Knative's KPA, the
 //!   hybrid histogram; also what `client simulate` runs on a virtual clock.
 //! - [`reactor`] — the one task that owns the core and batches its decisions.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod core;
 pub mod metrics;
 pub mod persist;
+pub mod provision;
 pub mod reactor;
 pub mod scaler;
 pub mod security;

@@ -33,6 +33,14 @@ pub struct Cli {
     /// it, and the dispatcher routes it nothing else. Without it, every function.
     #[arg(long, env = "VOLLEY_FUNCTION")]
     pub function: Option<String>,
+    /// Emulated runtime start-up: wait this long before connecting, as a container or
+    /// language runtime would (the cold start's "init" component).
+    #[arg(long, env = "VOLLEY_INIT_MS", default_value_t = 0)]
+    pub init_ms: u64,
+    /// Exit (saying goodbye) when the parent process goes away: what a provisioner's
+    /// instances use so that a killed dispatcher leaves no orphan.
+    #[arg(long)]
+    pub exit_with_parent: bool,
     /// Serve Prometheus metrics at http://ADDR/metrics (read-only); the flag alone means
     /// 127.0.0.1:9465, one port above the dispatcher's default.
     #[arg(long, env = "VOLLEY_METRICS", num_args = 0..=1, default_missing_value = DEFAULT_METRICS)]

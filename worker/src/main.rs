@@ -12,6 +12,17 @@ async fn main() -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let metrics_addr = cli.metrics;
+    if cli.exit_with_parent {
+        tokio::spawn(exit_with_parent(shutdown.clone()));
+    }
+    if cli.init_ms > 0 {
+        tracing::info!(init_ms = cli.init_ms, "initialising (emulated runtime start-up)");
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(cli.init_ms)) => {}
+            _ = shutdown.cancelled() => return ExitCode::SUCCESS,
+        }
+        tracing::info!("init done");
+    }
     let config = WorkerConfig::from(cli);
     if let (Some(addr), Some(metrics)) = (metrics_addr, &config.metrics) {
         match volley_proto::exposition::bind(addr).await {
@@ -37,6 +48,19 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("worker: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Stops the worker once its parent has gone (it is re-parented, so the parent pid changes).
+async fn exit_with_parent(shutdown: CancellationToken) {
+    let parent = nix::unistd::getppid();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if nix::unistd::getppid() != parent {
+            tracing::warn!(%parent, "the parent process is gone; stopping");
+            shutdown.cancel();
+            return;
         }
     }
 }

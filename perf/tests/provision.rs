@@ -1,0 +1,143 @@
+//! The local provisioner against a real dispatcher: instances of a function start as worker
+//! processes and register bound to it, the bound is kept, retirement is a goodbye, a
+//! missing binary is a clear error, dropping the provisioner leaves no process, and an
+//! instance whose parent is SIGKILLed exits by itself.
+
+mod common;
+
+use std::time::Duration;
+use volley_client::run_batch;
+use volley_dispatcher::provision::local::{LocalConfig, LocalProvisioner};
+use volley_dispatcher::provision::{ProvisionError, Provisioner};
+use volley_perf::{Cluster, ClusterSpec};
+use volley_proto::api;
+use volley_proto::function::FunctionKind;
+use volley_proto::Mode;
+
+fn alive(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
+}
+
+async fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if !alive(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent() {
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision"))
+        .await
+        .expect("cluster");
+    let worker_bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let config = LocalConfig {
+        worker_bin: worker_bin.clone(),
+        endpoint: cluster.worker_endpoint().expect("endpoint").to_owned(),
+        slots: 1,
+        init_ms: 100,
+        max_instances: 2,
+        token: None,
+        log_dir: Some(cluster.log_dir().to_owned()),
+    };
+    let mut provisioner = LocalProvisioner::new(config.clone());
+    let a = provisioner.start("resize").expect("first instance");
+    let b = provisioner.start("resize").expect("second instance");
+    assert!(matches!(
+        provisioner.start("resize"),
+        Err(ProvisionError::Full { running: 2 })
+    ));
+    let info = common::wait_until(&cluster, Duration::from_secs(15), "two instances", |i| {
+        i.workers.iter().filter(|w| w.function == "resize").count() == 2
+    })
+    .await;
+    let mut names: Vec<&str> = info.workers.iter().map(|w| w.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, [a.worker_name.as_str(), b.worker_name.as_str()]);
+
+    let mut client = cluster.connect().await.expect("client");
+    let (kind, args) = FunctionKind::parse_spec("sleep:5").expect("spec");
+    let f = client
+        .register_function(api::RegisterFunctionRequest {
+            name: "resize".into(),
+            spec: Some(kind.to_api()),
+        })
+        .await
+        .expect("register")
+        .into_inner()
+        .function_id;
+    let outcome = run_batch(&client, vec![(f, args); 10], 10, Duration::from_secs(30))
+        .await
+        .expect("batch");
+    assert_eq!(outcome.completed, 10);
+    assert!(outcome.tasks.iter().all(|t| t.worker.starts_with("inst-")));
+
+    // Retire one: it says goodbye, leaves the cluster, and is reaped as retired.
+    provisioner.retire(a.id).expect("retire");
+    common::wait_until(&cluster, Duration::from_secs(10), "one instance", |i| {
+        i.workers.len() == 1
+    })
+    .await;
+    let mut reaped = Vec::new();
+    for _ in 0..100 {
+        reaped.extend(provisioner.reap());
+        if !reaped.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reaped.len(), 1);
+    assert!(reaped[0].retired && reaped[0].id == a.id, "{reaped:?}");
+    assert_eq!(provisioner.running(), 1);
+
+    // A stopping dispatcher takes its instances with it.
+    let left = provisioner.pids();
+    drop(provisioner);
+    for pid in left {
+        assert!(
+            gone_within(pid, Duration::from_secs(5)).await,
+            "instance {pid} outlived its provisioner"
+        );
+    }
+
+    // A missing binary is an error that names it.
+    let mut broken = LocalProvisioner::new(LocalConfig {
+        worker_bin: "/nonexistent/worker".into(),
+        ..config
+    });
+    let err = broken.start("resize").expect_err("no binary").to_string();
+    assert!(err.contains("/nonexistent/worker"), "{err}");
+
+    // A parent killed outright: its instance notices and exits.
+    let script = format!(
+        "{} 1 {} --function orphan --name orphan-1 --exit-with-parent & wait",
+        worker_bin.display(),
+        cluster.worker_endpoint().expect("endpoint")
+    );
+    let mut parent = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .spawn()
+        .expect("sh");
+    let info = common::wait_until(&cluster, Duration::from_secs(15), "the orphan instance", |i| {
+        i.workers.iter().any(|w| w.name == "orphan-1")
+    })
+    .await;
+    let pid = info
+        .workers
+        .iter()
+        .find(|w| w.name == "orphan-1")
+        .map(|w| w.pid)
+        .expect("pid");
+    parent.kill().expect("SIGKILL the parent");
+    let _ = parent.wait();
+    assert!(
+        gone_within(pid, Duration::from_secs(5)).await,
+        "the instance outlived its parent"
+    );
+    cluster.stop().await.expect("stop");
+}
