@@ -101,6 +101,25 @@ pub struct Cli {
     /// alone means 127.0.0.1:9464.
     #[arg(long, env = "VOLLEY_METRICS", num_args = 0..=1, default_missing_value = volley_proto::exposition::DEFAULT_ADDR)]
     pub metrics: Option<SocketAddr>,
+    /// Run an elastic pool with this policy: fixed:keepalive=10m, kpa:…, hybrid:… (needs
+    /// --provision; pull or push mode).
+    #[arg(long, env = "VOLLEY_AUTOSCALE", requires = "provision")]
+    pub autoscale: Option<crate::scaler::PolicySpec>,
+    /// Where instances run: `local` (worker processes on this host).
+    #[arg(long, value_parser = ["local"], requires = "autoscale")]
+    pub provision: Option<String>,
+    /// Instances at most, over all functions.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_instances: u32,
+    /// The worker binary instances run (default: `worker` beside this dispatcher).
+    #[arg(long)]
+    pub worker_bin: Option<PathBuf>,
+    /// Slots per instance (container concurrency).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub instance_slots: u32,
+    /// Each instance's emulated runtime start-up, ms (`worker --init-ms`).
+    #[arg(long, default_value_t = 0)]
+    pub init_ms: u64,
 }
 
 /// `--mode` values.
@@ -154,6 +173,22 @@ impl From<Cli> for Config {
             redis_finished_ttl: (cli.redis_finished_ttl_s > 0).then(|| Duration::from_secs(cli.redis_finished_ttl_s)),
             token: cli.token,
             tls: cli.tls_cert.zip(cli.tls_key).map(|(cert, key)| TlsFiles { cert, key }),
+            autoscale: cli.autoscale.map(|policy| crate::config::AutoscaleConfig {
+                policy,
+                max_instances: cli.max_instances,
+                worker_bin: cli.worker_bin.unwrap_or_else(default_worker_bin),
+                slots: cli.instance_slots,
+                init: Duration::from_millis(cli.init_ms),
+            }),
         }
     }
+}
+
+/// `worker` beside this executable, else whatever `worker` the PATH finds.
+fn default_worker_bin() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(|dir| dir.join("worker")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("worker"))
 }

@@ -47,6 +47,23 @@ pub struct Config {
     pub token: Option<Token>,
     /// Certificate and key for TLS on the gRPC API; `None` serves plaintext.
     pub tls: Option<TlsFiles>,
+    /// The elastic pool, if on.
+    pub autoscale: Option<AutoscaleConfig>,
+}
+
+/// `--autoscale POLICY --provision local …`.
+#[derive(Debug, Clone)]
+pub struct AutoscaleConfig {
+    /// The scaling policy.
+    pub policy: crate::scaler::PolicySpec,
+    /// Instances at most, over all functions.
+    pub max_instances: u32,
+    /// The worker binary instances run.
+    pub worker_bin: PathBuf,
+    /// Slots per instance.
+    pub slots: u32,
+    /// Emulated runtime start-up of each instance.
+    pub init: Duration,
 }
 
 /// PEM files of the gRPC API's TLS identity.
@@ -79,6 +96,7 @@ impl Default for Config {
             redis_finished_ttl: None,
             token: None,
             tls: None,
+            autoscale: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`worker_link`] — the ZeroMQ ROUTER endpoint workers connect to.
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
+//! - [`autoscale`] — the elastic pool's loop: scaler decisions carried out by a provisioner.
 //! - [`api`] — the gRPC service, health and reflection.
 //! - [`metrics`] — the Prometheus page (`--metrics`): tasks, latency, queue, workers.
 //! - [`security`] — the token check on gRPC calls and the TLS identity.
@@ -16,6 +17,7 @@
 //! - [`config`], [`cli`] — configuration and the command line.
 
 pub mod api;
+pub mod autoscale;
 pub mod cli;
 pub mod config;
 pub mod core;
@@ -130,6 +132,9 @@ pub async fn start(
 
     let tracker = TaskTracker::new();
     let grpc_addr = listeners.grpc.local_addr().context("reading the gRPC address")?;
+    if config.autoscale.is_some() && config.mode == Mode::Local {
+        anyhow::bail!("--autoscale needs workers: run in pull or push mode");
+    }
     let (backend, worker_endpoint) = match config.mode {
         Mode::Local => {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -167,7 +172,7 @@ pub async fn start(
     );
     let (to_store, from_core) = mpsc::unbounded_channel();
     let (commands_tx, commands_rx) = mpsc::channel(1024);
-    let reactor = Reactor::new(
+    let mut reactor = Reactor::new(
         core,
         ReactorConfig {
             mode: config.mode,
@@ -180,6 +185,25 @@ pub async fn start(
         to_store,
         shared.clone(),
     );
+    if let (Some(a), Some(endpoint)) = (&config.autoscale, &worker_endpoint) {
+        let provisioner = provision::local::LocalProvisioner::new(provision::local::LocalConfig {
+            worker_bin: a.worker_bin.clone(),
+            endpoint: endpoint.clone(),
+            slots: a.slots,
+            init_ms: a.init.as_millis() as u64,
+            max_instances: a.max_instances as usize,
+            token: config.token.clone(),
+            log_dir: None,
+        });
+        info!(policy = %a.policy.label(), max_instances = a.max_instances, worker_bin = %a.worker_bin.display(), "elastic pool on");
+        reactor.set_autoscale(autoscale::Autoscaler::new(
+            &a.policy,
+            a.max_instances,
+            Box::new(provisioner),
+            a.slots,
+            a.init,
+        ));
+    }
     if !recovered.is_empty() {
         commands_tx
             .send(reactor::Command::Submit(recovered))

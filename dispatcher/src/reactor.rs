@@ -2,6 +2,7 @@
 //! channels; it drains whatever is ready, feeds the core, then flushes the core's
 //! decisions in batches: one `Tasks` frame per worker, one store write per turn.
 
+use crate::autoscale::Autoscaler;
 use crate::core::{
     Capacity, Comm, CoreCounters, FunctionLoad, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec,
     WorkerView,
@@ -118,6 +119,7 @@ pub struct Reactor {
     to_store: mpsc::UnboundedSender<Vec<Transition>>,
     local_worker: Option<WorkerId>,
     shared: Arc<Shared>,
+    autoscale: Option<Autoscaler>,
 }
 
 impl Reactor {
@@ -139,7 +141,13 @@ impl Reactor {
             to_store,
             local_worker: None,
             shared,
+            autoscale: None,
         }
+    }
+
+    /// Runs an elastic pool beside the core.
+    pub fn set_autoscale(&mut self, autoscale: Autoscaler) {
+        self.autoscale = Some(autoscale);
     }
 
     /// Runs until `shutdown`; then optionally tells workers to exit and returns.
@@ -198,7 +206,11 @@ impl Reactor {
                         }
                     }
                     _ = tick.tick() => {
-                        self.core.tick(Now::current(), &mut self.outbox);
+                        let now = Now::current();
+                        self.core.tick(now, &mut self.outbox);
+                        if let Some(a) = &mut self.autoscale {
+                            a.step(&self.core, now);
+                        }
                         outgoing.heartbeat(self.peers.by_worker.values());
                     }
                 },
@@ -224,14 +236,32 @@ impl Reactor {
 
     fn command(&mut self, cmd: Command) {
         match cmd {
-            Command::Submit(tasks) => self.core.submit(tasks, Now::current(), &mut self.outbox),
+            Command::Submit(tasks) => {
+                let now = Now::current();
+                if let Some(a) = &mut self.autoscale {
+                    let mut last: Option<&Arc<str>> = None;
+                    for t in &tasks {
+                        if last.is_none_or(|l| !Arc::ptr_eq(l, &t.function)) {
+                            a.arrival(&t.function, now.instant);
+                            last = Some(&t.function);
+                        }
+                    }
+                }
+                self.core.submit(tasks, now, &mut self.outbox);
+            }
             Command::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
                     workers: self.core.workers(),
                     queued: self.core.queued(),
                     running: self.core.running(),
                     counters: self.core.counters(),
-                    functions: self.core.functions(),
+                    functions: {
+                        let mut loads = self.core.functions();
+                        if let Some(a) = &self.autoscale {
+                            a.annotate(&mut loads);
+                        }
+                        loads
+                    },
                 });
             }
         }
@@ -346,6 +376,9 @@ impl Reactor {
         let (name, slots) = (spec.name.clone(), spec.slots);
         // Assignments leave only at flush, so this Welcome precedes any Tasks frame.
         let id = self.core.add_worker(spec, now, &mut self.outbox);
+        if let Some(a) = &mut self.autoscale {
+            a.registered(&name, id);
+        }
         let welcome = ToWorker::Welcome {
             worker_id: id,
             mode: self.config.mode,
@@ -361,6 +394,9 @@ impl Reactor {
 
     fn forget_removed(&mut self) {
         for id in self.outbox.removed.drain(..) {
+            if let Some(a) = &mut self.autoscale {
+                a.worker_gone(id);
+            }
             if let Some(peer) = self.peers.by_worker.remove(&id) {
                 if self.peers.by_peer.get(&peer) == Some(&id) {
                     self.peers.by_peer.remove(&peer);

@@ -423,7 +423,8 @@ impl Dispatcher for Api {
                     queued: u64::from(f.queued),
                     running: u64::from(f.running),
                     ready: f.instances,
-                    starting: 0,
+                    starting: f.starting,
+                    failed_starts: f.failed_starts,
                 })
                 .collect(),
         }))

@@ -244,4 +244,8 @@ pub struct FunctionLoad {
     pub running: u32,
     /// Workers bound to it (its instances).
     pub instances: u32,
+    /// Instances started and not yet registered (the elastic pool's).
+    pub starting: u32,
+    /// Instance starts that failed (the elastic pool's).
+    pub failed_starts: u64,
 }

@@ -59,10 +59,18 @@ struct WorkerEntry {
     /// How many of `in_flight` finish at once.
     instant: u32,
     last_seen: Instant,
+    /// When it last held nothing (registration, or its last task ending).
+    idle_since: Instant,
 }
 
 impl WorkerEntry {
+    /// `slots + prefetch`; an instance of one function gets no prefetch: like Knative's
+    /// container concurrency, it holds at most its slots, and further tasks wait in the
+    /// dispatcher's queue, where the scaler sees them.
     fn limit(&self, prefetch: u32) -> u32 {
+        if self.spec.function.is_some() {
+            return self.spec.slots;
+        }
         self.spec.slots.saturating_add(prefetch)
     }
 
@@ -85,9 +93,12 @@ impl WorkerEntry {
     }
 
     /// Forgets a task it held.
-    fn release(&mut self, task: TaskId, instant: bool) {
+    fn release(&mut self, task: TaskId, instant: bool, now: Instant) {
         if self.in_flight.remove(&task) && instant {
             self.instant = self.instant.saturating_sub(1);
+        }
+        if self.in_flight.is_empty() {
+            self.idle_since = now;
         }
     }
 }
@@ -130,8 +141,8 @@ impl SchedulerCore {
         self.next_worker += 1;
         let label: Arc<str> = format!("{}#{}", spec.name, id.0).into();
         let credits = match spec.capacity {
-            Capacity::Credits => self.config.prefetch,
-            Capacity::Slots => 0,
+            Capacity::Credits if spec.function.is_none() => self.config.prefetch,
+            _ => 0,
         };
         self.workers.insert(
             id,
@@ -142,6 +153,7 @@ impl SchedulerCore {
                 in_flight: TaskSet::default(),
                 instant: 0,
                 last_seen: now.instant,
+                idle_since: now.instant,
             },
         );
         self.counters.workers_joined += 1;
@@ -241,7 +253,7 @@ impl SchedulerCore {
                 returned += 1;
             }
             let label = self.workers.get_mut(&worker).map(|w| {
-                w.release(r.task_id, instant);
+                w.release(r.task_id, instant, now.instant);
                 w.label.clone()
             });
             match r.outcome {
@@ -322,7 +334,7 @@ impl SchedulerCore {
         for (task, wid) in expired {
             let instant = self.tasks.get(&task).is_some_and(|e| e.job.finishes_at_once());
             let label = self.workers.get_mut(&wid).map(|w| {
-                w.release(task, instant);
+                w.release(task, instant, now.instant);
                 w.label.clone()
             });
             self.abandon(task, label, LossReason::LeaseExpired, now, comm);
@@ -479,6 +491,8 @@ impl SchedulerCore {
             queued: 0,
             running: 0,
             instances: 0,
+            starting: 0,
+            failed_starts: 0,
         };
         for (f, n) in self.queues.lengths() {
             out.entry(f.clone()).or_insert_with(|| blank(f)).queued = n as u32;
@@ -516,6 +530,15 @@ impl SchedulerCore {
                 in_flight: w.in_flight.len() as u32,
                 function: w.spec.function.as_deref().map(str::to_owned),
             })
+            .collect()
+    }
+
+    /// The workers bound to `function`: id, tasks held, and since when idle.
+    pub fn bound_to(&self, function: &str) -> Vec<(WorkerId, u32, Instant)> {
+        self.workers
+            .iter()
+            .filter(|(_, w)| w.spec.function.as_deref() == Some(function))
+            .map(|(id, w)| (*id, w.in_flight.len() as u32, w.idle_since))
             .collect()
     }
 

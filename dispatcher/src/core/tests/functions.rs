@@ -46,13 +46,17 @@ fn a_bound_worker_gets_only_its_function_and_others_wait_without_blocking() {
                 function: "resize".into(),
                 queued: 0,
                 running: 2,
-                instances: 1
+                instances: 1,
+                starting: 0,
+                failed_starts: 0,
             },
             FunctionLoad {
                 function: "thumbnail".into(),
                 queued: 3,
                 running: 0,
-                instances: 0
+                instances: 0,
+                starting: 0,
+                failed_starts: 0,
             },
         ]
     );
@@ -123,4 +127,18 @@ fn shared_workers_are_never_filled_beyond_their_slots_by_two_functions() {
     assert_eq!(on(a), 1);
     assert_eq!(on(general), 2);
     assert!(sent.iter().all(|(id, task, _)| *id == general || *task < 4), "{sent:?}");
+}
+
+#[test]
+fn an_instance_holds_no_more_than_its_slots_and_the_rest_waits_where_the_scaler_sees_it() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 16), 1);
+    let mut comm = TestComm::default();
+    let now = Now::current();
+    let one = core.add_worker(bound("inst-1", 1, "f"), now, &mut comm);
+    core.submit(of("f", 1..5), now, &mut comm);
+    assert_eq!(comm.take_assigned(), [(one, 1, 1)]);
+    assert_eq!(core.queued(), 3);
+    // An unbound worker still gets its prefetch.
+    let general = core.add_worker(spec("general", 1, Capacity::Slots), now, &mut comm);
+    assert_eq!(comm.take_assigned().iter().filter(|(w, _, _)| *w == general).count(), 3);
 }

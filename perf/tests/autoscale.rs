@@ -1,0 +1,154 @@
+//! The elastic pool end to end (`dispatcher --autoscale … --provision local`): instances
+//! start for a function's tasks and retire after the keep-alive; a SIGKILLed instance is
+//! replaced while work remains; a start that cannot succeed is counted and leaves the
+//! tasks queued, never FAILED; a SIGKILLed dispatcher leaves no instance behind.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+use volley_client::run_batch;
+use volley_perf::{Cluster, ClusterSpec};
+use volley_proto::api;
+use volley_proto::function::FunctionKind;
+use volley_proto::Mode;
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+async fn elastic(label: &str, policy: &str, max: u32, worker_bin: &str) -> Cluster {
+    let spec = ClusterSpec::new(Mode::Push, 0, 1)
+        .args([
+            "--autoscale",
+            policy,
+            "--provision",
+            "local",
+            "--worker-bin",
+            worker_bin,
+        ])
+        .args([
+            "--max-instances".to_owned(),
+            max.to_string(),
+            "--init-ms".to_owned(),
+            "50".to_owned(),
+        ])
+        .label(label);
+    Cluster::start(spec).await.expect("cluster")
+}
+
+async fn register(cluster: &Cluster, spec: &str) -> (volley_client::Client, u64, String) {
+    let mut client = cluster.connect().await.expect("client");
+    let (kind, args) = FunctionKind::parse_spec(spec).expect("spec");
+    let id = client
+        .register_function(api::RegisterFunctionRequest {
+            name: "resize".into(),
+            spec: Some(kind.to_api()),
+        })
+        .await
+        .expect("register")
+        .into_inner()
+        .function_id;
+    (client, id, args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_start_for_work_retire_when_idle_and_are_replaced_when_killed() {
+    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let bin = bin.to_str().expect("utf-8 path");
+    let cluster = elastic("autoscale", "fixed:keepalive=2s", 3, bin).await;
+    let (client, f, args) = register(&cluster, "sleep:20").await;
+    let outcome = run_batch(&client, vec![(f, args); 30], 30, Duration::from_secs(60))
+        .await
+        .expect("batch");
+    assert_eq!((outcome.completed, outcome.failed), (30, 0));
+    let instances: BTreeSet<&str> = outcome.tasks.iter().map(|t| t.worker.as_str()).collect();
+    assert!(instances.iter().all(|w| w.starts_with("inst-")), "{instances:?}");
+    assert!(
+        instances.len() <= 3,
+        "more instances than --max-instances: {instances:?}"
+    );
+    // Idle past the keep-alive: every instance is retired.
+    common::wait_until(&cluster, Duration::from_secs(15), "scale to zero", |i| {
+        i.workers.is_empty()
+    })
+    .await;
+
+    // Long tasks on two instances; one is SIGKILLed: its task is requeued and a new
+    // instance takes it, because work remains.
+    let (client, f, args) = register(&cluster, "sleep:1500").await;
+    let run = tokio::spawn(async move { run_batch(&client, vec![(f, args); 4], 4, Duration::from_secs(60)).await });
+    let info = common::wait_until(&cluster, Duration::from_secs(15), "three busy instances", |i| {
+        i.workers.len() == 3 && i.workers.iter().all(|w| w.in_flight > 0)
+    })
+    .await;
+    let victim = info.workers[0].pid;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill");
+    let outcome = run.await.expect("join").expect("batch");
+    assert_eq!((outcome.completed, outcome.failed), (4, 0));
+    let info = cluster.info().await.expect("info");
+    assert!(info.counters.expect("counters").requeued >= 1);
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_cannot_succeed_is_counted_and_the_tasks_wait() {
+    let cluster = elastic("autoscale-broken", "fixed:keepalive=10s", 2, "/nonexistent/worker").await;
+    let (mut client, f, args) = register(&cluster, "noop").await;
+    let ids = client
+        .execute_batch(api::ExecuteBatchRequest {
+            tasks: vec![api::ExecuteRequest { function_id: f, args }; 2],
+        })
+        .await
+        .expect("submit")
+        .into_inner()
+        .task_ids;
+    let info = common::wait_until(&cluster, Duration::from_secs(10), "failed starts", |i| {
+        i.functions.iter().any(|f| f.name == "resize" && f.failed_starts >= 2)
+    })
+    .await;
+    let row = info.functions.iter().find(|f| f.name == "resize").expect("row");
+    assert_eq!((row.queued, row.ready), (2, 0));
+    for id in ids {
+        let state = client
+            .get_status(api::GetStatusRequest { task_id: id })
+            .await
+            .expect("status")
+            .into_inner()
+            .state;
+        assert_eq!(state, api::TaskState::Queued as i32);
+    }
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_dispatcher_leaves_no_instance_behind() {
+    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let mut cluster = elastic("autoscale-kill", "fixed:keepalive=60s", 2, bin.to_str().expect("utf-8")).await;
+    let (client, f, args) = register(&cluster, "sleep:10").await;
+    run_batch(&client, vec![(f, args); 4], 4, Duration::from_secs(60))
+        .await
+        .expect("batch");
+    let pids: Vec<u32> = cluster
+        .info()
+        .await
+        .expect("info")
+        .workers
+        .iter()
+        .map(|w| w.pid)
+        .collect();
+    assert!(!pids.is_empty());
+    cluster.kill_dispatcher().await.expect("SIGKILL");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|p| alive(*p)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        pids.iter().all(|p| !alive(*p)),
+        "instances outlived their dispatcher: {pids:?}"
+    );
+}
