@@ -121,6 +121,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
     );
     let mut parent = std::process::Command::new("sh")
         .args(["-c", &script])
+        .env("RUST_LOG", "warn")
         .spawn()
         .expect("sh");
     let info = common::wait_until(&cluster, Duration::from_secs(15), "the orphan instance", |i| {
