@@ -266,9 +266,15 @@ impl Collector for ClusterCollector {
 /// Queue, running tasks and instances per function, the first [`MAX_FUNCTION_LABELS`]
 /// by name on their own and the rest summed as `other`.
 fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(), std::fmt::Error> {
-    let mut rows: Vec<(String, [i64; 3])> = Vec::new();
+    let mut rows: Vec<(String, [i64; 5])> = Vec::new();
     for (i, f) in loads.iter().enumerate() {
-        let values = [i64::from(f.queued), i64::from(f.running), i64::from(f.instances)];
+        let values = [
+            i64::from(f.queued),
+            i64::from(f.running),
+            i64::from(f.instances),
+            i64::from(f.starting),
+            f.failed_starts as i64,
+        ];
         if i < MAX_FUNCTION_LABELS {
             rows.push((f.function.clone(), values));
         } else {
@@ -285,6 +291,10 @@ fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(),
             "function_instances_ready",
             "Workers bound to the function and registered.",
         ),
+        (
+            "function_instances_starting",
+            "Instances the elastic pool started that have not registered yet.",
+        ),
     ];
     for (k, (name, help)) in families.into_iter().enumerate() {
         let mut family = e.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
@@ -294,6 +304,19 @@ fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(),
             };
             ConstGauge::new(values[k]).encode(family.encode_family(&labels)?)?;
         }
+    }
+    let help = "Instance starts that failed (binary missing, exited early, never registered).";
+    let mut family = e.encode_descriptor(
+        "function_failed_starts",
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Counter,
+    )?;
+    for (function, values) in &rows {
+        let labels = FunctionLabel {
+            function: function.clone(),
+        };
+        ConstCounter::new(values[4] as u64).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
 }

@@ -33,6 +33,7 @@ async fn elastic(label: &str, policy: &str, max: u32, worker_bin: &str) -> Clust
             "--init-ms".to_owned(),
             "50".to_owned(),
         ])
+        .args(["--metrics", "127.0.0.1:0"])
         .label(label);
     Cluster::start(spec).await.expect("cluster")
 }
@@ -113,6 +114,15 @@ async fn a_start_that_cannot_succeed_is_counted_and_the_tasks_wait() {
     .await;
     let row = info.functions.iter().find(|f| f.name == "resize").expect("row");
     assert_eq!((row.queued, row.ready), (2, 0));
+    let (_, page) = common::http_get(cluster.metrics_url().expect("metrics"))
+        .await
+        .expect("scrape");
+    let failed: f64 = page
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"volley_function_failed_starts_total{function="resize"} "#))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no failed starts on the page:\n{page}"));
+    assert!(failed >= 2.0);
     for id in ids {
         let state = client
             .get_status(api::GetStatusRequest { task_id: id })

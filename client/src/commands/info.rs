@@ -22,7 +22,7 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         let functions: Vec<_> = i
             .functions
             .iter()
-            .map(|f| json!({"name": f.name, "queued": f.queued, "running": f.running, "ready": f.ready, "starting": f.starting}))
+            .map(|f| json!({"name": f.name, "queued": f.queued, "running": f.running, "ready": f.ready, "starting": f.starting, "failed_starts": f.failed_starts}))
             .collect();
         println!(
             "{}",
@@ -64,8 +64,13 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         if !i.functions.is_empty() {
             println!("functions:");
             for f in &i.functions {
+                let failed = if f.failed_starts > 0 {
+                    format!(", {} failed starts", f.failed_starts)
+                } else {
+                    String::new()
+                };
                 println!(
-                    "  {:<24} queued {:>7} · running {:>5} · instances ready {:>3}, starting {:>3}",
+                    "  {:<24} queued {:>7} · running {:>5} · instances ready {:>3}, starting {:>3}{failed}",
                     f.name, f.queued, f.running, f.ready, f.starting
                 );
             }
