@@ -137,8 +137,29 @@ impl Autoscaler {
         names.extend(self.starting.values().map(|p| p.function.clone()));
         names.extend(self.ready.values().map(|(_, f)| f.clone()));
         names.extend(self.functions.keys().cloned());
-        let total = (self.starting.len() + self.ready.len()) as u32;
-        let mut total = total;
+        self.decide(core, now, &loads, names);
+    }
+
+    /// Tasks of `functions` were just submitted: ask the scaler about those at once, as
+    /// Knative's activator does, instead of waiting for the next tick. Only functions
+    /// with nothing started for them yet are asked, so a busy pool pays nothing here.
+    pub fn submitted(&mut self, core: &SchedulerCore, now: Now, functions: &[&str]) {
+        let cold: BTreeSet<String> = functions
+            .iter()
+            .filter(|f| {
+                !self.starting.values().any(|p| p.function == **f) && !self.ready.values().any(|(_, g)| g == *f)
+            })
+            .map(|f| (*f).to_owned())
+            .collect();
+        if cold.is_empty() {
+            return;
+        }
+        let loads = core.functions();
+        self.decide(core, now, &loads, cold);
+    }
+
+    fn decide(&mut self, core: &SchedulerCore, now: Now, loads: &[FunctionLoad], names: BTreeSet<String>) {
+        let mut total = (self.starting.len() + self.ready.len()) as u32;
         for function in names {
             let load = loads.iter().find(|l| l.function == function);
             let mut instances: Vec<Instance> = core

@@ -238,16 +238,20 @@ impl Reactor {
         match cmd {
             Command::Submit(tasks) => {
                 let now = Now::current();
+                let mut functions: Vec<Arc<str>> = Vec::new();
                 if let Some(a) = &mut self.autoscale {
-                    let mut last: Option<&Arc<str>> = None;
                     for t in &tasks {
-                        if last.is_none_or(|l| !Arc::ptr_eq(l, &t.function)) {
+                        if functions.last().is_none_or(|l| !Arc::ptr_eq(l, &t.function)) {
                             a.arrival(&t.function, now.instant);
-                            last = Some(&t.function);
+                            functions.push(t.function.clone());
                         }
                     }
                 }
                 self.core.submit(tasks, now, &mut self.outbox);
+                if let Some(a) = &mut self.autoscale {
+                    let names: Vec<&str> = functions.iter().map(|f| &**f).collect();
+                    a.submitted(&self.core, now, &names);
+                }
             }
             Command::Snapshot(reply) => {
                 let _ = reply.send(Snapshot {
