@@ -33,6 +33,13 @@ pub struct MetricDef {
     pub help: &'static str,
 }
 
+impl MetricDef {
+    /// A metric named `name`, of unit class `kind`, described by `help`.
+    pub const fn new(name: &'static str, kind: Kind, help: &'static str) -> Self {
+        Self { name, kind, help }
+    }
+}
+
 /// The comparison.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Op {
@@ -219,46 +226,22 @@ pub fn report(checked: &[Checked]) -> Option<i32> {
 
 /// The metrics every run with telemetry offers: CPU per task by role and peak memory.
 pub const TELEMETRY_METRICS: &[MetricDef] = &[
-    MetricDef {
-        name: "cpu_per_task",
-        kind: Kind::Time,
-        help: "CPU time of every tracked process per task",
-    },
-    MetricDef {
-        name: "dispatcher_cpu_per_task",
-        kind: Kind::Time,
-        help: "the dispatcher's CPU per task",
-    },
-    MetricDef {
-        name: "worker_cpu_per_task",
-        kind: Kind::Time,
-        help: "all workers' CPU per task",
-    },
-    MetricDef {
-        name: "client_cpu_per_task",
-        kind: Kind::Time,
-        help: "the load generator's CPU per task",
-    },
-    MetricDef {
-        name: "redis_cpu_per_task",
-        kind: Kind::Time,
-        help: "Redis's CPU per task",
-    },
-    MetricDef {
-        name: "peak_rss",
-        kind: Kind::Bytes,
-        help: "the largest resident set of any process",
-    },
-    MetricDef {
-        name: "dispatcher_peak_rss",
-        kind: Kind::Bytes,
-        help: "the dispatcher's largest resident set",
-    },
-    MetricDef {
-        name: "sampler_cpu_share",
-        kind: Kind::Fraction,
-        help: "the telemetry sampler's own CPU, of one core",
-    },
+    MetricDef::new("cpu_per_task", Kind::Time, "CPU time of every tracked process per task"),
+    MetricDef::new("dispatcher_cpu_per_task", Kind::Time, "the dispatcher's CPU per task"),
+    MetricDef::new("worker_cpu_per_task", Kind::Time, "all workers' CPU per task"),
+    MetricDef::new("client_cpu_per_task", Kind::Time, "the load generator's CPU per task"),
+    MetricDef::new("redis_cpu_per_task", Kind::Time, "Redis's CPU per task"),
+    MetricDef::new("peak_rss", Kind::Bytes, "the largest resident set of any process"),
+    MetricDef::new(
+        "dispatcher_peak_rss",
+        Kind::Bytes,
+        "the dispatcher's largest resident set",
+    ),
+    MetricDef::new(
+        "sampler_cpu_share",
+        Kind::Fraction,
+        "the telemetry sampler's own CPU, of one core",
+    ),
 ];
 
 #[cfg(test)]
@@ -266,26 +249,10 @@ mod tests {
     use super::*;
 
     const OFFERED: &[MetricDef] = &[
-        MetricDef {
-            name: "p99",
-            kind: Kind::Time,
-            help: "",
-        },
-        MetricDef {
-            name: "failed",
-            kind: Kind::Number,
-            help: "",
-        },
-        MetricDef {
-            name: "achieved_rate",
-            kind: Kind::Fraction,
-            help: "",
-        },
-        MetricDef {
-            name: "peak_rss",
-            kind: Kind::Bytes,
-            help: "",
-        },
+        MetricDef::new("p99", Kind::Time, ""),
+        MetricDef::new("failed", Kind::Number, ""),
+        MetricDef::new("achieved_rate", Kind::Fraction, ""),
+        MetricDef::new("peak_rss", Kind::Bytes, ""),
     ];
 
     #[test]

@@ -10,12 +10,7 @@ use std::time::Duration;
 use volley_client::run_batch;
 use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
-use volley_proto::function::FunctionKind;
 use volley_proto::Mode;
-
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
-}
 
 async fn elastic(label: &str, policy: &str, max: u32, worker_bin: &str) -> Cluster {
     let spec = ClusterSpec::new(Mode::Push, 0, 1)
@@ -40,16 +35,7 @@ async fn elastic(label: &str, policy: &str, max: u32, worker_bin: &str) -> Clust
 
 async fn register(cluster: &Cluster, spec: &str) -> (volley_client::Client, u64, String) {
     let mut client = cluster.connect().await.expect("client");
-    let (kind, args) = FunctionKind::parse_spec(spec).expect("spec");
-    let id = client
-        .register_function(api::RegisterFunctionRequest {
-            name: "resize".into(),
-            spec: Some(kind.to_api()),
-        })
-        .await
-        .expect("register")
-        .into_inner()
-        .function_id;
+    let (id, args) = common::register_named(&mut client, "resize", spec).await;
     (client, id, args)
 }
 
@@ -154,11 +140,11 @@ async fn a_killed_dispatcher_leaves_no_instance_behind() {
     assert!(!pids.is_empty());
     cluster.kill_dispatcher().await.expect("SIGKILL");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|p| alive(*p)) && tokio::time::Instant::now() < deadline {
+    while pids.iter().any(|p| common::alive(*p)) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(
-        pids.iter().all(|p| !alive(*p)),
+        pids.iter().all(|p| !common::alive(*p)),
         "instances outlived their dispatcher: {pids:?}"
     );
 }

@@ -8,22 +8,7 @@ use std::time::Duration;
 use volley_client::run_batch;
 use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
-use volley_proto::function::FunctionKind;
 use volley_proto::Mode;
-
-async fn register(client: &mut volley_client::Client, name: &str, spec: &str) -> (u64, String) {
-    let (kind, args) = FunctionKind::parse_spec(spec).expect("spec");
-    let id = client
-        .register_function(api::RegisterFunctionRequest {
-            name: name.into(),
-            spec: Some(kind.to_api()),
-        })
-        .await
-        .expect("register")
-        .into_inner()
-        .function_id;
-    (id, args)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_workers_get_only_their_function_and_an_orphan_function_waits() {
@@ -41,8 +26,8 @@ async fn bound_workers_get_only_their_function_and_an_orphan_function_waits() {
             .await
             .expect("thumbnail instance");
         let mut client = cluster.connect().await.expect("client");
-        let (r, r_args) = register(&mut client, "resize", "sleep:5").await;
-        let (t, t_args) = register(&mut client, "thumbnail", "echo:small").await;
+        let (r, r_args) = common::register_named(&mut client, "resize", "sleep:5").await;
+        let (t, t_args) = common::register_named(&mut client, "thumbnail", "echo:small").await;
         let mut tasks = vec![(r, r_args); 30];
         tasks.extend(vec![(t, t_args); 30]);
         let outcome = run_batch(&client, tasks, 7, Duration::from_secs(60))
@@ -60,7 +45,7 @@ async fn bound_workers_get_only_their_function_and_an_orphan_function_waits() {
         }
 
         // A function with no instance: its tasks wait in its queue, and are not FAILED.
-        let (o, o_args) = register(&mut client, "orphan", "noop").await;
+        let (o, o_args) = common::register_named(&mut client, "orphan", "noop").await;
         let ids: Vec<u64> = client
             .execute_batch(api::ExecuteBatchRequest {
                 tasks: vec![

@@ -10,25 +10,7 @@ use volley_client::run_batch;
 use volley_dispatcher::provision::local::{LocalConfig, LocalProvisioner};
 use volley_dispatcher::provision::{ProvisionError, Provisioner};
 use volley_perf::{Cluster, ClusterSpec};
-use volley_proto::api;
-use volley_proto::function::FunctionKind;
 use volley_proto::Mode;
-
-fn alive(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| s.contains(") Z "))
-}
-
-async fn gone_within(pid: u32, limit: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + limit;
-    while tokio::time::Instant::now() < deadline {
-        if !alive(pid) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    false
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent() {
@@ -61,16 +43,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
     assert_eq!(names, [a.worker_name.as_str(), b.worker_name.as_str()]);
 
     let mut client = cluster.connect().await.expect("client");
-    let (kind, args) = FunctionKind::parse_spec("sleep:5").expect("spec");
-    let f = client
-        .register_function(api::RegisterFunctionRequest {
-            name: "resize".into(),
-            spec: Some(kind.to_api()),
-        })
-        .await
-        .expect("register")
-        .into_inner()
-        .function_id;
+    let (f, args) = common::register_named(&mut client, "resize", "sleep:5").await;
     let outcome = run_batch(&client, vec![(f, args); 10], 10, Duration::from_secs(30))
         .await
         .expect("batch");
@@ -100,7 +73,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
     drop(provisioner);
     for pid in left {
         assert!(
-            gone_within(pid, Duration::from_secs(5)).await,
+            common::gone_within(pid, Duration::from_secs(5)).await,
             "instance {pid} outlived its provisioner"
         );
     }
@@ -137,7 +110,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
     parent.kill().expect("SIGKILL the parent");
     let _ = parent.wait();
     assert!(
-        gone_within(pid, Duration::from_secs(5)).await,
+        common::gone_within(pid, Duration::from_secs(5)).await,
         "the instance outlived its parent"
     );
     cluster.stop().await.expect("stop");

@@ -49,36 +49,16 @@ pub struct ChaosArgs {
 
 /// What a chaos run can be judged on, over every mode run.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef {
-        name: "lost",
-        kind: Kind::Number,
-        help: "acknowledged tasks missing from the store",
-    },
-    MetricDef {
-        name: "wrong",
-        kind: Kind::Number,
-        help: "tasks whose outcome is not what they imply",
-    },
-    MetricDef {
-        name: "unfinished",
-        kind: Kind::Number,
-        help: "stored tasks not terminal at the end",
-    },
-    MetricDef {
-        name: "api_mismatches",
-        kind: Kind::Number,
-        help: "tasks WatchResults did not report exactly once",
-    },
-    MetricDef {
-        name: "acknowledged",
-        kind: Kind::Number,
-        help: "tasks the dispatcher acknowledged",
-    },
-    MetricDef {
-        name: "requeued",
-        kind: Kind::Number,
-        help: "attempts requeued after a worker was lost",
-    },
+    MetricDef::new("lost", Kind::Number, "acknowledged tasks missing from the store"),
+    MetricDef::new("wrong", Kind::Number, "tasks whose outcome is not what they imply"),
+    MetricDef::new("unfinished", Kind::Number, "stored tasks not terminal at the end"),
+    MetricDef::new(
+        "api_mismatches",
+        Kind::Number,
+        "tasks WatchResults did not report exactly once",
+    ),
+    MetricDef::new("acknowledged", Kind::Number, "tasks the dispatcher acknowledged"),
+    MetricDef::new("requeued", Kind::Number, "attempts requeued after a worker was lost"),
 ];
 
 /// Runs the scenario for each mode; exits 1 if any audit failed.

@@ -34,41 +34,13 @@ const MODES: [Mode; 3] = [Mode::Local, Mode::Pull, Mode::Push];
 
 /// What a demo can be judged on: per mode, noop throughput and sleep p99; in all, failures.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef {
-        name: "failed",
-        kind: Kind::Number,
-        help: "tasks FAILED in every mode",
-    },
-    MetricDef {
-        name: "local_noop_throughput",
-        kind: Kind::Number,
-        help: "noop tasks/s in local mode",
-    },
-    MetricDef {
-        name: "pull_noop_throughput",
-        kind: Kind::Number,
-        help: "noop tasks/s in pull mode",
-    },
-    MetricDef {
-        name: "push_noop_throughput",
-        kind: Kind::Number,
-        help: "noop tasks/s in push mode",
-    },
-    MetricDef {
-        name: "local_sleep_p99",
-        kind: Kind::Time,
-        help: "sleep:100 p99 in local mode",
-    },
-    MetricDef {
-        name: "pull_sleep_p99",
-        kind: Kind::Time,
-        help: "sleep:100 p99 in pull mode",
-    },
-    MetricDef {
-        name: "push_sleep_p99",
-        kind: Kind::Time,
-        help: "sleep:100 p99 in push mode",
-    },
+    MetricDef::new("failed", Kind::Number, "tasks FAILED in every mode"),
+    MetricDef::new("local_noop_throughput", Kind::Number, "noop tasks/s in local mode"),
+    MetricDef::new("pull_noop_throughput", Kind::Number, "noop tasks/s in pull mode"),
+    MetricDef::new("push_noop_throughput", Kind::Number, "noop tasks/s in push mode"),
+    MetricDef::new("local_sleep_p99", Kind::Time, "sleep:100 p99 in local mode"),
+    MetricDef::new("pull_sleep_p99", Kind::Time, "sleep:100 p99 in pull mode"),
+    MetricDef::new("push_sleep_p99", Kind::Time, "sleep:100 p99 in push mode"),
 ];
 
 /// Runs the demo; exits 1 if any task failed, 99 if an assertion failed.

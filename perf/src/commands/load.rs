@@ -103,81 +103,21 @@ pub struct LoadArgs {
 
 /// What a single load run can be judged on.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef {
-        name: "p50",
-        kind: Kind::Time,
-        help: "median latency from the intended send",
-    },
-    MetricDef {
-        name: "p90",
-        kind: Kind::Time,
-        help: "90th percentile",
-    },
-    MetricDef {
-        name: "p99",
-        kind: Kind::Time,
-        help: "99th percentile",
-    },
-    MetricDef {
-        name: "max",
-        kind: Kind::Time,
-        help: "largest latency",
-    },
-    MetricDef {
-        name: "mean",
-        kind: Kind::Time,
-        help: "mean latency",
-    },
-    MetricDef {
-        name: "send_p99",
-        kind: Kind::Time,
-        help: "99th percentile from the actual send",
-    },
-    MetricDef {
-        name: "achieved_rate",
-        kind: Kind::Fraction,
-        help: "completed rate / target rate",
-    },
-    MetricDef {
-        name: "offered_rate",
-        kind: Kind::Number,
-        help: "requests sent per second",
-    },
-    MetricDef {
-        name: "completed_rate",
-        kind: Kind::Number,
-        help: "results completed per second",
-    },
-    MetricDef {
-        name: "success",
-        kind: Kind::Fraction,
-        help: "share of measured requests completed",
-    },
-    MetricDef {
-        name: "completed",
-        kind: Kind::Number,
-        help: "requests completed",
-    },
-    MetricDef {
-        name: "failed",
-        kind: Kind::Number,
-        help: "requests failed",
-    },
-    MetricDef {
-        name: "refused",
-        kind: Kind::Number,
-        help: "requests refused at submission",
-    },
-    MetricDef {
-        name: "unfinished",
-        kind: Kind::Number,
-        help: "requests with no result after the drain",
-    },
-    MetricDef {
-        name: "late_sends",
-        kind: Kind::Number,
-        help: "requests sent late",
-    },
+    MetricDef::new("p50", Kind::Time, "median latency from the intended send"),
+    MetricDef::new("p90", Kind::Time, "90th percentile"),
+    MetricDef::new("p99", Kind::Time, "99th percentile"),
+    MetricDef::new("max", Kind::Time, "largest latency"),
+    MetricDef::new("mean", Kind::Time, "mean latency"),
+    MetricDef::new("send_p99", Kind::Time, "99th percentile from the actual send"),
+    MetricDef::new("achieved_rate", Kind::Fraction, "completed rate / target rate"),
+    MetricDef::new("offered_rate", Kind::Number, "requests sent per second"),
+    MetricDef::new("completed_rate", Kind::Number, "results completed per second"),
+    MetricDef::new("success", Kind::Fraction, "share of measured requests completed"),
+    MetricDef::new("completed", Kind::Number, "requests completed"),
+    MetricDef::new("failed", Kind::Number, "requests failed"),
+    MetricDef::new("refused", Kind::Number, "requests refused at submission"),
+    MetricDef::new("unfinished", Kind::Number, "requests with no result after the drain"),
+    MetricDef::new("late_sends", Kind::Number, "requests sent late"),
 ];
 
 /// A single run's measures, in seconds and fractions.

@@ -78,56 +78,24 @@ pub struct ReplayArgs {
 
 /// What a replay can be judged on.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef {
-        name: "p50",
-        kind: Kind::Time,
-        help: "median latency from the intended send",
-    },
-    MetricDef {
-        name: "p90",
-        kind: Kind::Time,
-        help: "90th percentile",
-    },
-    MetricDef {
-        name: "p99",
-        kind: Kind::Time,
-        help: "99th percentile",
-    },
-    MetricDef {
-        name: "p999",
-        kind: Kind::Time,
-        help: "99.9th percentile",
-    },
-    MetricDef {
-        name: "slowdown_p99",
-        kind: Kind::Number,
-        help: "99th percentile latency / requested duration",
-    },
-    MetricDef {
-        name: "achieved_rate",
-        kind: Kind::Fraction,
-        help: "completed rate / offered rate",
-    },
-    MetricDef {
-        name: "failure_rate",
-        kind: Kind::Fraction,
-        help: "failed, refused, unfinished or unknown / scheduled",
-    },
-    MetricDef {
-        name: "completed",
-        kind: Kind::Number,
-        help: "invocations completed",
-    },
-    MetricDef {
-        name: "failed",
-        kind: Kind::Number,
-        help: "invocations failed",
-    },
-    MetricDef {
-        name: "late_sends",
-        kind: Kind::Number,
-        help: "invocations sent more than 1 ms late",
-    },
+    MetricDef::new("p50", Kind::Time, "median latency from the intended send"),
+    MetricDef::new("p90", Kind::Time, "90th percentile"),
+    MetricDef::new("p99", Kind::Time, "99th percentile"),
+    MetricDef::new("p999", Kind::Time, "99.9th percentile"),
+    MetricDef::new(
+        "slowdown_p99",
+        Kind::Number,
+        "99th percentile latency / requested duration",
+    ),
+    MetricDef::new("achieved_rate", Kind::Fraction, "completed rate / offered rate"),
+    MetricDef::new(
+        "failure_rate",
+        Kind::Fraction,
+        "failed, refused, unfinished or unknown / scheduled",
+    ),
+    MetricDef::new("completed", Kind::Number, "invocations completed"),
+    MetricDef::new("failed", Kind::Number, "invocations failed"),
+    MetricDef::new("late_sends", Kind::Number, "invocations sent more than 1 ms late"),
 ];
 
 fn measures(s: &Summary) -> BTreeMap<String, f64> {

@@ -54,41 +54,17 @@ pub struct SweepArgs {
 
 /// What a sweep can be judged on: its worst point for each figure.
 pub const METRICS: &[MetricDef] = &[
-    MetricDef {
-        name: "p50",
-        kind: Kind::Time,
-        help: "the highest point p50 of submitted→completed",
-    },
-    MetricDef {
-        name: "p99",
-        kind: Kind::Time,
-        help: "the highest point p99",
-    },
-    MetricDef {
-        name: "throughput",
-        kind: Kind::Number,
-        help: "the lowest point throughput, tasks/s",
-    },
-    MetricDef {
-        name: "efficiency",
-        kind: Kind::Fraction,
-        help: "the lowest point efficiency (sleep and spin)",
-    },
-    MetricDef {
-        name: "overhead",
-        kind: Kind::Time,
-        help: "the highest overhead per task",
-    },
-    MetricDef {
-        name: "failed",
-        kind: Kind::Number,
-        help: "tasks FAILED over every point",
-    },
-    MetricDef {
-        name: "completed",
-        kind: Kind::Number,
-        help: "tasks measured over every point",
-    },
+    MetricDef::new("p50", Kind::Time, "the highest point p50 of submitted→completed"),
+    MetricDef::new("p99", Kind::Time, "the highest point p99"),
+    MetricDef::new("throughput", Kind::Number, "the lowest point throughput, tasks/s"),
+    MetricDef::new(
+        "efficiency",
+        Kind::Fraction,
+        "the lowest point efficiency (sleep and spin)",
+    ),
+    MetricDef::new("overhead", Kind::Time, "the highest overhead per task"),
+    MetricDef::new("failed", Kind::Number, "tasks FAILED over every point"),
+    MetricDef::new("completed", Kind::Number, "tasks measured over every point"),
 ];
 
 /// The sweep's measures, worst point first.

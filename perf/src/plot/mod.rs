@@ -18,14 +18,9 @@ use plotters::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-/// A line chart as an SVG document, for pages that embed their charts (the HTML report).
-pub fn lines_svg(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: Vec<(String, Vec<(f64, f64)>)>,
-) -> anyhow::Result<String> {
-    let chart = draw::Lines {
+/// Plain lines on linear axes: what the report's and the telemetry's charts draw.
+fn time_lines(title: &str, x_label: &str, y_label: &str, series: Vec<(String, Vec<(f64, f64)>)>) -> draw::Lines {
+    draw::Lines {
         title: title.to_owned(),
         x_label: x_label.to_owned(),
         y_label: y_label.to_owned(),
@@ -33,7 +28,17 @@ pub fn lines_svg(
         workers_x: false,
         y_range: None,
         reference: None,
-    };
+    }
+}
+
+/// A line chart as an SVG document, for pages that embed their charts (the HTML report).
+pub fn lines_svg(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+) -> anyhow::Result<String> {
+    let chart = time_lines(title, x_label, y_label, series);
     ensure_font()?;
     let mut svg = String::new();
     {
@@ -53,15 +58,7 @@ pub fn plot_lines(
 ) -> anyhow::Result<()> {
     ensure_font()?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let chart = draw::Lines {
-        title: title.to_owned(),
-        x_label: x_label.to_owned(),
-        y_label: y_label.to_owned(),
-        series,
-        workers_x: false,
-        y_range: None,
-        reference: None,
-    };
+    let chart = time_lines(title, x_label, y_label, series);
     render!(out, stem, draw_lines, &chart, written);
     Ok(())
 }

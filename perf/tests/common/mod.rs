@@ -174,3 +174,35 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("a free port on 127.0.0.1")
 }
+
+/// Registers `spec` (e.g. `sleep:5`) under `name`; returns its id and the task arguments.
+pub async fn register_named(client: &mut volley_client::Client, name: &str, spec: &str) -> (u64, String) {
+    let (kind, args) = volley_proto::function::FunctionKind::parse_spec(spec).expect("spec");
+    let id = client
+        .register_function(api::RegisterFunctionRequest {
+            name: name.into(),
+            spec: Some(kind.to_api()),
+        })
+        .await
+        .expect("register")
+        .into_inner()
+        .function_id;
+    (id, args)
+}
+
+/// Whether process `pid` runs (a zombie does not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "))
+}
+
+/// Waits up to `limit` for process `pid` to be gone.
+pub async fn gone_within(pid: u32, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while alive(pid) {
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
+}
