@@ -5,11 +5,13 @@
 //! in-process worker, pull mode gives workers [`Capacity::Credits`], push mode places tasks
 //! by [`Policy`] up to [`Capacity::Slots`]. Being pure, it is unit-tested without sockets.
 
+mod dispatch;
 mod interface;
 mod placement;
 mod queues;
 #[cfg(test)]
 mod tests;
+mod views;
 
 pub use interface::*;
 pub use placement::Policy;
@@ -386,167 +388,5 @@ impl SchedulerCore {
             wait_us: 0,
             run_us: 0,
         }));
-    }
-
-    /// Places waiting tasks on workers with room, the longest-waiting first across
-    /// functions; a function none of whose workers has room sits this pass out.
-    fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
-        if self.queues.len() == 0 {
-            return;
-        }
-        let prefetch = self.config.prefetch;
-        // Buffers kept between passes: a pass allocates nothing of its own.
-        let mut heads = std::mem::take(&mut self.pass_heads);
-        let mut rounds = std::mem::take(&mut self.pass_rounds);
-        heads.extend(self.queues.heads().map(|(seq, f)| std::cmp::Reverse((seq, f.clone()))));
-        while let Some(std::cmp::Reverse((_, function))) = heads.pop() {
-            let round = match rounds.iter().position(|(f, _)| Arc::ptr_eq(f, &function)) {
-                Some(i) => &mut rounds[i].1,
-                None => {
-                    // A second function in this pass: every round's heap may go stale.
-                    if !rounds.is_empty() {
-                        rounds.iter_mut().for_each(|(_, r)| r.share());
-                    }
-                    let mut fresh = placement::Round::default();
-                    if !rounds.is_empty() {
-                        fresh.share();
-                    }
-                    rounds.push((function.clone(), fresh));
-                    &mut rounds.last_mut().expect("just pushed").1
-                }
-            };
-            // This function's tasks go while they are the longest-waiting of all.
-            let next_other = heads.peek().map(|std::cmp::Reverse((seq, _))| *seq);
-            let Some(queue) = self.queues.of(&function) else {
-                continue;
-            };
-            let mut taken = 0;
-            while let Some(&(seq, task)) = queue.front() {
-                if next_other.is_some_and(|other| other < seq) {
-                    heads.push(std::cmp::Reverse((seq, function.clone())));
-                    break;
-                }
-                let Some(entry) = self.tasks.get_mut(&task) else {
-                    queue.pop_front();
-                    taken += 1;
-                    continue;
-                };
-                let instant = entry.job.finishes_at_once();
-                let Some(wid) = self.placement.pick(&self.workers, prefetch, instant, &function, round) else {
-                    break;
-                };
-                queue.pop_front();
-                taken += 1;
-                let Some(w) = self.workers.get_mut(&wid) else { break };
-                entry.attempts += 1;
-                entry.state = TaskState::Assigned {
-                    worker: wid,
-                    deadline: now.instant + self.config.lease,
-                    dispatched_us: now.unix_us,
-                };
-                w.in_flight.insert(task);
-                if instant {
-                    w.instant += 1;
-                } else if w.spec.capacity == Capacity::Credits {
-                    w.credits = w.credits.saturating_sub(1);
-                }
-                self.counters.dispatched += 1;
-                comm.record(Transition::Running {
-                    task,
-                    attempt: entry.attempts,
-                    worker: w.label.clone(),
-                    at_us: now.unix_us,
-                });
-                comm.assign(
-                    wid,
-                    TaskAssignment {
-                        task_id: task,
-                        attempt: entry.attempts,
-                        job: entry.job.clone(),
-                    },
-                );
-            }
-            self.queues.took(&function, taken);
-        }
-        rounds.clear();
-        self.pass_heads = heads;
-        self.pass_rounds = rounds;
-    }
-
-    /// Tasks waiting for a worker.
-    pub fn queued(&self) -> usize {
-        self.queues.len()
-    }
-
-    /// Tasks held by workers.
-    pub fn running(&self) -> usize {
-        self.tasks.len() - self.queues.len()
-    }
-
-    /// Per function: tasks waiting and running, and the workers bound to it.
-    pub fn functions(&self) -> Vec<FunctionLoad> {
-        let mut out: BTreeMap<Arc<str>, FunctionLoad> = BTreeMap::new();
-        let blank = |f: &Arc<str>| FunctionLoad {
-            function: f.to_string(),
-            queued: 0,
-            running: 0,
-            instances: 0,
-            starting: 0,
-            failed_starts: 0,
-        };
-        for (f, n) in self.queues.lengths() {
-            out.entry(f.clone()).or_insert_with(|| blank(f)).queued = n as u32;
-        }
-        for w in self.workers.values() {
-            if let Some(f) = &w.spec.function {
-                out.entry(f.clone()).or_insert_with(|| blank(f)).instances += 1;
-            }
-            for t in &w.in_flight {
-                if let Some(e) = self.tasks.get(t) {
-                    out.entry(e.function.clone())
-                        .or_insert_with(|| blank(&e.function))
-                        .running += 1;
-                }
-            }
-        }
-        out.into_values().collect()
-    }
-
-    /// Event counts since start.
-    pub fn counters(&self) -> CoreCounters {
-        self.counters
-    }
-
-    /// The registered workers.
-    pub fn workers(&self) -> Vec<WorkerView> {
-        self.workers
-            .iter()
-            .map(|(id, w)| WorkerView {
-                id: *id,
-                name: w.spec.name.clone(),
-                host: w.spec.host.clone(),
-                pid: w.spec.pid,
-                slots: w.spec.slots,
-                in_flight: w.in_flight.len() as u32,
-                function: w.spec.function.as_deref().map(str::to_owned),
-            })
-            .collect()
-    }
-
-    /// The workers bound to `function`: id, tasks held, and since when idle.
-    pub fn bound_to(&self, function: &str) -> Vec<(WorkerId, u32, Instant)> {
-        self.workers
-            .iter()
-            .filter(|(_, w)| w.spec.function.as_deref() == Some(function))
-            .map(|(id, w)| (*id, w.in_flight.len() as u32, w.idle_since))
-            .collect()
-    }
-
-    /// The worker registered under `name`, if any (a reconnecting worker replaces it).
-    pub fn worker_named(&self, name: &str) -> Option<WorkerId> {
-        self.workers
-            .iter()
-            .find(|(_, w)| w.spec.name == name)
-            .map(|(id, _)| *id)
     }
 }

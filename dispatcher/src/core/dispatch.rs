@@ -1,0 +1,92 @@
+//! A scheduling pass: waiting tasks onto workers with room, one function's queue at a
+//! time, the longest-waiting first across functions.
+
+use super::{placement, Capacity, Comm, Now, SchedulerCore, TaskAssignment, TaskState, Transition};
+use std::sync::Arc;
+
+impl SchedulerCore {
+    /// Places waiting tasks on workers with room, the longest-waiting first across
+    /// functions; a function none of whose workers has room sits this pass out.
+    pub(super) fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
+        if self.queues.len() == 0 {
+            return;
+        }
+        let prefetch = self.config.prefetch;
+        // Buffers kept between passes: a pass allocates nothing of its own.
+        let mut heads = std::mem::take(&mut self.pass_heads);
+        let mut rounds = std::mem::take(&mut self.pass_rounds);
+        heads.extend(self.queues.heads().map(|(seq, f)| std::cmp::Reverse((seq, f.clone()))));
+        while let Some(std::cmp::Reverse((_, function))) = heads.pop() {
+            let round = match rounds.iter().position(|(f, _)| Arc::ptr_eq(f, &function)) {
+                Some(i) => &mut rounds[i].1,
+                None => {
+                    // A second function in this pass: every round's heap may go stale.
+                    if !rounds.is_empty() {
+                        rounds.iter_mut().for_each(|(_, r)| r.share());
+                    }
+                    let mut fresh = placement::Round::default();
+                    if !rounds.is_empty() {
+                        fresh.share();
+                    }
+                    rounds.push((function.clone(), fresh));
+                    &mut rounds.last_mut().expect("just pushed").1
+                }
+            };
+            // This function's tasks go while they are the longest-waiting of all.
+            let next_other = heads.peek().map(|std::cmp::Reverse((seq, _))| *seq);
+            let Some(queue) = self.queues.of(&function) else {
+                continue;
+            };
+            let mut taken = 0;
+            while let Some(&(seq, task)) = queue.front() {
+                if next_other.is_some_and(|other| other < seq) {
+                    heads.push(std::cmp::Reverse((seq, function.clone())));
+                    break;
+                }
+                let Some(entry) = self.tasks.get_mut(&task) else {
+                    queue.pop_front();
+                    taken += 1;
+                    continue;
+                };
+                let instant = entry.job.finishes_at_once();
+                let Some(wid) = self.placement.pick(&self.workers, prefetch, instant, &function, round) else {
+                    break;
+                };
+                queue.pop_front();
+                taken += 1;
+                let Some(w) = self.workers.get_mut(&wid) else { break };
+                entry.attempts += 1;
+                entry.state = TaskState::Assigned {
+                    worker: wid,
+                    deadline: now.instant + self.config.lease,
+                    dispatched_us: now.unix_us,
+                };
+                w.in_flight.insert(task);
+                if instant {
+                    w.instant += 1;
+                } else if w.spec.capacity == Capacity::Credits {
+                    w.credits = w.credits.saturating_sub(1);
+                }
+                self.counters.dispatched += 1;
+                comm.record(Transition::Running {
+                    task,
+                    attempt: entry.attempts,
+                    worker: w.label.clone(),
+                    at_us: now.unix_us,
+                });
+                comm.assign(
+                    wid,
+                    TaskAssignment {
+                        task_id: task,
+                        attempt: entry.attempts,
+                        job: entry.job.clone(),
+                    },
+                );
+            }
+            self.queues.took(&function, taken);
+        }
+        rounds.clear();
+        self.pass_heads = heads;
+        self.pass_rounds = rounds;
+    }
+}
