@@ -48,6 +48,7 @@ fn run(batch: usize, policy: Policy, capacity: Capacity) -> usize {
                 capacity,
                 monitored: true,
                 function: None,
+                start: None,
             };
             let id = core.add_worker(spec, now, &mut sink);
             if capacity == Capacity::Credits {

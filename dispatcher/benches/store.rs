@@ -44,6 +44,7 @@ fn lifecycle(rt: &tokio::runtime::Runtime, store: &Arc<dyn TaskStore>, n: usize)
                     completed_us: 3,
                     wait_us: 0,
                     run_us: 0,
+                    cold: None,
                 })
             })
             .collect();

@@ -109,6 +109,7 @@ impl Autoscaler {
                         instances: 0,
                         starting: 0,
                         failed_starts: 0,
+                        idle_instance_us: 0,
                     });
                     loads.len() - 1
                 }
@@ -132,7 +133,7 @@ impl Autoscaler {
     /// One round: reap, time out, then ask the scaler about every function in play.
     pub fn step(&mut self, core: &SchedulerCore, now: Now) {
         self.reap(now.instant);
-        let loads = core.functions();
+        let loads = core.functions(now.instant);
         let mut names: BTreeSet<String> = loads.iter().map(|l| l.function.clone()).collect();
         names.extend(self.starting.values().map(|p| p.function.clone()));
         names.extend(self.ready.values().map(|(_, f)| f.clone()));
@@ -154,7 +155,7 @@ impl Autoscaler {
         if cold.is_empty() {
             return;
         }
-        let loads = core.functions();
+        let loads = core.functions(now.instant);
         self.decide(core, now, &loads, cold);
     }
 
@@ -197,7 +198,7 @@ impl Autoscaler {
                 match d {
                     Decision::Start { count, .. } => {
                         for _ in 0..count {
-                            if !self.start(&function, now.instant) {
+                            if !self.start(&function, now) {
                                 break;
                             }
                             total += 1;
@@ -215,12 +216,12 @@ impl Autoscaler {
         }
     }
 
-    fn start(&mut self, function: &str, now: Instant) -> bool {
+    fn start(&mut self, function: &str, now: Now) -> bool {
         let state = self.functions.entry(function.to_owned()).or_default();
-        if state.backoff_until.is_some_and(|until| now < until) {
+        if state.backoff_until.is_some_and(|until| now.instant < until) {
             return false;
         }
-        match self.provisioner.start(function) {
+        match self.provisioner.start(function, now.unix_us) {
             Ok(started) => {
                 info!(instance = started.id.0, %function, "starting an instance");
                 self.starting.insert(
@@ -235,7 +236,7 @@ impl Autoscaler {
             }
             Err(ProvisionError::Full { .. }) => false,
             Err(e) => {
-                self.failed_start(function, now, &e.to_string());
+                self.failed_start(function, now.instant, &e.to_string());
                 false
             }
         }

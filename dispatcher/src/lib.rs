@@ -352,6 +352,7 @@ async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask
                 completed_us: core::Now::current().unix_us,
                 wait_us: 0,
                 run_us: 0,
+                cold: None,
             })),
         }
     }

@@ -4,8 +4,8 @@
 
 use crate::autoscale::Autoscaler;
 use crate::core::{
-    Capacity, Comm, CoreCounters, FunctionLoad, LossReason, NewTask, Now, SchedulerCore, Transition, WorkerSpec,
-    WorkerView,
+    Capacity, Comm, CoreCounters, FunctionLoad, InstanceStart, LossReason, NewTask, Now, SchedulerCore, Transition,
+    WorkerSpec, WorkerView,
 };
 use crate::shared::{EdgeCounters, Shared};
 use crate::worker_link::{self, Inbound, InboundReader, Outgoing};
@@ -166,6 +166,7 @@ impl Reactor {
                 capacity: Capacity::Slots,
                 monitored: false,
                 function: None,
+                start: None,
             };
             self.local_worker = Some(self.core.add_worker(spec, Now::current(), &mut self.outbox));
         }
@@ -260,7 +261,7 @@ impl Reactor {
                     running: self.core.running(),
                     counters: self.core.counters(),
                     functions: {
-                        let mut loads = self.core.functions();
+                        let mut loads = self.core.functions(Now::current().instant);
                         if let Some(a) = &self.autoscale {
                             a.annotate(&mut loads);
                         }
@@ -315,6 +316,7 @@ impl Reactor {
             expect_mode,
             token,
             function,
+            start,
         } = hello
         else {
             return;
@@ -336,6 +338,15 @@ impl Reactor {
             capacity: Capacity::Slots,
             monitored: true,
             function: function.map(Arc::from),
+            start: start.map(|s| {
+                InstanceStart::from_report(
+                    s.decided_us,
+                    s.spawned_us,
+                    s.init_done_after_us,
+                    s.hello_after_us,
+                    now.unix_us,
+                )
+            }),
         };
         let refusal = if expect_mode.is_some_and(|m| m != self.config.mode) {
             Some(format!(

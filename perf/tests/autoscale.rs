@@ -55,6 +55,37 @@ async fn instances_start_for_work_retire_when_idle_and_are_replaced_when_killed(
         instances.len() <= 3,
         "more instances than --max-instances: {instances:?}"
     );
+    // Every task was submitted before any instance registered: all were cold starts, and
+    // each record explains its start in order, the 50 ms init included.
+    for t in &outcome.tasks {
+        let s = t
+            .cold_start
+            .unwrap_or_else(|| panic!("task {} has no cold start: {t:?}", t.task_id));
+        assert!(t.cold);
+        let stages = [
+            s.decided_us,
+            s.spawned_us,
+            s.process_us,
+            s.init_done_us,
+            s.registered_us,
+            t.dispatched_us,
+            t.completed_us,
+        ];
+        assert!(stages.windows(2).all(|w| w[0] <= w[1]), "{s:?} {t:?}");
+        assert!(s.init_done_us - s.process_us >= 50_000, "{s:?}");
+        assert!(t.submitted_us < s.registered_us);
+    }
+    // The stored record says the same as the completion stream.
+    let first = &outcome.tasks[0];
+    let mut c = cluster.connect().await.expect("client");
+    let stored = c
+        .get_result(api::GetResultRequest { task_id: first.task_id })
+        .await
+        .expect("result")
+        .into_inner()
+        .task
+        .expect("task");
+    assert_eq!((stored.cold, stored.cold_start), (true, first.cold_start));
     // Idle past the keep-alive: every instance is retired.
     common::wait_until(&cluster, Duration::from_secs(15), "scale to zero", |i| {
         i.workers.is_empty()

@@ -297,6 +297,7 @@ async fn a_wrong_greeting_and_a_results_flood_cost_nobody_else_anything() {
             expect_mode: None,
             token: None,
             function: None,
+            start: None,
         })
         .await
         .expect("hello");

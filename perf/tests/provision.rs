@@ -28,10 +28,10 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         log_dir: Some(cluster.log_dir().to_owned()),
     };
     let mut provisioner = LocalProvisioner::new(config.clone());
-    let a = provisioner.start("resize").expect("first instance");
-    let b = provisioner.start("resize").expect("second instance");
+    let a = provisioner.start("resize", 0).expect("first instance");
+    let b = provisioner.start("resize", 0).expect("second instance");
     assert!(matches!(
-        provisioner.start("resize"),
+        provisioner.start("resize", 0),
         Err(ProvisionError::Full { running: 2 })
     ));
     let info = common::wait_until(&cluster, Duration::from_secs(15), "two instances", |i| {
@@ -83,7 +83,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         worker_bin: "/nonexistent/worker".into(),
         ..config
     });
-    let err = broken.start("resize").expect_err("no binary").to_string();
+    let err = broken.start("resize", 0).expect_err("no binary").to_string();
     assert!(err.contains("/nonexistent/worker"), "{err}");
 
     // A parent killed outright: its instance notices and exits.

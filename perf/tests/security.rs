@@ -69,6 +69,7 @@ async fn the_token_admits_workers_and_clients_and_refuses_everyone_else() {
             expect_mode: None,
             token: presented,
             function: None,
+            start: None,
         })
         .await
         .expect("send");

@@ -10,8 +10,9 @@ use crate::ids::{TaskId, WorkerId};
 use crate::Mode;
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever a message changes shape or meaning (4: results return credits).
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Bumped whenever a message changes shape or meaning (4: results return credits;
+/// 5: `Hello.function`; 6: `Hello.start`).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The largest frame either side accepts or sends.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -38,6 +39,9 @@ pub enum FromWorker {
         token: Option<Token>,
         /// The one function this worker serves (`worker --function`); `None`: all.
         function: Option<String>,
+        /// How this process came to be, when a provisioner started it; sent with the
+        /// process's first registration only.
+        start: Option<StartReport>,
     },
     /// Pull mode: the worker can take `credits` more tasks. Sent when a session starts;
     /// after that each result returns its own credit, so no `Ready` follows `Results`.
@@ -57,6 +61,21 @@ pub enum FromWorker {
         /// Why, for the log.
         reason: String,
     },
+}
+
+/// A provisioned instance's start, for the cold-start breakdown. The dispatcher's two
+/// times are echoed back as it gave them; the worker's are durations on its own monotonic
+/// clock, so no two clocks are ever compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartReport {
+    /// When the dispatcher decided to start this instance (µs since the epoch, its clock).
+    pub decided_us: u64,
+    /// When it spawned the process (µs since the epoch, its clock).
+    pub spawned_us: u64,
+    /// From the process's `main` to the end of its runtime initialisation.
+    pub init_done_after_us: u64,
+    /// From the process's `main` to sending this `Hello`.
+    pub hello_after_us: u64,
 }
 
 /// What the dispatcher says to a worker.
@@ -199,6 +218,12 @@ mod tests {
                 expect_mode: Some(Mode::Pull),
                 token: Some(Token::new("t0ken").expect("token")),
                 function: Some("resize".into()),
+                start: Some(StartReport {
+                    decided_us: 1,
+                    spawned_us: 2,
+                    init_done_after_us: 250_000,
+                    hello_after_us: 250_400,
+                }),
             },
             FromWorker::Ready { credits: 3 },
             FromWorker::Results(vec![TaskResult {

@@ -5,7 +5,7 @@ use proptest::prelude::*;
 use volley_proto::auth::Token;
 use volley_proto::function::Job;
 use volley_proto::ids::{TaskId, WorkerId};
-use volley_proto::wire::{self, FromWorker, Outcome, TaskAssignment, TaskResult, ToWorker};
+use volley_proto::wire::{self, FromWorker, Outcome, StartReport, TaskAssignment, TaskResult, ToWorker};
 use volley_proto::Mode;
 
 fn mode() -> impl Strategy<Value = Mode> {
@@ -54,10 +54,11 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
             ".{0,8}",
             proptest::option::of(mode()),
             proptest::option::of("[!-~]{1,64}"),
-            proptest::option::of(".{0,32}")
+            proptest::option::of(".{0,32}"),
+            proptest::option::of(any::<[u64; 4]>())
         )
             .prop_map(
-                |(name, slots, pid, host, version, expect_mode, token, function)| FromWorker::Hello {
+                |(name, slots, pid, host, version, expect_mode, token, function, start)| FromWorker::Hello {
                     name,
                     slots,
                     pid,
@@ -66,6 +67,14 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
                     expect_mode,
                     token: token.map(|t| Token::new(t).expect("visible ASCII is a valid token")),
                     function,
+                    start: start.map(
+                        |[decided_us, spawned_us, init_done_after_us, hello_after_us]| StartReport {
+                            decided_us,
+                            spawned_us,
+                            init_done_after_us,
+                            hello_after_us,
+                        }
+                    ),
                 }
             ),
         any::<u32>().prop_map(|credits| FromWorker::Ready { credits }),

@@ -37,6 +37,11 @@ pub struct Cli {
     /// language runtime would (the cold start's "init" component).
     #[arg(long, env = "VOLLEY_INIT_MS", default_value_t = 0)]
     pub init_ms: u64,
+    /// Set by the dispatcher's provisioner: when it decided to start this instance and
+    /// when it spawned it (µs since the epoch, its clock), echoed back in the first
+    /// registration so the dispatcher can explain cold starts.
+    #[arg(long, value_name = "DECIDED_US,SPAWNED_US", value_parser = parse_provisioned, hide = true)]
+    pub provisioned: Option<(u64, u64)>,
     /// Exit (saying goodbye) when the parent process goes away: what a provisioner's
     /// instances use so that a killed dispatcher leaves no orphan.
     #[arg(long)]
@@ -49,6 +54,14 @@ pub struct Cli {
 
 /// Where `--metrics` without an address serves a worker's page.
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9465";
+
+fn parse_provisioned(s: &str) -> Result<(u64, u64), String> {
+    let parse = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("{v:?}: {e}"));
+    match s.split_once(',') {
+        Some((d, sp)) => Ok((parse(d)?, parse(sp)?)),
+        None => Err("expected DECIDED_US,SPAWNED_US".into()),
+    }
+}
 
 fn parse_worker_mode(s: &str) -> Result<Mode, String> {
     match s.parse::<Mode>()? {

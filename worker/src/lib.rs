@@ -12,4 +12,4 @@ pub mod executor;
 pub mod metrics;
 pub mod session;
 
-pub use session::{run, WorkerConfig, WorkerError};
+pub use session::{run, ProcessStart, WorkerConfig, WorkerError};

@@ -3,10 +3,11 @@ use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use volley_proto::telemetry;
 use volley_worker::cli::Cli;
-use volley_worker::WorkerConfig;
+use volley_worker::{ProcessStart, WorkerConfig};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    let main_began = std::time::Instant::now();
     let cli = Cli::parse();
     telemetry::init("info");
     let shutdown = CancellationToken::new();
@@ -23,7 +24,14 @@ async fn main() -> ExitCode {
         }
         tracing::info!("init done");
     }
-    let config = WorkerConfig::from(cli);
+    let provisioned = cli.provisioned;
+    let mut config = WorkerConfig::from(cli);
+    config.start = provisioned.map(|(decided_us, spawned_us)| ProcessStart {
+        decided_us,
+        spawned_us,
+        main: main_began,
+        init_done: std::time::Instant::now(),
+    });
     if let (Some(addr), Some(metrics)) = (metrics_addr, &config.metrics) {
         match volley_proto::exposition::bind(addr).await {
             Ok(listener) => {

@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 use volley_proto::auth::Token;
 use volley_proto::connection::{ConnectionError, WorkerConnection};
 use volley_proto::ids::WorkerId;
-use volley_proto::wire::{FromWorker, TaskResult, ToWorker};
+use volley_proto::wire::{FromWorker, StartReport, TaskResult, ToWorker};
 use volley_proto::Mode;
 
 /// How a worker runs; built from the CLI or directly by tests.
@@ -39,6 +39,34 @@ pub struct WorkerConfig {
     /// The one function this worker serves, by its registered name (an instance of it);
     /// `None`: every function.
     pub function: Option<String>,
+    /// How this process started, when a provisioner started it: reported with the first
+    /// registration for the cold-start breakdown.
+    pub start: Option<ProcessStart>,
+}
+
+/// A provisioned process's start, as the worker saw it.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessStart {
+    /// The provisioner's decision and spawn times (µs since the epoch, the dispatcher's
+    /// clock), as given with `--provisioned`.
+    pub decided_us: u64,
+    /// See `decided_us`.
+    pub spawned_us: u64,
+    /// When `main` began.
+    pub main: std::time::Instant,
+    /// When runtime initialisation (`--init-ms`) ended.
+    pub init_done: std::time::Instant,
+}
+
+impl ProcessStart {
+    fn report(&self) -> StartReport {
+        StartReport {
+            decided_us: self.decided_us,
+            spawned_us: self.spawned_us,
+            init_done_after_us: self.init_done.duration_since(self.main).as_micros() as u64,
+            hello_after_us: self.main.elapsed().as_micros() as u64,
+        }
+    }
 }
 
 impl WorkerConfig {
@@ -56,6 +84,7 @@ impl WorkerConfig {
             token: None,
             metrics: None,
             function: None,
+            start: None,
         }
     }
 }
@@ -122,10 +151,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
     })?;
     let mut in_flight: u32 = 0;
     let mut backoff = Duration::from_millis(50);
+    // Only the process's first registration was a cold start.
+    let mut start = config.start;
     loop {
         let session = tokio::select! {
             _ = shutdown.cancelled() => return Ok(WorkerExit::Cancelled),
-            s = register(&config) => s,
+            s = register(&config, start.as_ref()) => s,
         };
         let session = match session {
             Ok(s) => s,
@@ -141,6 +172,7 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
             }
         };
         backoff = Duration::from_millis(50);
+        start = None;
         if let Some(m) = &config.metrics {
             m.registered();
         }
@@ -167,7 +199,7 @@ enum RegisterError {
     Rejected(String),
 }
 
-async fn register(config: &WorkerConfig) -> Result<Session, RegisterError> {
+async fn register(config: &WorkerConfig, start: Option<&ProcessStart>) -> Result<Session, RegisterError> {
     let unreachable = |e: ConnectionError| RegisterError::Unreachable(e.to_string());
     let mut conn = WorkerConnection::connect(&config.dispatcher, config.connect_timeout)
         .await
@@ -181,6 +213,7 @@ async fn register(config: &WorkerConfig) -> Result<Session, RegisterError> {
         expect_mode: config.expect_mode,
         token: config.token.clone(),
         function: config.function.clone(),
+        start: start.map(ProcessStart::report),
     })
     .await
     .map_err(unreachable)?;

@@ -230,6 +230,18 @@ pub fn task_info(r: &TaskRecord) -> api::TaskInfo {
         completed_us: r.completed_us,
         wait_us: r.wait_us,
         run_us: r.run_us,
+        cold: r.cold.registered_us != 0,
+        cold_start: (r.cold.registered_us != 0).then(|| cold_start(&r.cold)),
+    }
+}
+
+fn cold_start(s: &crate::core::InstanceStart) -> api::ColdStart {
+    api::ColdStart {
+        decided_us: s.decided_us,
+        spawned_us: s.spawned_us,
+        process_us: s.process_us,
+        init_done_us: s.init_done_us,
+        registered_us: s.registered_us,
     }
 }
 
@@ -252,6 +264,8 @@ pub fn finished_info(f: &Finished) -> api::TaskInfo {
         completed_us: f.completed_us,
         wait_us: f.wait_us,
         run_us: f.run_us,
+        cold: f.cold.is_some(),
+        cold_start: f.cold.as_ref().map(cold_start),
     }
 }
 
@@ -425,6 +439,7 @@ impl Dispatcher for Api {
                     ready: f.instances,
                     starting: f.starting,
                     failed_starts: f.failed_starts,
+                    idle_instance_us: f.idle_instance_us,
                 })
                 .collect(),
         }))

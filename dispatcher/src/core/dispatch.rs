@@ -61,6 +61,9 @@ impl SchedulerCore {
                     deadline: now.instant + self.config.lease,
                     dispatched_us: now.unix_us,
                 };
+                if w.in_flight.is_empty() {
+                    w.idle_us += now.instant.saturating_duration_since(w.idle_since).as_micros() as u64;
+                }
                 w.in_flight.insert(task);
                 if instant {
                     w.instant += 1;

@@ -82,6 +82,57 @@ pub struct WorkerSpec {
     pub monitored: bool,
     /// The one function it serves (an instance of it); `None`: every function.
     pub function: Option<Arc<str>>,
+    /// How it started, when a provisioner started it; tasks submitted before it
+    /// registered and run by it are cold.
+    pub start: Option<InstanceStart>,
+}
+
+/// How a provisioned instance came to be, on the dispatcher's clock (µs since the
+/// epoch), each time at or after the one before: the stages of a cold start.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceStart {
+    /// The scaler decided to start it.
+    pub decided_us: u64,
+    /// The provisioner spawned its process.
+    pub spawned_us: u64,
+    /// Its `main` began.
+    pub process_us: u64,
+    /// Its runtime initialisation ended.
+    pub init_done_us: u64,
+    /// It registered with this dispatcher.
+    pub registered_us: u64,
+}
+
+impl InstanceStart {
+    /// From a worker's report and the time its `Hello` arrived. The worker's own times are
+    /// durations before its `Hello` left, so the one-way transit of that message counts
+    /// in "spawn → process ready"; out-of-order values are clamped into order.
+    pub fn from_report(
+        decided_us: u64,
+        spawned_us: u64,
+        init_done_after_us: u64,
+        hello_after_us: u64,
+        registered_us: u64,
+    ) -> Self {
+        let decided_us = decided_us.min(registered_us);
+        let spawned_us = spawned_us.clamp(decided_us, registered_us);
+        let process_us = registered_us
+            .saturating_sub(hello_after_us)
+            .clamp(spawned_us, registered_us);
+        let init_done_us = process_us.saturating_add(init_done_after_us).min(registered_us);
+        Self {
+            decided_us,
+            spawned_us,
+            process_us,
+            init_done_us,
+            registered_us,
+        }
+    }
+
+    /// Whether a task submitted at `submitted_us` waited for this start.
+    pub fn delayed(&self, submitted_us: u64) -> bool {
+        submitted_us < self.registered_us
+    }
 }
 
 impl WorkerSpec {
@@ -181,6 +232,8 @@ pub struct Finished {
     pub wait_us: u64,
     /// Execution time.
     pub run_us: u64,
+    /// The start of the instance it waited for, if it was a cold start.
+    pub cold: Option<InstanceStart>,
 }
 
 /// Where the core's decisions go.
@@ -248,4 +301,7 @@ pub struct FunctionLoad {
     pub starting: u32,
     /// Instance starts that failed (the elastic pool's).
     pub failed_starts: u64,
+    /// Time its instances spent registered and idle, µs, including instances that have
+    /// left: the wasted instance-time a keep-alive policy trades for fewer cold starts.
+    pub idle_instance_us: u64,
 }

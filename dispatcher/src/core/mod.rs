@@ -63,9 +63,21 @@ struct WorkerEntry {
     last_seen: Instant,
     /// When it last held nothing (registration, or its last task ending).
     idle_since: Instant,
+    /// Idle time before `idle_since`, µs: the elastic pool's wasted instance-time.
+    idle_us: u64,
 }
 
 impl WorkerEntry {
+    /// All its idle time up to `now`, µs.
+    fn idle_until(&self, now: Instant) -> u64 {
+        let open = if self.in_flight.is_empty() {
+            now.saturating_duration_since(self.idle_since).as_micros() as u64
+        } else {
+            0
+        };
+        self.idle_us + open
+    }
+
     /// `slots + prefetch`; an instance of one function gets no prefetch: like Knative's
     /// container concurrency, it holds at most its slots, and further tasks wait in the
     /// dispatcher's queue, where the scaler sees them.
@@ -118,6 +130,8 @@ pub struct SchedulerCore {
     pass_heads: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Arc<str>)>>,
     /// A scheduling pass's placement rounds, one per function (empty between passes).
     pass_rounds: Vec<(Arc<str>, placement::Round)>,
+    /// Idle time of instances that have left, µs, by function.
+    departed_idle_us: BTreeMap<Arc<str>, u64>,
 }
 
 impl SchedulerCore {
@@ -133,6 +147,7 @@ impl SchedulerCore {
             counters: CoreCounters::default(),
             pass_heads: std::collections::BinaryHeap::new(),
             pass_rounds: Vec::new(),
+            departed_idle_us: BTreeMap::new(),
         }
     }
 
@@ -156,6 +171,7 @@ impl SchedulerCore {
                 instant: 0,
                 last_seen: now.instant,
                 idle_since: now.instant,
+                idle_us: 0,
             },
         );
         self.counters.workers_joined += 1;
@@ -254,10 +270,14 @@ impl SchedulerCore {
             if !instant {
                 returned += 1;
             }
-            let label = self.workers.get_mut(&worker).map(|w| {
-                w.release(r.task_id, instant, now.instant);
-                w.label.clone()
-            });
+            let (label, cold) = match self.workers.get_mut(&worker) {
+                Some(w) => {
+                    w.release(r.task_id, instant, now.instant);
+                    let cold = w.spec.start.filter(|s| s.delayed(entry.submitted_us));
+                    (Some(w.label.clone()), cold)
+                }
+                None => (None, None),
+            };
             match r.outcome {
                 Outcome::Completed(_) => self.counters.completed += 1,
                 Outcome::Failed(_) => self.counters.failed += 1,
@@ -273,6 +293,7 @@ impl SchedulerCore {
                 completed_us: now.unix_us,
                 wait_us: r.wait_us,
                 run_us: r.run_us,
+                cold,
             }));
         }
         let prefetch = self.config.prefetch;
@@ -288,6 +309,9 @@ impl SchedulerCore {
     pub fn remove_worker(&mut self, worker: WorkerId, reason: LossReason, now: Now, comm: &mut impl Comm) {
         let Some(w) = self.workers.remove(&worker) else { return };
         self.counters.workers_lost += 1;
+        if let Some(f) = &w.spec.function {
+            *self.departed_idle_us.entry(f.clone()).or_default() += w.idle_until(now.instant);
+        }
         let mut held: Vec<TaskId> = w.in_flight.into_iter().collect();
         held.sort_unstable();
         for task in held.into_iter().rev() {
@@ -387,6 +411,7 @@ impl SchedulerCore {
             completed_us: now.unix_us,
             wait_us: 0,
             run_us: 0,
+            cold: None,
         }));
     }
 }

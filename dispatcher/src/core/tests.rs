@@ -59,6 +59,7 @@ fn spec(name: &str, slots: u32, capacity: Capacity) -> WorkerSpec {
         capacity,
         monitored: true,
         function: None,
+        start: None,
     }
 }
 

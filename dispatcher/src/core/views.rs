@@ -18,8 +18,9 @@ impl SchedulerCore {
         self.tasks.len() - self.queues.len()
     }
 
-    /// Per function: tasks waiting and running, and the workers bound to it.
-    pub fn functions(&self) -> Vec<FunctionLoad> {
+    /// Per function: tasks waiting and running, the workers bound to it, and their idle
+    /// time up to `now` (including instances that have left).
+    pub fn functions(&self, now: Instant) -> Vec<FunctionLoad> {
         let mut out: BTreeMap<Arc<str>, FunctionLoad> = BTreeMap::new();
         let blank = |f: &Arc<str>| FunctionLoad {
             function: f.to_string(),
@@ -28,13 +29,19 @@ impl SchedulerCore {
             instances: 0,
             starting: 0,
             failed_starts: 0,
+            idle_instance_us: 0,
         };
         for (f, n) in self.queues.lengths() {
             out.entry(f.clone()).or_insert_with(|| blank(f)).queued = n as u32;
         }
+        for (f, idle) in &self.departed_idle_us {
+            out.entry(f.clone()).or_insert_with(|| blank(f)).idle_instance_us += idle;
+        }
         for w in self.workers.values() {
             if let Some(f) = &w.spec.function {
-                out.entry(f.clone()).or_insert_with(|| blank(f)).instances += 1;
+                let row = out.entry(f.clone()).or_insert_with(|| blank(f));
+                row.instances += 1;
+                row.idle_instance_us += w.idle_until(now);
             }
             for t in &w.in_flight {
                 if let Some(e) = self.tasks.get(t) {

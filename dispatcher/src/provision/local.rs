@@ -73,7 +73,7 @@ fn slug(function: &str) -> String {
 }
 
 impl Provisioner for LocalProvisioner {
-    fn start(&mut self, function: &str) -> Result<Started, ProvisionError> {
+    fn start(&mut self, function: &str, decided_us: u64) -> Result<Started, ProvisionError> {
         if self.instances.len() >= self.config.max_instances {
             return Err(ProvisionError::Full {
                 running: self.instances.len(),
@@ -88,6 +88,10 @@ impl Provisioner for LocalProvisioner {
             .arg(&c.endpoint)
             .args(["--function", function, "--name", &name, "--exit-with-parent"])
             .args(["--init-ms", &c.init_ms.to_string()])
+            .arg(format!(
+                "--provisioned={decided_us},{}",
+                crate::core::Now::current().unix_us
+            ))
             .env_remove("VOLLEY_TOKEN")
             .env_remove("VOLLEY_METRICS")
             .stdin(Stdio::null())

@@ -59,8 +59,10 @@ pub enum ProvisionError {
 
 /// Starts and retires instances.
 pub trait Provisioner: Send + std::fmt::Debug {
-    /// Starts one instance of `function`.
-    fn start(&mut self, function: &str) -> Result<Started, ProvisionError>;
+    /// Starts one instance of `function`, decided at `decided_us` (µs since the epoch).
+    /// The instance should echo that time and its spawn time in its first `Hello`
+    /// (`worker --provisioned DECIDED_US,SPAWNED_US`) so its cold starts are explained.
+    fn start(&mut self, function: &str, decided_us: u64) -> Result<Started, ProvisionError>;
     /// Asks an instance to leave: it says goodbye (its unfinished tasks are requeued) and exits.
     fn retire(&mut self, id: InstanceId) -> Result<(), ProvisionError>;
     /// Instances that have exited since the last call, retired or not.

@@ -96,11 +96,21 @@ pub enum TaskField {
     WaitUs,
     /// Execution time of the last attempt.
     RunUs,
+    /// A cold start's stages: when the scaler decided to start the instance it waited for.
+    ColdDecidedUs,
+    /// When that instance's process was spawned.
+    ColdSpawnedUs,
+    /// When its `main` began.
+    ColdProcessUs,
+    /// When its initialisation ended.
+    ColdInitDoneUs,
+    /// When it registered.
+    ColdRegisteredUs,
 }
 
 impl TaskField {
     /// Every field, in the order documented.
-    pub const ALL: [TaskField; 12] = [
+    pub const ALL: [TaskField; 17] = [
         TaskField::FunctionId,
         TaskField::Args,
         TaskField::State,
@@ -113,6 +123,11 @@ impl TaskField {
         TaskField::CompletedUs,
         TaskField::WaitUs,
         TaskField::RunUs,
+        TaskField::ColdDecidedUs,
+        TaskField::ColdSpawnedUs,
+        TaskField::ColdProcessUs,
+        TaskField::ColdInitDoneUs,
+        TaskField::ColdRegisteredUs,
     ];
 
     /// The field's name in the hash.
@@ -130,6 +145,11 @@ impl TaskField {
             TaskField::CompletedUs => "completed_us",
             TaskField::WaitUs => "wait_us",
             TaskField::RunUs => "run_us",
+            TaskField::ColdDecidedUs => "cold_decided_us",
+            TaskField::ColdSpawnedUs => "cold_spawned_us",
+            TaskField::ColdProcessUs => "cold_process_us",
+            TaskField::ColdInitDoneUs => "cold_init_done_us",
+            TaskField::ColdRegisteredUs => "cold_registered_us",
         }
     }
 

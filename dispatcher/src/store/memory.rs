@@ -153,6 +153,7 @@ mod tests {
             completed_us: 0,
             wait_us: 0,
             run_us: 0,
+            cold: None,
         })
     }
 

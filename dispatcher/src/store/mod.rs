@@ -86,6 +86,8 @@ pub struct TaskRecord {
     pub wait_us: u64,
     /// Execution time of the last attempt.
     pub run_us: u64,
+    /// The instance start it waited for; all zero unless it was a cold start.
+    pub cold: crate::core::InstanceStart,
 }
 
 /// A task to store, before it has an id.

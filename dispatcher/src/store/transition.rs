@@ -23,7 +23,7 @@ pub enum Value<'a> {
 pub type Change<'a> = (TaskField, Value<'a>);
 
 /// The most fields one transition sets.
-const MAX_CHANGES: usize = 8;
+const MAX_CHANGES: usize = 13;
 
 /// The changes of one transition, held inline: the memory store applies them on the hot
 /// path of every task, where a heap allocation per transition shows in the throughput.
@@ -106,6 +106,13 @@ pub fn changes(t: &Transition) -> Changes<'_> {
             if let Some(w) = &f.worker {
                 c.push((TaskField::Worker, Text(w)));
             }
+            if let Some(s) = &f.cold {
+                c.push((TaskField::ColdDecidedUs, Number(s.decided_us)));
+                c.push((TaskField::ColdSpawnedUs, Number(s.spawned_us)));
+                c.push((TaskField::ColdProcessUs, Number(s.process_us)));
+                c.push((TaskField::ColdInitDoneUs, Number(s.init_done_us)));
+                c.push((TaskField::ColdRegisteredUs, Number(s.registered_us)));
+            }
             c
         }
     }
@@ -128,6 +135,7 @@ impl TaskRecord {
             completed_us: 0,
             wait_us: 0,
             run_us: 0,
+            cold: crate::core::InstanceStart::default(),
         }
     }
 
@@ -189,6 +197,11 @@ impl TaskRecord {
             TaskField::CompletedUs => self.completed_us = number(value)?,
             TaskField::WaitUs => self.wait_us = number(value)?,
             TaskField::RunUs => self.run_us = number(value)?,
+            TaskField::ColdDecidedUs => self.cold.decided_us = number(value)?,
+            TaskField::ColdSpawnedUs => self.cold.spawned_us = number(value)?,
+            TaskField::ColdProcessUs => self.cold.process_us = number(value)?,
+            TaskField::ColdInitDoneUs => self.cold.init_done_us = number(value)?,
+            TaskField::ColdRegisteredUs => self.cold.registered_us = number(value)?,
         }
         Ok(())
     }
@@ -225,6 +238,7 @@ mod tests {
             completed_us: 20,
             wait_us: 0,
             run_us: 0,
+            cold: None,
         }));
         assert_eq!(r.state, TaskState::Failed);
         assert_eq!(r.worker, "w1");
@@ -233,6 +247,32 @@ mod tests {
             (FunctionId(3), "{}", 7)
         );
         assert_eq!((r.error.as_str(), r.completed_us), ("worker_lost", 20));
+    }
+
+    #[test]
+    fn a_cold_finish_stores_its_start_stages() {
+        let start = crate::core::InstanceStart {
+            decided_us: 1,
+            spawned_us: 2,
+            process_us: 3,
+            init_done_us: 4,
+            registered_us: 5,
+        };
+        let mut r = TaskRecord::empty(TaskId(1));
+        r.apply(&Transition::Finished(Finished {
+            task: TaskId(1),
+            function_id: FunctionId(3),
+            outcome: Outcome::Completed("null".into()),
+            attempts: 1,
+            worker: Some("inst-1".into()),
+            submitted_us: 0,
+            dispatched_us: 6,
+            completed_us: 7,
+            wait_us: 0,
+            run_us: 0,
+            cold: Some(start),
+        }));
+        assert_eq!(r.cold, start);
     }
 
     #[test]

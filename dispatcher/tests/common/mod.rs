@@ -204,6 +204,7 @@ pub fn greeting(
         expect_mode,
         token,
         function: None,
+        start: None,
     }
 }
 

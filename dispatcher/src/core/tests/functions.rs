@@ -38,7 +38,7 @@ fn a_bound_worker_gets_only_its_function_and_others_wait_without_blocking() {
         "resize went past the waiting thumbnails"
     );
     assert_eq!(core.queued(), 3);
-    let loads = core.functions();
+    let loads = core.functions(now.instant);
     assert_eq!(
         loads,
         [
@@ -49,6 +49,7 @@ fn a_bound_worker_gets_only_its_function_and_others_wait_without_blocking() {
                 instances: 1,
                 starting: 0,
                 failed_starts: 0,
+                idle_instance_us: 0,
             },
             FunctionLoad {
                 function: "thumbnail".into(),
@@ -57,6 +58,7 @@ fn a_bound_worker_gets_only_its_function_and_others_wait_without_blocking() {
                 instances: 0,
                 starting: 0,
                 failed_starts: 0,
+                idle_instance_us: 0,
             },
         ]
     );
@@ -141,4 +143,85 @@ fn an_instance_holds_no_more_than_its_slots_and_the_rest_waits_where_the_scaler_
     // An unbound worker still gets its prefetch.
     let general = core.add_worker(spec("general", 1, Capacity::Slots), now, &mut comm);
     assert_eq!(comm.take_assigned().iter().filter(|(w, _, _)| *w == general).count(), 3);
+}
+
+#[test]
+fn a_task_is_cold_when_the_instance_that_ran_it_registered_after_it_was_submitted() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let now = Now::current();
+    let submitted = |ids: std::ops::Range<u64>, at_us: u64| -> Vec<NewTask> {
+        of("f", ids)
+            .into_iter()
+            .map(|t| NewTask {
+                submitted_us: at_us,
+                ..t
+            })
+            .collect()
+    };
+    // Task 1 arrives with no instance; the instance registers at 1,000 µs.
+    core.submit(submitted(1..2, 100), now, &mut comm);
+    let start = InstanceStart::from_report(150, 200, 250, 700, 1_000);
+    assert_eq!(
+        start,
+        InstanceStart {
+            decided_us: 150,
+            spawned_us: 200,
+            process_us: 300,
+            init_done_us: 550,
+            registered_us: 1_000
+        }
+    );
+    let inst = core.add_worker(
+        WorkerSpec {
+            start: Some(start),
+            ..bound("inst-1", 1, "f")
+        },
+        now,
+        &mut comm,
+    );
+    core.results(inst, vec![ok(1, 1)], now, &mut comm);
+    // Task 2 arrives once it is ready: warm.
+    core.submit(submitted(2..3, 2_000), now, &mut comm);
+    core.results(inst, vec![ok(2, 1)], now, &mut comm);
+    let colds: Vec<(u64, Option<InstanceStart>)> = comm
+        .take_records()
+        .into_iter()
+        .filter_map(|t| match t {
+            Transition::Finished(f) => Some((f.task.0, f.cold)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(colds, [(1, Some(start)), (2, None)]);
+}
+
+#[test]
+fn reported_start_times_out_of_order_are_clamped_into_order() {
+    // A Hello claiming more time since main than since the spawn, and an init longer
+    // than its whole life: every stage still lies between decision and registration.
+    let s = InstanceStart::from_report(500, 400, 10_000, 5_000, 1_000);
+    assert!(s.decided_us <= s.spawned_us && s.spawned_us <= s.process_us);
+    assert!(s.process_us <= s.init_done_us && s.init_done_us <= s.registered_us);
+    assert_eq!((s.decided_us, s.registered_us), (500, 1_000));
+}
+
+#[test]
+fn idle_instance_time_counts_registered_idle_spans_and_outlives_the_instance() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 0), 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::current();
+    let at = |ms: u64| t0.after(Duration::from_millis(ms));
+    let inst = core.add_worker(bound("inst-1", 1, "f"), t0, &mut comm);
+    core.submit(of("f", 1..2), at(1_000), &mut comm);
+    core.results(inst, vec![ok(1, 1)], at(1_500), &mut comm);
+    let idle = |core: &SchedulerCore, ms: u64| {
+        core.functions(at(ms).instant)
+            .iter()
+            .find(|l| l.function == "f")
+            .map(|l| l.idle_instance_us)
+    };
+    assert_eq!(idle(&core, 1_200), Some(1_000_000), "busy time is not idle");
+    assert_eq!(idle(&core, 2_000), Some(1_500_000));
+    core.remove_worker(inst, LossReason::Goodbye, at(3_000), &mut comm);
+    assert_eq!(idle(&core, 9_000), Some(2_500_000), "a retired instance stops counting");
 }
