@@ -155,6 +155,9 @@ impl Autoscaler {
         if cold.is_empty() {
             return;
         }
+        // An instance retired since the last tick may have exited unreaped, and still
+        // count against --max-instances.
+        self.reap(now.instant);
         let loads = core.functions(now.instant);
         self.decide(core, now, &loads, cold);
     }

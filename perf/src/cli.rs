@@ -1,7 +1,7 @@
 //! The `client` command line: global flags, the command list, and dispatch to the
 //! operator commands (`volley_client::commands`) and the benchmark ones ([`crate::commands`]).
 
-use crate::commands::{chaos, demo, load, plot, replay, runs, simulate, sweep};
+use crate::commands::{chaos, coldstart, demo, load, plot, replay, runs, simulate, sweep};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volley_client::commands::{self as operator, submit::SubmitArgs, Target};
@@ -75,6 +75,9 @@ pub enum Command {
     /// Scaling policies over a whole trace on a virtual clock (no processes), with the
     /// dispatcher's scaler core: cold starts against idle instance-time per policy.
     Simulate(simulate::SimulateArgs),
+    /// The cold-start study on elastic pools it starts: scale from zero with every cold
+    /// start explained stage by stage, a burst from nothing, concurrency 1 against many.
+    Coldstart(coldstart::ColdstartArgs),
     /// Lists the runs stored in a results database (`--db` of the benchmark commands).
     Runs(runs::RunsArgs),
     /// Two stored runs side by side: each measure, the relative change, and for sweep
@@ -110,6 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Demo(args) => demo::run(&args, cli.json).await,
         Command::Chaos(args) => chaos::run(args, cli.json).await,
         Command::Simulate(args) => simulate::run(&args, cli.json),
+        Command::Coldstart(args) => coldstart::run(&args, cli.json).await,
         Command::Runs(args) => runs::list(&args, cli.json),
         Command::Compare(args) => runs::run_compare(&args, cli.json),
         Command::Report(args) => runs::report(&args),

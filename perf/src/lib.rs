@@ -28,6 +28,7 @@ pub mod binaries;
 pub mod chaos;
 pub mod cli;
 pub mod cluster;
+pub mod coldstart;
 pub mod commands;
 pub mod harness;
 pub mod load;

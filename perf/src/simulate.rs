@@ -30,6 +30,8 @@ pub struct Platform {
 /// One policy's result over the whole trace (`sim.csv`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SimRow {
+    /// `simulated`, or `live` for a replay on an elastic pool (`client replay --autoscale`).
+    pub source: &'static str,
     /// The policy's label.
     pub policy: String,
     /// The policy as given.
@@ -58,7 +60,7 @@ pub struct SimRow {
     pub wait_p50_ms: f64,
     /// 99th percentile, ms.
     pub wait_p99_ms: f64,
-    /// Wall time the simulation took, s.
+    /// Wall time the simulation (or the live replay) took, s.
     pub sim_seconds: f64,
 }
 
@@ -342,6 +344,7 @@ pub fn simulate(
     let invocations: u64 = sim.funs.iter().map(|f| f.invocations).sum();
     let cold: u64 = sim.funs.iter().map(|f| f.cold).sum();
     let row = SimRow {
+        source: "simulated",
         policy: label,
         spec: given.to_owned(),
         functions: functions.len(),

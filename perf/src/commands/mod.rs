@@ -3,6 +3,7 @@
 //! [`crate::plot`]. Each returns the process exit code.
 
 pub mod chaos;
+pub mod coldstart;
 pub mod demo;
 pub mod load;
 pub mod plot;

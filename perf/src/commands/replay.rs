@@ -2,6 +2,7 @@
 
 use crate::cluster::{Cluster, ClusterSpec};
 use crate::observe::{ObserveArgs, Observed};
+use crate::replay::elastic::{self, ElasticArgs, PoolWatch};
 use crate::replay::records::Summary;
 use crate::replay::run::{self, ReplaySpec, Replayed};
 use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
@@ -71,6 +72,9 @@ pub struct ReplayArgs {
     /// The summary and verdict, as JSON.
     #[arg(long, default_value = "replay.json")]
     pub summary: PathBuf,
+    /// An elastic pool instead of a fixed one.
+    #[command(flatten)]
+    pub elastic: ElasticArgs,
     /// Results database, verdicts, telemetry.
     #[command(flatten)]
     pub observe: ObserveArgs,
@@ -96,6 +100,10 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef::new("completed", Kind::Number, "invocations completed"),
     MetricDef::new("failed", Kind::Number, "invocations failed"),
     MetricDef::new("late_sends", Kind::Number, "invocations sent more than 1 ms late"),
+    MetricDef::new("cold_starts", Kind::Number, "invocations that waited for an instance start (--autoscale)"),
+    MetricDef::new("cold_pct", Kind::Fraction, "cold starts / completed (--autoscale)"),
+    MetricDef::new("idle_instance_s", Kind::Number, "instance-seconds registered and idle (--autoscale)"),
+    MetricDef::new("instance_starts", Kind::Number, "instances started (--autoscale)"),
 ];
 
 fn measures(s: &Summary) -> BTreeMap<String, f64> {
@@ -203,8 +211,14 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         drain: a.drain,
     };
 
-    let cluster = match &a.cluster {
-        Some(text) => {
+    if let Some(policy) = &a.elastic.autoscale {
+        policy
+            .parse::<volley_dispatcher::scaler::PolicySpec>()
+            .map_err(|e| anyhow::anyhow!("--autoscale {e}"))?;
+    }
+    let cluster = match (&a.cluster, &a.elastic.autoscale) {
+        (_, Some(policy)) => Some(Cluster::start(a.elastic.cluster(policy)?).await?),
+        (Some(text), None) => {
             let (mode, workers, slots) = parse_cluster(text)?;
             let (procs, slots) = if mode == Mode::Local {
                 (0, workers as u32 * slots)
@@ -213,7 +227,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
             };
             Some(Cluster::start(ClusterSpec::new(mode, procs, slots).label("replay").log_level("warn")).await?)
         }
-        None => None,
+        (None, None) => None,
     };
     if let Some(c) = &cluster {
         observed.sampler().track_cluster(c);
@@ -237,7 +251,10 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         observed.sampler().track_reported(&info);
         crate::observe::track_redis(observed.sampler(), &info.store).await;
     }
-    let slots: u64 = info.workers.iter().map(|w| u64::from(w.slots)).sum();
+    let slots: u64 = match &a.elastic.autoscale {
+        Some(_) => u64::from(a.elastic.max_instances) * u64::from(a.elastic.instance_slots),
+        None => info.workers.iter().map(|w| u64::from(w.slots)).sum(),
+    };
     let touched_mb: u64 = planned.iter().map(|p| p.mb).sum();
     eprintln!(
         "replaying {} functions, {} invocations over {} trace minutes in {:.0} s: {:.2} busy slots of work on {slots} slots, \
@@ -258,15 +275,60 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
              (lower --compress, sample fewer --functions, add workers, or --force)"
         );
     }
+    let watch = a
+        .elastic
+        .autoscale
+        .is_some()
+        .then(|| PoolWatch::start(client.clone(), Duration::from_millis(200)));
+    let began = std::time::Instant::now();
     let replayed = run::replay(&client, &trace, &functions, &spec, &planned).await;
+    let wall = began.elapsed();
+    // The pool's accounting, read before the cluster goes.
+    let pool = match watch {
+        Some(watch) => {
+            let info = client.clone().cluster_info(api::ClusterInfoRequest {}).await;
+            Some((PoolWatch::peak(&watch.stop()), info))
+        }
+        None => None,
+    };
     if let Some(c) = cluster {
         c.stop().await?;
     }
     let replayed = replayed?;
+    if let (Some(policy), Some((peak, info))) = (&a.elastic.autoscale, pool) {
+        let info = info
+            .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
+            .into_inner();
+        let row = elastic::live_row(policy, &replayed.invocations, &info, peak, wall)?;
+        println!(
+            "elastic pool {}: {} cold starts of {} ({:.2} %; per function p50 {:.1} %, p75 {:.1} %), {} instance starts, \
+             idle {:.1} instance-s, busy {:.1}, peak {} instances, wait p99 {:.1} ms",
+            row.policy,
+            row.cold_starts,
+            row.invocations,
+            row.cold_pct,
+            row.cold_pct_p50,
+            row.cold_pct_p75,
+            row.instance_starts,
+            row.idle_instance_s,
+            row.busy_instance_s,
+            row.peak_instances,
+            row.wait_p99_ms
+        );
+        if let Some(path) = &a.elastic.policy_out {
+            crate::report::append_rows(path, std::slice::from_ref(&row))?;
+        }
+        observed.record.metrics.extend([
+            ("cold_starts".to_owned(), row.cold_starts as f64),
+            ("cold_pct".to_owned(), row.cold_pct / 100.0),
+            ("idle_instance_s".to_owned(), row.idle_instance_s),
+            ("instance_starts".to_owned(), row.instance_starts as f64),
+        ]);
+    }
 
     crate::report::write_meta(&a.out, &crate::report::RunMeta::collect(), Some(a.seed))?;
-    write_csv(&a.out, &replayed.invocations)?;
-    write_csv(&a.minutes_out, &replayed.minutes)?;
+    crate::report::write_rows(&a.out, &replayed.invocations)?;
+    crate::report::write_rows(&a.minutes_out, &replayed.minutes)?;
     let s = &replayed.summary;
     std::fs::write(&a.summary, serde_json::to_string_pretty(s)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.summary.display()))?;
@@ -298,17 +360,8 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         eprintln!("FAILED: {f}");
     }
     let own = if s.verdict.pass { 0 } else { 1 };
-    observed.record.metrics = measures(s);
+    observed.record.metrics.extend(measures(s));
     (observed.record.requests, observed.record.minutes) = rows(&replayed);
     let verdict = observed.finish(s.completed, as_json)?;
     Ok(crate::observe::exit_code(own, verdict))
-}
-
-fn write_csv<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for row in rows {
-        w.serialize(row)?;
-    }
-    w.flush()?;
-    Ok(())
 }

@@ -136,9 +136,9 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
         per_function.extend(functions);
     }
     crate::report::write_meta(&a.out, &crate::report::RunMeta::collect(), Some(a.seed))?;
-    write(&a.out, &rows)?;
+    crate::report::write_rows(&a.out, &rows)?;
     if let Some(path) = &a.functions_out {
-        write(path, &per_function)?;
+        crate::report::write_rows(path, &per_function)?;
     }
     if let Some(dir) = &a.plot {
         let mut written = Vec::new();
@@ -160,13 +160,4 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
         eprintln!("charts written to {}", dir.display());
     }
     Ok(0)
-}
-
-fn write<T: serde::Serialize>(path: &std::path::Path, rows: &[T]) -> anyhow::Result<()> {
-    let mut w = csv::Writer::from_path(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    for row in rows {
-        w.serialize(row)?;
-    }
-    w.flush()?;
-    Ok(())
 }

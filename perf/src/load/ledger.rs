@@ -24,6 +24,8 @@ pub struct Finish {
     pub worker: String,
     /// How long the function ran on the worker, µs.
     pub run_us: u64,
+    /// It waited for an instance to start (elastic pools).
+    pub cold: bool,
 }
 
 /// One request's fate.
@@ -239,6 +241,7 @@ mod tests {
             recovered: false,
             worker: String::new(),
             run_us: 0,
+            cold: false,
         }
     }
 
@@ -263,6 +266,7 @@ mod tests {
                 recovered: true,
                 worker: String::new(),
                 run_us: 0,
+                cold: false,
             },
         );
         l.refused(3..4, tonic::Code::ResourceExhausted, "queue full");

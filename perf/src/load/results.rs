@@ -73,6 +73,7 @@ fn finish(t: &api::TaskInfo, clock: RunClock, at: Duration, recovered: bool) -> 
             recovered,
             worker: t.worker.clone(),
             run_us: t.run_us,
+            cold: t.cold,
         },
     )
 }

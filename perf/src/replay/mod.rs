@@ -7,8 +7,10 @@
 //! - [`select`] — which functions and columns to replay;
 //! - [`run`] — the replay itself: work drawn per invocation, sent through the load engine;
 //! - [`records`] — one row per invocation and per minute, the summary, invitro's verdict;
+//! - [`elastic`] — a replay on an elastic pool, and its row beside the simulation's;
 //! - [`fixture`] — a small synthetic trace in the same schema, for tests.
 
+pub mod elastic;
 pub mod fixture;
 pub mod percentiles;
 pub mod records;

@@ -37,6 +37,8 @@ pub struct InvocationRow {
     pub state: &'static str,
     /// The error, for failures and refusals.
     pub error: String,
+    /// It waited for an instance to start (elastic pools).
+    pub cold: bool,
 }
 
 /// One count column's record (`replay-minutes.csv`).
@@ -103,6 +105,10 @@ pub struct Summary {
     pub generator_cpu_s: f64,
     /// Offered work in busy slots.
     pub busy_slots: f64,
+    /// Completed invocations that waited for an instance to start (elastic pools).
+    pub cold_starts: u64,
+    /// Their share of the completed, %.
+    pub cold_pct: f64,
     /// Warnings and failures of the verdict.
     pub verdict: Verdict,
 }
@@ -179,6 +185,7 @@ pub(super) fn collect(
     let mut invocations = Vec::with_capacity(planned.len());
     // A count column's length after compression, s.
     let span = trace.granularity.seconds() as f64 / spec.schedule.compress;
+    let mut cold_starts = 0u64;
     for (p, r) in planned.iter().zip(&d.ledger.requests) {
         let column = p.invocation.column as usize;
         let intended = Duration::from_micros(p.invocation.at_us);
@@ -251,6 +258,8 @@ pub(super) fn collect(
             measured += 1;
             measured_bad += u64::from(state != "completed");
         }
+        let cold = matches!(&r.fate, Fate::Finished(f) if f.completed && f.cold);
+        cold_starts += u64::from(cold);
         invocations.push(InvocationRow {
             function: functions[p.invocation.function as usize].key.2.clone(),
             minute: trace.columns[column].clone(),
@@ -264,6 +273,7 @@ pub(super) fn collect(
             worker,
             state,
             error,
+            cold,
         });
     }
     let seconds =
@@ -310,6 +320,8 @@ pub(super) fn collect(
             (window.end.saturating_sub(warm_end)) as f64 * trace.granularity.seconds() as f64,
             spec.schedule.compress,
         ),
+        cold_starts,
+        cold_pct: 100.0 * cold_starts as f64 / counts[1].max(1) as f64,
         verdict,
     };
     Replayed {

@@ -66,6 +66,14 @@ pub fn append_rows<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Writes serialisable rows to a new CSV file (replacing any), with a header.
+pub fn write_rows<T: Serialize>(path: &Path, rows: &[T]) -> anyhow::Result<()> {
+    if path.exists() {
+        std::fs::remove_file(path).with_context(|| format!("replacing {}", path.display()))?;
+    }
+    append_rows(path, rows)
+}
+
 /// Appends task rows to `path`, with a header when the file is new.
 pub fn append_tasks(path: &Path, rows: &[TaskRow]) -> anyhow::Result<()> {
     append_rows(path, rows)

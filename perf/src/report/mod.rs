@@ -4,7 +4,7 @@
 pub mod files;
 pub mod rows;
 
-pub use files::{append, append_rows, append_tasks, write_meta, RunMeta};
+pub use files::{append, append_rows, append_tasks, write_meta, write_rows, RunMeta};
 pub use rows::{PerfRow, PointSpec, TaskRow, HEADER};
 
 #[cfg(test)]

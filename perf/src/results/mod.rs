@@ -132,6 +132,32 @@ pub struct RunRecord {
     pub minutes: Vec<MinuteRow>,
     /// Telemetry.
     pub samples: Vec<ProcessSample>,
+    /// Cold starts explained, one per cold task (its submission is in `requests`).
+    pub coldstarts: Vec<ColdStartRow>,
+}
+
+/// One cold task's start stages (Unix µs, the dispatcher's clock), as `TaskInfo.cold_start`
+/// and the task's own times give them.
+#[derive(Debug, Clone, Default)]
+pub struct ColdStartRow {
+    /// The task.
+    pub task_id: u64,
+    /// Its function.
+    pub function: String,
+    /// The scaler decided to start the instance.
+    pub decision_us: u64,
+    /// Its process was spawned.
+    pub spawn_us: u64,
+    /// Its `main` began.
+    pub ready_us: u64,
+    /// Its initialisation ended.
+    pub init_us: u64,
+    /// It registered.
+    pub registered_us: u64,
+    /// The task was sent to it.
+    pub dispatched_us: u64,
+    /// The task finished.
+    pub finished_us: u64,
 }
 
 impl RunRecord {
@@ -149,6 +175,7 @@ impl RunRecord {
             requests: Vec::new(),
             minutes: Vec::new(),
             samples: Vec::new(),
+            coldstarts: Vec::new(),
         }
     }
 
@@ -309,6 +336,24 @@ impl ResultsDb {
                     q.worker,
                     q.attempts,
                     q.error,
+                ])?;
+            }
+            let mut cs = tx.prepare(
+                "INSERT INTO coldstarts (run_id, task_id, function, decision_us, spawn_us, ready_us, init_us,
+                 registered_us, dispatched_us, finished_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )?;
+            for c in &run.coldstarts {
+                cs.execute(params![
+                    id,
+                    c.task_id as i64,
+                    c.function,
+                    c.decision_us as i64,
+                    c.spawn_us as i64,
+                    c.ready_us as i64,
+                    c.init_us as i64,
+                    c.registered_us as i64,
+                    c.dispatched_us as i64,
+                    c.finished_us as i64,
                 ])?;
             }
             let mut mi = tx.prepare(

@@ -1,0 +1,421 @@
+//! `client coldstart`: the cold-start study on elastic pools it starts itself — scale
+//! from zero with the breakdown of every cold start, a burst from nothing to R tasks/s,
+//! and that burst at container concurrency 1 and at many.
+
+use crate::coldstart::{self, Breakdown, Burst, BurstResult, Pool, Trial};
+use crate::observe::{ObserveArgs, Observed};
+use crate::replay::elastic::PoolSample;
+use crate::results::{ColdStartRow, RequestRow};
+use crate::verdict::{Kind, MetricDef};
+use std::path::PathBuf;
+use std::time::Duration;
+use volley_proto::api;
+use volley_proto::Mode;
+
+/// `client coldstart` flags.
+#[derive(Debug, clap::Args)]
+pub struct ColdstartArgs {
+    /// Which parts: zero (scale from zero), burst, concurrency (the burst at one slot
+    /// per instance and at --many-slots); comma-separated.
+    #[arg(long, default_value = "zero,burst,concurrency", value_delimiter = ',')]
+    pub scenarios: Vec<Scenario>,
+    /// The dispatcher's mode.
+    #[arg(long, default_value = "push", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// Emulated runtime start-up of every instance, ms.
+    #[arg(long, default_value_t = 250)]
+    pub init_ms: u64,
+    /// Scale-from-zero trials.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub trials: u64,
+    /// Keep-alive of the scale-from-zero pool: each trial starts after the pool has been
+    /// idle at least this long and retired its instance.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub keepalive: Duration,
+    /// The task of the scale-from-zero trials.
+    #[arg(long, default_value = "noop")]
+    pub task: String,
+    /// The burst's policy (its target is set to the slots per instance when not given).
+    #[arg(long, default_value = "kpa")]
+    pub policy: String,
+    /// The burst's rate, tasks/s, from zero.
+    #[arg(long, default_value_t = 40.0)]
+    pub rate: f64,
+    /// Each burst task sleeps this long, ms.
+    #[arg(long, default_value_t = 100)]
+    pub task_ms: u64,
+    /// How long the burst sends.
+    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// How long to wait for the burst's last results.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+    /// Instances at most during a burst.
+    #[arg(long, default_value_t = 16)]
+    pub max_instances: u32,
+    /// Slots per instance of the "many" side of the concurrency comparison.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1024))]
+    pub many_slots: u32,
+    /// One row per scale-from-zero trial.
+    #[arg(long, default_value = "coldstart-trials.csv")]
+    pub trials_out: PathBuf,
+    /// One row per burst.
+    #[arg(long, default_value = "coldstart-bursts.csv")]
+    pub out: PathBuf,
+    /// Instances over time during each burst.
+    #[arg(long, default_value = "coldstart-timeline.csv")]
+    pub timeline_out: PathBuf,
+    /// Also draw the bursts' instances over time and the trials' breakdown here.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Results database, verdicts, telemetry.
+    #[command(flatten)]
+    pub observe: ObserveArgs,
+}
+
+/// A part of the study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Scale from zero, trial by trial.
+    Zero,
+    /// A burst at one slot per instance.
+    Burst,
+    /// The burst at one slot and at many.
+    Concurrency,
+}
+
+fn parse_mode(s: &str) -> Result<Mode, String> {
+    match s.parse::<Mode>()? {
+        Mode::Local => Err("an elastic pool runs workers: push or pull".into()),
+        m => Ok(m),
+    }
+}
+
+/// What the study can be judged on.
+pub const METRICS: &[MetricDef] = &[
+    MetricDef::new("extra_p50", Kind::Time, "median cold − warm latency over the trials"),
+    MetricDef::new("cold_p50", Kind::Time, "median cold latency"),
+    MetricDef::new("warm_p50", Kind::Time, "median warm latency"),
+    MetricDef::new(
+        "residual_max",
+        Kind::Time,
+        "largest |cold − warm − the cold start's stages| over the trials",
+    ),
+    MetricDef::new("burst_p99", Kind::Time, "99th percentile latency during the one-slot burst"),
+    MetricDef::new("burst_ready", Kind::Time, "time until the one-slot burst had the instances it needs"),
+    MetricDef::new("lost", Kind::Number, "burst tasks sent and not completed, all bursts"),
+];
+
+/// Runs the study.
+pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
+    let mut observed = Observed::start("coldstart", &a.observe, METRICS, None)?;
+    let policy_of = |slots: u32| -> anyhow::Result<String> {
+        let text = if a.policy == "kpa" || (a.policy.starts_with("kpa:") && !a.policy.contains("target=")) {
+            let sep = if a.policy.contains(':') { "," } else { ":" };
+            format!("{}{sep}target={slots}", a.policy)
+        } else {
+            a.policy.clone()
+        };
+        text.parse::<volley_dispatcher::scaler::PolicySpec>()
+            .map_err(|e| anyhow::anyhow!("--policy {e}"))?;
+        Ok(text)
+    };
+    let burst = Burst {
+        rate: a.rate,
+        task_ms: a.task_ms,
+        duration: a.duration,
+        drain: a.drain,
+    };
+    anyhow::ensure!(a.rate > 0.0, "--rate must be positive");
+    policy_of(1)?;
+    let mut measures = std::collections::BTreeMap::new();
+    let mut written = Vec::new();
+
+    if a.scenarios.contains(&Scenario::Zero) {
+        let pool = Pool {
+            mode: a.mode,
+            policy: format!("fixed:keepalive={}", humantime::format_duration(a.keepalive)),
+            max_instances: 1,
+            slots: 1,
+            init_ms: a.init_ms,
+        };
+        let cluster = pool.start("coldstart-zero").await?;
+        observed.sampler().track_cluster(&cluster);
+        eprintln!("scale from zero: {} trials, --init-ms {}, {}", a.trials, a.init_ms, pool.policy);
+        let result = coldstart::scale_from_zero(&cluster, &a.task, a.trials as usize, |t| {
+            if !as_json {
+                print_trial(t);
+            }
+        })
+        .await;
+        cluster.stop().await?;
+        let (trials, tasks) = result?;
+        let rows: Vec<TrialRow> = trials.iter().map(TrialRow::from).collect();
+        crate::report::write_rows(&a.trials_out, &rows)?;
+        written.push(a.trials_out.clone());
+        summarise_trials(&trials, &mut measures, as_json);
+        record_tasks(&mut observed, &tasks);
+        if let Some(dir) = &a.plot {
+            plot_trials(dir, &trials)?;
+        }
+    }
+
+    let mut sides: Vec<u32> = Vec::new();
+    if a.scenarios.contains(&Scenario::Burst) || a.scenarios.contains(&Scenario::Concurrency) {
+        sides.push(1);
+    }
+    if a.scenarios.contains(&Scenario::Concurrency) {
+        sides.push(a.many_slots);
+    }
+    let mut bursts: Vec<BurstResult> = Vec::new();
+    let mut timeline: Vec<(u32, PoolSample)> = Vec::new();
+    for slots in sides {
+        let pool = Pool {
+            mode: a.mode,
+            policy: policy_of(slots)?,
+            max_instances: a.max_instances,
+            slots,
+            init_ms: a.init_ms,
+        };
+        eprintln!(
+            "burst: 0 → {}/s of sleep:{} for {:?}, {} slot(s) per instance, {}, at most {} instances",
+            a.rate, a.task_ms, a.duration, slots, pool.policy, a.max_instances
+        );
+        let (r, samples) = coldstart::burst(&pool, &burst).await?;
+        if as_json {
+            println!("{}", serde_json::to_string(&r)?);
+        } else {
+            print_burst(&r);
+        }
+        timeline.extend(samples.into_iter().map(|s| (slots, s)));
+        bursts.push(r);
+    }
+    if !bursts.is_empty() {
+        crate::report::write_rows(&a.out, &bursts)?;
+        let rows: Vec<TimelineRow> = timeline
+            .iter()
+            .map(|(slots, (t, ready, starting, queued))| TimelineRow {
+                slots: *slots,
+                t_s: *t,
+                ready: *ready,
+                starting: *starting,
+                queued: *queued,
+            })
+            .collect();
+        crate::report::write_rows(&a.timeline_out, &rows)?;
+        written.extend([a.out.clone(), a.timeline_out.clone()]);
+        if let Some(one) = bursts.iter().find(|b| b.slots == 1) {
+            measures.insert("burst_p99".to_owned(), one.p99_ms / 1e3);
+            if let Some(t) = one.time_to_ready_s {
+                measures.insert("burst_ready".to_owned(), t);
+            }
+        }
+        measures.insert("lost".to_owned(), bursts.iter().map(|b| b.lost).sum::<u64>() as f64);
+        if let Some(dir) = &a.plot {
+            plot_timeline(dir, &timeline)?;
+        }
+    }
+    let lost: u64 = bursts.iter().map(|b| b.lost).sum();
+    eprintln!(
+        "records in {}",
+        written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    );
+    observed.record.metrics = measures;
+    let tasks = 2 * a.trials * u64::from(a.scenarios.contains(&Scenario::Zero))
+        + bursts.iter().map(|b| b.completed).sum::<u64>();
+    let verdict = observed.finish(tasks, as_json)?;
+    Ok(crate::observe::exit_code(i32::from(lost > 0), verdict))
+}
+
+/// `coldstart-trials.csv`: a trial's latencies and its cold start's stages, µs.
+#[derive(serde::Serialize)]
+struct TrialRow {
+    trial: usize,
+    task_id: u64,
+    cold_us: u64,
+    warm_us: u64,
+    extra_us: i64,
+    queued_us: u64,
+    decide_us: u64,
+    spawn_us: u64,
+    init_us: u64,
+    register_us: u64,
+    dispatch_us: u64,
+    finish_us: u64,
+    residual_us: i64,
+}
+
+impl From<&Trial> for TrialRow {
+    fn from(t: &Trial) -> Self {
+        let s = &t.stages;
+        Self {
+            trial: t.trial,
+            task_id: t.task_id,
+            cold_us: t.cold_us,
+            warm_us: t.warm_us,
+            extra_us: t.extra_us,
+            queued_us: s.queued_us,
+            decide_us: s.decide_us,
+            spawn_us: s.spawn_us,
+            init_us: s.init_us,
+            register_us: s.register_us,
+            dispatch_us: s.dispatch_us,
+            finish_us: s.finish_us,
+            residual_us: t.residual_us,
+        }
+    }
+}
+
+/// `coldstart-timeline.csv`: the pool during a burst.
+#[derive(serde::Serialize)]
+struct TimelineRow {
+    slots: u32,
+    t_s: f64,
+    ready: u32,
+    starting: u32,
+    queued: u64,
+}
+
+fn ms(us: impl Into<f64>) -> f64 {
+    us.into() / 1e3
+}
+
+fn print_trial(t: &Trial) {
+    let s = &t.stages;
+    println!(
+        "trial {:>3}: cold {:>7.1} ms, warm {:>5.2} ms, extra {:>7.1} = queued {:.1} + decide {:.2} + spawn {:.1} + init {:.1} + register {:.1} + dispatch {:.2} ms (residual {:+.2} ms)",
+        t.trial,
+        ms(t.cold_us as f64),
+        ms(t.warm_us as f64),
+        ms(t.extra_us as f64),
+        ms(s.queued_us as f64),
+        ms(s.decide_us as f64),
+        ms(s.spawn_us as f64),
+        ms(s.init_us as f64),
+        ms(s.register_us as f64),
+        ms(s.dispatch_us as f64),
+        ms(t.residual_us as f64),
+    );
+}
+
+fn summarise_trials(trials: &[Trial], measures: &mut std::collections::BTreeMap<String, f64>, as_json: bool) {
+    let median = |f: &dyn Fn(&Trial) -> f64| {
+        let mut v: Vec<f64> = trials.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        crate::observe::percentile(&v, 0.5).unwrap_or(0.0)
+    };
+    let stage = |f: fn(&Breakdown) -> u64| median(&|t: &Trial| f(&t.stages) as f64 / 1e3);
+    let extra = median(&|t| t.extra_us as f64 / 1e3);
+    let residual = trials.iter().map(|t| t.residual_us.unsigned_abs()).max().unwrap_or(0);
+    measures.insert("extra_p50".into(), extra / 1e3);
+    measures.insert("cold_p50".into(), median(&|t| t.cold_us as f64 / 1e3) / 1e3);
+    measures.insert("warm_p50".into(), median(&|t| t.warm_us as f64 / 1e3) / 1e3);
+    measures.insert("residual_max".into(), residual as f64 / 1e6);
+    if !as_json {
+        println!(
+            "scale from zero, medians of {} trials: cold − warm {:.1} ms = queued {:.2} + decide {:.2} + spawn {:.1} + init {:.1} + register {:.2} + dispatch {:.2} ms; largest residual {:.2} ms",
+            trials.len(),
+            extra,
+            stage(|b| b.queued_us),
+            stage(|b| b.decide_us),
+            stage(|b| b.spawn_us),
+            stage(|b| b.init_us),
+            stage(|b| b.register_us),
+            stage(|b| b.dispatch_us),
+            residual as f64 / 1e3
+        );
+    }
+}
+
+fn print_burst(r: &BurstResult) {
+    println!(
+        "  {} slot(s)/instance: sent {}, completed {}, lost {}; cold {}; p50 {:.1} ms, p99 {:.1} ms; {} needed instances ready after {}; peak {}, {} started, idle {:.1} instance-s",
+        r.slots,
+        r.sent,
+        r.completed,
+        r.lost,
+        r.cold_starts,
+        r.p50_ms,
+        r.p99_ms,
+        r.needed,
+        r.time_to_ready_s.map_or("never".to_owned(), |t| format!("{t:.2} s")),
+        r.peak_instances,
+        r.instance_starts,
+        r.idle_instance_s
+    );
+}
+
+/// The study's tasks in the results database, with the cold starts explained.
+fn record_tasks(observed: &mut Observed, tasks: &[api::TaskInfo]) {
+    for t in tasks {
+        observed.record.requests.push(RequestRow {
+            task_id: Some(t.task_id),
+            function: "coldstart".into(),
+            state: "completed",
+            submitted_us: Some(t.submitted_us),
+            dispatched_us: Some(t.dispatched_us),
+            completed_us: Some(t.completed_us),
+            latency_us: Some(coldstart::latency_us(t)),
+            wait_us: Some(t.wait_us),
+            run_us: Some(t.run_us),
+            worker: Some(t.worker.clone()),
+            attempts: Some(t.attempts),
+            ..Default::default()
+        });
+        if let Some(s) = t.cold_start.filter(|_| t.cold) {
+            observed.record.coldstarts.push(ColdStartRow {
+                task_id: t.task_id,
+                function: "coldstart".into(),
+                decision_us: s.decided_us,
+                spawn_us: s.spawned_us,
+                ready_us: s.process_us,
+                init_us: s.init_done_us,
+                registered_us: s.registered_us,
+                dispatched_us: t.dispatched_us,
+                finished_us: t.completed_us,
+            });
+        }
+    }
+}
+
+fn plot_trials(dir: &std::path::Path, trials: &[Trial]) -> anyhow::Result<()> {
+    let mut written = Vec::new();
+    let series = |name: &str, f: &dyn Fn(&Trial) -> f64| {
+        (
+            name.to_owned(),
+            trials.iter().map(|t| (t.trial as f64, f(t))).collect::<Vec<_>>(),
+        )
+    };
+    let lines = vec![
+        series("cold − warm", &|t| t.extra_us as f64 / 1e3),
+        series("init", &|t| t.stages.init_us as f64 / 1e3),
+        series("spawn → main", &|t| t.stages.spawn_us as f64 / 1e3),
+        series("init done → registered", &|t| t.stages.register_us as f64 / 1e3),
+        series("residual", &|t| t.residual_us as f64 / 1e3),
+    ];
+    let title = "Scale from zero: the cold start's extra latency and its stages, per trial";
+    crate::plot::plot_lines(dir, "coldstart-trials", (title, "trial", "ms"), lines, &mut written)?;
+    Ok(())
+}
+
+fn plot_timeline(dir: &std::path::Path, timeline: &[(u32, PoolSample)]) -> anyhow::Result<()> {
+    let mut written = Vec::new();
+    let mut sides: Vec<u32> = timeline.iter().map(|(s, _)| *s).collect();
+    sides.dedup();
+    let lines = sides
+        .iter()
+        .map(|slots| {
+            (
+                format!("{slots} slot(s) per instance: ready instances"),
+                timeline
+                    .iter()
+                    .filter(|(s, _)| s == slots)
+                    .map(|(_, (t, ready, _, _))| (*t, f64::from(*ready)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let title = "Burst from zero: instances ready over time";
+    crate::plot::plot_lines(dir, "coldstart-burst", (title, "seconds from the first task", "instances"), lines, &mut written)?;
+    Ok(())
+}
