@@ -191,7 +191,11 @@ async fn one(client: &Client, function: u64, args: &str) -> anyhow::Result<api::
 async fn wait_for_zero(client: &Client, limit: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + limit;
     loop {
-        let info = client.clone().cluster_info(api::ClusterInfoRequest {}).await?.into_inner();
+        let info = client
+            .clone()
+            .cluster_info(api::ClusterInfoRequest {})
+            .await?
+            .into_inner();
         let instances: u32 = info.functions.iter().map(|f| f.ready + f.starting).sum();
         if instances == 0 && info.workers.is_empty() {
             return Ok(());
@@ -271,10 +275,18 @@ async fn run_burst(cluster: &Cluster, pool: &Pool, b: &Burst) -> anyhow::Result<
     };
     let watch = PoolWatch::start(client.clone(), Duration::from_millis(50));
     let driven = drive::drive(&client, schedule.clone(), requests, b.duration + b.drain).await?;
-    let info = client.clone().cluster_info(api::ClusterInfoRequest {}).await?.into_inner();
+    let info = client
+        .clone()
+        .cluster_info(api::ClusterInfoRequest {})
+        .await?
+        .into_inner();
     // Times from the first send, which the engine makes a lead after it starts.
     let lead = crate::load::LEAD.as_secs_f64();
-    let samples: Vec<PoolSample> = watch.stop().into_iter().map(|(t, r, s, q)| (t - lead, r, s, q)).collect();
+    let samples: Vec<PoolSample> = watch
+        .stop()
+        .into_iter()
+        .map(|(t, r, s, q)| (t - lead, r, s, q))
+        .collect();
     let peak = PoolWatch::peak(&samples);
 
     let mut latencies = Vec::new();
@@ -282,7 +294,9 @@ async fn run_burst(cluster: &Cluster, pool: &Pool, b: &Burst) -> anyhow::Result<
         slots: pool.slots,
         policy: pool.policy.clone(),
         rate: b.rate,
-        needed: ((b.rate * b.task_ms as f64 / 1e3) / f64::from(pool.slots)).ceil().max(1.0) as u32,
+        needed: ((b.rate * b.task_ms as f64 / 1e3) / f64::from(pool.slots))
+            .ceil()
+            .max(1.0) as u32,
         peak_instances: peak,
         instance_starts: info.counters.map_or(0, |c| c.workers_joined),
         idle_instance_s: info.functions.iter().map(|f| f.idle_instance_us).sum::<u64>() as f64 / 1e6,
@@ -331,7 +345,10 @@ mod tests {
         let b = Breakdown::of(&t).expect("cold");
         assert_eq!(b.queued_us, 0, "decided before the task came: no wait for a decision");
         assert_eq!(b.decide_us, 20);
-        assert_eq!((b.spawn_us, b.init_us, b.register_us, b.dispatch_us, b.finish_us), (30, 250, 10, 5, 85));
+        assert_eq!(
+            (b.spawn_us, b.init_us, b.register_us, b.dispatch_us, b.finish_us),
+            (30, 250, 10, 5, 85)
+        );
         assert_eq!(b.total_us(), latency_us(&t));
         assert_eq!(b.waited_us(), 315);
         assert!(Breakdown::of(&api::TaskInfo::default()).is_none());

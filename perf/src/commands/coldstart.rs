@@ -101,8 +101,16 @@ pub const METRICS: &[MetricDef] = &[
         Kind::Time,
         "largest |cold − warm − the cold start's stages| over the trials",
     ),
-    MetricDef::new("burst_p99", Kind::Time, "99th percentile latency during the one-slot burst"),
-    MetricDef::new("burst_ready", Kind::Time, "time until the one-slot burst had the instances it needs"),
+    MetricDef::new(
+        "burst_p99",
+        Kind::Time,
+        "99th percentile latency during the one-slot burst",
+    ),
+    MetricDef::new(
+        "burst_ready",
+        Kind::Time,
+        "time until the one-slot burst had the instances it needs",
+    ),
     MetricDef::new("lost", Kind::Number, "burst tasks sent and not completed, all bursts"),
 ];
 
@@ -141,7 +149,10 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
         };
         let cluster = pool.start("coldstart-zero").await?;
         observed.sampler().track_cluster(&cluster);
-        eprintln!("scale from zero: {} trials, --init-ms {}, {}", a.trials, a.init_ms, pool.policy);
+        eprintln!(
+            "scale from zero: {} trials, --init-ms {}, {}",
+            a.trials, a.init_ms, pool.policy
+        );
         let result = coldstart::scale_from_zero(&cluster, &a.task, a.trials as usize, |t| {
             if !as_json {
                 print_trial(t);
@@ -218,7 +229,11 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
     let lost: u64 = bursts.iter().map(|b| b.lost).sum();
     eprintln!(
         "records in {}",
-        written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     observed.record.metrics = measures;
     let tasks = 2 * a.trials * u64::from(a.scenarios.contains(&Scenario::Zero))
@@ -416,6 +431,12 @@ fn plot_timeline(dir: &std::path::Path, timeline: &[(u32, PoolSample)]) -> anyho
         })
         .collect();
     let title = "Burst from zero: instances ready over time";
-    crate::plot::plot_lines(dir, "coldstart-burst", (title, "seconds from the first task", "instances"), lines, &mut written)?;
+    crate::plot::plot_lines(
+        dir,
+        "coldstart-burst",
+        (title, "seconds from the first task", "instances"),
+        lines,
+        &mut written,
+    )?;
     Ok(())
 }

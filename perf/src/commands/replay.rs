@@ -100,9 +100,17 @@ pub const METRICS: &[MetricDef] = &[
     MetricDef::new("completed", Kind::Number, "invocations completed"),
     MetricDef::new("failed", Kind::Number, "invocations failed"),
     MetricDef::new("late_sends", Kind::Number, "invocations sent more than 1 ms late"),
-    MetricDef::new("cold_starts", Kind::Number, "invocations that waited for an instance start (--autoscale)"),
+    MetricDef::new(
+        "cold_starts",
+        Kind::Number,
+        "invocations that waited for an instance start (--autoscale)",
+    ),
     MetricDef::new("cold_pct", Kind::Fraction, "cold starts / completed (--autoscale)"),
-    MetricDef::new("idle_instance_s", Kind::Number, "instance-seconds registered and idle (--autoscale)"),
+    MetricDef::new(
+        "idle_instance_s",
+        Kind::Number,
+        "instance-seconds registered and idle (--autoscale)",
+    ),
     MetricDef::new("instance_starts", Kind::Number, "instances started (--autoscale)"),
 ];
 
@@ -178,6 +186,11 @@ fn parse_cluster(text: &str) -> anyhow::Result<(Mode, usize, u32)> {
 /// Runs the replay; exits 1 when the verdict fails.
 pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Result<i32> {
     let mut observed = Observed::start("replay", &a.observe, METRICS, Some(a.seed))?;
+    if let Some(policy) = &a.elastic.autoscale {
+        policy
+            .parse::<volley_dispatcher::scaler::PolicySpec>()
+            .map_err(|e| anyhow::anyhow!("--autoscale {e}"))?;
+    }
     let trace = Trace::read(&a.trace, a.granularity)?;
     for s in &trace.skipped {
         eprintln!("skipped function {} (missing from {})", s.key.2, s.missing_from);
@@ -211,11 +224,6 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         drain: a.drain,
     };
 
-    if let Some(policy) = &a.elastic.autoscale {
-        policy
-            .parse::<volley_dispatcher::scaler::PolicySpec>()
-            .map_err(|e| anyhow::anyhow!("--autoscale {e}"))?;
-    }
     let cluster = match (&a.cluster, &a.elastic.autoscale) {
         (_, Some(policy)) => Some(Cluster::start(a.elastic.cluster(policy)?).await?),
         (Some(text), None) => {

@@ -110,8 +110,7 @@ pub fn live_row(
     peak_instances: u32,
     wall: Duration,
 ) -> anyhow::Result<SimRow> {
-    let spec: volley_dispatcher::scaler::PolicySpec =
-        policy.parse().map_err(|e| anyhow::anyhow!("--autoscale {e}"))?;
+    let spec: volley_dispatcher::scaler::PolicySpec = policy.parse().map_err(|e| anyhow::anyhow!("--autoscale {e}"))?;
     let done: Vec<&InvocationRow> = invocations.iter().filter(|i| i.state == "completed").collect();
     let mut per_function: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
     let mut runs: BTreeMap<&str, Vec<(u64, u64)>> = BTreeMap::new();
@@ -120,7 +119,9 @@ pub fn live_row(
         let e = per_function.entry(&i.function).or_default();
         e.0 += 1;
         e.1 += u64::from(i.cold);
-        let (Some(end), Some(ms)) = (i.completed_us, i.actual_ms) else { continue };
+        let (Some(end), Some(ms)) = (i.completed_us, i.actual_ms) else {
+            continue;
+        };
         let run = (ms * 1e3) as u64;
         runs.entry(&i.worker).or_default().push((end.saturating_sub(run), end));
         waits.push((end.saturating_sub(i.intended_us).saturating_sub(run)) as f64 / 1e3);
