@@ -141,15 +141,16 @@ impl Autoscaler {
         self.decide(core, now, &loads, names);
     }
 
-    /// Tasks of `functions` were just submitted: ask the scaler about those at once, as
-    /// Knative's activator does, instead of waiting for the next tick. Only functions
-    /// with nothing started for them yet are asked, so a busy pool pays nothing here.
+    /// Tasks of `functions` were just submitted: the scaler is asked at once about those
+    /// left waiting — no instance could take them — instead of at the next tick, as
+    /// Knative's activator does from zero and a per-request platform (Lambda, Azure) does
+    /// for every request beyond its warm instances. Tasks placed at once on warm instances
+    /// cost nothing here; the policy decides what a wait calls for (the KPA, say, only
+    /// scales from zero between its ticks). `client simulate` asks at the same moments.
     pub fn submitted(&mut self, core: &SchedulerCore, now: Now, functions: &[&str]) {
         let cold: BTreeSet<String> = functions
             .iter()
-            .filter(|f| {
-                !self.starting.values().any(|p| p.function == **f) && !self.ready.values().any(|(_, g)| g == *f)
-            })
+            .filter(|f| core.queued_of(f) > 0)
             .map(|f| (*f).to_owned())
             .collect();
         if cold.is_empty() {

@@ -266,7 +266,7 @@ impl Collector for ClusterCollector {
 /// Queue, running tasks and instances per function, the first [`MAX_FUNCTION_LABELS`]
 /// by name on their own and the rest summed as `other`.
 fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(), std::fmt::Error> {
-    let mut rows: Vec<(String, [i64; 5])> = Vec::new();
+    let mut rows: Vec<(String, [i64; 6])> = Vec::new();
     for (i, f) in loads.iter().enumerate() {
         let values = [
             i64::from(f.queued),
@@ -274,6 +274,7 @@ fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(),
             i64::from(f.instances),
             i64::from(f.starting),
             f.failed_starts as i64,
+            f.idle_instance_us as i64,
         ];
         if i < MAX_FUNCTION_LABELS {
             rows.push((f.function.clone(), values));
@@ -305,18 +306,26 @@ fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(),
             ConstGauge::new(values[k]).encode(family.encode_family(&labels)?)?;
         }
     }
-    let help = "Instance starts that failed (binary missing, exited early, never registered).";
-    let mut family = e.encode_descriptor(
-        "function_failed_starts",
-        help,
-        None,
-        prometheus_client::metrics::MetricType::Counter,
-    )?;
-    for (function, values) in &rows {
-        let labels = FunctionLabel {
-            function: function.clone(),
-        };
-        ConstCounter::new(values[4] as u64).encode(family.encode_family(&labels)?)?;
+    let counters = [
+        (
+            "function_failed_starts",
+            "Instance starts that failed (binary missing, exited early, never registered).",
+            1.0,
+        ),
+        (
+            "function_idle_instance_seconds",
+            "Time the function's instances spent registered and idle (wasted instance-time).",
+            1e-6,
+        ),
+    ];
+    for (k, (name, help, scale)) in counters.into_iter().enumerate() {
+        let mut family = e.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
+        for (function, values) in &rows {
+            let labels = FunctionLabel {
+                function: function.clone(),
+            };
+            ConstCounter::new(values[4 + k] as f64 * scale).encode(family.encode_family(&labels)?)?;
+        }
     }
     Ok(())
 }

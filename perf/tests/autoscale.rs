@@ -13,7 +13,13 @@ use volley_proto::api;
 use volley_proto::Mode;
 
 async fn elastic(label: &str, policy: &str, max: u32, worker_bin: &str) -> Cluster {
-    let spec = ClusterSpec::new(Mode::Push, 0, 1)
+    Cluster::start(elastic_spec(label, policy, max, worker_bin))
+        .await
+        .expect("cluster")
+}
+
+fn elastic_spec(label: &str, policy: &str, max: u32, worker_bin: &str) -> ClusterSpec {
+    ClusterSpec::new(Mode::Push, 0, 1)
         .args([
             "--autoscale",
             policy,
@@ -29,8 +35,7 @@ async fn elastic(label: &str, policy: &str, max: u32, worker_bin: &str) -> Clust
             "50".to_owned(),
         ])
         .args(["--metrics", "127.0.0.1:0"])
-        .label(label);
-    Cluster::start(spec).await.expect("cluster")
+        .label(label)
 }
 
 async fn register(cluster: &Cluster, spec: &str) -> (volley_client::Client, u64, String) {
@@ -178,4 +183,50 @@ async fn a_killed_dispatcher_leaves_no_instance_behind() {
         pids.iter().all(|p| !common::alive(*p)),
         "instances outlived their dispatcher: {pids:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_start_is_kept_by_redis_as_reported_and_idle_time_is_exported() {
+    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let prefix = common::unique_prefix("autoscale-redis");
+    let spec = elastic_spec(
+        "autoscale-redis",
+        "fixed:keepalive=30s",
+        1,
+        bin.to_str().expect("utf-8"),
+    )
+    .store(common::redis_url())
+    .args(["--redis-prefix", prefix.as_str()]);
+    let cluster = Cluster::start(spec).await.expect("cluster");
+    let (mut client, f, args) = register(&cluster, "noop").await;
+    let outcome = run_batch(&client, vec![(f, args.clone()); 1], 1, Duration::from_secs(60))
+        .await
+        .expect("batch");
+    let cold = &outcome.tasks[0];
+    assert!(cold.cold && cold.cold_start.is_some(), "{cold:?}");
+    let warm = run_batch(&client, vec![(f, args); 1], 1, Duration::from_secs(60))
+        .await
+        .expect("batch");
+    assert!(!warm.tasks[0].cold && warm.tasks[0].cold_start.is_none());
+    let stored = client
+        .get_result(api::GetResultRequest { task_id: cold.task_id })
+        .await
+        .expect("result")
+        .into_inner()
+        .task
+        .expect("task");
+    assert_eq!((stored.cold, stored.cold_start), (true, cold.cold_start));
+    // Idle between the two tasks and after: counted, and on the metrics page.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = cluster.info().await.expect("info");
+    let row = info.functions.iter().find(|r| r.name == "resize").expect("row");
+    assert!(row.idle_instance_us >= 300_000, "{row:?}");
+    let (_, page) = common::http_get(cluster.metrics_url().expect("metrics"))
+        .await
+        .expect("scrape");
+    assert!(
+        page.contains(r#"volley_function_idle_instance_seconds_total{function="resize"}"#),
+        "{page}"
+    );
+    cluster.stop().await.expect("stop");
 }

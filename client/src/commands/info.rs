@@ -22,7 +22,7 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         let functions: Vec<_> = i
             .functions
             .iter()
-            .map(|f| json!({"name": f.name, "queued": f.queued, "running": f.running, "ready": f.ready, "starting": f.starting, "failed_starts": f.failed_starts}))
+            .map(|f| json!({"name": f.name, "queued": f.queued, "running": f.running, "ready": f.ready, "starting": f.starting, "failed_starts": f.failed_starts, "idle_instance_us": f.idle_instance_us}))
             .collect();
         println!(
             "{}",
@@ -64,11 +64,14 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         if !i.functions.is_empty() {
             println!("functions:");
             for f in &i.functions {
-                let failed = if f.failed_starts > 0 {
+                let mut failed = if f.failed_starts > 0 {
                     format!(", {} failed starts", f.failed_starts)
                 } else {
                     String::new()
                 };
+                if f.idle_instance_us > 0 {
+                    failed.push_str(&format!(", idle {:.1} instance-s", f.idle_instance_us as f64 / 1e6));
+                }
                 println!(
                     "  {:<24} queued {:>7} · running {:>5} · instances ready {:>3}, starting {:>3}{failed}",
                     f.name, f.queued, f.running, f.ready, f.starting

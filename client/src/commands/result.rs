@@ -23,7 +23,11 @@ pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result
                 "task_id": t.task_id, "function_id": t.function_id, "state": state_name(t.state),
                 "result": t.result, "error": t.error, "attempts": t.attempts, "worker": t.worker,
                 "submitted_us": t.submitted_us, "dispatched_us": t.dispatched_us, "completed_us": t.completed_us,
-                "wait_us": t.wait_us, "run_us": t.run_us,
+                "wait_us": t.wait_us, "run_us": t.run_us, "cold": t.cold,
+                "cold_start": t.cold_start.map(|s| json!({
+                    "decided_us": s.decided_us, "spawned_us": s.spawned_us, "process_us": s.process_us,
+                    "init_done_us": s.init_done_us, "registered_us": s.registered_us,
+                })),
             })
         );
     } else {
@@ -39,6 +43,20 @@ pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result
         }
         if !t.error.is_empty() {
             println!("error: {}", t.error);
+        }
+        if let Some(s) = t.cold_start.filter(|_| t.cold) {
+            // Milliseconds from submission; a stage before it shows as negative.
+            let at = |us: u64| (us as f64 - t.submitted_us as f64) / 1e3;
+            println!(
+                "cold start (ms from submission): decided {:+.2}, spawned {:+.2}, main {:+.2}, init done {:+.2}, registered {:+.2}, dispatched {:+.2}, completed {:+.2}",
+                at(s.decided_us),
+                at(s.spawned_us),
+                at(s.process_us),
+                at(s.init_done_us),
+                at(s.registered_us),
+                at(t.dispatched_us),
+                at(t.completed_us)
+            );
         }
     }
     Ok(0)

@@ -66,6 +66,11 @@ impl Queues {
         self.len
     }
 
+    /// Tasks of `function` waiting.
+    pub(super) fn len_of(&self, function: &str) -> usize {
+        self.by_function.get(function).map_or(0, VecDeque::len)
+    }
+
     /// Tasks waiting per function.
     pub(super) fn lengths(&self) -> impl Iterator<Item = (&Arc<str>, usize)> {
         self.by_function.iter().map(|(f, q)| (f, q.len()))

@@ -13,6 +13,11 @@ impl SchedulerCore {
         self.queues.len()
     }
 
+    /// Tasks of `function` waiting for a worker.
+    pub fn queued_of(&self, function: &str) -> usize {
+        self.queues.len_of(function)
+    }
+
     /// Tasks held by workers.
     pub fn running(&self) -> usize {
         self.tasks.len() - self.queues.len()

@@ -104,6 +104,11 @@ fn average(samples: &VecDeque<(Duration, f64)>, since: Duration) -> f64 {
 }
 
 impl Policy for Kpa {
+    /// Every request is traffic, even one that comes and goes between two samples.
+    fn arrival(&mut self, function: &str, now: Duration) {
+        self.functions.entry(function.to_owned()).or_default().last_traffic = Some(now);
+    }
+
     fn decide(&mut self, now: Duration, view: &FunctionView<'_>) -> Vec<Decision> {
         let p = &self.p;
         let desired_for = |c: f64| desired(p, c);

@@ -16,6 +16,11 @@ pub struct PlotArgs {
     /// A replay's per-invocation records (replay.csv).
     #[arg(long)]
     pub replay: Option<PathBuf>,
+    /// Policy rows (`client simulate`'s sim.csv, `client replay --policy-out`'s rows;
+    /// repeat for several files): cold starts against idle instance-time, per policy and
+    /// source, simulated and live side by side.
+    #[arg(long)]
+    pub policies: Vec<PathBuf>,
     /// A results database: CPU and memory over time of a run's processes.
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -31,8 +36,8 @@ pub struct PlotArgs {
 pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
     let files_given = a.csv.is_some() || a.tasks.is_some() || a.load.is_some() || a.replay.is_some();
     anyhow::ensure!(
-        files_given || a.db.is_some(),
-        "nothing to plot: give a performance CSV, --tasks, --load, --replay or --db"
+        files_given || a.db.is_some() || !a.policies.is_empty(),
+        "nothing to plot: give a performance CSV, --tasks, --load, --replay, --policies or --db"
     );
     let mut files = if files_given {
         crate::plot::plot_all(
@@ -45,6 +50,9 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
     } else {
         Vec::new()
     };
+    if !a.policies.is_empty() {
+        plot_policies(&a.policies, &a.out, &mut files)?;
+    }
     if let Some(path) = &a.db {
         use crate::results::{html, ResultsDb};
         let db = ResultsDb::open_read_only(path)?;
@@ -73,4 +81,46 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
     }
     println!("{} charts written to {}", files.len() / 2, a.out.display());
     Ok(0)
+}
+
+#[derive(serde::Deserialize)]
+struct PolicyPoint {
+    source: String,
+    policy: String,
+    cold_pct: f64,
+    idle_instance_s: f64,
+}
+
+/// One point per policy and source: idle instance-seconds against the cold-start share.
+fn plot_policies(paths: &[PathBuf], out: &std::path::Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
+    for path in paths {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        let body: String = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut rows = csv::Reader::from_reader(body.as_bytes());
+        for row in rows.deserialize::<PolicyPoint>() {
+            let p = row.map_err(|e| anyhow::anyhow!("{}: not a policy row: {e}", path.display()))?;
+            series.push((
+                format!("{} ({})", p.policy, p.source),
+                vec![(p.idle_instance_s, p.cold_pct)],
+            ));
+        }
+    }
+    anyhow::ensure!(!series.is_empty(), "the --policies files hold no rows");
+    let title = "Cold starts against idle instance-time, per policy";
+    crate::plot::plot_lines(
+        out,
+        "policies",
+        (
+            title,
+            "idle instance-seconds (wasted memory time)",
+            "cold starts, % of invocations",
+        ),
+        series,
+        files,
+    )
 }

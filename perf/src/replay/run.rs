@@ -105,16 +105,22 @@ pub async fn replay(
         spin: spec.spin,
         max_memory_mb: spec.max_memory_mb,
     };
-    let function_id = client
-        .clone()
-        .register_function(api::RegisterFunctionRequest {
-            name: kind.label(),
-            spec: Some(kind.to_api()),
-        })
-        .await
-        .map_err(|s| volley_client::commands::status_error("registering the trace function", s))?
-        .into_inner()
-        .function_id;
+    // Each trace function is a function of its own, named by its hash: the dispatcher
+    // queues, counts and (on an elastic pool) scales each one apart.
+    let mut function_ids = Vec::with_capacity(functions.len());
+    for f in functions {
+        let id = client
+            .clone()
+            .register_function(api::RegisterFunctionRequest {
+                name: f.key.2.clone(),
+                spec: Some(kind.to_api()),
+            })
+            .await
+            .map_err(|s| volley_client::commands::status_error("registering a trace function", s))?
+            .into_inner()
+            .function_id;
+        function_ids.push(id);
+    }
     let times: Arc<Vec<Duration>> = Arc::new(
         planned
             .iter()
@@ -128,7 +134,7 @@ pub async fn replay(
     let span = trace.granularity.seconds() as f64 / spec.schedule.compress;
     let length = Duration::from_secs_f64(spec.schedule.window.len() as f64 * span);
     let requests = |i: usize| api::ExecuteRequest {
-        function_id,
+        function_id: function_ids[planned[i].invocation.function as usize],
         args: args[i].clone(),
     };
     let driven = drive::drive(client, times, requests, length + spec.drain).await?;
