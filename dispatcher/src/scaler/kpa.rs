@@ -1,5 +1,7 @@
-//! Knative's pod autoscaler (KPA). Once a tick it samples each function's concurrency
-//! (tasks running and waiting), and wants `ceil(average / (target × utilization))`
+//! Knative's pod autoscaler (KPA). On a fixed grid of ticks it samples each function's
+//! concurrency (tasks running and waiting) averaged over the tick, as Knative's
+//! queue-proxies report it — not one instant's count, which would depend on when the
+//! scaler happened to be asked — and wants `ceil(average / (target × utilization))`
 //! instances: averaged over the stable window normally; over the panic window when that
 //! estimate reaches `panic-threshold` × the ready instances, and then never scales down
 //! until the panic condition has been absent for a whole stable window. It goes to zero
@@ -50,7 +52,13 @@ impl Default for KpaParams {
 struct FunctionState {
     /// (when, concurrency) once a tick, the stable window's worth.
     samples: VecDeque<(Duration, f64)>,
-    next_sample: Duration,
+    /// The grid point of the next sample (`None`: the function is new).
+    next_sample: Option<Duration>,
+    /// Concurrency × time since the last sample, and since when.
+    area: f64,
+    area_since: Duration,
+    /// The concurrency last seen, and when: it holds until the next look.
+    seen: (Duration, f64),
     /// Since when the panic condition holds (or last held, while panicking).
     panic_since: Option<Duration>,
     /// The highest desired count while panicking: never lowered until panic ends.
@@ -117,16 +125,32 @@ impl Policy for Kpa {
         if concurrency > 0.0 {
             f.last_traffic = Some(now);
         }
+        let tick = p.tick.max(Duration::from_millis(1));
+        let next_grid = |now: Duration| {
+            let step = tick.as_nanos();
+            Duration::from_nanos(((now.as_nanos() / step + 1) * step).min(u128::from(u64::MAX)) as u64)
+        };
+        if f.next_sample.is_none() {
+            f.next_sample = Some(next_grid(now));
+            f.area_since = now;
+            f.seen = (now, concurrency);
+        }
+        let (at, held) = f.seen;
+        f.area += held * now.saturating_sub(at).as_secs_f64();
+        f.seen = (now, concurrency);
         let have = view.ready() + view.starting();
         // The activator: work waiting and nothing to run it starts one instance at once.
         if have == 0 && view.queued > 0 {
             return start_up_to(view.function, 0, 1).into_iter().collect();
         }
-        if now < f.next_sample {
+        if f.next_sample.is_some_and(|next| now < next) {
             return Vec::new();
         }
-        f.next_sample = now + p.tick;
-        f.samples.push_back((now, concurrency));
+        f.next_sample = Some(next_grid(now));
+        let span = now.saturating_sub(f.area_since).as_secs_f64();
+        let mean = if span > 0.0 { f.area / span } else { concurrency };
+        (f.area, f.area_since) = (0.0, now);
+        f.samples.push_back((now, mean));
         while f
             .samples
             .front()

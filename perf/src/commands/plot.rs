@@ -91,7 +91,8 @@ struct PolicyPoint {
     idle_instance_s: f64,
 }
 
-/// One point per policy and source: idle instance-seconds against the cold-start share.
+/// One point per policy, one line per source (simulated, live): idle instance-seconds
+/// against the cold-start share, each policy's figures printed beside.
 fn plot_policies(paths: &[PathBuf], out: &std::path::Path, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
     let mut series: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
     for path in paths {
@@ -104,14 +105,22 @@ fn plot_policies(paths: &[PathBuf], out: &std::path::Path, files: &mut Vec<PathB
         let mut rows = csv::Reader::from_reader(body.as_bytes());
         for row in rows.deserialize::<PolicyPoint>() {
             let p = row.map_err(|e| anyhow::anyhow!("{}: not a policy row: {e}", path.display()))?;
-            series.push((
-                format!("{} ({})", p.policy, p.source),
-                vec![(p.idle_instance_s, p.cold_pct)],
-            ));
+            eprintln!(
+                "{:<10} {:<14} idle {:>9.1} instance-s, cold {:>6.2} %",
+                p.source, p.policy, p.idle_instance_s, p.cold_pct
+            );
+            match series.iter_mut().find(|(name, _)| *name == p.source) {
+                Some((_, points)) => points.push((p.idle_instance_s, p.cold_pct)),
+                None => series.push((p.source.clone(), vec![(p.idle_instance_s, p.cold_pct)])),
+            }
         }
     }
+    // Each source's policies joined from the least idle time to the most: its trade-off curve.
+    for (_, points) in &mut series {
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
     anyhow::ensure!(!series.is_empty(), "the --policies files hold no rows");
-    let title = "Cold starts against idle instance-time, per policy";
+    let title = "Cold starts against idle instance-time, one point per policy";
     crate::plot::plot_lines(
         out,
         "policies",
