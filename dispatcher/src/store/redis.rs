@@ -191,6 +191,9 @@ fn hset(pipe: &mut redis::Pipeline, key: String, changes: &[Change<'_>]) {
 fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition, finished_ttl_s: Option<u64>) {
     let task = transition::task_of(t);
     hset(pipe, keys.task(task), &transition::changes(t));
+    if let Some(cold) = transition::cold_changes(t) {
+        hset(pipe, keys.task(task), &cold);
+    }
     if matches!(t, Transition::Finished(_)) {
         if let Some(ttl) = finished_ttl_s {
             pipe.cmd("EXPIRE").arg(keys.task(task)).arg(ttl).ignore();
