@@ -230,8 +230,8 @@ pub fn task_info(r: &TaskRecord) -> api::TaskInfo {
         completed_us: r.completed_us,
         wait_us: r.wait_us,
         run_us: r.run_us,
-        cold: r.cold.registered_us != 0,
-        cold_start: (r.cold.registered_us != 0).then(|| cold_start(&r.cold)),
+        cold: r.cold.is_some(),
+        cold_start: r.cold.as_deref().map(cold_start),
     }
 }
 
@@ -265,7 +265,7 @@ pub fn finished_info(f: &Finished) -> api::TaskInfo {
         wait_us: f.wait_us,
         run_us: f.run_us,
         cold: f.cold.is_some(),
-        cold_start: f.cold.as_ref().map(cold_start),
+        cold_start: f.cold.as_deref().map(cold_start),
     }
 }
 

@@ -232,8 +232,9 @@ pub struct Finished {
     pub wait_us: u64,
     /// Execution time.
     pub run_us: u64,
-    /// The start of the instance it waited for, if it was a cold start.
-    pub cold: Option<InstanceStart>,
+    /// The start of the instance it waited for, if it was a cold start (boxed: most
+    /// tasks are warm, and this record is moved several times per task).
+    pub cold: Option<Box<InstanceStart>>,
 }
 
 /// Where the core's decisions go.

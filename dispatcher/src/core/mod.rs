@@ -273,7 +273,12 @@ impl SchedulerCore {
             let (label, cold) = match self.workers.get_mut(&worker) {
                 Some(w) => {
                     w.release(r.task_id, instant, now.instant);
-                    let cold = w.spec.start.filter(|s| s.delayed(entry.submitted_us));
+                    let cold = w
+                        .spec
+                        .start
+                        .as_ref()
+                        .filter(|s| s.delayed(entry.submitted_us))
+                        .map(|s| Box::new(*s));
                     (Some(w.label.clone()), cold)
                 }
                 None => (None, None),

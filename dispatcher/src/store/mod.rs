@@ -86,8 +86,9 @@ pub struct TaskRecord {
     pub wait_us: u64,
     /// Execution time of the last attempt.
     pub run_us: u64,
-    /// The instance start it waited for; all zero unless it was a cold start.
-    pub cold: crate::core::InstanceStart,
+    /// The instance start it waited for, if it was a cold start (boxed: one word for the
+    /// warm majority of records).
+    pub cold: Option<Box<crate::core::InstanceStart>>,
 }
 
 /// A task to store, before it has an id.

@@ -143,7 +143,7 @@ impl TaskRecord {
             completed_us: 0,
             wait_us: 0,
             run_us: 0,
-            cold: crate::core::InstanceStart::default(),
+            cold: None,
         }
     }
 
@@ -208,11 +208,11 @@ impl TaskRecord {
             TaskField::CompletedUs => self.completed_us = number(value)?,
             TaskField::WaitUs => self.wait_us = number(value)?,
             TaskField::RunUs => self.run_us = number(value)?,
-            TaskField::ColdDecidedUs => self.cold.decided_us = number(value)?,
-            TaskField::ColdSpawnedUs => self.cold.spawned_us = number(value)?,
-            TaskField::ColdProcessUs => self.cold.process_us = number(value)?,
-            TaskField::ColdInitDoneUs => self.cold.init_done_us = number(value)?,
-            TaskField::ColdRegisteredUs => self.cold.registered_us = number(value)?,
+            TaskField::ColdDecidedUs => self.cold.get_or_insert_default().decided_us = number(value)?,
+            TaskField::ColdSpawnedUs => self.cold.get_or_insert_default().spawned_us = number(value)?,
+            TaskField::ColdProcessUs => self.cold.get_or_insert_default().process_us = number(value)?,
+            TaskField::ColdInitDoneUs => self.cold.get_or_insert_default().init_done_us = number(value)?,
+            TaskField::ColdRegisteredUs => self.cold.get_or_insert_default().registered_us = number(value)?,
         }
         Ok(())
     }
@@ -281,9 +281,9 @@ mod tests {
             completed_us: 7,
             wait_us: 0,
             run_us: 0,
-            cold: Some(start),
+            cold: Some(Box::new(start)),
         }));
-        assert_eq!(r.cold, start);
+        assert_eq!(r.cold.as_deref(), Some(&start));
     }
 
     #[test]

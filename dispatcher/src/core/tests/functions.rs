@@ -188,7 +188,7 @@ fn a_task_is_cold_when_the_instance_that_ran_it_registered_after_it_was_submitte
         .take_records()
         .into_iter()
         .filter_map(|t| match t {
-            Transition::Finished(f) => Some((f.task.0, f.cold)),
+            Transition::Finished(f) => Some((f.task.0, f.cold.map(|s| *s))),
             _ => None,
         })
         .collect();
