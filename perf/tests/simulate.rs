@@ -37,9 +37,15 @@ fn every_policy_gets_a_row_and_bad_specs_are_refused() {
     );
     assert!(out.status.success(), "{said}");
     let mut rows = csv::Reader::from_path(dir.join("sim.csv")).expect("sim.csv");
+    let column = rows
+        .headers()
+        .expect("header")
+        .iter()
+        .position(|h| h == "policy")
+        .expect("a policy column");
     let policies: Vec<String> = rows
         .records()
-        .map(|r| r.expect("row").get(0).expect("policy").to_owned())
+        .map(|r| r.expect("row").get(column).expect("policy").to_owned())
         .collect();
     assert_eq!(policies, ["fixed-10m", "fixed-1m", "kpa", "hybrid"]);
     assert!(dir.join("plots").join("simulate-policies.png").exists());
