@@ -120,6 +120,9 @@ pub struct Cli {
     /// Each instance's emulated runtime start-up, ms (`worker --init-ms`).
     #[arg(long, default_value_t = 0)]
     pub init_ms: u64,
+    /// Keep each instance's log as DIR/inst-<id>-<function>.log (default: discarded).
+    #[arg(long, value_name = "DIR", requires = "autoscale")]
+    pub instance_logs: Option<PathBuf>,
 }
 
 /// `--mode` values.
@@ -179,6 +182,7 @@ impl From<Cli> for Config {
                 worker_bin: cli.worker_bin.unwrap_or_else(default_worker_bin),
                 slots: cli.instance_slots,
                 init: Duration::from_millis(cli.init_ms),
+                log_dir: cli.instance_logs,
             }),
         }
     }

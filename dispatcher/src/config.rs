@@ -64,6 +64,8 @@ pub struct AutoscaleConfig {
     pub slots: u32,
     /// Emulated runtime start-up of each instance.
     pub init: Duration,
+    /// Where instance logs go (`None`: discarded).
+    pub log_dir: Option<PathBuf>,
 }
 
 /// PEM files of the gRPC API's TLS identity.

@@ -135,6 +135,9 @@ pub async fn start(
     if config.autoscale.is_some() && config.mode == Mode::Local {
         anyhow::bail!("--autoscale needs workers: run in pull or push mode");
     }
+    if let Some(dir) = config.autoscale.as_ref().and_then(|a| a.log_dir.as_ref()) {
+        std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("--instance-logs {}: {e}", dir.display()))?;
+    }
     let (backend, worker_endpoint) = match config.mode {
         Mode::Local => {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -193,7 +196,7 @@ pub async fn start(
             init_ms: a.init.as_millis() as u64,
             max_instances: a.max_instances as usize,
             token: config.token.clone(),
-            log_dir: None,
+            log_dir: a.log_dir.clone(),
         });
         info!(policy = %a.policy.label(), max_instances = a.max_instances, worker_bin = %a.worker_bin.display(), "elastic pool on");
         reactor.set_autoscale(autoscale::Autoscaler::new(

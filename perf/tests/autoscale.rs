@@ -48,7 +48,10 @@ async fn register(cluster: &Cluster, spec: &str) -> (volley_client::Client, u64,
 async fn instances_start_for_work_retire_when_idle_and_are_replaced_when_killed() {
     let bin = volley_perf::binaries::path("worker").expect("worker binary");
     let bin = bin.to_str().expect("utf-8 path");
-    let cluster = elastic("autoscale", "fixed:keepalive=2s", 3, bin).await;
+    let logs = volley_perf::replay::fixture::temp_dir("autoscale-instance-logs");
+    let spec = elastic_spec("autoscale", "fixed:keepalive=2s", 3, bin)
+        .args(["--instance-logs".to_owned(), logs.display().to_string()]);
+    let cluster = Cluster::start(spec).await.expect("cluster");
     let (client, f, args) = register(&cluster, "sleep:20").await;
     let outcome = run_batch(&client, vec![(f, args); 30], 30, Duration::from_secs(60))
         .await
@@ -91,6 +94,9 @@ async fn instances_start_for_work_retire_when_idle_and_are_replaced_when_killed(
         .task
         .expect("task");
     assert_eq!((stored.cold, stored.cold_start), (true, first.cold_start));
+    // Each instance kept its log.
+    let first = std::fs::read_to_string(logs.join("inst-1-resize.log")).expect("instance log");
+    assert!(first.contains("registered with the dispatcher"), "{first}");
     // Idle past the keep-alive: every instance is retired.
     common::wait_until(&cluster, Duration::from_secs(15), "scale to zero", |i| {
         i.workers.is_empty()

@@ -99,10 +99,12 @@ impl Provisioner for LocalProvisioner {
         if let Some(token) = &c.token {
             cmd.env("VOLLEY_TOKEN", token.expose());
         }
-        let log = c
-            .log_dir
-            .as_ref()
-            .and_then(|d| std::fs::File::create(d.join(format!("{name}.log"))).ok());
+        let log = c.log_dir.as_ref().and_then(|d| {
+            let path = d.join(format!("{name}.log"));
+            std::fs::File::create(&path)
+                .inspect_err(|e| tracing::warn!(path = %path.display(), "cannot keep an instance's log: {e}"))
+                .ok()
+        });
         cmd.stderr(log.map_or_else(Stdio::null, Stdio::from));
         let child = cmd.spawn().map_err(|e| ProvisionError::Start {
             function: function.to_owned(),
