@@ -102,15 +102,7 @@ impl Autoscaler {
             match loads.iter().position(|l| l.function == function) {
                 Some(i) => i,
                 None => {
-                    loads.push(FunctionLoad {
-                        function: function.to_owned(),
-                        queued: 0,
-                        running: 0,
-                        instances: 0,
-                        starting: 0,
-                        failed_starts: 0,
-                        idle_instance_us: 0,
-                    });
+                    loads.push(FunctionLoad::empty(function));
                     loads.len() - 1
                 }
             }

@@ -64,6 +64,27 @@ pub struct SimRow {
     pub sim_seconds: f64,
 }
 
+impl SimRow {
+    /// The row in one line, for a terminal.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<12} cold {:>7} of {:>7} ({:>5.2} %; per function p50 {:>5.1} %, p75 {:>5.1} %), {:>6} starts, idle {:>9.1} instance-s, busy {:>8.1}, peak {:>4}, wait p99 {:>8.1} ms  [{:.1} s]",
+            self.policy,
+            self.cold_starts,
+            self.invocations,
+            self.cold_pct,
+            self.cold_pct_p50,
+            self.cold_pct_p75,
+            self.instance_starts,
+            self.idle_instance_s,
+            self.busy_instance_s,
+            self.peak_instances,
+            self.wait_p99_ms,
+            self.sim_seconds
+        )
+    }
+}
+
 /// One function's result (`--functions-out`).
 #[derive(Debug, Clone, Serialize)]
 pub struct SimFunctionRow {

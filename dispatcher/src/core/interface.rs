@@ -306,3 +306,18 @@ pub struct FunctionLoad {
     /// left: the wasted instance-time a keep-alive policy trades for fewer cold starts.
     pub idle_instance_us: u64,
 }
+
+impl FunctionLoad {
+    /// A function with nothing queued, running or started yet.
+    pub fn empty(function: impl Into<String>) -> Self {
+        Self {
+            function: function.into(),
+            queued: 0,
+            running: 0,
+            instances: 0,
+            starting: 0,
+            failed_starts: 0,
+            idle_instance_us: 0,
+        }
+    }
+}

@@ -27,15 +27,7 @@ impl SchedulerCore {
     /// time up to `now` (including instances that have left).
     pub fn functions(&self, now: Instant) -> Vec<FunctionLoad> {
         let mut out: BTreeMap<Arc<str>, FunctionLoad> = BTreeMap::new();
-        let blank = |f: &Arc<str>| FunctionLoad {
-            function: f.to_string(),
-            queued: 0,
-            running: 0,
-            instances: 0,
-            starting: 0,
-            failed_starts: 0,
-            idle_instance_us: 0,
-        };
+        let blank = |f: &Arc<str>| FunctionLoad::empty(f.to_string());
         for (f, n) in self.queues.lengths() {
             out.entry(f.clone()).or_insert_with(|| blank(f)).queued = n as u32;
         }

@@ -308,21 +308,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
             .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
             .into_inner();
         let row = elastic::live_row(policy, &replayed.invocations, &info, peak, wall)?;
-        println!(
-            "elastic pool {}: {} cold starts of {} ({:.2} %; per function p50 {:.1} %, p75 {:.1} %), {} instance starts, \
-             idle {:.1} instance-s, busy {:.1}, peak {} instances, wait p99 {:.1} ms",
-            row.policy,
-            row.cold_starts,
-            row.invocations,
-            row.cold_pct,
-            row.cold_pct_p50,
-            row.cold_pct_p75,
-            row.instance_starts,
-            row.idle_instance_s,
-            row.busy_instance_s,
-            row.peak_instances,
-            row.wait_p99_ms
-        );
+        println!("elastic pool, live: {}", row.line());
         if let Some(path) = &a.elastic.policy_out {
             crate::report::append_rows(path, std::slice::from_ref(&row))?;
         }

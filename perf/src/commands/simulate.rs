@@ -116,21 +116,7 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
         if as_json {
             println!("{}", serde_json::to_string(&row)?);
         } else {
-            println!(
-                "{:<12} cold {:>7} of {:>7} ({:>5.2} %; per function p50 {:>5.1} %, p75 {:>5.1} %), {:>6} starts, idle {:>9.0} instance-s, busy {:>8.0}, peak {:>4}, wait p99 {:>8.1} ms  [{:.1} s]",
-                row.policy,
-                row.cold_starts,
-                row.invocations,
-                row.cold_pct,
-                row.cold_pct_p50,
-                row.cold_pct_p75,
-                row.instance_starts,
-                row.idle_instance_s,
-                row.busy_instance_s,
-                row.peak_instances,
-                row.wait_p99_ms,
-                row.sim_seconds
-            );
+            println!("{}", row.line());
         }
         rows.push(row);
         per_function.extend(functions);
