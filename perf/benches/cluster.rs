@@ -6,7 +6,8 @@
 //! barely moves with the machine's neighbours.
 //!
 //! `cargo bench -p volley-perf --bench cluster` (env: `VOLLEY_BENCH_TASKS`,
-//! `VOLLEY_BENCH_LATENCY_SAMPLES`, `REDIS_URL`; `VOLLEY_BENCH_SKIP_REDIS=1` skips Redis).
+//! `VOLLEY_BENCH_LATENCY_SAMPLES`, `REDIS_URL`; `VOLLEY_BENCH_SKIP_REDIS=1` skips Redis;
+//! `VOLLEY_BENCH_MODES=pull,push` measures only those modes).
 
 use anyhow::Context;
 use futures::StreamExt;
@@ -31,6 +32,9 @@ struct Row {
     p50_us: f64,
     p99_us: f64,
     rpc_p50_us: f64,
+    /// Median of each stage of a single task's trip, µs: client send → dispatcher stamps it
+    /// submitted → dispatched → completed (result back in the core) → the client reads it.
+    stages_us: [f64; 4],
     /// CPU µs per task of the measured batch: dispatcher, all workers, this client.
     cpu_us: [f64; 3],
 }
@@ -100,8 +104,10 @@ async fn measure(
         .into_inner();
     let mut lat = Vec::with_capacity(samples);
     let mut rpc = Vec::with_capacity(samples);
+    let mut stages: [Vec<f64>; 4] = Default::default();
     for i in 0..samples + samples / 10 {
         let t0 = Instant::now();
+        let sent_us = unix_us();
         let id = client
             .execute(api::ExecuteRequest {
                 function_id: noop,
@@ -111,20 +117,36 @@ async fn measure(
             .into_inner()
             .task_id;
         let submitted = t0.elapsed().as_secs_f64() * 1e6;
-        'wait: loop {
+        let info = 'wait: loop {
             let msg = watch.next().await.ok_or_else(|| anyhow::anyhow!("watch ended"))??;
-            if msg.tasks.iter().any(|t| t.task_id == id) {
-                break 'wait;
+            if let Some(info) = msg.tasks.into_iter().find(|t| t.task_id == id) {
+                break 'wait info;
             }
-        }
+        };
+        let received_us = unix_us();
         if i >= samples / 10 {
             lat.push(t0.elapsed().as_secs_f64() * 1e6);
             rpc.push(submitted);
+            // One clock: the client and the dispatcher share this host.
+            let marks = [
+                sent_us,
+                info.submitted_us,
+                info.dispatched_us,
+                info.completed_us,
+                received_us,
+            ];
+            for (k, stage) in stages.iter_mut().enumerate() {
+                stage.push(marks[k + 1].saturating_sub(marks[k]) as f64);
+            }
         }
     }
     lat.sort_by(|a, b| a.total_cmp(b));
     rpc.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let stages_us = stages.map(|mut v| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v[v.len() / 2]
+    });
     let row = Row {
         mode,
         store,
@@ -133,6 +155,7 @@ async fn measure(
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         rpc_p50_us: rpc[rpc.len() / 2],
+        stages_us,
         cpu_us,
     };
     cluster.stop().await?;
@@ -151,6 +174,13 @@ async fn main() -> anyhow::Result<()> {
     if std::env::var("VOLLEY_BENCH_SKIP_REDIS").is_err() {
         stores.push(("redis", redis_url));
     }
+    let modes: Vec<Mode> = match std::env::var("VOLLEY_BENCH_MODES") {
+        Ok(list) => list
+            .split(',')
+            .map(|m| m.trim().parse().map_err(|e| anyhow::anyhow!("VOLLEY_BENCH_MODES: {e}")))
+            .collect::<anyhow::Result<_>>()?,
+        Err(_) => vec![Mode::Local, Mode::Pull, Mode::Push],
+    };
     let host = hostname();
     println!(
         "# Volley cluster benchmark: {WORKERS} workers × {SLOTS} slot (local: a {}-slot pool), noop tasks",
@@ -162,8 +192,9 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("| mode | store | tasks | tasks/s | submit→result p50 | p99 | Execute RPC alone p50 | CPU µs/task: dispatcher | workers | client | total |");
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
     for (store, url) in &stores {
-        for mode in [Mode::Local, Mode::Pull, Mode::Push] {
+        for &mode in &modes {
             let n = if *store == "redis" { tasks / 2 } else { tasks };
             let r = measure(mode, store, url, n, samples).await?;
             let [d, w, c] = r.cpu_us;
@@ -178,9 +209,24 @@ async fn main() -> anyhow::Result<()> {
                 r.rpc_p50_us,
                 d + w + c
             );
+            rows.push(r);
         }
     }
+    println!("\nWhere a single task's time goes (medians, µs; one clock, the client's host):\n");
+    println!("| mode | store | client send → submitted | → dispatched | → completed in core | → client has result |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for r in &rows {
+        let [a, b, c, d] = r.stages_us;
+        println!("| {} | {} | {a:.0} | {b:.0} | {c:.0} | {d:.0} |", r.mode, r.store);
+    }
     Ok(())
+}
+
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
 }
 
 fn hostname() -> String {
