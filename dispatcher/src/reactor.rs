@@ -426,12 +426,9 @@ impl Reactor {
 
     fn flush(&mut self, backend: &mut Backend) {
         self.forget_removed();
-        if !self.outbox.transitions.is_empty() {
-            let batch = std::mem::take(&mut self.outbox.transitions);
-            if self.to_store.send(batch).is_err() {
-                warn!("store writer is gone; transitions not persisted");
-            }
-        }
+        // Tasks leave before their transitions go to the store writer, whose turn would
+        // otherwise come first. The writer never waited for them: durability rests on
+        // the records written at submission and on leases, not on this order.
         for (worker, tasks) in self.outbox.assignments.drain() {
             match backend {
                 Backend::Local { pool, .. } => pool.submit_all(tasks),
@@ -440,6 +437,12 @@ impl Reactor {
                         outgoing.send(peer, &ToWorker::Tasks(tasks));
                     }
                 }
+            }
+        }
+        if !self.outbox.transitions.is_empty() {
+            let batch = std::mem::take(&mut self.outbox.transitions);
+            if self.to_store.send(batch).is_err() {
+                warn!("store writer is gone; transitions not persisted");
             }
         }
     }

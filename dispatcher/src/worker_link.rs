@@ -11,6 +11,7 @@ use crate::shared::{EdgeCounters, Shared};
 use bytes::Bytes;
 use futures::FutureExt;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -112,10 +113,19 @@ pub fn version_reject(got: u16) -> ToWorker {
     }
 }
 
-/// Messages to workers: one bounded queue and one writer task per peer.
+/// One worker's send queue, and how many of its frames the writer has not finished.
+struct Lane {
+    queue: mpsc::Sender<Bytes>,
+    backlog: Arc<AtomicUsize>,
+}
+
+/// Messages to workers: one bounded queue and one writer task per peer. A frame to a
+/// worker with nothing queued goes straight into the socket, without waiting for its
+/// writer to be scheduled: on an idle cluster that task hop let the gRPC reply overtake
+/// the task on its way to the worker.
 pub struct Outgoing {
     sender: RouterSender,
-    queues: HashMap<PeerId, mpsc::Sender<Bytes>>,
+    queues: HashMap<PeerId, Lane>,
     tracker: TaskTracker,
     dropped: u64,
     /// Peers sent a frame since the last heartbeat round: any frame tells a worker the
@@ -173,23 +183,49 @@ impl Outgoing {
         self.recently_sent.remove(peer);
     }
 
-    /// Queues one frame for `peer`; whether it was queued.
+    /// Sends or queues one frame for `peer`; whether it went.
     fn enqueue(&mut self, peer: &PeerId, frame: Bytes) -> bool {
-        let queue = self.queues.entry(peer.clone()).or_insert_with(|| {
-            let (tx, rx) = mpsc::channel(SEND_QUEUE_FRAMES);
-            self.tracker.spawn(write(self.sender.clone(), peer.clone(), rx));
-            tx
+        let lane = self.queues.entry(peer.clone()).or_insert_with(|| {
+            let (queue, rx) = mpsc::channel(SEND_QUEUE_FRAMES);
+            let backlog = Arc::new(AtomicUsize::new(0));
+            self.tracker
+                .spawn(write(self.sender.clone(), peer.clone(), rx, backlog.clone()));
+            Lane { queue, backlog }
         });
-        match queue.try_send(frame) {
+        // Nothing of this peer's is queued or being sent, so order holds. The socket's
+        // send only parks when its own queue to the peer is full; then the frame is
+        // not sent and goes to the writer, which may wait.
+        if lane.backlog.load(Ordering::Acquire) == 0 {
+            match self.sender.send_frame(peer, frame.clone()).now_or_never() {
+                Some(Ok(())) => return true,
+                Some(Err(e)) => {
+                    debug!(peer = %peer, "send to worker failed: {e}");
+                    return false;
+                }
+                None => {}
+            }
+        }
+        lane.backlog.fetch_add(1, Ordering::AcqRel);
+        match lane.queue.try_send(frame) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(e) => {
+                lane.backlog.fetch_sub(1, Ordering::AcqRel);
+                self.refused(peer, e)
+            }
+        }
+    }
+
+    /// A frame the peer's queue did not take; always `false`.
+    fn refused(&mut self, peer: &PeerId, e: mpsc::error::TrySendError<Bytes>) -> bool {
+        match e {
+            mpsc::error::TrySendError::Full(_) => {
                 self.dropped += 1;
                 if self.dropped.is_power_of_two() {
                     warn!(peer = %peer, dropped = self.dropped, "a worker's send queue is full; frame dropped, leases will recover its tasks (logged at powers of two)");
                 }
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            mpsc::error::TrySendError::Closed(_) => {
                 // Its writer gave up; a new one starts with the next frame.
                 self.queues.remove(peer);
                 false
@@ -215,9 +251,10 @@ const WRITE_BATCH: usize = 64;
 /// under one timeout. A batch that times out marks the worker stalled: what it has queued
 /// is dropped (leases recover the tasks), so a stalled worker holds nothing up, not even
 /// a stopping dispatcher.
-async fn write(mut sender: RouterSender, peer: PeerId, mut frames: mpsc::Receiver<Bytes>) {
+async fn write(mut sender: RouterSender, peer: PeerId, mut frames: mpsc::Receiver<Bytes>, backlog: Arc<AtomicUsize>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while frames.recv_many(&mut batch, WRITE_BATCH).await > 0 {
+        let taken = batch.len();
         let sending = async {
             for frame in batch.drain(..) {
                 sender.send_frame(&peer, frame).await?;
@@ -232,10 +269,12 @@ async fn write(mut sender: RouterSender, peer: PeerId, mut frames: mpsc::Receive
                 while frames.try_recv().is_ok() {
                     skipped += 1;
                 }
+                backlog.fetch_sub(skipped, Ordering::AcqRel);
                 warn!(peer = %peer, skipped, "send to worker timed out after {SEND_TIMEOUT:?}; the rest of its batch and its queued frames are dropped");
             }
         }
         batch.clear();
+        backlog.fetch_sub(taken, Ordering::AcqRel);
     }
 }
 
