@@ -37,6 +37,11 @@ struct Row {
     stages_us: [f64; 4],
     /// CPU µs per task of the measured batch: dispatcher, all workers, this client.
     cpu_us: [f64; 3],
+    /// Submit→result p50 and p99, µs, one task at a time on one `ExecuteStream` call.
+    stream_us: [f64; 2],
+    /// CPU µs per task of the single-task runs, same roles: what one request costs
+    /// when nothing is batched.
+    single_cpu_us: [f64; 3],
 }
 
 /// CPU time of the dispatcher, of all workers together, and of this process.
@@ -105,6 +110,7 @@ async fn measure(
     let mut lat = Vec::with_capacity(samples);
     let mut rpc = Vec::with_capacity(samples);
     let mut stages: [Vec<f64>; 4] = Default::default();
+    let single_before = cpu_by_role(&cluster)?;
     for i in 0..samples + samples / 10 {
         let t0 = Instant::now();
         let sent_us = unix_us();
@@ -140,9 +146,14 @@ async fn measure(
             }
         }
     }
+    let single_after = cpu_by_role(&cluster)?;
+    let runs = (samples + samples / 10) as f64;
+    let single_cpu_us: [f64; 3] =
+        std::array::from_fn(|i| (single_after[i] - single_before[i]).as_secs_f64() * 1e6 / runs);
     lat.sort_by(|a, b| a.total_cmp(b));
     rpc.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    let stream_us = stream_latency(&client, noop, &args, samples).await?;
     let stages_us = stages.map(|mut v| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
@@ -156,13 +167,55 @@ async fn measure(
         p99_us: pct(0.99),
         rpc_p50_us: rpc[rpc.len() / 2],
         stages_us,
+        stream_us,
         cpu_us,
+        single_cpu_us,
     };
     cluster.stop().await?;
     if store == "redis" {
         volley_perf::purge_redis(store_url, &prefix).await;
     }
     Ok(row)
+}
+
+/// Submit→result p50 and p99 in µs, one task at a time on one `ExecuteStream` call:
+/// the request is one DATA frame on an open stream, the outcome another.
+async fn stream_latency(
+    client: &volley_client::Client,
+    function_id: u64,
+    args: &str,
+    samples: usize,
+) -> anyhow::Result<[f64; 2]> {
+    use volley_proto::api::execute_stream_response::Event;
+    let (tx, rx) = tokio::sync::mpsc::channel::<api::ExecuteBatchRequest>(4);
+    let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut events = client.clone().execute_stream(requests).await?.into_inner();
+    let mut lat = Vec::with_capacity(samples);
+    for i in 0..samples + samples / 10 {
+        let t0 = Instant::now();
+        tx.send(api::ExecuteBatchRequest {
+            tasks: vec![api::ExecuteRequest {
+                function_id,
+                args: args.to_owned(),
+            }],
+        })
+        .await?;
+        loop {
+            match events.message().await?.and_then(|e| e.event) {
+                Some(Event::Finished(_)) => break,
+                Some(Event::Refused(r)) => anyhow::bail!("refused: {}", r.message),
+                Some(Event::Accepted(_)) => {}
+                None => anyhow::bail!("the ExecuteStream call ended early"),
+            }
+        }
+        if i >= samples / 10 {
+            lat.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    drop(tx);
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    Ok([pct(0.50), pct(0.99)])
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -213,11 +266,16 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("\nWhere a single task's time goes (medians, µs; one clock, the client's host):\n");
-    println!("| mode | store | client send → submitted | → dispatched | → completed in core | → client has result |");
-    println!("|---|---|---:|---:|---:|---:|");
+    println!("| mode | store | client send → submitted | → dispatched | → completed in core | → client has result | CPU µs per single task: dispatcher | workers | client | on one ExecuteStream call: p50 | p99 |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let [a, b, c, d] = r.stages_us;
-        println!("| {} | {} | {a:.0} | {b:.0} | {c:.0} | {d:.0} |", r.mode, r.store);
+        let [cd, cw, cc] = r.single_cpu_us;
+        let [s50, s99] = r.stream_us;
+        println!(
+            "| {} | {} | {a:.0} | {b:.0} | {c:.0} | {d:.0} | {cd:.0} | {cw:.0} | {cc:.0} | {s50:.0} µs | {s99:.0} µs |",
+            r.mode, r.store
+        );
     }
     Ok(())
 }

@@ -3,7 +3,9 @@
 //!
 //! - [`watch`] — the `WatchResults` streams, split so no message passes the 4 MiB every
 //!   stock gRPC client accepts.
+//! - [`session`] — `ExecuteStream`: submissions and their outcomes on one call.
 
+pub mod session;
 pub mod watch;
 
 use crate::core::{Finished, NewTask, Now, TaskSet};
@@ -52,13 +54,14 @@ struct Known {
     name: Arc<str>,
 }
 
-/// The `volley.v1.Dispatcher` service.
+/// The `volley.v1.Dispatcher` service. Cheap to clone: an `ExecuteStream` call keeps one.
+#[derive(Clone)]
 pub struct Api {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
-    functions: RwLock<HashMap<FunctionId, Known>>,
+    functions: Arc<RwLock<HashMap<FunctionId, Known>>>,
     max_job_ms: u64,
-    facts: ClusterFacts,
+    facts: Arc<ClusterFacts>,
 }
 
 impl Api {
@@ -67,9 +70,9 @@ impl Api {
         Self {
             shared,
             commands,
-            functions: RwLock::new(HashMap::new()),
+            functions: Arc::new(RwLock::new(HashMap::new())),
             max_job_ms,
-            facts,
+            facts: Arc::new(facts),
         }
     }
 
@@ -378,6 +381,21 @@ impl Dispatcher for Api {
             Box::pin(watch::some(self.shared.clone(), completions, pending, already))
         };
         Ok(Response::new(stream))
+    }
+
+    type ExecuteStreamStream = session::SessionStream;
+
+    async fn execute_stream(
+        &self,
+        request: Request<tonic::Streaming<api::ExecuteBatchRequest>>,
+    ) -> Result<Response<session::SessionStream>, Status> {
+        // Subscribe before the first request is read, so no task of the call finishes unseen.
+        let completions = self.shared.completions.subscribe();
+        Ok(Response::new(session::run(
+            self.clone(),
+            request.into_inner(),
+            completions,
+        )))
     }
 
     async fn cluster_info(

@@ -87,7 +87,7 @@ const MERGED_BATCHES: usize = 64;
 
 /// The next batch of completions and every batch already waiting behind it, all kept by
 /// `keep`. A lag is reported only when nothing was taken before it.
-async fn recv_merged(
+pub(super) async fn recv_merged(
     rx: &mut broadcast::Receiver<Arc<Vec<Finished>>>,
     mut keep: impl FnMut(&Finished) -> bool,
 ) -> Result<Vec<api::TaskInfo>, broadcast::error::RecvError> {

@@ -1,0 +1,151 @@
+//! What `ExecuteStream` promises: each request answered in order, accepted or refused
+//! (and the call goes on), each accepted task's outcome exactly once on the call, and the
+//! end only after the client closed its side and the last outcome was sent.
+
+mod common;
+
+use common::Dispatcher;
+use futures::StreamExt;
+use std::collections::HashMap;
+use std::time::Duration;
+use volley_proto::api::{self, execute_stream_response::Event};
+use volley_proto::function::FunctionKind;
+use volley_proto::Mode;
+
+fn request(function_id: u64, n: usize) -> api::ExecuteBatchRequest {
+    api::ExecuteBatchRequest {
+        tasks: (0..n)
+            .map(|_| api::ExecuteRequest {
+                function_id,
+                args: String::new(),
+            })
+            .collect(),
+    }
+}
+
+/// Every event of a call until it ends.
+async fn events(d: &mut Dispatcher, requests: Vec<api::ExecuteBatchRequest>) -> Vec<Event> {
+    let mut stream = d
+        .client
+        .execute_stream(futures::stream::iter(requests))
+        .await
+        .expect("the call opens")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("the call moves or ends")
+    {
+        out.push(msg.expect("an event").event.expect("an event has a kind"));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_in_order_and_every_accepted_task_reports_once() {
+    let mut d = Dispatcher::start(Mode::Local, |c| c.local_slots = 2).await;
+    let noop = d.register(FunctionKind::Noop).await;
+    let sleep = d.register(FunctionKind::Sleep { ms: 150 }).await;
+    let got = events(
+        &mut d,
+        vec![
+            request(noop, 5),
+            request(999, 1),
+            request(sleep, 3),
+            request(noop, 0),
+            request(noop, 1),
+        ],
+    )
+    .await;
+
+    let mut answers = Vec::new();
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    for e in &got {
+        match e {
+            Event::Accepted(a) => answers.push(Ok(a.task_ids.clone())),
+            Event::Refused(r) => answers.push(Err((r.code, r.message.clone()))),
+            Event::Finished(f) => {
+                for t in &f.tasks {
+                    assert_eq!(t.state, api::TaskState::Completed as i32, "{t:?}");
+                    *seen.entry(t.task_id).or_default() += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(answers.len(), 5, "one answer per request: {answers:?}");
+    let accepted: Vec<u64> = [0, 2, 4]
+        .iter()
+        .flat_map(|&i| answers[i].clone().expect("accepted"))
+        .collect();
+    assert_eq!(
+        answers
+            .iter()
+            .map(|a| a.as_ref().map(Vec::len).ok())
+            .collect::<Vec<_>>(),
+        vec![Some(5), None, Some(3), None, Some(1)]
+    );
+    let (code, message) = answers[1].clone().expect_err("an unknown function is refused");
+    assert_eq!(code, tonic::Code::NotFound as i32, "{message}");
+    let (code, message) = answers[3].clone().expect_err("an empty request is refused");
+    assert_eq!(code, tonic::Code::InvalidArgument as i32, "{message}");
+    assert_eq!(seen.len(), accepted.len(), "{seen:?}");
+    assert!(accepted.iter().all(|id| seen.get(id) == Some(&1)), "{seen:?}");
+    // The call outlived the client's side: the sleeps reported after it closed.
+    assert!(matches!(got.last(), Some(Event::Finished(_))));
+
+    // The stored records agree with the call.
+    for id in accepted {
+        let r = d
+            .client
+            .get_result(api::GetResultRequest { task_id: id })
+            .await
+            .expect("get_result")
+            .into_inner()
+            .task
+            .expect("a record");
+        assert_eq!(r.state, api::TaskState::Completed as i32);
+    }
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_with_no_requests_ends_at_once() {
+    let mut d = Dispatcher::start(Mode::Local, |_| {}).await;
+    assert!(events(&mut d, Vec::new()).await.is_empty());
+    d.stop().await;
+}
+
+async fn next(stream: &mut tonic::Streaming<api::ExecuteStreamResponse>) -> Event {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event in time")
+        .expect("the call is open")
+        .expect("an event")
+        .event
+        .expect("a kind")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_task_at_a_time_each_waits_for_its_outcome_on_the_open_call() {
+    let mut d = Dispatcher::start(Mode::Local, |_| {}).await;
+    let noop = d.register(FunctionKind::Noop).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut stream = d.client.execute_stream(requests).await.expect("opens").into_inner();
+    for _ in 0..20 {
+        tx.send(request(noop, 1)).await.expect("send");
+        let Event::Accepted(a) = next(&mut stream).await else {
+            panic!("the answer comes before the outcome")
+        };
+        let Event::Finished(f) = next(&mut stream).await else {
+            panic!("then the outcome")
+        };
+        assert_eq!(f.tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(), a.task_ids);
+    }
+    drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("ends");
+    assert!(end.is_none(), "{end:?}");
+    d.stop().await;
+}
