@@ -37,8 +37,9 @@ struct Row {
     stages_us: [f64; 4],
     /// CPU µs per task of the measured batch: dispatcher, all workers, this client.
     cpu_us: [f64; 3],
-    /// Submit→result p50 and p99, µs, one task at a time on one `ExecuteStream` call.
-    stream_us: [f64; 2],
+    /// Submit→result p50 and p99, µs, one task at a time on one `ExecuteStream` call, and
+    /// the CPU µs per task of each role there; `None` against a dispatcher without it.
+    stream: Option<([f64; 2], [f64; 3])>,
     /// CPU µs per task of the single-task runs, same roles: what one request costs
     /// when nothing is batched.
     single_cpu_us: [f64; 3],
@@ -153,7 +154,15 @@ async fn measure(
     lat.sort_by(|a, b| a.total_cmp(b));
     rpc.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    let stream_us = stream_latency(&client, noop, &args, samples).await?;
+    let stream_before = cpu_by_role(&cluster)?;
+    let stream = match stream_latency(&client, noop, &args, samples).await? {
+        Some(lat) => {
+            let after = cpu_by_role(&cluster)?;
+            let cpu: [f64; 3] = std::array::from_fn(|i| (after[i] - stream_before[i]).as_secs_f64() * 1e6 / runs);
+            Some((lat, cpu))
+        }
+        None => None,
+    };
     let stages_us = stages.map(|mut v| {
         v.sort_by(|a, b| a.total_cmp(b));
         v[v.len() / 2]
@@ -167,7 +176,7 @@ async fn measure(
         p99_us: pct(0.99),
         rpc_p50_us: rpc[rpc.len() / 2],
         stages_us,
-        stream_us,
+        stream,
         cpu_us,
         single_cpu_us,
     };
@@ -185,11 +194,16 @@ async fn stream_latency(
     function_id: u64,
     args: &str,
     samples: usize,
-) -> anyhow::Result<[f64; 2]> {
+) -> anyhow::Result<Option<[f64; 2]>> {
     use volley_proto::api::execute_stream_response::Event;
     let (tx, rx) = tokio::sync::mpsc::channel::<api::ExecuteBatchRequest>(4);
     let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut events = client.clone().execute_stream(requests).await?.into_inner();
+    let mut events = match client.clone().execute_stream(requests).await {
+        Ok(events) => events.into_inner(),
+        // An older dispatcher (an A/B run against earlier binaries).
+        Err(status) if status.code() == tonic::Code::Unimplemented => return Ok(None),
+        Err(status) => return Err(status.into()),
+    };
     let mut lat = Vec::with_capacity(samples);
     for i in 0..samples + samples / 10 {
         let t0 = Instant::now();
@@ -215,7 +229,7 @@ async fn stream_latency(
     drop(tx);
     lat.sort_by(|a, b| a.total_cmp(b));
     let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    Ok([pct(0.50), pct(0.99)])
+    Ok(Some([pct(0.50), pct(0.99)]))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -266,16 +280,30 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     println!("\nWhere a single task's time goes (medians, µs; one clock, the client's host):\n");
-    println!("| mode | store | client send → submitted | → dispatched | → completed in core | → client has result | CPU µs per single task: dispatcher | workers | client | on one ExecuteStream call: p50 | p99 |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| mode | store | client send → submitted | → dispatched | → completed in core | → client has result | CPU µs per single task: dispatcher | workers | client |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         let [a, b, c, d] = r.stages_us;
         let [cd, cw, cc] = r.single_cpu_us;
-        let [s50, s99] = r.stream_us;
         println!(
-            "| {} | {} | {a:.0} | {b:.0} | {c:.0} | {d:.0} | {cd:.0} | {cw:.0} | {cc:.0} | {s50:.0} µs | {s99:.0} µs |",
+            "| {} | {} | {a:.0} | {b:.0} | {c:.0} | {d:.0} | {cd:.0} | {cw:.0} | {cc:.0} |",
             r.mode, r.store
         );
+    }
+    println!("\nOne task at a time on one `ExecuteStream` call (a DATA frame each way, no headers per task):\n");
+    println!("| mode | store | submit→result p50 | p99 | CPU µs per task: dispatcher | workers | client |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        match r.stream {
+            Some(([s50, s99], [cd, cw, cc])) => println!(
+                "| {} | {} | {s50:.0} µs | {s99:.0} µs | {cd:.0} | {cw:.0} | {cc:.0} |",
+                r.mode, r.store
+            ),
+            None => println!(
+                "| {} | {} | – (the dispatcher has no ExecuteStream) | | | | |",
+                r.mode, r.store
+            ),
+        }
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! syscalls. Here a task is one DATA frame each way.
 
 use super::watch::{finished_in_store, recv_merged, split_messages};
-use super::{reactor_first, Api, MAX_WATCH};
+use super::{Api, MAX_WATCH};
 use crate::core::{Finished, TaskSet};
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -114,7 +114,7 @@ impl Session {
         }
         match self.api.submit(&request.tasks, true).await {
             Ok(ids) => {
-                reactor_first().await;
+                self.api.reactor_first().await;
                 self.pending.extend(ids.iter().copied());
                 self.out.push_back(event(Event::Accepted(api::ExecuteBatchResponse {
                     task_ids: ids.into_iter().map(|TaskId(id)| id).collect(),
