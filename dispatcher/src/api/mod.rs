@@ -4,14 +4,19 @@
 //! - [`watch`] — the `WatchResults` streams, split so no message passes the 4 MiB every
 //!   stock gRPC client accepts.
 //! - [`session`] — `ExecuteStream`: submissions and their outcomes on one call.
+//! - `convert` — stored and finished tasks as the API shows them; store errors as statuses.
 
+mod convert;
 pub mod session;
 pub mod watch;
 
-use crate::core::{Finished, NewTask, Now, TaskSet};
+use convert::{api_state, store_status};
+pub use convert::{finished_info, task_info};
+
+use crate::core::{NewTask, Now, TaskSet};
 use crate::reactor::{Command, Snapshot};
 use crate::shared::{EdgeCounters, Shared};
-use crate::store::{StoreError, Submission, TaskRecord, TaskState};
+use crate::store::{Submission, TaskRecord};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -21,7 +26,6 @@ use tracing::instrument;
 use volley_proto::api::{self, dispatcher_server::Dispatcher};
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::{FunctionId, TaskId};
-use volley_proto::wire::Outcome;
 use volley_proto::Mode;
 
 /// Most tasks one `ExecuteBatch` may carry.
@@ -73,6 +77,16 @@ impl Api {
             functions: Arc::new(RwLock::new(HashMap::new())),
             max_job_ms,
             facts: Arc::new(facts),
+        }
+    }
+
+    /// Lets the reactor run before a submission's reply is written. On an idle cluster the
+    /// reply would otherwise reach the socket first, and the task would leave for its
+    /// worker only after it: one syscall and, on a busy core, one scheduling delay later.
+    /// The local pool is in-process, so there the yield would only cost.
+    async fn reactor_first(&self) {
+        if self.facts.mode != Mode::Local {
+            tokio::task::yield_now().await;
         }
     }
 
@@ -198,89 +212,6 @@ impl Api {
             Some(how) => format!("no task with id {id} (or it finished and was forgotten: {how})"),
             None => format!("no task with id {id}"),
         }
-    }
-}
-
-impl Api {
-    /// Lets the reactor run before a submission's reply is written. On an idle cluster the
-    /// reply would otherwise reach the socket first, and the task would leave for its
-    /// worker only after it: one syscall and, on a busy core, one scheduling delay later.
-    /// The local pool is in-process, so there the yield would only cost.
-    async fn reactor_first(&self) {
-        if self.facts.mode != Mode::Local {
-            tokio::task::yield_now().await;
-        }
-    }
-}
-
-fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Unavailable(why) => Status::unavailable(format!("task store unavailable: {why}")),
-        StoreError::Corrupt(why) => Status::data_loss(format!("task store holds unreadable data: {why}")),
-        StoreError::Config(why) => Status::internal(format!("task store misconfigured: {why}")),
-    }
-}
-
-fn api_state(s: TaskState) -> api::TaskState {
-    match s {
-        TaskState::Queued => api::TaskState::Queued,
-        TaskState::Running => api::TaskState::Running,
-        TaskState::Completed => api::TaskState::Completed,
-        TaskState::Failed => api::TaskState::Failed,
-    }
-}
-
-/// The client's view of a stored task.
-pub fn task_info(r: &TaskRecord) -> api::TaskInfo {
-    api::TaskInfo {
-        task_id: r.id.0,
-        function_id: r.function_id.0,
-        state: api_state(r.state) as i32,
-        result: r.result.clone(),
-        error: r.error.clone(),
-        attempts: r.attempts,
-        worker: r.worker.clone(),
-        submitted_us: r.submitted_us,
-        dispatched_us: r.dispatched_us,
-        completed_us: r.completed_us,
-        wait_us: r.wait_us,
-        run_us: r.run_us,
-        cold: r.cold.is_some(),
-        cold_start: r.cold.as_deref().map(cold_start),
-    }
-}
-
-fn cold_start(s: &crate::core::InstanceStart) -> api::ColdStart {
-    api::ColdStart {
-        decided_us: s.decided_us,
-        spawned_us: s.spawned_us,
-        process_us: s.process_us,
-        init_done_us: s.init_done_us,
-        registered_us: s.registered_us,
-    }
-}
-
-/// The client's view of a task that just finished.
-pub fn finished_info(f: &Finished) -> api::TaskInfo {
-    let (state, result, error) = match &f.outcome {
-        Outcome::Completed(r) => (api::TaskState::Completed, r.clone(), String::new()),
-        Outcome::Failed(e) => (api::TaskState::Failed, String::new(), e.clone()),
-    };
-    api::TaskInfo {
-        task_id: f.task.0,
-        function_id: f.function_id.0,
-        state: state as i32,
-        result,
-        error,
-        attempts: f.attempts,
-        worker: f.worker.as_deref().unwrap_or_default().to_owned(),
-        submitted_us: f.submitted_us,
-        dispatched_us: f.dispatched_us,
-        completed_us: f.completed_us,
-        wait_us: f.wait_us,
-        run_us: f.run_us,
-        cold: f.cold.is_some(),
-        cold_start: f.cold.as_deref().map(cold_start),
     }
 }
 
