@@ -78,18 +78,9 @@ pub struct Breakdown {
 impl Breakdown {
     /// The breakdown of a cold task; `None` for a warm one.
     pub fn of(t: &api::TaskInfo) -> Option<Self> {
-        let s = t.cold_start.filter(|_| t.cold)?;
-        let at = |us: u64| us.max(t.submitted_us);
-        let marks = [
-            t.submitted_us,
-            at(s.decided_us),
-            at(s.spawned_us),
-            at(s.process_us),
-            at(s.init_done_us),
-            at(s.registered_us),
-            at(t.dispatched_us),
-            at(t.completed_us),
-        ];
+        // A stage stamped before submission (the instance was already starting) counts
+        // from submission.
+        let marks = t.cold_start_marks()?.map(|us| us.max(t.submitted_us));
         let d = |i: usize| marks[i + 1].saturating_sub(marks[i]);
         Some(Self {
             queued_us: d(0),

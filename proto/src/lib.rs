@@ -31,6 +31,25 @@ pub mod api {
 
     /// The encoded file descriptor set, served by gRPC reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("volley_descriptor");
+
+    impl TaskInfo {
+        /// A cold task's trip in order, µs on the dispatcher's clock: submitted, the
+        /// scaler's decision, spawn, the process's `main`, init done, registered,
+        /// dispatched, completed. `None` for a warm task. The one place that order lives.
+        pub fn cold_start_marks(&self) -> Option<[u64; 8]> {
+            let s = self.cold_start.filter(|_| self.cold)?;
+            Some([
+                self.submitted_us,
+                s.decided_us,
+                s.spawned_us,
+                s.process_us,
+                s.init_done_us,
+                s.registered_us,
+                self.dispatched_us,
+                self.completed_us,
+            ])
+        }
+    }
 }
 
 /// The Volley release, reported by workers at registration and by `ClusterInfo`.

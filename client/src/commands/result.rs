@@ -44,18 +44,12 @@ pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result
         if !t.error.is_empty() {
             println!("error: {}", t.error);
         }
-        if let Some(s) = t.cold_start.filter(|_| t.cold) {
+        if let Some(marks) = t.cold_start_marks() {
             // Milliseconds from submission; a stage before it shows as negative.
-            let at = |us: u64| (us as f64 - t.submitted_us as f64) / 1e3;
+            let [_, rest @ ..] = marks.map(|us| (us as f64 - t.submitted_us as f64) / 1e3);
+            let [decided, spawned, main, init, registered, dispatched, completed] = rest;
             println!(
-                "cold start (ms from submission): decided {:+.2}, spawned {:+.2}, main {:+.2}, init done {:+.2}, registered {:+.2}, dispatched {:+.2}, completed {:+.2}",
-                at(s.decided_us),
-                at(s.spawned_us),
-                at(s.process_us),
-                at(s.init_done_us),
-                at(s.registered_us),
-                at(t.dispatched_us),
-                at(t.completed_us)
+                "cold start (ms from submission): decided {decided:+.2}, spawned {spawned:+.2}, main {main:+.2}, init done {init:+.2}, registered {registered:+.2}, dispatched {dispatched:+.2}, completed {completed:+.2}"
             );
         }
     }
