@@ -123,6 +123,18 @@ pub struct Cli {
     /// Keep each instance's log as DIR/inst-<id>-<function>.log (default: discarded).
     #[arg(long, value_name = "DIR", requires = "autoscale")]
     pub instance_logs: Option<PathBuf>,
+    /// Worker-port connections open at once; more are closed on accept.
+    #[arg(long, env = "VOLLEY_MAX_WORKER_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_worker_connections: u64,
+    /// gRPC connections open at once; more are closed on accept.
+    #[arg(long, env = "VOLLEY_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: u64,
+    /// Concurrent HTTP/2 streams one gRPC connection may open.
+    #[arg(long, env = "VOLLEY_MAX_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_streams: u32,
+    /// Seconds a gRPC connection may stay open with no call in progress.
+    #[arg(long, env = "VOLLEY_IDLE_TIMEOUT_S", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_s: u64,
 }
 
 /// `--mode` values.
@@ -184,6 +196,13 @@ impl From<Cli> for Config {
                 init: Duration::from_millis(cli.init_ms),
                 log_dir: cli.instance_logs,
             }),
+            limits: crate::config::EdgeLimits {
+                worker_connections: cli.max_worker_connections as usize,
+                grpc_connections: cli.max_connections as usize,
+                grpc_streams: cli.max_streams,
+                idle_timeout: Duration::from_secs(cli.idle_timeout_s),
+                ..Default::default()
+            },
         }
     }
 }

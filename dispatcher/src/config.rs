@@ -49,6 +49,44 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// The elastic pool, if on.
     pub autoscale: Option<AutoscaleConfig>,
+    /// What peers may cost at the two ports.
+    pub limits: EdgeLimits,
+}
+
+/// What one peer, and all of them, may cost at the gRPC port and the worker port: every
+/// resource a connection can hold has a bound here, checked before it is spent.
+#[derive(Debug, Clone)]
+pub struct EdgeLimits {
+    /// Worker-port connections open at once.
+    pub worker_connections: usize,
+    /// gRPC connections open at once; more are closed as soon as they are accepted.
+    pub grpc_connections: usize,
+    /// Concurrent HTTP/2 streams on one gRPC connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    pub grpc_streams: u32,
+    /// A gRPC connection must have sent its first request within this (TLS handshake,
+    /// HTTP/2 preface and headers).
+    pub handshake_timeout: std::time::Duration,
+    /// A gRPC connection with no request open for this long is closed.
+    pub idle_timeout: std::time::Duration,
+    /// HTTP/2 keep-alive pings this often; a peer that does not answer one within
+    /// `keepalive_timeout` is closed.
+    pub keepalive_interval: std::time::Duration,
+    /// See `keepalive_interval`.
+    pub keepalive_timeout: std::time::Duration,
+}
+
+impl Default for EdgeLimits {
+    fn default() -> Self {
+        Self {
+            worker_connections: 10_000,
+            grpc_connections: 10_000,
+            grpc_streams: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
 }
 
 /// `--autoscale POLICY --provision local …`.
@@ -99,6 +137,7 @@ impl Default for Config {
             token: None,
             tls: None,
             autoscale: None,
+            limits: EdgeLimits::default(),
         }
     }
 }

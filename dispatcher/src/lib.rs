@@ -152,9 +152,18 @@ pub async fn start(
         }
         Mode::Pull | Mode::Push => {
             let listener = listeners.workers.context("pull and push mode need a worker listener")?;
-            let link = worker_link::start(listener, shared.clone(), &tracker, shutdown.clone())
-                .await
-                .context("binding the worker endpoint")?;
+            let link = worker_link::start(
+                listener,
+                volley_proto::zmtp::RouterLimits {
+                    max_peers: config.limits.worker_connections,
+                    ..Default::default()
+                },
+                shared.clone(),
+                &tracker,
+                shutdown.clone(),
+            )
+            .context("binding the worker endpoint")?;
+            let _ = shared.worker_socket.set(link.stats.clone());
             let remote = Backend::Remote {
                 outgoing: link.outgoing,
                 inbound: link.inbound,

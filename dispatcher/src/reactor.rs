@@ -209,6 +209,13 @@ impl Reactor {
                     _ = tick.tick() => {
                         let now = Now::current();
                         self.core.tick(now, &mut self.outbox);
+                        // Workers declared dead for silence: their connections close, so a
+                        // zombie peer (or a frame it left half-sent) holds nothing here.
+                        for id in &self.outbox.removed {
+                            if let Some(peer) = self.peers.by_worker.get(id) {
+                                outgoing.disconnect(peer);
+                            }
+                        }
                         if let Some(a) = &mut self.autoscale {
                             a.step(&self.core, now);
                         }
@@ -402,6 +409,7 @@ impl Reactor {
             prefetch: self.config.prefetch,
         };
         outgoing.send(&peer, &welcome);
+        outgoing.admit(&peer);
         self.peers.by_peer.insert(peer.clone(), id);
         self.peers.by_worker.insert(id, peer);
         info!(worker_id = %id, worker = %name, slots, "worker registered");

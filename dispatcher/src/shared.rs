@@ -21,6 +21,8 @@ pub struct Shared {
     pub store_healthy: AtomicBool,
     /// Prometheus counters and histograms, when `--metrics` is on.
     pub metrics: Option<Arc<TaskMetrics>>,
+    /// What the worker socket refused, once it is bound (pull and push modes).
+    pub worker_socket: std::sync::OnceLock<Arc<volley_proto::zmtp::RouterStats>>,
 }
 
 impl Shared {
@@ -36,6 +38,7 @@ impl Shared {
             counters: EdgeCounters::default(),
             store_healthy: AtomicBool::new(true),
             metrics: None,
+            worker_socket: std::sync::OnceLock::new(),
         }
     }
 

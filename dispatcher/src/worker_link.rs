@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId, RouterReceiver, RouterSender};
 use volley_proto::wire::{self, CodecError, FromWorker, ToWorker};
+use volley_proto::zmtp::{RouterLimits, RouterStats};
 
 /// How long one send may wait for a worker's socket before the worker counts as stalled.
 const SEND_TIMEOUT: Duration = Duration::from_secs(1);
@@ -48,6 +49,9 @@ pub struct WorkerLink {
     pub outgoing: Outgoing,
     /// What workers say.
     pub inbound: InboundReader,
+    /// What the socket refused (oversized frames, failed handshakes, connections over
+    /// the cap), for `/metrics`.
+    pub stats: Arc<RouterStats>,
 }
 
 /// Decoded messages and disconnections from every worker. Cancel-safe.
@@ -177,6 +181,17 @@ impl Outgoing {
         }
     }
 
+    /// The peer registered: its frames may now be as large as the protocol allows.
+    pub fn admit(&self, peer: &PeerId) {
+        self.sender.admit(peer);
+    }
+
+    /// Closes the peer's connection (a worker declared dead, refused, or replaced).
+    pub fn disconnect(&mut self, peer: &PeerId) {
+        self.sender.disconnect(peer);
+        self.forget(peer);
+    }
+
     /// The peer's connection is gone: its queue closes and its writer ends.
     pub fn forget(&mut self, peer: &PeerId) {
         self.queues.remove(peer);
@@ -297,13 +312,14 @@ pub fn reachable(endpoint: &str) -> String {
 }
 
 /// Binds the worker endpoint on `listener` and starts its tasks on `tracker`.
-pub async fn start(
+pub fn start(
     listener: std::net::TcpListener,
+    limits: RouterLimits,
     shared: Arc<Shared>,
     tracker: &TaskTracker,
     shutdown: CancellationToken,
 ) -> Result<WorkerLink, ConnectionError> {
-    let conn = bind_router(listener).await?;
+    let conn = bind_router(listener, limits, shutdown.clone())?;
     let (disconnect_tx, disconnects) = mpsc::channel(1024);
 
     let mut events = conn.events;
@@ -335,6 +351,7 @@ pub async fn start(
             logged: HashSet::new(),
         },
         outgoing: Outgoing::new(conn.sender, tracker.clone()),
+        stats: conn.stats,
     })
 }
 
@@ -358,9 +375,14 @@ mod tests {
         listener.set_nonblocking(true).unwrap();
         let shared = Arc::new(Shared::new(Arc::new(MemoryStore::new(10)), 10, 10));
         let tracker = TaskTracker::new();
-        let mut link = start(listener, shared, &tracker, CancellationToken::new())
-            .await
-            .unwrap();
+        let mut link = start(
+            listener,
+            RouterLimits::default(),
+            shared,
+            &tracker,
+            CancellationToken::new(),
+        )
+        .unwrap();
         let timeout = Duration::from_secs(5);
         let mut worker = WorkerConnection::connect(&link.endpoint, timeout).await.unwrap();
         worker.send(&FromWorker::Heartbeat { in_flight: 0 }).await.unwrap();

@@ -11,6 +11,7 @@ use volley_proto::connection::{bind_router, RouterReceiver};
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::WorkerId;
 use volley_proto::wire::{self, FromWorker, ToWorker};
+use volley_proto::zmtp::RouterLimits;
 use volley_proto::Mode;
 
 const HEARTBEAT: Duration = Duration::from_millis(250);
@@ -80,7 +81,7 @@ async fn next_hello(rx: &mut RouterReceiver) -> volley_proto::connection::PeerId
 #[tokio::test(start_paused = true)]
 async fn a_worker_whose_dispatcher_falls_silent_registers_again() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let router = bind_router(listener).await.expect("router");
+    let router = bind_router(listener, RouterLimits::default(), CancellationToken::new()).expect("router");
     let (mut tx, mut rx) = (router.sender, router.receiver);
     let stop = CancellationToken::new();
     let config = volley_worker::WorkerConfig::new(1, router.endpoint.clone());
@@ -89,6 +90,7 @@ async fn a_worker_whose_dispatcher_falls_silent_registers_again() {
     let heartbeat = Duration::from_millis(100);
     let liveness = 3;
     let peer = next_hello(&mut rx).await;
+    tx.admit(&peer);
     let welcome = ToWorker::Welcome {
         worker_id: WorkerId(1),
         mode: Mode::Push,

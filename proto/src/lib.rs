@@ -9,6 +9,8 @@
 //!   spec strings people type.
 //! - [`wire`] — the dispatcher↔worker messages ([`wire::FromWorker`], [`wire::ToWorker`])
 //!   and their versioned, size-limited postcard codec.
+//! - [`zmtp`] — the ZMTP 3 transport (ROUTER/DEALER, NULL mechanism) with its limits
+//!   built in: no frame is buffered past its peer's limit, no stranger holds much.
 //! - [`connection`] — typed ZeroMQ connections: handlers see messages, never bytes.
 //! - [`exposition`] — the `/metrics` endpoint (Prometheus text format) each process may serve.
 //! - [`text`] — user input clipped for error messages.
@@ -23,6 +25,7 @@ pub mod ids;
 pub mod telemetry;
 pub mod text;
 pub mod wire;
+pub mod zmtp;
 
 /// The generated gRPC types, client and server.
 #[allow(missing_docs, clippy::all)]

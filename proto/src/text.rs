@@ -18,6 +18,25 @@ pub fn quote(text: &str) -> String {
     clip(text, QUOTE_CHARS)
 }
 
+/// `text` clipped to `max_chars` with control characters escaped (`\n`, `\u{1b}`…), for
+/// anything a peer says that reaches a log line: a name with a newline in it cannot forge
+/// a second line, and an escape sequence cannot repaint the operator's terminal.
+pub fn escaped(text: &str, max_chars: usize) -> String {
+    let clipped = clip(text, max_chars);
+    if !clipped.chars().any(char::is_control) {
+        return clipped;
+    }
+    let mut out = String::with_capacity(clipped.len() + 8);
+    for c in clipped.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,5 +54,13 @@ mod tests {
         assert!(c.starts_with(&"é".repeat(10)));
         assert!(c.ends_with("… (200 bytes in all)"), "{c}");
         assert!(quote(&"x".repeat(120_000)).len() < 100);
+    }
+
+    #[test]
+    fn control_characters_cannot_forge_log_lines() {
+        assert_eq!(escaped("w1", 64), "w1");
+        assert_eq!(escaped("w1\nINFO forged\x1b[2J", 64), "w1\\nINFO forged\\u{1b}[2J");
+        assert_eq!(escaped("ünï", 64), "ünï");
+        assert!(escaped(&"\n".repeat(10_000), 10).len() < 60);
     }
 }
