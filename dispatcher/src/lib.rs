@@ -7,6 +7,8 @@
 //!   hybrid histogram; also what `client simulate` runs on a virtual clock.
 //! - [`reactor`] — the one task that owns the core and batches its decisions.
 //! - [`worker_link`] — the ZeroMQ ROUTER endpoint workers connect to.
+//! - [`registration`] — what a worker's `Hello` may say: every field bounded, names not
+//!   taken over by another process.
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
 //! - [`autoscale`] — the elastic pool's loop: scaler decisions carried out by a provisioner.
@@ -25,6 +27,7 @@ pub mod metrics;
 pub mod persist;
 pub mod provision;
 pub mod reactor;
+pub mod registration;
 pub mod scaler;
 pub mod security;
 pub mod shared;

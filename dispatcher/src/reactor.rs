@@ -7,6 +7,7 @@ use crate::core::{
     Capacity, Comm, CoreCounters, FunctionLoad, InstanceStart, LossReason, NewTask, Now, SchedulerCore, Transition,
     WorkerSpec, WorkerView,
 };
+use crate::registration;
 use crate::shared::{EdgeCounters, Shared};
 use crate::worker_link::{self, Inbound, InboundReader, Outgoing};
 use std::collections::HashMap;
@@ -18,12 +19,12 @@ use tracing::{info, warn};
 use volley_proto::auth::Token;
 use volley_proto::connection::PeerId;
 use volley_proto::ids::WorkerId;
+use volley_proto::text::escaped;
 use volley_proto::wire::{FromWorker, TaskAssignment, TaskResult, ToWorker};
 use volley_proto::Mode;
 use volley_worker::executor::SlotPool;
 
-/// Slots a worker may announce; more is a misconfiguration or an attack.
-pub const MAX_WORKER_SLOTS: u32 = 4096;
+pub use crate::registration::MAX_WORKER_SLOTS;
 /// Messages handled per turn before the reactor flushes.
 const DRAIN_LIMIT: usize = 1024;
 
@@ -295,7 +296,10 @@ impl Reactor {
                 match (msg, known) {
                     (hello @ FromWorker::Hello { .. }, _) => self.hello(peer, hello, now, outgoing),
                     (FromWorker::Ready { credits }, Some(id)) => self.core.ready(id, credits, now, &mut self.outbox),
-                    (FromWorker::Results(results), Some(id)) => self.core.results(id, results, now, &mut self.outbox),
+                    (FromWorker::Results(mut results), Some(id)) => {
+                        results.iter_mut().for_each(|r| r.outcome.bound());
+                        self.core.results(id, results, now, &mut self.outbox)
+                    }
                     (FromWorker::Heartbeat { .. }, Some(id)) => self.core.heard_from(id, now),
                     (FromWorker::Goodbye { reason }, Some(id)) => {
                         info!(worker_id = %id, %reason, "worker said goodbye; requeueing its tasks");
@@ -331,7 +335,7 @@ impl Reactor {
         if !self.config.token.as_ref().is_none_or(|t| t.admits(token.as_ref())) {
             // Sampled: a stranger repeating itself must not flood the log.
             if let Some(rejected) = EdgeCounters::bump_sampled(&self.shared.counters.rejected_workers) {
-                warn!(worker = %name, %host, pid, rejected, "rejected a worker: missing or wrong token (logged at powers of two)");
+                warn!(worker = %escaped(&name, 64), host = %escaped(&host, 64), pid, rejected, "rejected a worker: missing or wrong token (logged at powers of two)");
             }
             let reason = "authentication failed: this dispatcher requires the shared token (--token / VOLLEY_TOKEN)";
             outgoing.send(&peer, &ToWorker::Reject { reason: reason.into() });
@@ -355,23 +359,24 @@ impl Reactor {
                 )
             }),
         };
-        let refusal = if expect_mode.is_some_and(|m| m != self.config.mode) {
-            Some(format!(
-                "this dispatcher runs in {} mode, but the worker was started with --mode {}",
-                self.config.mode,
-                expect_mode.map(|m| m.as_str()).unwrap_or_default()
-            ))
-        } else if spec.slots == 0 || spec.slots > MAX_WORKER_SLOTS {
-            Some(format!(
-                "a worker must announce between 1 and {MAX_WORKER_SLOTS} slots, not {}",
-                spec.slots
-            ))
-        } else {
-            None
-        };
+        let by_name = self
+            .core
+            .worker_named(&spec.name)
+            .filter(|id| self.peers.by_peer.get(&peer) != Some(id));
+        let refusal = registration::refusal(&spec, &version, expect_mode, self.config.mode).or_else(|| {
+            let holder = by_name.and_then(|id| self.core.worker_spec(id))?;
+            (!registration::may_replace(holder, &spec)).then(|| {
+                format!(
+                    "the name {} belongs to a live worker (pid {} on {}); give this one another --name",
+                    escaped(&spec.name, 64),
+                    holder.pid,
+                    escaped(&holder.host, 64)
+                )
+            })
+        });
         if let Some(reason) = refusal {
             EdgeCounters::bump(&self.shared.counters.rejected_workers);
-            warn!(worker = %spec.name, "rejected a worker: {reason}");
+            warn!(worker = %escaped(&spec.name, 64), "rejected a worker: {reason}");
             outgoing.send(&peer, &ToWorker::Reject { reason });
             return;
         }
@@ -379,12 +384,7 @@ impl Reactor {
             info!(worker = %spec.name, %version, "worker runs another release; the protocol matches");
         }
         // A reconnecting worker voids its old registration: requeue what it held at once.
-        let old = self
-            .peers
-            .by_peer
-            .get(&peer)
-            .copied()
-            .or_else(|| self.core.worker_named(&spec.name));
+        let old = self.peers.by_peer.get(&peer).copied().or(by_name);
         if let Some(old) = old {
             self.core
                 .remove_worker(old, LossReason::Replaced, now, &mut self.outbox);

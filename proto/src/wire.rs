@@ -17,6 +17,26 @@ pub const PROTOCOL_VERSION: u16 = 6;
 /// The largest frame either side accepts or sends.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 
+/// The largest result or error text one task may return: the same bound as a task's
+/// arguments, so a result always fits every client's default 4 MiB message, and a
+/// worker cannot break others' result streams with one huge answer.
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
+impl Outcome {
+    /// Replaces an outcome over [`MAX_RESULT_BYTES`] with a failure saying so: what the
+    /// dispatcher keeps of a worker's answer.
+    pub fn bound(&mut self) {
+        let len = match self {
+            Outcome::Completed(s) | Outcome::Failed(s) => s.len(),
+        };
+        if len > MAX_RESULT_BYTES {
+            *self = Outcome::Failed(format!(
+                "the function's result had {len} bytes; the limit is {MAX_RESULT_BYTES}"
+            ));
+        }
+    }
+}
+
 /// What a worker says to the dispatcher.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FromWorker {

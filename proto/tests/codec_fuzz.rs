@@ -18,7 +18,9 @@ fn job() -> impl Strategy<Value = Job> {
         any::<u64>().prop_map(|ms| Job::Sleep { ms }),
         any::<u64>().prop_map(|ms| Job::Spin { ms }),
         ".{0,64}".prop_map(|payload| Job::Echo { payload }),
-        ".{0,64}".prop_map(|message| Job::Fail { message }),
+        ".{0,64}".prop_map(|message: String| Job::Fail {
+            message: message.into()
+        }),
     ]
 }
 

@@ -182,7 +182,7 @@ pub fn run_job(job: &Job) -> Outcome {
             Outcome::Completed(format!("{{\"spun_ms\":{ms},\"iterations\":{iterations}}}"))
         }
         Job::Echo { payload } => Outcome::Completed(payload.clone()),
-        Job::Fail { message } => Outcome::Failed(message.clone()),
+        Job::Fail { message } => Outcome::Failed(message.to_string()),
         Job::Trace { ms, mb, spin } => run_trace(*ms, *mb, *spin),
     }
 }

@@ -52,8 +52,9 @@ pub async fn finished_in_store(
 }
 
 /// Splits `tasks` into messages of at most [`MAX_MESSAGE_BYTES`] encoded and
-/// [`MAX_TASKS_PER_MESSAGE`] tasks, in order. A task is never split; one larger than the
-/// limit alone cannot exist, since submission bounds arguments (and so results) far below it.
+/// [`MAX_TASKS_PER_MESSAGE`] tasks, in order. A task is never split; none is larger than
+/// the limit alone: submission bounds arguments, and the reactor bounds what a worker
+/// returns to `wire::MAX_RESULT_BYTES`, both far below it.
 pub fn split_messages(tasks: Vec<api::TaskInfo>) -> Vec<api::WatchResultsResponse> {
     let mut messages = Vec::new();
     let mut current = Vec::new();

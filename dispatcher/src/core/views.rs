@@ -1,7 +1,7 @@
 //! What the core shows of itself: counts, workers, per-function load, for `ClusterInfo`,
 //! metrics and the elastic pool.
 
-use super::{CoreCounters, FunctionLoad, SchedulerCore, WorkerView};
+use super::{CoreCounters, FunctionLoad, SchedulerCore, WorkerSpec, WorkerView};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -81,7 +81,12 @@ impl SchedulerCore {
             .collect()
     }
 
-    /// The worker registered under `name`, if any (a reconnecting worker replaces it).
+    /// The registration of a worker, if it is known.
+    pub fn worker_spec(&self, id: WorkerId) -> Option<&WorkerSpec> {
+        self.workers.get(&id).map(|w| &w.spec)
+    }
+
+    /// The worker registered under `name`, if any.
     pub fn worker_named(&self, name: &str) -> Option<WorkerId> {
         self.workers
             .iter()

@@ -4,6 +4,7 @@ use crate::api;
 use crate::text::quote;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::sync::Arc;
 
 /// A registered function: one of the built-ins, with its default parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,8 +26,9 @@ pub enum FunctionKind {
     Echo,
     /// Always fails with `message`.
     Fail {
-        /// Default error message, overridable per task.
-        message: String,
+        /// Default error message, overridable per task; shared by every task that does
+        /// not override it, never copied per task.
+        message: Arc<str>,
     },
     /// A function of a replayed trace: each task says how long it runs and how much
     /// memory it touches first (`{"ms": …, "mb": …}`).
@@ -63,8 +65,8 @@ pub enum Job {
     },
     /// See [`FunctionKind::Fail`].
     Fail {
-        /// The error the task fails with.
-        message: String,
+        /// The error the task fails with (at most [`MAX_FAIL_MESSAGE_BYTES`]).
+        message: Arc<str>,
     },
     /// See [`FunctionKind::Trace`].
     Trace {
@@ -134,7 +136,7 @@ impl FunctionKind {
             Kind::Spin(s) => FunctionKind::Spin { ms: s.ms },
             Kind::Echo(_) => FunctionKind::Echo,
             Kind::Fail(f) => FunctionKind::Fail {
-                message: f.message.clone(),
+                message: Arc::from(f.message.as_str()),
             },
             Kind::Trace(t) => FunctionKind::Trace {
                 spin: t.spin,
@@ -152,7 +154,7 @@ impl FunctionKind {
             FunctionKind::Spin { ms } => Kind::Spin(api::Spin { ms: *ms }),
             FunctionKind::Echo => Kind::Echo(api::Echo {}),
             FunctionKind::Fail { message } => Kind::Fail(api::Fail {
-                message: message.clone(),
+                message: message.to_string(),
             }),
             FunctionKind::Trace { spin, max_memory_mb } => Kind::Trace(api::Trace {
                 spin: *spin,
@@ -187,7 +189,7 @@ impl FunctionKind {
             ),
             "fail" => (
                 FunctionKind::Fail {
-                    message: param.unwrap_or("failed on purpose").to_owned(),
+                    message: Arc::from(param.unwrap_or("failed on purpose")),
                 },
                 String::new(),
             ),
@@ -223,6 +225,7 @@ impl FunctionKind {
     pub fn validate(&self, max_ms: u64) -> Result<(), InvalidFunction> {
         match self {
             FunctionKind::Sleep { ms } | FunctionKind::Spin { ms } => check_ms(self.name(), *ms, max_ms),
+            FunctionKind::Fail { message } => check_message(message),
             FunctionKind::Trace { max_memory_mb, .. } if *max_memory_mb > MAX_TRACE_MEMORY_MB => Err(invalid(format!(
                 "a trace function may allow at most {MAX_TRACE_MEMORY_MB} MiB a task, not {max_memory_mb}"
             ))),
@@ -333,12 +336,29 @@ fn trace_args(args: Option<&Value>) -> Result<(u64, u64), InvalidFunction> {
     Ok((whole("ms")?, whole("mb")?))
 }
 
-fn override_message(default: &str, args: Option<&Value>) -> Result<String, InvalidFunction> {
+/// Bytes of a `fail` function's message: every task of the function reports it, so
+/// its size is multiplied by the tasks that fail with it.
+pub const MAX_FAIL_MESSAGE_BYTES: usize = 4096;
+
+fn check_message(message: &str) -> Result<(), InvalidFunction> {
+    if message.len() > MAX_FAIL_MESSAGE_BYTES {
+        return Err(invalid(format!(
+            "a fail message may have at most {MAX_FAIL_MESSAGE_BYTES} bytes, not {}",
+            message.len()
+        )));
+    }
+    Ok(())
+}
+
+fn override_message(default: &Arc<str>, args: Option<&Value>) -> Result<Arc<str>, InvalidFunction> {
     match args {
-        None => Ok(default.to_owned()),
+        None => Ok(default.clone()),
         Some(args) => match object("fail", args, "message")?.get("message") {
-            None => Ok(default.to_owned()),
-            Some(Value::String(s)) => Ok(s.clone()),
+            None => Ok(default.clone()),
+            Some(Value::String(s)) => {
+                check_message(s)?;
+                Ok(Arc::from(s.as_str()))
+            }
             Some(v) => Err(invalid(format!(
                 "\"message\" for fail must be a string, got {}",
                 quote(&v.to_string())

@@ -105,14 +105,12 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     our_type: &str,
     peer_type: &str,
 ) -> Result<(), ZmtpError> {
-    let mut ours = BytesMut::with_capacity(GREETING_LEN + 64);
-    ours.put_slice(&greeting(as_server));
-    ours.extend_from_slice(&ready(our_type));
-    stream.write_all(&ours).await?;
-
+    // READY goes only to a peer whose greeting passed: a stranger learns 64 bytes.
+    stream.write_all(&greeting(as_server)).await?;
     let mut theirs = [0u8; GREETING_LEN];
     stream.read_exact(&mut theirs).await?;
     check_greeting(&theirs)?;
+    stream.write_all(&ready(our_type)).await?;
 
     let mut decoder = Decoder::default();
     let frame = loop {

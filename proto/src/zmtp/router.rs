@@ -320,18 +320,16 @@ impl Connection {
             _ = close.cancelled() => return,
             r = tokio::time::timeout(self.limits.handshake_timeout, handshake(&mut stream, &mut buf, true, "ROUTER", "DEALER")) => r,
         };
-        match shaken {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                self.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
-                debug!(peer = %id, "worker connection handshake failed: {e}");
-                return;
-            }
-            Err(_) => {
-                self.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
-                debug!(peer = %id, "worker connection handshake timed out");
-                return;
-            }
+        let failure = match shaken {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("no handshake within {:?}", self.limits.handshake_timeout)),
+        };
+        if let Some(why) = failure {
+            self.stats.bad_handshakes.fetch_add(1, Ordering::Relaxed);
+            debug!(peer = %id, "worker connection handshake failed: {why}");
+            hang_up(stream).await;
+            return;
         }
         let (rd, wr) = stream.into_split();
         let (queue, frames) = mpsc::channel(self.limits.peer_queue.max(1));
@@ -426,6 +424,24 @@ impl Connection {
             }
         }
     }
+}
+
+/// Closes a refused connection with a FIN rather than a reset: what the peer already sent
+/// is read and dropped first, within a small bound of bytes and time.
+async fn hang_up(mut stream: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let _ = stream.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let draining = async {
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_millis(200), draining).await;
 }
 
 /// Frames at or above this size are written straight from their buffer, not copied.
