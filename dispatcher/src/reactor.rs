@@ -442,7 +442,7 @@ impl Reactor {
                 Backend::Local { pool, .. } => pool.submit_all(tasks),
                 Backend::Remote { outgoing, .. } => {
                     if let Some(peer) = self.peers.by_worker.get(&worker) {
-                        outgoing.send(peer, &ToWorker::Tasks(tasks));
+                        outgoing.send_tasks(peer, tasks);
                     }
                 }
             }

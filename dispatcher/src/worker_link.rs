@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId, RouterReceiver, RouterSender};
-use volley_proto::wire::{self, CodecError, FromWorker, ToWorker};
+use volley_proto::wire::{self, CodecError, FromWorker, TaskAssignment, ToWorker};
 use volley_proto::zmtp::{RouterLimits, RouterStats};
 
 /// How long one send may wait for a worker's socket before the worker counts as stalled.
@@ -169,6 +169,31 @@ impl Outgoing {
             if self.enqueue(peer, frame) && !self.recently_sent.contains(peer) {
                 self.recently_sent.insert(peer.clone());
             }
+        }
+    }
+
+    /// Queues `tasks` for `peer` in as many frames as their encoded size needs: a batch
+    /// over [`wire::MAX_FRAME_BYTES`] is halved until each part fits, in order. A single
+    /// task cannot be too large (arguments are bounded far below the frame limit).
+    pub fn send_tasks(&mut self, peer: &PeerId, tasks: Vec<TaskAssignment>) {
+        let msg = ToWorker::Tasks(tasks);
+        match wire::encode(&msg) {
+            Ok(frame) => {
+                if self.enqueue(peer, Bytes::from(frame)) {
+                    self.recently_sent.insert(peer.clone());
+                }
+            }
+            Err(CodecError::TooLarge { .. }) => {
+                let ToWorker::Tasks(mut tasks) = msg else { return };
+                if tasks.len() < 2 {
+                    warn!(peer = %peer, "a single task's frame exceeds the frame limit; its lease will fail it");
+                    return;
+                }
+                let second = tasks.split_off(tasks.len() / 2);
+                self.send_tasks(peer, tasks);
+                self.send_tasks(peer, second);
+            }
+            Err(e) => warn!("cannot encode tasks for a worker: {e}"),
         }
     }
 
@@ -360,7 +385,6 @@ mod tests {
     use super::*;
     use crate::store::memory::MemoryStore;
     use volley_proto::connection::WorkerConnection;
-    use volley_proto::wire::TaskAssignment;
 
     async fn recv(worker: &mut WorkerConnection) -> ToWorker {
         tokio::time::timeout(Duration::from_secs(5), worker.recv())
@@ -404,6 +428,53 @@ mod tests {
         assert_eq!(recv(&mut worker).await, ToWorker::Heartbeat);
         let more = tokio::time::timeout(Duration::from_millis(200), worker.recv()).await;
         assert!(more.is_err(), "one heartbeat in two rounds, got {more:?}");
+    }
+
+    #[tokio::test]
+    async fn a_batch_over_the_frame_limit_leaves_in_frames_that_fit() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let shared = Arc::new(Shared::new(Arc::new(MemoryStore::new(10)), 10, 10));
+        let tracker = TaskTracker::new();
+        let mut link = start(
+            listener,
+            RouterLimits::default(),
+            shared,
+            &tracker,
+            CancellationToken::new(),
+        )
+        .unwrap();
+        let timeout = Duration::from_secs(5);
+        let mut worker = WorkerConnection::connect(&link.endpoint, timeout).await.unwrap();
+        worker.send(&FromWorker::Heartbeat { in_flight: 0 }).await.unwrap();
+        let peer = match tokio::time::timeout(timeout, link.inbound.next()).await.unwrap() {
+            Some(Inbound::Message(peer, _)) => peer,
+            other => panic!("expected the worker's heartbeat, got {other:?}"),
+        };
+        // 200 tasks of 100 KB: 20 MB, over the 16 MiB frame limit.
+        let payload = "x".repeat(100_000);
+        let tasks: Vec<_> = (1..=200)
+            .map(|i| TaskAssignment {
+                task_id: volley_proto::ids::TaskId(i),
+                attempt: 1,
+                job: volley_proto::function::Job::Echo {
+                    payload: payload.clone(),
+                },
+            })
+            .collect();
+        link.outgoing.send_tasks(&peer, tasks);
+        let mut ids = Vec::new();
+        let mut frames = 0;
+        while ids.len() < 200 {
+            match recv(&mut worker).await {
+                ToWorker::Tasks(t) => {
+                    frames += 1;
+                    ids.extend(t.iter().map(|a| a.task_id.0));
+                }
+                other => panic!("expected tasks, got {other:?}"),
+            }
+        }
+        assert!(frames >= 2, "{frames} frames");
+        assert_eq!(ids, (1..=200).collect::<Vec<_>>(), "every task once, in order");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub(super) fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(why) => Status::unavailable(format!("task store unavailable: {why}")),
         StoreError::Corrupt(why) => Status::data_loss(format!("task store holds unreadable data: {why}")),
+        StoreError::DataLoss(why) => Status::data_loss(format!("nothing was submitted: {why}")),
         StoreError::Config(why) => Status::internal(format!("task store misconfigured: {why}")),
     }
 }

@@ -56,9 +56,16 @@ impl SchedulerCore {
                 taken += 1;
                 let Some(w) = self.workers.get_mut(&wid) else { break };
                 entry.attempts += 1;
+                // The lease covers the wait in the worker's queue as well as the run: a
+                // task with `ahead` slow tasks before it (run FIFO on `slots` slots, each
+                // within its own lease) starts within `ahead / slots` leases, so a deep
+                // prefetch queue never expires correct work. Queue-scaled, not started-at,
+                // so it costs no message per task.
+                let ahead = w.in_flight.len().saturating_sub(w.instant as usize) as u32;
+                let waits = ahead / w.spec.slots.max(1);
                 entry.state = TaskState::Assigned {
                     worker: wid,
-                    deadline: now.instant + self.config.lease,
+                    deadline: now.instant + self.config.lease * (1 + waits),
                     dispatched_us: now.unix_us,
                 };
                 if w.in_flight.is_empty() {

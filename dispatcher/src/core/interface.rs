@@ -266,6 +266,9 @@ pub struct CoreCounters {
     pub workers_joined: u64,
     /// Workers that left or died.
     pub workers_lost: u64,
+    /// New tasks refused because their id was still in use (a store whose id counter
+    /// went back); always 0 unless the store lost data.
+    pub duplicate_ids: u64,
 }
 
 /// A worker as operators see it.

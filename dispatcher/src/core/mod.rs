@@ -186,6 +186,9 @@ impl SchedulerCore {
         for task in tasks {
             self.counters.submitted += 1;
             if self.tasks.contains_key(&task.id) {
+                // The store handed out an id still in use: never silently dropped.
+                self.counters.duplicate_ids += 1;
+                tracing::error!(task_id = %task.id, "a new task has the id of a task this dispatcher still holds; the store's id counter went back");
                 continue;
             }
             let entry = TaskEntry {

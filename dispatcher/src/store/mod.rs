@@ -122,6 +122,10 @@ pub enum StoreError {
     /// The backend holds data this dispatcher cannot read; do not retry.
     #[error("store holds unreadable data: {0}")]
     Corrupt(String),
+    /// The store lost data it had acknowledged (Redis came back empty); what was asked
+    /// was not done, and a retry works.
+    #[error("store lost data: {0}")]
+    DataLoss(String),
     /// The store address is wrong.
     #[error("bad store address: {0}")]
     Config(String),

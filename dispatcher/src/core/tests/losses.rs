@@ -170,3 +170,47 @@ fn function_failures_are_terminal_not_retried() {
     comm.assert_empty();
     assert_eq!(core.counters().requeued, 0);
 }
+
+#[test]
+fn a_lease_covers_the_wait_in_the_workers_queue() {
+    // The reproduction: 8 slow tasks on one slot with a prefetch queue; each runs
+    // within its lease, so none may expire however long it waited behind the others.
+    let mut cfg = config(Policy::LeastLoaded, 16);
+    cfg.lease = Duration::from_secs(2);
+    let mut core = SchedulerCore::new(cfg, 1);
+    let mut comm = TestComm::default();
+    let mut now = Now::current();
+    let mut one = spec("one", 1, Capacity::Slots);
+    one.monitored = false;
+    let w = core.add_worker(one, now, &mut comm);
+    core.submit(tasks(1..9), now, &mut comm);
+    assert_eq!(comm.take_assigned().len(), 8);
+    comm.take_records();
+    // 600 ms each, one after the other: task k finishes at k × 600 ms.
+    for k in 1..=8u64 {
+        now = now.after(Duration::from_millis(600));
+        core.tick(now, &mut comm);
+        assert!(
+            comm.take_records().is_empty(),
+            "a lease expired before task {k} finished"
+        );
+        core.results(w, vec![ok(k, 1)], now, &mut comm);
+        comm.take_records();
+    }
+    comm.assert_empty();
+
+    // A task that never finishes still expires, after the leases of those ahead of it.
+    core.submit(tasks(20..22), now, &mut comm);
+    comm.take_assigned();
+    comm.take_records();
+    now = now.after(Duration::from_millis(2100));
+    core.tick(now, &mut comm);
+    let recs = comm.take_records();
+    assert!(
+        matches!(recs[0], Transition::Requeued { task: TaskId(20), .. }),
+        "{recs:?}"
+    );
+    assert!(!recs
+        .iter()
+        .any(|r| matches!(r, Transition::Requeued { task: TaskId(21), .. })));
+}

@@ -1,0 +1,338 @@
+//! Hostile bytes and peers against the real binaries (issue 27): each break found on
+//! 2026-12-04 as a regression test, raw sockets where the attack is below the protocol.
+//! Memory is judged by the dispatcher's RSS before and after, not by time.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use volley_client::{register_spec, run_batch};
+use volley_perf::procstat::rss_bytes;
+use volley_perf::{Cluster, ClusterSpec, RedisServer};
+use volley_proto::api;
+use volley_proto::connection::WorkerConnection;
+use volley_proto::wire::{FromWorker, ToWorker};
+use volley_proto::Mode;
+
+const MIB: u64 = 1024 * 1024;
+
+fn greeting() -> Vec<u8> {
+    let mut g = vec![0xff, 0, 0, 0, 0, 0, 0, 0, 1, 0x7f, 3, 0];
+    g.extend_from_slice(b"NULL");
+    g.resize(64, 0);
+    g
+}
+
+fn ready_dealer() -> Vec<u8> {
+    let mut body = vec![5];
+    body.extend_from_slice(b"READY");
+    body.push(11);
+    body.extend_from_slice(b"Socket-Type");
+    body.extend_from_slice(&6u32.to_be_bytes());
+    body.extend_from_slice(b"DEALER");
+    let mut frame = vec![0x04, body.len() as u8];
+    frame.extend_from_slice(&body);
+    frame
+}
+
+fn connect(addr: &str) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("tcp");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    s
+}
+
+/// Greeting and READY both ways; the stream is then a stranger's ZMTP session.
+fn shake_hands(addr: &str) -> TcpStream {
+    let mut s = connect(addr);
+    s.write_all(&greeting()).expect("greeting");
+    let mut theirs = [0u8; 64];
+    s.read_exact(&mut theirs).expect("their greeting");
+    s.write_all(&ready_dealer()).expect("ready");
+    let mut header = [0u8; 2];
+    s.read_exact(&mut header).expect("their READY");
+    let mut body = vec![0u8; header[1] as usize];
+    s.read_exact(&mut body).expect("their READY body");
+    s
+}
+
+/// Whether the dispatcher closed the connection (EOF or reset, not the read timeout).
+fn closed(s: &mut TcpStream) -> bool {
+    let mut sink = [0u8; 4096];
+    loop {
+        match s.read(&mut sink) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+fn rss(cluster: &Cluster) -> u64 {
+    rss_bytes(cluster.dispatcher_pid().expect("dispatcher pid")).expect("rss")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frame_headers_claiming_a_terabyte_cost_nothing_and_lose_nothing() {
+    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label("terabyte"))
+        .await
+        .expect("cluster");
+    let addr = cluster
+        .worker_endpoint()
+        .expect("endpoint")
+        .trim_start_matches("tcp://")
+        .to_owned();
+    let client = cluster.connect().await.expect("client");
+    let (sleep, _) = register_spec(&mut client.clone(), "sleep:300").await.expect("register");
+    // Acknowledged before the attack, running during it.
+    let before = tokio::spawn({
+        let client = client.clone();
+        async move { run_batch(&client, vec![(sleep, String::new()); 8], 8, Duration::from_secs(30)).await }
+    });
+    let rss_before = rss(&cluster);
+
+    // The 73 bytes of the report: a greeting, then a command frame claiming 1 TiB.
+    let mut s = connect(&addr);
+    let mut attack = greeting();
+    attack.push(0x06);
+    attack.extend_from_slice(&(1u64 << 40).to_be_bytes());
+    assert_eq!(attack.len(), 73);
+    s.write_all(&attack).expect("write");
+    assert!(closed(&mut s), "the connection stayed open");
+    // After a full handshake, message frames claiming 1 TiB and u64::MAX.
+    for claim in [1u64 << 40, u64::MAX] {
+        let mut s = shake_hands(&addr);
+        let mut frame = vec![0x02];
+        frame.extend_from_slice(&claim.to_be_bytes());
+        s.write_all(&frame).expect("write");
+        assert!(closed(&mut s), "a {claim}-byte claim left the connection open");
+    }
+    // Seeded random bytes after a valid greeting and READY.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    for _ in 0..200 {
+        let mut s = shake_hands(&addr);
+        let junk: Vec<u8> = (0..256)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect();
+        let _ = s.write_all(&junk);
+    }
+
+    cluster.check_dispatcher().expect("the dispatcher survived");
+    let outcome = before
+        .await
+        .expect("join")
+        .expect("tasks acknowledged before the attack");
+    assert_eq!(outcome.completed, 8, "{outcome:?}");
+    let grown = rss(&cluster).saturating_sub(rss_before);
+    eprintln!(
+        "dispatcher RSS grew {} KiB under the terabyte and junk attacks",
+        grown / 1024
+    );
+    assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unfinished_frames_from_strangers_hold_at_most_their_limit() {
+    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 1, 1).label("unfinished"))
+        .await
+        .expect("cluster");
+    let addr = cluster
+        .worker_endpoint()
+        .expect("endpoint")
+        .trim_start_matches("tcp://")
+        .to_owned();
+    let rss_before = rss(&cluster);
+    // A stranger may not even start a frame over 64 KiB.
+    let mut big = shake_hands(&addr);
+    let mut header = vec![0x02];
+    header.extend_from_slice(&(1024 * MIB).to_be_bytes());
+    big.write_all(&header).expect("write");
+    big.write_all(&vec![0u8; 1 << 20]).ok();
+    assert!(closed(&mut big), "a 1 GiB frame from a stranger was read");
+    // 100 strangers each hold a frame just under the limit, unfinished.
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let mut s = shake_hands(&addr);
+        let mut frame = vec![0x02];
+        frame.extend_from_slice(&(64u64 * 1024).to_be_bytes());
+        frame.extend_from_slice(&[7u8; 64 * 1024 - 1]);
+        s.write_all(&frame).expect("write");
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let grown = rss(&cluster).saturating_sub(rss_before);
+    eprintln!(
+        "dispatcher RSS grew {} KiB with 100 unfinished 64 KiB frames",
+        grown / 1024
+    );
+    assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
+    // The real worker is unaffected.
+    let client = cluster.connect().await.expect("client");
+    let (noop, _) = register_spec(&mut client.clone(), "noop").await.expect("register");
+    let outcome = run_batch(&client, vec![(noop, String::new()); 100], 50, Duration::from_secs(20))
+        .await
+        .expect("batch");
+    assert_eq!(outcome.completed, 100);
+    drop(held);
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hello_fields_are_bounded_and_names_are_not_taken_over() {
+    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 1).label("hello-bounds"))
+        .await
+        .expect("cluster");
+    cluster
+        .wait_for_workers(1, Duration::from_secs(10))
+        .await
+        .expect("worker");
+    let endpoint = cluster.worker_endpoint().expect("endpoint").to_owned();
+    let real = cluster.info().await.expect("info").workers[0].clone();
+    let hello = |name: String, pid: u32| FromWorker::Hello {
+        name,
+        slots: 1,
+        pid,
+        host: "h".into(),
+        version: volley_proto::VERSION.into(),
+        expect_mode: None,
+        token: None,
+        function: None,
+        start: None,
+    };
+    let reply =
+        |mut conn: WorkerConnection| async move { tokio::time::timeout(Duration::from_secs(5), conn.recv()).await };
+
+    // 5 MiB of name: over what a stranger may send at all; the connection is closed.
+    let mut conn = WorkerConnection::connect(&endpoint, Duration::from_secs(2))
+        .await
+        .expect("connect");
+    let _ = conn.send(&hello("n".repeat(5 << 20), 9)).await;
+    assert!(matches!(reply(conn).await, Ok(Err(_))), "a 5 MiB Hello was read");
+    // A name that would forge a log line, and a live worker's name from another process.
+    for name in ["w\nINFO forged".to_owned(), real.name.clone()] {
+        let mut conn = WorkerConnection::connect(&endpoint, Duration::from_secs(2))
+            .await
+            .expect("connect");
+        conn.send(&hello(name.clone(), real.pid + 1)).await.expect("send");
+        match reply(conn).await {
+            Ok(Ok(ToWorker::Reject { reason })) => assert!(!reason.contains('\n'), "{reason}"),
+            other => panic!("expected a refusal of {name:?}, got {other:?}"),
+        }
+    }
+    let info = cluster.info().await.expect("ClusterInfo still fits every client");
+    assert_eq!(info.workers.len(), 1);
+    assert_eq!(info.workers[0].id, real.id, "the real worker kept its registration");
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_waiting_in_a_workers_queue_keep_their_lease() {
+    let mut cluster = Cluster::start(
+        ClusterSpec::new(Mode::Push, 1, 1)
+            .args(["-t", "2"])
+            .label("queued-lease"),
+    )
+    .await
+    .expect("cluster");
+    let client = cluster.connect().await.expect("client");
+    let (sleep, _) = register_spec(&mut client.clone(), "sleep:600").await.expect("register");
+    let outcome = run_batch(&client, vec![(sleep, String::new()); 8], 8, Duration::from_secs(30))
+        .await
+        .expect("batch");
+    assert_eq!(outcome.completed, 8, "{:?}", outcome.tasks);
+    assert!(outcome.tasks.iter().all(|t| t.attempts == 1), "a task ran twice");
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_over_the_frame_limit_reach_a_late_worker() {
+    let mut cluster = Cluster::start(
+        ClusterSpec::new(Mode::Push, 0, 1)
+            .args(["-t", "20"])
+            .label("big-frames"),
+    )
+    .await
+    .expect("cluster");
+    let client = cluster.connect().await.expect("client");
+    let (echo, _) = register_spec(&mut client.clone(), "echo").await.expect("register");
+    let payload = format!("\"{}\"", "x".repeat(100_000));
+    let batch = tokio::spawn({
+        let client = client.clone();
+        async move { run_batch(&client, vec![(echo, payload); 200], 50, Duration::from_secs(60)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.add_worker(4, &[]).await.expect("late worker");
+    let outcome = batch.await.expect("join").expect("batch");
+    assert_eq!(outcome.completed, 200, "failed: {}", outcome.failed);
+    assert!(outcome.tasks.iter().all(|t| t.attempts == 1));
+    cluster.stop().await.expect("stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restarted_empty_never_reuses_a_task_id() {
+    let mut redis = RedisServer::start(false).expect("redis-server");
+    let mut cluster = Cluster::start(
+        ClusterSpec::new(Mode::Pull, 1, 2)
+            .store(redis.url())
+            .label("redis-empty"),
+    )
+    .await
+    .expect("cluster");
+    let mut client = cluster.connect().await.expect("client");
+    let (noop, _) = register_spec(&mut client, "noop").await.expect("register");
+    let before = run_batch(&client, vec![(noop, String::new()); 50], 50, Duration::from_secs(20))
+        .await
+        .expect("batch");
+    let highest = before.tasks.iter().map(|t| t.task_id).max().expect("ids");
+
+    redis.restart().expect("restart empty");
+    let request = || api::ExecuteBatchRequest {
+        tasks: vec![
+            api::ExecuteRequest {
+                function_id: noop,
+                args: String::new(),
+            };
+            1000
+        ],
+    };
+    // Ids go on past every id handed out, and the loss is reported as DATA_LOSS (nothing
+    // submitted) when the dispatcher next asks Redis for ids: within one block of 4096.
+    let mut seen = std::collections::HashSet::new();
+    let mut data_loss = None;
+    for _ in 0..60 {
+        match client.execute_batch(request()).await {
+            Ok(r) => {
+                for id in r.into_inner().task_ids {
+                    assert!(id > highest, "id {id} reused (highest before: {highest})");
+                    assert!(seen.insert(id), "id {id} handed out twice");
+                }
+            }
+            Err(s) if s.code() == tonic::Code::Unavailable => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(s) => {
+                data_loss = Some(s);
+                break;
+            }
+        }
+    }
+    let status = data_loss.expect("the loss is reported");
+    assert_eq!(status.code(), tonic::Code::DataLoss, "{status:?}");
+    assert!(status.message().contains("lost its data"), "{}", status.message());
+    assert!(
+        seen.len() <= 4096,
+        "{} tasks accepted before the loss was seen",
+        seen.len()
+    );
+    let ids = client
+        .execute_batch(request())
+        .await
+        .expect("then it serves")
+        .into_inner()
+        .task_ids;
+    assert!(ids.iter().all(|id| *id > highest && !seen.contains(id)), "{ids:?}");
+    cluster.stop().await.expect("stop");
+}
