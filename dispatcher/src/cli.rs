@@ -132,9 +132,10 @@ pub struct Cli {
     /// Concurrent HTTP/2 streams one gRPC connection may open.
     #[arg(long, env = "VOLLEY_MAX_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams: u32,
-    /// Seconds a gRPC connection may stay open with no call in progress.
-    #[arg(long, env = "VOLLEY_IDLE_TIMEOUT_S", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
-    pub idle_timeout_s: u64,
+    /// Milliseconds a new gRPC connection has to make its first call (TLS handshake,
+    /// HTTP/2 preface, headers) before it is closed.
+    #[arg(long, env = "VOLLEY_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub handshake_timeout_ms: u64,
 }
 
 /// `--mode` values.
@@ -200,7 +201,7 @@ impl From<Cli> for Config {
                 worker_connections: cli.max_worker_connections as usize,
                 grpc_connections: cli.max_connections as usize,
                 grpc_streams: cli.max_streams,
-                idle_timeout: Duration::from_secs(cli.idle_timeout_s),
+                handshake_timeout: Duration::from_millis(cli.handshake_timeout_ms),
                 ..Default::default()
             },
         }

@@ -66,8 +66,6 @@ pub struct EdgeLimits {
     /// A gRPC connection must have sent its first request within this (TLS handshake,
     /// HTTP/2 preface and headers).
     pub handshake_timeout: std::time::Duration,
-    /// A gRPC connection with no request open for this long is closed.
-    pub idle_timeout: std::time::Duration,
     /// HTTP/2 keep-alive pings this often; a peer that does not answer one within
     /// `keepalive_timeout` is closed.
     pub keepalive_interval: std::time::Duration,
@@ -82,7 +80,6 @@ impl Default for EdgeLimits {
             grpc_connections: 10_000,
             grpc_streams: 1024,
             handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(300),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),
         }

@@ -14,6 +14,8 @@
 //! - [`autoscale`] — the elastic pool's loop: scaler decisions carried out by a provisioner.
 //! - [`api`] — the gRPC service, health and reflection.
 //! - [`metrics`] — the Prometheus page (`--metrics`): tasks, latency, queue, workers.
+//! - [`grpc_edge`] — the gRPC port's bounds below tonic: accept back-off, connection cap,
+//!   a deadline for a connection's first call.
 //! - [`security`] — the token check on gRPC calls and the TLS identity.
 //! - [`shared`] — admission control and counters shared without locks.
 //! - [`config`], [`cli`] — configuration and the command line.
@@ -23,6 +25,7 @@ pub mod autoscale;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod grpc_edge;
 pub mod metrics;
 pub mod persist;
 pub mod provision;
@@ -42,7 +45,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::service::interceptor::InterceptedService;
@@ -256,13 +258,16 @@ pub async fn start(
     let reflection_v1alpha = reflection_builder()
         .build_v1alpha()
         .context("building gRPC reflection (v1alpha)")?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listeners.grpc).map(|conn| {
-        conn.inspect(|s| {
-            // Small request/response messages: never wait for Nagle.
-            let _ = s.set_nodelay(true);
-        })
-    });
-    let mut builder = tonic::transport::Server::builder();
+    let connections = Arc::new(grpc_edge::Connections::default());
+    let _ = shared.grpc_edge.set(connections.clone());
+    let incoming = grpc_edge::incoming(listeners.grpc, config.limits.clone(), connections.clone());
+    let limits = &config.limits;
+    let mut builder = tonic::transport::Server::builder()
+        .max_concurrent_streams(limits.grpc_streams)
+        .http2_keepalive_interval(Some(limits.keepalive_interval))
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
+        .http2_max_pending_accept_reset_streams(Some(64))
+        .tcp_keepalive(Some(std::time::Duration::from_secs(60)));
     if let Some(files) = &config.tls {
         builder = builder
             .tls_config(security::server_tls(files)?)
@@ -278,7 +283,12 @@ pub async fn start(
         }
         None => (None, Some(service)),
     };
+    let mark_called = tonic::service::InterceptorLayer::new(move |request: tonic::Request<()>| {
+        connections.called(request.remote_addr());
+        Ok(request)
+    });
     let server = builder
+        .layer(mark_called)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

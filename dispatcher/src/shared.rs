@@ -23,6 +23,8 @@ pub struct Shared {
     pub metrics: Option<Arc<TaskMetrics>>,
     /// What the worker socket refused, once it is bound (pull and push modes).
     pub worker_socket: std::sync::OnceLock<Arc<volley_proto::zmtp::RouterStats>>,
+    /// What the gRPC port refused, once it serves.
+    pub grpc_edge: std::sync::OnceLock<Arc<crate::grpc_edge::Connections>>,
 }
 
 impl Shared {
@@ -39,6 +41,7 @@ impl Shared {
             store_healthy: AtomicBool::new(true),
             metrics: None,
             worker_socket: std::sync::OnceLock::new(),
+            grpc_edge: std::sync::OnceLock::new(),
         }
     }
 

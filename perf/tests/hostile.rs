@@ -336,3 +336,37 @@ async fn redis_restarted_empty_never_reuses_a_task_id() {
     assert!(ids.iter().all(|id| *id > highest && !seen.contains(id)), "{ids:?}");
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_connections_that_never_call_are_closed() {
+    let mut cluster = Cluster::start(
+        ClusterSpec::new(Mode::Local, 0, 1)
+            .args(["--handshake-timeout-ms", "500"])
+            .label("grpc-handshake"),
+    )
+    .await
+    .expect("cluster");
+    let addr = cluster.grpc_url().trim_start_matches("http://").to_owned();
+    // Silent, preface-only, and half a TLS ClientHello: all closed after the deadline.
+    let mut silent = connect(&addr);
+    let mut preface = connect(&addr);
+    preface.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").expect("preface");
+    let mut half_tls = connect(&addr);
+    half_tls.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01]).expect("tls");
+    for (what, s) in [
+        ("silent", &mut silent),
+        ("preface-only", &mut preface),
+        ("stalled TLS", &mut half_tls),
+    ] {
+        assert!(closed(s), "a {what} connection was kept open");
+    }
+    // A real client is served as before, and stays connected between calls.
+    let mut client = cluster.connect().await.expect("client");
+    let (noop, _) = register_spec(&mut client, "noop").await.expect("register");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let outcome = run_batch(&client, vec![(noop, String::new()); 10], 10, Duration::from_secs(10))
+        .await
+        .expect("batch after a pause");
+    assert_eq!(outcome.completed, 10);
+    cluster.stop().await.expect("stop");
+}
