@@ -150,6 +150,7 @@ fn runs(ids: impl Iterator<Item = FunctionId>) -> Vec<(FunctionId, u64)> {
 struct ScrapeView {
     snapshot: Option<Snapshot>,
     edge: [u64; 4],
+    refusals: Vec<(&'static str, &'static str, u64)>,
     store_up: bool,
 }
 
@@ -178,6 +179,9 @@ impl Collector for ClusterCollector {
             "Worker frames dropped: undecodable, wrong version or malformed.",
             ConstCounter::new(dropped),
         )?;
+        for (name, help, n) in &view.refusals {
+            put(&mut e, name, help, ConstCounter::new(*n))?;
+        }
         put(
             &mut e,
             "refused_submissions",
@@ -424,6 +428,7 @@ impl Metrics {
                         load(&edge.rejected_workers),
                         load(&edge.unauthenticated_requests),
                     ],
+                    refusals: crate::grpc_edge::refusals(&shared),
                     store_up: shared.store_healthy.load(Ordering::Acquire),
                 };
                 volley_proto::exposition::encode(&metrics.registry)

@@ -138,7 +138,7 @@ async fn frame_headers_claiming_a_terabyte_cost_nothing_and_lose_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unfinished_frames_from_strangers_hold_at_most_their_limit() {
-    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 1, 1).label("unfinished"))
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 1, 1).label("unfinished"))
         .await
         .expect("cluster");
     let addr = cluster
@@ -232,7 +232,7 @@ async fn hello_fields_are_bounded_and_names_are_not_taken_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_waiting_in_a_workers_queue_keep_their_lease() {
-    let mut cluster = Cluster::start(
+    let cluster = Cluster::start(
         ClusterSpec::new(Mode::Push, 1, 1)
             .args(["-t", "2"])
             .label("queued-lease"),
@@ -276,7 +276,7 @@ async fn tasks_over_the_frame_limit_reach_a_late_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_empty_never_reuses_a_task_id() {
     let mut redis = RedisServer::start(false).expect("redis-server");
-    let mut cluster = Cluster::start(
+    let cluster = Cluster::start(
         ClusterSpec::new(Mode::Pull, 1, 2)
             .store(redis.url())
             .label("redis-empty"),
@@ -339,7 +339,7 @@ async fn redis_restarted_empty_never_reuses_a_task_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_connections_that_never_call_are_closed() {
-    let mut cluster = Cluster::start(
+    let cluster = Cluster::start(
         ClusterSpec::new(Mode::Local, 0, 1)
             .args(["--handshake-timeout-ms", "500"])
             .label("grpc-handshake"),
