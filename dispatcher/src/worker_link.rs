@@ -393,17 +393,15 @@ mod tests {
             .expect("a decodable frame")
     }
 
-    #[tokio::test]
-    async fn a_worker_sent_frames_since_the_last_round_gets_no_heartbeat() {
+    /// A link with one connected worker, and that worker's identity on it.
+    async fn linked_worker() -> (WorkerLink, WorkerConnection, PeerId) {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
         let shared = Arc::new(Shared::new(Arc::new(MemoryStore::new(10)), 10, 10));
-        let tracker = TaskTracker::new();
         let mut link = start(
             listener,
             RouterLimits::default(),
             shared,
-            &tracker,
+            &TaskTracker::new(),
             CancellationToken::new(),
         )
         .unwrap();
@@ -414,6 +412,12 @@ mod tests {
             Some(Inbound::Message(peer, _)) => peer,
             other => panic!("expected the worker's heartbeat, got {other:?}"),
         };
+        (link, worker, peer)
+    }
+
+    #[tokio::test]
+    async fn a_worker_sent_frames_since_the_last_round_gets_no_heartbeat() {
+        let (mut link, mut worker, peer) = linked_worker().await;
 
         let tasks = ToWorker::Tasks(vec![TaskAssignment {
             task_id: volley_proto::ids::TaskId(1),
@@ -432,24 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_over_the_frame_limit_leaves_in_frames_that_fit() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let shared = Arc::new(Shared::new(Arc::new(MemoryStore::new(10)), 10, 10));
-        let tracker = TaskTracker::new();
-        let mut link = start(
-            listener,
-            RouterLimits::default(),
-            shared,
-            &tracker,
-            CancellationToken::new(),
-        )
-        .unwrap();
-        let timeout = Duration::from_secs(5);
-        let mut worker = WorkerConnection::connect(&link.endpoint, timeout).await.unwrap();
-        worker.send(&FromWorker::Heartbeat { in_flight: 0 }).await.unwrap();
-        let peer = match tokio::time::timeout(timeout, link.inbound.next()).await.unwrap() {
-            Some(Inbound::Message(peer, _)) => peer,
-            other => panic!("expected the worker's heartbeat, got {other:?}"),
-        };
+        let (mut link, mut worker, peer) = linked_worker().await;
         // 200 tasks of 100 KB: 20 MB, over the 16 MiB frame limit.
         let payload = "x".repeat(100_000);
         let tasks: Vec<_> = (1..=200)
