@@ -89,7 +89,7 @@ pub struct Cli {
     pub keep_workers: bool,
     /// A shared token workers and gRPC clients must present (prefer the variable: a
     /// flag shows in `ps`). Never logged.
-    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_parser = volley_proto::auth::TokenArg)]
     pub token: Option<Token>,
     /// PEM certificate chain: serve the gRPC API over TLS (needs --tls-key).
     #[arg(long, env = "VOLLEY_TLS_CERT", requires = "tls_key")]

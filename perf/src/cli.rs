@@ -22,7 +22,7 @@ pub struct Cli {
     pub dispatcher: String,
     /// The dispatcher's shared token, sent as `authorization: Bearer …` (prefer the
     /// variable: a flag shows in `ps`).
-    #[arg(long, global = true, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "VOLLEY_TOKEN", hide_env_values = true, value_parser = volley_proto::auth::TokenArg)]
     pub token: Option<Token>,
     /// PEM file of the CA that signed the dispatcher's TLS certificate (implies https).
     #[arg(long, global = true, env = "VOLLEY_CA")]

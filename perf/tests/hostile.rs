@@ -370,3 +370,22 @@ async fn grpc_connections_that_never_call_are_closed() {
     assert_eq!(outcome.completed, 10);
     cluster.stop().await.expect("stop");
 }
+
+#[test]
+fn a_refused_token_is_never_echoed() {
+    for bin in ["dispatcher", "worker", "client"] {
+        let path = volley_perf::binaries::path(bin).expect("binary");
+        let secret = "s3cret with a space";
+        let mut cmd = std::process::Command::new(path);
+        if bin == "client" {
+            cmd.args(["info", "--token", secret]);
+        } else {
+            cmd.args(["--token", secret]);
+        }
+        let out = cmd.env_remove("VOLLEY_TOKEN").output().expect("run");
+        assert!(!out.status.success(), "{bin} took a token with spaces");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("s3cret"), "{bin} printed the token: {stderr}");
+        assert!(stderr.contains("visible ASCII"), "{bin}: {stderr}");
+    }
+}

@@ -90,6 +90,30 @@ impl std::str::FromStr for Token {
     }
 }
 
+/// Parses `--token` for clap without ever echoing it: clap's own error for a rejected
+/// value quotes the value, which would print the secret to the terminal and its logs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenArg;
+
+impl clap::builder::TypedValueParser for TokenArg {
+    type Value = Token;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Token, clap::Error> {
+        let flag = arg.map(|a| a.to_string()).unwrap_or_else(|| "--token".into());
+        let refuse =
+            |why: String| clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("{flag}: {why}\n"));
+        let text = value
+            .to_str()
+            .ok_or_else(|| refuse("the token is not valid UTF-8".into()))?;
+        Token::new(text).map_err(|e| refuse(e.to_string()))
+    }
+}
+
 /// Constant-time, like [`Token::matches`].
 impl PartialEq for Token {
     fn eq(&self, other: &Self) -> bool {

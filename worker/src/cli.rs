@@ -27,7 +27,7 @@ pub struct Cli {
     pub max_backoff_ms: u64,
     /// The shared token the dispatcher was started with (prefer the variable: a flag
     /// shows in `ps`).
-    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true)]
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_parser = volley_proto::auth::TokenArg)]
     pub token: Option<Token>,
     /// Serve only this function (by its registered name): the worker is an instance of
     /// it, and the dispatcher routes it nothing else. Without it, every function.

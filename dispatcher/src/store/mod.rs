@@ -199,18 +199,25 @@ pub fn redact(address: &str) -> String {
     let Some((scheme, rest)) = address.split_once("://") else {
         return address.to_owned();
     };
-    let (authority_end, _) = rest
+    // The user-info ends at the last '@' before the path: a password may hold '/', '?',
+    // '#' or '@' unencoded, and all of it must be hidden.
+    // (A socket path, `unix:///…`, has no user-info.)
+    let (user_info, after) = match rest.rfind('@') {
+        Some(at) if !rest.starts_with('/') => (Some(&rest[..at]), &rest[at + 1..]),
+        _ => (None, rest),
+    };
+    let (host_end, _) = after
         .char_indices()
         .find(|(_, c)| matches!(c, '/' | '?' | '#'))
-        .unwrap_or((rest.len(), ' '));
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((user_info, host)) => match user_info.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
+        .unwrap_or((after.len(), ' '));
+    let (host, tail) = after.split_at(host_end);
+    let authority = match user_info {
+        Some(user_info) => match user_info.split_once(':') {
+            Some((user, _password)) if !user.contains(['/', '?', '#']) => format!("{user}:***@{host}"),
             // `redis://secret@host`: a lone user-info part may be a password; hide it.
-            None => format!("***@{host}"),
+            _ => format!("***@{host}"),
         },
-        None => authority.to_owned(),
+        None => host.to_owned(),
     };
     let tail = match tail.split_once('?') {
         Some((path, query)) => {
@@ -240,6 +247,21 @@ mod tests {
         assert_eq!(redact("rediss://app:hunter2@db/1"), "rediss://app:***@db/1");
         assert_eq!(redact("redis://hunter2@db"), "redis://***@db");
         assert_eq!(redact("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
+        for url in [
+            "redis://:pa#ss@db:6379/0",
+            "redis://:p?w@db/0",
+            "redis://:a/b@db/0",
+            "redis://u:x@y@db/0",
+        ] {
+            let shown = redact(url);
+            assert!(
+                shown.ends_with("@db:6379/0") || shown.ends_with("@db/0"),
+                "{url} -> {shown}"
+            );
+            for secret in ["pa#ss", "p?w", "a/b", "x@y"] {
+                assert!(!shown.contains(secret), "{url} -> {shown}");
+            }
+        }
         assert_eq!(
             redact("unix:///run/redis.sock?db=1&pass=hunter2"),
             "unix:///run/redis.sock?db=1&pass=***"
