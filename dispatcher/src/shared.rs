@@ -23,6 +23,8 @@ pub struct Shared {
     pub metrics: Option<Arc<TaskMetrics>>,
     /// What the worker socket refused, once it is bound (pull and push modes).
     pub worker_socket: std::sync::OnceLock<Arc<volley_proto::zmtp::RouterStats>>,
+    /// Places for `WatchResults` streams of every completion.
+    pub watchers_of_all: Arc<tokio::sync::Semaphore>,
     /// What the gRPC port refused, once it serves.
     pub grpc_edge: std::sync::OnceLock<Arc<crate::grpc_edge::Connections>>,
 }
@@ -42,6 +44,7 @@ impl Shared {
             metrics: None,
             worker_socket: std::sync::OnceLock::new(),
             grpc_edge: std::sync::OnceLock::new(),
+            watchers_of_all: Arc::new(tokio::sync::Semaphore::new(crate::api::watch::MAX_WATCHERS_OF_ALL)),
         }
     }
 

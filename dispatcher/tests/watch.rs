@@ -95,3 +95,44 @@ async fn an_unknown_id_is_not_found_and_a_watch_of_all_sees_only_what_finishes_a
     assert_eq!(got, after, "only the tasks submitted after the watch began");
     d.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watchers_of_every_completion_are_bounded_and_their_places_come_back() {
+    use volley_dispatcher::api::watch::MAX_WATCHERS_OF_ALL;
+    let d = Dispatcher::start(Mode::Local, |c| c.local_slots = 1).await;
+    let mut streams = Vec::new();
+    for _ in 0..MAX_WATCHERS_OF_ALL {
+        let s = d
+            .client
+            .clone()
+            .watch_results(api::WatchResultsRequest { task_ids: vec![] })
+            .await;
+        streams.push(s.expect("a watcher within the limit").into_inner());
+    }
+    let refused = d
+        .client
+        .clone()
+        .watch_results(api::WatchResultsRequest { task_ids: vec![] })
+        .await
+        .expect_err("one watcher too many");
+    assert_eq!(refused.code(), tonic::Code::ResourceExhausted, "{refused:?}");
+    assert!(refused.message().contains("watch the ids"), "{}", refused.message());
+    // A watcher that goes gives its place back.
+    drop(streams.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        match d
+            .client
+            .clone()
+            .watch_results(api::WatchResultsRequest { task_ids: vec![] })
+            .await
+        {
+            Ok(s) => {
+                again = Some(s);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    assert!(again.is_some(), "the place did not come back");
+}

@@ -310,7 +310,13 @@ impl Dispatcher for Api {
         // Subscribe before reading the store, so nothing finishes unseen in between.
         let completions = self.shared.completions.subscribe();
         let stream: watch::WatchStream = if ids.is_empty() {
-            Box::pin(watch::all(completions))
+            let slot = self.shared.watchers_of_all.clone().try_acquire_owned().map_err(|_| {
+                Status::resource_exhausted(format!(
+                    "{} streams already watch every completion; watch the ids of your tasks instead",
+                    watch::MAX_WATCHERS_OF_ALL
+                ))
+            })?;
+            Box::pin(watch::all(completions, slot))
         } else {
             let mut pending: TaskSet = ids.iter().map(|i| TaskId(*i)).collect();
             let already = watch::finished_in_store(&self.shared, &mut pending, true).await?;

@@ -104,14 +104,22 @@ pub(super) async fn recv_merged(
     Ok(out)
 }
 
+/// Watchers of every completion at once: each is sent every completion, so each costs
+/// encoding work per batch and, if its client reads slowly, buffered responses; past this
+/// a new one is refused with RESOURCE_EXHAUSTED (watching task ids is not limited so).
+pub const MAX_WATCHERS_OF_ALL: usize = 256;
+
 /// Every completion from now on, read straight off the broadcast (no task in between).
+/// `slot` is this watcher's place among [`MAX_WATCHERS_OF_ALL`], given back when the
+/// stream ends (a reader that falls 1,024 batches behind is cut with DATA_LOSS).
 pub fn all(
     completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
-    futures::stream::unfold(Some(completions), |rx| async move {
-        let mut rx = rx?;
+    futures::stream::unfold(Some((completions, slot)), |state| async move {
+        let (mut rx, slot) = state?;
         match recv_merged(&mut rx, |_| true).await {
-            Ok(tasks) => Some((chunked(tasks).left_stream(), Some(rx))),
+            Ok(tasks) => Some((chunked(tasks).left_stream(), Some((rx, slot)))),
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 let status = Status::data_loss(format!(
                     "this watcher fell {n} batches behind and missed completions; watch specific task ids to never miss one"
