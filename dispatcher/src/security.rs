@@ -50,5 +50,33 @@ pub fn server_tls(files: &TlsFiles) -> anyhow::Result<ServerTlsConfig> {
     let cert =
         std::fs::read(&files.cert).with_context(|| format!("reading the TLS certificate {}", files.cert.display()))?;
     let key = std::fs::read(&files.key).with_context(|| format!("reading the TLS key {}", files.key.display()))?;
+    warn_if_expiring(&files.cert, &cert);
     Ok(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+}
+
+/// A certificate past its end date is still served (the operator may have reasons, and
+/// clients will refuse it loudly), but never silently: say so at start, and a week ahead.
+fn warn_if_expiring(path: &std::path::Path, pem: &[u8]) {
+    let Ok((_, block)) = x509_parser::pem::parse_x509_pem(pem) else {
+        warn!(cert = %path.display(), "cannot read the TLS certificate's dates; serving it unchecked");
+        return;
+    };
+    let Ok(cert) = block.parse_x509() else {
+        warn!(cert = %path.display(), "cannot parse the TLS certificate; serving it unchecked");
+        return;
+    };
+    let validity = cert.validity();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let ends = validity.not_after.timestamp();
+    if ends < now {
+        warn!(cert = %path.display(), not_after = %validity.not_after, "the TLS certificate has EXPIRED; clients will refuse it");
+    } else if ends - now < 7 * 86_400 {
+        warn!(cert = %path.display(), not_after = %validity.not_after, "the TLS certificate expires within a week");
+    }
+    if validity.not_before.timestamp() > now {
+        warn!(cert = %path.display(), not_before = %validity.not_before, "the TLS certificate is not valid yet");
+    }
 }

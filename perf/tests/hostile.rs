@@ -389,3 +389,45 @@ fn a_refused_token_is_never_echoed() {
         assert!(stderr.contains("visible ASCII"), "{bin}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_tls_certificate_is_served_with_a_warning() {
+    use tokio::io::AsyncBufReadExt;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("cert");
+    let dir = std::env::temp_dir().join(format!("volley-expired-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).expect("cert");
+    std::fs::write(&key_path, key.serialize_pem()).expect("key");
+
+    let mut child = tokio::process::Command::new(volley_perf::binaries::path("dispatcher").expect("binary"))
+        .args(["-m", "local", "--grpc", "127.0.0.1:0"])
+        .arg("--tls-cert")
+        .arg(&cert_path)
+        .arg("--tls-key")
+        .arg(&key_path)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("dispatcher");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let warned = tokio::time::timeout(Duration::from_secs(20), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("EXPIRED") {
+                return line;
+            }
+        }
+        String::new()
+    })
+    .await
+    .expect("a warning within 20 s");
+    assert!(warned.contains("2020"), "{warned}");
+    let _ = child.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
