@@ -72,6 +72,7 @@ impl SchedulerCore {
                     w.idle_us += now.instant.saturating_duration_since(w.idle_since).as_micros() as u64;
                 }
                 w.in_flight.insert(task);
+                w.bytes += entry.job.wire_weight();
                 if instant {
                     w.instant += 1;
                 } else if w.spec.capacity == Capacity::Credits {

@@ -51,6 +51,9 @@ struct TaskEntry {
 /// They take no slot, so `slots + prefetch` does not bound them; this does, keeping
 /// frames and what a lost worker takes with it small.
 pub const INSTANT_WINDOW: u32 = 256;
+/// Bytes of job data one worker may hold at once (two full frames): with 1 MiB arguments,
+/// `slots + prefetch` or the instant window alone would let one worker hold hundreds of MiB.
+pub const WINDOW_BYTES: u64 = 2 * volley_proto::wire::MAX_FRAME_BYTES as u64;
 
 struct WorkerEntry {
     spec: WorkerSpec,
@@ -60,6 +63,8 @@ struct WorkerEntry {
     in_flight: TaskSet,
     /// How many of `in_flight` finish at once.
     instant: u32,
+    /// Bytes of job data `in_flight` holds (see [`Job::wire_weight`]).
+    bytes: u64,
     last_seen: Instant,
     /// When it last held nothing (registration, or its last task ending).
     idle_since: Instant,
@@ -94,8 +99,12 @@ impl WorkerEntry {
         self.limit(prefetch).saturating_sub(slot_work)
     }
 
-    /// Tasks of the given kind this worker can take now.
+    /// Tasks of the given kind this worker can take now: none while its window holds
+    /// [`WINDOW_BYTES`] of job data, whatever the counts say.
     fn free(&self, prefetch: u32, instant: bool) -> u32 {
+        if self.bytes >= WINDOW_BYTES {
+            return 0;
+        }
         if instant {
             return INSTANT_WINDOW.saturating_sub(self.instant);
         }
@@ -107,9 +116,12 @@ impl WorkerEntry {
     }
 
     /// Forgets a task it held.
-    fn release(&mut self, task: TaskId, instant: bool, now: Instant) {
-        if self.in_flight.remove(&task) && instant {
-            self.instant = self.instant.saturating_sub(1);
+    fn release(&mut self, task: TaskId, job: &Job, now: Instant) {
+        if self.in_flight.remove(&task) {
+            self.bytes = self.bytes.saturating_sub(job.wire_weight());
+            if job.finishes_at_once() {
+                self.instant = self.instant.saturating_sub(1);
+            }
         }
         if self.in_flight.is_empty() {
             self.idle_since = now;
@@ -169,6 +181,7 @@ impl SchedulerCore {
                 credits,
                 in_flight: TaskSet::default(),
                 instant: 0,
+                bytes: 0,
                 last_seen: now.instant,
                 idle_since: now.instant,
                 idle_us: 0,
@@ -275,7 +288,7 @@ impl SchedulerCore {
             }
             let (label, cold) = match self.workers.get_mut(&worker) {
                 Some(w) => {
-                    w.release(r.task_id, instant, now.instant);
+                    w.release(r.task_id, &entry.job, now.instant);
                     let cold = w
                         .spec
                         .start
@@ -366,11 +379,13 @@ impl SchedulerCore {
         }
         expired.sort_unstable();
         for (task, wid) in expired {
-            let instant = self.tasks.get(&task).is_some_and(|e| e.job.finishes_at_once());
-            let label = self.workers.get_mut(&wid).map(|w| {
-                w.release(task, instant, now.instant);
-                w.label.clone()
-            });
+            let label = match (self.workers.get_mut(&wid), self.tasks.get(&task)) {
+                (Some(w), Some(e)) => {
+                    w.release(task, &e.job, now.instant);
+                    Some(w.label.clone())
+                }
+                (w, _) => w.map(|w| w.label.clone()),
+            };
             self.abandon(task, label, LossReason::LeaseExpired, now, comm);
         }
         self.schedule(now, comm);

@@ -313,3 +313,24 @@ fn instant_tasks_take_no_slot_or_credit_and_are_bounded_by_their_own_window() {
 
 mod functions;
 mod losses;
+
+#[test]
+fn a_workers_window_is_bounded_in_bytes_as_well_as_tasks() {
+    let mut core = SchedulerCore::new(config(Policy::LeastLoaded, 1000), 1);
+    let mut comm = TestComm::default();
+    let now = Now::current();
+    let w = core.add_worker(spec("w", 4, Capacity::Slots), now, &mut comm);
+    let payload = "x".repeat(512 * 1024);
+    core.submit(jobs(1..101, Job::Echo { payload }), now, &mut comm);
+    let first = comm.take_assigned();
+    let held = (WINDOW_BYTES as usize).div_ceil(512 * 1024 + 16);
+    assert_eq!(
+        first.len(),
+        held,
+        "instant tasks stop at the byte window, not the 256-task one"
+    );
+    // Results free the window, and the rest go.
+    let done: Vec<_> = first.iter().map(|(_, id, a)| ok(*id, *a)).collect();
+    core.results(w, done, now, &mut comm);
+    assert_eq!(comm.take_assigned().len(), 100 - held);
+}

@@ -90,6 +90,15 @@ impl Job {
             Job::Trace { .. } => false,
         }
     }
+
+    /// Roughly the bytes this job takes in a frame: its text, or a small constant.
+    pub fn wire_weight(&self) -> u64 {
+        match self {
+            Job::Echo { payload } => payload.len() as u64 + 16,
+            Job::Fail { message } => message.len() as u64 + 16,
+            _ => 16,
+        }
+    }
 }
 
 /// Why a function spec or a task's arguments were refused; the text is meant for the user.
