@@ -130,7 +130,7 @@ pub struct Cli {
     #[arg(long, env = "VOLLEY_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: u64,
     /// Concurrent HTTP/2 streams one gRPC connection may open.
-    #[arg(long, env = "VOLLEY_MAX_STREAMS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "VOLLEY_MAX_STREAMS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_streams: u32,
     /// Milliseconds a new gRPC connection has to make its first call (TLS handshake,
     /// HTTP/2 preface, headers) before it is closed.

@@ -62,6 +62,9 @@ pub struct EdgeLimits {
     /// gRPC connections open at once; more are closed as soon as they are accepted.
     pub grpc_connections: usize,
     /// Concurrent HTTP/2 streams on one gRPC connection (`SETTINGS_MAX_CONCURRENT_STREAMS`).
+    /// It also bounds what a client that never reads can hold: a response waits whole for
+    /// window, so up to this many messages (1 MiB results, 4 MiB watch batches) per
+    /// connection. Clients queue calls past it; they are not refused.
     pub grpc_streams: u32,
     /// A gRPC connection must have sent its first request within this (TLS handshake,
     /// HTTP/2 preface and headers).
@@ -78,7 +81,7 @@ impl Default for EdgeLimits {
         Self {
             worker_connections: 10_000,
             grpc_connections: 10_000,
-            grpc_streams: 1024,
+            grpc_streams: 128,
             handshake_timeout: Duration::from_secs(10),
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(20),

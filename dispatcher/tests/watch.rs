@@ -99,7 +99,13 @@ async fn an_unknown_id_is_not_found_and_a_watch_of_all_sees_only_what_finishes_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watchers_of_every_completion_are_bounded_and_their_places_come_back() {
     use volley_dispatcher::api::watch::MAX_WATCHERS_OF_ALL;
-    let d = Dispatcher::start(Mode::Local, |c| c.local_slots = 1).await;
+    // One connection carries every watcher here, so it may open more streams than the
+    // default allows.
+    let d = Dispatcher::start(Mode::Local, |c| {
+        c.local_slots = 1;
+        c.limits.grpc_streams = 1024;
+    })
+    .await;
     let mut streams = Vec::new();
     for _ in 0..MAX_WATCHERS_OF_ALL {
         let s = d

@@ -282,3 +282,55 @@ async fn a_stream_flood_on_one_connection_is_bounded() {
     assert_eq!(outcome.completed, 10);
     cluster.stop().await.expect("stop");
 }
+
+/// A client that never reads: its window is zero, so no response can leave, and it asks
+/// for a 1 MiB result on as many streams as the dispatcher allows. What waits is bounded
+/// by `--max-streams` × the message, on one connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_holds_a_bounded_amount() {
+    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Local, 0, 1).label("never-reads"))
+        .await
+        .expect("cluster");
+    let mut client = cluster.connect().await.expect("client");
+    let (echo, _) = register_spec(&mut client, "echo").await.expect("register");
+    let payload = format!("\"{}\"", "x".repeat(1_000_000));
+    let outcome = run_batch(&client, vec![(echo, payload)], 1, Duration::from_secs(20))
+        .await
+        .expect("a 1 MB result");
+    let task = outcome.tasks[0].task_id;
+    let addr = cluster.grpc_url().trim_start_matches("http://").to_owned();
+    let pid = cluster.dispatcher_pid().expect("pid");
+    let rss_before = rss_bytes(pid).expect("rss");
+
+    let mut attack = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 0: nothing may be sent on any stream.
+    h2_frame(&mut attack, 0x4, 0, 0, &[0x00, 0x04, 0, 0, 0, 0]);
+    let headers = grpc_headers("/volley.v1.Dispatcher/GetResult");
+    let mut request = vec![0u8, 0, 0, 0, 0];
+    let mut field = vec![0x08];
+    let mut id = task;
+    while id >= 0x80 {
+        field.push((id as u8) | 0x80);
+        id >>= 7;
+    }
+    field.push(id as u8);
+    request[4] = field.len() as u8;
+    request.extend_from_slice(&field);
+    for i in 0..2_000u32 {
+        h2_frame(&mut attack, 0x1, 0x4, 2 * i + 1, &headers);
+        h2_frame(&mut attack, 0x0, 0x1, 2 * i + 1, &request);
+    }
+    let mut s = TcpStream::connect(&addr).expect("tcp");
+    s.set_write_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let _ = tokio::task::block_in_place(|| s.write_all(&attack));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let held = rss_bytes(pid).expect("rss").saturating_sub(rss_before);
+    drop(s);
+    eprintln!(
+        "a never-reading client asking 2,000 times for a 1 MB result: RSS +{} MiB",
+        held >> 20
+    );
+    assert!(held < 160 << 20, "RSS grew {} MiB", held >> 20);
+    cluster.check_dispatcher().expect("up");
+    cluster.stop().await.expect("stop");
+}
