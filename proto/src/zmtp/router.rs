@@ -151,15 +151,16 @@ pub fn bind(
     let (inbound_tx, receiver) = mpsc::channel(1024);
     let (events_tx, events) = mpsc::unbounded_channel();
     let accept = Acceptor {
-        limits: Arc::new(limits),
-        peers: peers.clone(),
-        stats: stats.clone(),
-        inbound: inbound_tx,
-        events: events_tx,
-        budget: Arc::new(Semaphore::new(0)),
+        shared: Connection {
+            budget: Arc::new(Semaphore::new(limits.inbound_bytes)),
+            limits: Arc::new(limits),
+            peers: peers.clone(),
+            stats: stats.clone(),
+            inbound: inbound_tx,
+            events: events_tx,
+        },
         next_id: 0,
     };
-    accept.budget.add_permits(accept.limits.inbound_bytes);
     tokio::spawn(accept.run(listener, shutdown));
     Ok(Router {
         sender: RouterSender { peers },
@@ -220,13 +221,19 @@ enum TrySend {
     Gone,
 }
 
-struct Acceptor {
+/// What every connection task of the socket shares.
+#[derive(Clone)]
+struct Connection {
     limits: Arc<RouterLimits>,
     peers: Peers,
     stats: Arc<RouterStats>,
     inbound: mpsc::Sender<Inbound>,
     events: mpsc::UnboundedSender<PeerEvent>,
     budget: Arc<Semaphore>,
+}
+
+struct Acceptor {
+    shared: Connection,
     next_id: u64,
 }
 
@@ -245,7 +252,7 @@ impl Acceptor {
                 }
                 Err(e) => {
                     // Out of descriptors or memory: accepting again at once would spin.
-                    let n = self.stats.accept_errors.fetch_add(1, Ordering::Relaxed) + 1;
+                    let n = self.shared.stats.accept_errors.fetch_add(1, Ordering::Relaxed) + 1;
                     if n.is_power_of_two() {
                         warn!(
                             errors = n,
@@ -260,11 +267,11 @@ impl Acceptor {
                     continue;
                 }
             };
-            if self.stats.open.load(Ordering::Acquire) >= self.limits.max_peers {
-                let n = self.stats.over_capacity.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.shared.stats.open.load(Ordering::Acquire) >= self.shared.limits.max_peers {
+                let n = self.shared.stats.over_capacity.fetch_add(1, Ordering::Relaxed) + 1;
                 if n.is_power_of_two() {
                     warn!(
-                        limit = self.limits.max_peers,
+                        limit = self.shared.limits.max_peers,
                         refused = n,
                         "worker socket at its connection limit; closed a new connection (logged at powers of two)"
                     );
@@ -272,12 +279,12 @@ impl Acceptor {
                 drop(stream);
                 continue;
             }
-            self.stats.open.fetch_add(1, Ordering::AcqRel);
+            self.shared.stats.open.fetch_add(1, Ordering::AcqRel);
             self.next_id += 1;
             let id = PeerId(Bytes::copy_from_slice(&self.next_id.to_be_bytes()));
             tokio::spawn(self.connection(id, stream, shutdown.child_token()));
         }
-        for peer in self.peers.read().values() {
+        for peer in self.shared.peers.read().values() {
             peer.close.cancel();
         }
     }
@@ -288,28 +295,12 @@ impl Acceptor {
         stream: TcpStream,
         close: CancellationToken,
     ) -> impl std::future::Future<Output = ()> {
-        let conn = Connection {
-            limits: self.limits.clone(),
-            peers: self.peers.clone(),
-            stats: self.stats.clone(),
-            inbound: self.inbound.clone(),
-            events: self.events.clone(),
-            budget: self.budget.clone(),
-        };
+        let conn = self.shared.clone();
         async move {
             conn.serve(id, stream, close).await;
             conn.stats.open.fetch_sub(1, Ordering::AcqRel);
         }
     }
-}
-
-struct Connection {
-    limits: Arc<RouterLimits>,
-    peers: Peers,
-    stats: Arc<RouterStats>,
-    inbound: mpsc::Sender<Inbound>,
-    events: mpsc::UnboundedSender<PeerEvent>,
-    budget: Arc<Semaphore>,
 }
 
 impl Connection {
