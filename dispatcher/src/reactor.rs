@@ -363,17 +363,8 @@ impl Reactor {
             .core
             .worker_named(&spec.name)
             .filter(|id| self.peers.by_peer.get(&peer) != Some(id));
-        let refusal = registration::refusal(&spec, &version, expect_mode, self.config.mode).or_else(|| {
-            let holder = by_name.and_then(|id| self.core.worker_spec(id))?;
-            (!registration::may_replace(holder, &spec)).then(|| {
-                format!(
-                    "the name {} belongs to a live worker (pid {} on {}); give this one another --name",
-                    escaped(&spec.name, 64),
-                    holder.pid,
-                    escaped(&holder.host, 64)
-                )
-            })
-        });
+        let holder = by_name.and_then(|id| self.core.worker_spec(id));
+        let refusal = registration::refusal(&spec, &version, expect_mode, self.config.mode, holder);
         if let Some(reason) = refusal {
             EdgeCounters::bump(&self.shared.counters.rejected_workers);
             warn!(worker = %escaped(&spec.name, 64), "rejected a worker: {reason}");

@@ -14,8 +14,15 @@ pub const MAX_WORKER_TEXT: usize = 256;
 pub const MAX_VERSION_TEXT: usize = 64;
 
 /// Why a registration is refused, in words for the worker's operator; `None`: admitted.
-/// `version` and `expect_mode` are the Hello's; `mode` is this dispatcher's.
-pub fn refusal(spec: &WorkerSpec, version: &str, expect_mode: Option<Mode>, mode: Mode) -> Option<String> {
+/// `version` and `expect_mode` are the Hello's; `mode` is this dispatcher's; `holder` is
+/// the live worker already registered under the same name over another connection.
+pub fn refusal(
+    spec: &WorkerSpec,
+    version: &str,
+    expect_mode: Option<Mode>,
+    mode: Mode,
+    holder: Option<&WorkerSpec>,
+) -> Option<String> {
     let texts = [
         ("name", spec.name.as_str(), MAX_WORKER_TEXT),
         ("host", spec.host.as_str(), MAX_WORKER_TEXT),
@@ -51,13 +58,21 @@ pub fn refusal(spec: &WorkerSpec, version: &str, expect_mode: Option<Mode>, mode
             spec.slots
         ));
     }
-    None
+    match holder {
+        Some(holder) if !may_replace(holder, spec) => Some(format!(
+            "the name {} belongs to a live worker (pid {} on {}); give this one another --name",
+            escaped(&spec.name, 64),
+            holder.pid,
+            escaped(&holder.host, 64)
+        )),
+        _ => None,
+    }
 }
 
 /// Whether a new `Hello` under a name already registered may replace that registration:
 /// only the same process reconnecting (same host and pid). Anyone else is refused, so a
 /// peer cannot take over a live worker's name and make the real one flap.
-pub fn may_replace(registered: &WorkerSpec, newcomer: &WorkerSpec) -> bool {
+fn may_replace(registered: &WorkerSpec, newcomer: &WorkerSpec) -> bool {
     registered.host == newcomer.host && registered.pid == newcomer.pid
 }
 
@@ -82,20 +97,30 @@ mod tests {
     #[test]
     fn oversized_or_forged_fields_are_refused_with_their_size_not_their_text() {
         let long = spec(&"n".repeat(5 << 20), "h", 1);
-        let why = refusal(&long, "0.1.0", None, Mode::Push).unwrap();
+        let why = refusal(&long, "0.1.0", None, Mode::Push, None).unwrap();
         assert!(why.len() < 100 && why.contains("5242880 bytes"), "{why}");
         let forged = spec("w1\nINFO volley: forged", "h", 1);
-        let why = refusal(&forged, "0.1.0", None, Mode::Push).unwrap();
+        let why = refusal(&forged, "0.1.0", None, Mode::Push, None).unwrap();
         assert!(!why.contains('\n') && why.contains("\\n"), "{why}");
-        assert!(refusal(&spec("w", "h", 1), &"v".repeat(65), None, Mode::Push).is_some());
-        assert!(refusal(&spec("", "h", 1), "0.1.0", None, Mode::Push).is_some());
-        assert_eq!(refusal(&spec("w", "h", 1), "0.1.0", Some(Mode::Push), Mode::Push), None);
-        assert!(refusal(&spec("w", "h", 1), "0.1.0", Some(Mode::Pull), Mode::Push).is_some());
+        assert!(refusal(&spec("w", "h", 1), &"v".repeat(65), None, Mode::Push, None).is_some());
+        assert!(refusal(&spec("", "h", 1), "0.1.0", None, Mode::Push, None).is_some());
+        assert_eq!(
+            refusal(&spec("w", "h", 1), "0.1.0", Some(Mode::Push), Mode::Push, None),
+            None
+        );
+        assert!(refusal(&spec("w", "h", 1), "0.1.0", Some(Mode::Pull), Mode::Push, None).is_some());
     }
 
     #[test]
     fn only_the_same_process_may_take_a_name_over() {
         assert!(may_replace(&spec("w", "h", 7), &spec("w", "h", 7)));
+        let holder = spec("w", "h", 7);
+        let why = refusal(&spec("w", "h", 8), "0.1.0", None, Mode::Push, Some(&holder)).unwrap();
+        assert!(why.contains("belongs to a live worker"), "{why}");
+        assert_eq!(
+            refusal(&spec("w", "h", 7), "0.1.0", None, Mode::Push, Some(&holder)),
+            None
+        );
         assert!(!may_replace(&spec("w", "h", 7), &spec("w", "h", 8)));
         assert!(!may_replace(&spec("w", "h", 7), &spec("w", "other", 7)));
     }

@@ -5,6 +5,7 @@
 use super::codec::put_header;
 use super::handshake::handshake;
 use super::reader::{Message, MessageReader};
+use super::writer::COPY_BELOW;
 use super::{tcp_address, ZmtpError};
 use bytes::BytesMut;
 use std::sync::atomic::AtomicUsize;
@@ -12,9 +13,6 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-
-/// Frames at or above this size are written straight from their buffer, not copied.
-const COPY_BELOW: usize = 32 * 1024;
 
 /// A connected, handshaken DEALER.
 pub struct Dealer {

@@ -15,6 +15,8 @@
 //! - [`router`] — the dispatcher's socket: connection cap, accept back-off, per-peer
 //!   writer, a small frame limit until the application admits a peer, and a deadline for
 //!   that admission; counters for everything it refuses ([`RouterStats`]);
+//! - [`writer`] — frames out in batches under a timeout; refused connections closed with
+//!   a FIN after a bounded drain;
 //! - [`dealer`] — the worker's socket, with the same frame limit and send timeouts.
 //!
 //! We announce ZMTP 3.0, so libzmq peers send no PING; commands other than READY and
@@ -25,6 +27,7 @@ pub mod dealer;
 pub mod handshake;
 pub mod reader;
 pub mod router;
+pub mod writer;
 
 pub use codec::FrameError;
 pub use router::{RouterLimits, RouterStats};
