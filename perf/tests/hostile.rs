@@ -431,3 +431,63 @@ async fn an_expired_tls_certificate_is_served_with_a_warning() {
     let _ = child.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_messages_are_bounded_and_shared() {
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label("fail-messages"))
+        .await
+        .expect("cluster");
+    let mut client = cluster.connect().await.expect("client");
+    let fail = |message: String| api::RegisterFunctionRequest {
+        name: "f".into(),
+        spec: Some(
+            volley_proto::function::FunctionKind::Fail {
+                message: message.into(),
+            }
+            .to_api(),
+        ),
+    };
+    let status = client
+        .register_function(fail("m".repeat(8192)))
+        .await
+        .expect_err("8 KiB message");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("4096 bytes"), "{}", status.message());
+    let id = client
+        .register_function(fail("m".repeat(4096)))
+        .await
+        .expect("4 KiB")
+        .into_inner()
+        .function_id;
+    let too_long = format!("{{\"message\": \"{}\"}}", "o".repeat(5000));
+    let status = client
+        .execute(api::ExecuteRequest {
+            function_id: id,
+            args: too_long,
+        })
+        .await
+        .expect_err("an 5,000-byte override");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    // 20,000 tasks of the function: the message is shared while they wait, and each
+    // reports it once.
+    let rss_before = rss(&cluster);
+    let outcome = run_batch(
+        &client,
+        vec![(id, String::new()); 20_000],
+        10_000,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("batch");
+    assert_eq!(outcome.failed, 20_000);
+    assert!(
+        outcome.tasks.iter().all(|t| t.error.len() == 4096),
+        "the message reaches every task whole"
+    );
+    let grown = rss(&cluster).saturating_sub(rss_before);
+    eprintln!(
+        "20,000 failing tasks with a 4 KiB message: dispatcher RSS +{} MiB",
+        grown >> 20
+    );
+    cluster.stop().await.expect("stop");
+}
