@@ -240,6 +240,12 @@ impl Collector for ClusterCollector {
         )?;
         put(
             &mut e,
+            "duplicate_ids",
+            "New tasks whose id was still in use: 0 unless the store's id counter went back.",
+            ConstCounter::new(c.duplicate_ids),
+        )?;
+        put(
+            &mut e,
             "workers_ready",
             "Workers registered and serving.",
             ConstGauge::new(s.workers.len() as i64),

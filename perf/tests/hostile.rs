@@ -334,6 +334,8 @@ async fn redis_restarted_empty_never_reuses_a_task_id() {
         .into_inner()
         .task_ids;
     assert!(ids.iter().all(|id| *id > highest && !seen.contains(id)), "{ids:?}");
+    let counters = cluster.info().await.expect("info").counters.expect("counters");
+    assert_eq!(counters.duplicate_ids, 0, "a reused id reached the core");
     cluster.stop().await.expect("stop");
 }
 

@@ -391,6 +391,7 @@ impl Dispatcher for Api {
                 rejected_submissions: load(&edge.rejected_submissions),
                 rejected_workers: load(&edge.rejected_workers),
                 unauthenticated_requests: load(&edge.unauthenticated_requests),
+                duplicate_ids: counters.duplicate_ids,
             }),
             version: volley_proto::VERSION.to_owned(),
             prefetch: self.facts.prefetch,
