@@ -6,6 +6,8 @@
 //! Seeded and time-bounded: `VOLLEY_FUZZ_SECS` (default 8 per port) and `VOLLEY_FUZZ_SEED`
 //! (printed, so a failure can be replayed). `.ci/run` runs it at the default.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -179,21 +181,15 @@ fn grpc_session() -> Vec<u8> {
     s
 }
 
-async fn survive(cluster: &mut Cluster, noop: u64) {
+async fn survive(cluster: &mut Cluster) {
     cluster.check_dispatcher().expect("the dispatcher is up");
-    let client = cluster.connect().await.expect("client");
-    let outcome = run_batch(&client, vec![(noop, String::new()); 20], 20, Duration::from_secs(20))
-        .await
-        .expect("a real batch");
-    assert_eq!(outcome.completed, 20);
+    common::serves_noops(&cluster.connect().await.expect("client"), 20).await;
 }
 
 async fn fuzz(port: &str, valid: Vec<u8>, addr_of: impl Fn(&Cluster) -> String) {
     let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label(format!("fuzz-{port}")))
         .await
         .expect("cluster");
-    let mut client = cluster.connect().await.expect("client");
-    let (noop, _) = register_spec(&mut client, "noop").await.expect("register");
     let addr = addr_of(&cluster);
     let pid = cluster.dispatcher_pid().expect("pid");
     let rss_before = rss_bytes(pid).expect("rss");
@@ -208,10 +204,10 @@ async fn fuzz(port: &str, valid: Vec<u8>, addr_of: impl Fn(&Cluster) -> String) 
         tokio::task::block_in_place(|| fire(&addr, &input));
         inputs += 1;
         if inputs.is_multiple_of(500) {
-            survive(&mut cluster, noop).await;
+            survive(&mut cluster).await;
         }
     }
-    survive(&mut cluster, noop).await;
+    survive(&mut cluster).await;
     let grown = rss_bytes(pid).expect("rss").saturating_sub(rss_before);
     eprintln!(
         "{port} port: {inputs} mutated sessions (seed {seed}), dispatcher RSS grew {} KiB",
@@ -273,13 +269,7 @@ async fn a_stream_flood_on_one_connection_is_bounded() {
         after / 1024
     );
     assert!(during < 100 << 20, "RSS grew {} MiB", during >> 20);
-    cluster.check_dispatcher().expect("up");
-    let mut client = cluster.connect().await.expect("client");
-    let (noop, _) = register_spec(&mut client, "noop").await.expect("still serves");
-    let outcome = run_batch(&client, vec![(noop, String::new()); 10], 10, Duration::from_secs(10))
-        .await
-        .expect("batch");
-    assert_eq!(outcome.completed, 10);
+    survive(&mut cluster).await;
     cluster.stop().await.expect("stop");
 }
 

@@ -2,6 +2,8 @@
 //! 2026-12-04 as a regression test, raw sockets where the attack is below the protocol.
 //! Memory is judged by the dispatcher's RSS before and after, not by time.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -172,12 +174,7 @@ async fn unfinished_frames_from_strangers_hold_at_most_their_limit() {
     );
     assert!(grown < 64 * MIB, "RSS grew {} MiB", grown / MIB);
     // The real worker is unaffected.
-    let client = cluster.connect().await.expect("client");
-    let (noop, _) = register_spec(&mut client.clone(), "noop").await.expect("register");
-    let outcome = run_batch(&client, vec![(noop, String::new()); 100], 50, Duration::from_secs(20))
-        .await
-        .expect("batch");
-    assert_eq!(outcome.completed, 100);
+    common::serves_noops(&cluster.connect().await.expect("client"), 100).await;
     drop(held);
     cluster.stop().await.expect("stop");
 }
@@ -363,13 +360,10 @@ async fn grpc_connections_that_never_call_are_closed() {
         assert!(closed(s), "a {what} connection was kept open");
     }
     // A real client is served as before, and stays connected between calls.
-    let mut client = cluster.connect().await.expect("client");
-    let (noop, _) = register_spec(&mut client, "noop").await.expect("register");
+    let client = cluster.connect().await.expect("client");
+    common::serves_noops(&client, 1).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let outcome = run_batch(&client, vec![(noop, String::new()); 10], 10, Duration::from_secs(10))
-        .await
-        .expect("batch after a pause");
-    assert_eq!(outcome.completed, 10);
+    common::serves_noops(&client, 10).await;
     cluster.stop().await.expect("stop");
 }
 

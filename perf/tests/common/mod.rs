@@ -206,3 +206,20 @@ pub async fn gone_within(pid: u32, limit: Duration) -> bool {
     }
     true
 }
+
+/// Registers a noop and runs `n` of them to completion: the proof, after an attack or a
+/// fault, that the dispatcher still serves real clients and workers.
+pub async fn serves_noops(client: &Client, n: usize) {
+    let (noop, _) = register_spec(&mut client.clone(), "noop")
+        .await
+        .expect("register a noop");
+    let outcome = run_batch(
+        client,
+        vec![(noop, String::new()); n],
+        n.min(1000),
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("a batch of noops");
+    assert_eq!(outcome.completed, n, "{} of {n} noops completed", outcome.completed);
+}
