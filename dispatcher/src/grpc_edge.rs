@@ -48,6 +48,30 @@ pub struct Connections {
     pub stats: EdgeStats,
 }
 
+impl EdgeStats {
+    /// Every refusal counter as `(name, help, count)`, for `/metrics`.
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 3] {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            (
+                "grpc_connections_over_capacity",
+                "gRPC connections closed on accept: --max-connections were open.",
+                load(&self.over_capacity),
+            ),
+            (
+                "grpc_handshake_timeouts",
+                "gRPC connections closed for making no call within --handshake-timeout-ms.",
+                load(&self.handshake_timeouts),
+            ),
+            (
+                "grpc_accept_errors",
+                "Errors accepting gRPC connections (each followed by a back-off).",
+                load(&self.accept_errors),
+            ),
+        ]
+    }
+}
+
 impl Connections {
     /// A call arrived on the connection from `peer`: its handshake is done.
     pub fn called(&self, peer: Option<SocketAddr>) {
@@ -55,63 +79,6 @@ impl Connections {
             flag.store(true, Ordering::Release);
         }
     }
-}
-
-/// What both ports refused, as `/metrics` counters: name, help, count.
-pub fn refusals(shared: &crate::shared::Shared) -> Vec<(&'static str, &'static str, u64)> {
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let mut out = Vec::new();
-    if let Some(g) = shared.grpc_edge.get() {
-        let s = &g.stats;
-        out.push((
-            "grpc_connections_over_capacity",
-            "gRPC connections closed on accept: --max-connections were open.",
-            load(&s.over_capacity),
-        ));
-        out.push((
-            "grpc_handshake_timeouts",
-            "gRPC connections closed for making no call within --handshake-timeout-ms.",
-            load(&s.handshake_timeouts),
-        ));
-        out.push((
-            "grpc_accept_errors",
-            "Errors accepting gRPC connections (each followed by a back-off).",
-            load(&s.accept_errors),
-        ));
-    }
-    if let Some(w) = shared.worker_socket.get() {
-        out.push((
-            "worker_connections_over_capacity",
-            "Worker-port connections closed on accept: --max-worker-connections were open.",
-            load(&w.over_capacity),
-        ));
-        out.push((
-            "worker_bad_handshakes",
-            "Worker-port connections whose ZMTP handshake failed or timed out.",
-            load(&w.bad_handshakes),
-        ));
-        out.push((
-            "worker_oversized_or_malformed_frames",
-            "Worker-port connections closed for a frame over its limit or against ZMTP's grammar.",
-            load(&w.bad_frames),
-        ));
-        out.push((
-            "worker_not_admitted",
-            "Worker-port connections closed for not registering in time.",
-            load(&w.not_admitted),
-        ));
-        out.push((
-            "worker_write_timeouts",
-            "Worker-port connections closed because the worker read nothing for too long.",
-            load(&w.write_timeouts),
-        ));
-        out.push((
-            "worker_accept_errors",
-            "Errors accepting worker-port connections (each followed by a back-off).",
-            load(&w.accept_errors),
-        ));
-    }
-    out
 }
 
 /// Accepted connections as tonic wants them, bounded as the module says.

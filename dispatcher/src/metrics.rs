@@ -434,7 +434,10 @@ impl Metrics {
                         load(&edge.rejected_workers),
                         load(&edge.unauthenticated_requests),
                     ],
-                    refusals: crate::grpc_edge::refusals(&shared),
+                    refusals: (shared.grpc_edge.get().into_iter())
+                        .flat_map(|g| g.stats.counters())
+                        .chain(shared.worker_socket.get().into_iter().flat_map(|w| w.counters()))
+                        .collect(),
                     store_up: shared.store_healthy.load(Ordering::Acquire),
                 };
                 volley_proto::exposition::encode(&metrics.registry)

@@ -11,6 +11,7 @@
 //! - [`codec`] — frames; a header is judged against the limit before its body is read,
 //!   and buffers grow with the bytes that arrived, never with a claim;
 //! - [`handshake`] — the greeting and the NULL mechanism's READY, under a timeout;
+//! - [`limits`] — what a peer may cost, and counters of what was refused;
 //! - [`reader`] — whole (multi-part) messages, bounded in bytes and parts;
 //! - [`router`] — the dispatcher's socket: connection cap, accept back-off, per-peer
 //!   writer, a small frame limit until the application admits a peer, and a deadline for
@@ -25,12 +26,13 @@
 pub mod codec;
 pub mod dealer;
 pub mod handshake;
+pub mod limits;
 pub mod reader;
 pub mod router;
 pub mod writer;
 
 pub use codec::FrameError;
-pub use router::{RouterLimits, RouterStats};
+pub use limits::{RouterLimits, RouterStats};
 
 use std::time::Duration;
 

@@ -10,13 +10,14 @@
 //! back off instead of spinning.
 
 use super::handshake::handshake;
+use super::limits::{RouterLimits, RouterStats};
 use super::reader::{Message, MessageReader};
 use super::writer::{hang_up, write};
 use super::ZmtpError;
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::tcp::OwnedReadHalf;
@@ -37,63 +38,6 @@ impl std::fmt::Display for PeerId {
         }
         Ok(())
     }
-}
-
-/// What one peer, and all of them together, may cost.
-#[derive(Debug, Clone)]
-pub struct RouterLimits {
-    /// The largest message an admitted peer may send.
-    pub max_message: usize,
-    /// The largest message a peer not yet admitted may send.
-    pub stranger_message: usize,
-    /// Connections open at once; more are closed as soon as they are accepted.
-    pub max_peers: usize,
-    /// Greeting and READY must be done within this.
-    pub handshake_timeout: Duration,
-    /// After the handshake, the application must admit the peer within this.
-    pub admit_timeout: Duration,
-    /// Bytes of messages read but not yet taken by the application, over all peers.
-    pub inbound_bytes: usize,
-    /// Frames queued to one peer at most; a full queue refuses the frame.
-    pub peer_queue: usize,
-    /// A write to a peer that takes longer than this closes its connection.
-    pub write_timeout: Duration,
-}
-
-impl Default for RouterLimits {
-    fn default() -> Self {
-        Self {
-            max_message: crate::wire::MAX_FRAME_BYTES,
-            stranger_message: 64 * 1024,
-            max_peers: 10_000,
-            handshake_timeout: Duration::from_secs(5),
-            admit_timeout: Duration::from_secs(10),
-            inbound_bytes: 256 * 1024 * 1024,
-            peer_queue: 1024,
-            write_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// What the socket refused or saw, for `/metrics` and the log.
-#[derive(Debug, Default)]
-pub struct RouterStats {
-    /// Connections that completed the handshake.
-    pub accepted: AtomicU64,
-    /// Connections closed at once because `max_peers` were open.
-    pub over_capacity: AtomicU64,
-    /// Handshakes that failed or timed out.
-    pub bad_handshakes: AtomicU64,
-    /// Connections closed for a frame over its limit or against the grammar.
-    pub bad_frames: AtomicU64,
-    /// Peers closed for not being admitted in time.
-    pub not_admitted: AtomicU64,
-    /// Peers closed because writing to them timed out.
-    pub write_timeouts: AtomicU64,
-    /// Errors from `accept` (each followed by a back-off).
-    pub accept_errors: AtomicU64,
-    /// Connections open now.
-    pub open: AtomicUsize,
 }
 
 /// Connection events.

@@ -2,7 +2,7 @@
 //! connection closed politely.
 
 use super::codec::put_header;
-use super::router::RouterStats;
+use super::limits::RouterStats;
 use bytes::{Bytes, BytesMut};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
