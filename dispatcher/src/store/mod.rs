@@ -199,9 +199,9 @@ pub fn redact(address: &str) -> String {
     let Some((scheme, rest)) = address.split_once("://") else {
         return address.to_owned();
     };
-    // The user-info ends at the last '@' before the path: a password may hold '/', '?',
-    // '#' or '@' unencoded, and all of it must be hidden.
-    // (A socket path, `unix:///…`, has no user-info.)
+    // The user-info is everything before the last '@': a password may hold '/', '?', '#'
+    // or '@' unencoded, and all of it must be hidden (an '@' in a query hides more than
+    // needed, never less). A socket path, `unix:///…`, has no user-info.
     let (user_info, after) = match rest.rfind('@') {
         Some(at) if !rest.starts_with('/') => (Some(&rest[..at]), &rest[at + 1..]),
         _ => (None, rest),
