@@ -82,6 +82,7 @@ fn run(batch: usize, policy: Policy, capacity: Capacity) -> usize {
                     outcome: Outcome::Completed("null".into()),
                     wait_us: 0,
                     run_us: 0,
+                    log: String::new(),
                 })
                 .collect();
             let n = results.len() as u32;

@@ -45,6 +45,7 @@ fn lifecycle(rt: &tokio::runtime::Runtime, store: &Arc<dyn TaskStore>, n: usize)
                     wait_us: 0,
                     run_us: 0,
                     cold: None,
+                    log: String::new(),
                 })
             })
             .collect();

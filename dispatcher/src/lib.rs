@@ -146,7 +146,9 @@ pub async fn start(
     let (backend, worker_endpoint) = match config.mode {
         Mode::Local => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let pool = volley_worker::executor::SlotPool::start(config.local_slots as usize, tx)
+            let runtimes = volley_worker::runtime::Runtimes::new(volley_worker::runtime::Interpreters::default())
+                .context("preparing the directory for user functions")?;
+            let pool = volley_worker::executor::SlotPool::start(config.local_slots as usize, tx, Arc::new(runtimes))
                 .context("starting the local pool")?;
             let local = Backend::Local {
                 pool,
@@ -341,7 +343,13 @@ async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask
     let mut unusable = Vec::new();
     for r in records {
         if let std::collections::hash_map::Entry::Vacant(slot) = functions.entry(r.function_id) {
-            let record = shared.store.function(r.function_id).await?;
+            let mut record = shared.store.function(r.function_id).await?;
+            if let Some(f) = &record {
+                if !shared.hold_code(&f.kind).await? {
+                    warn!(function = %f.name, "the store has no code for this function; its unfinished tasks fail");
+                    record = None;
+                }
+            }
             if let (Some(m), Some(f)) = (&shared.metrics, &record) {
                 m.name_function(f.id, &f.name);
             }
@@ -378,6 +386,7 @@ async fn recover(shared: &Shared, max_job_ms: u64) -> anyhow::Result<Vec<NewTask
                 wait_us: 0,
                 run_us: 0,
                 cold: None,
+                log: String::new(),
             })),
         }
     }

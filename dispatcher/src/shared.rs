@@ -6,6 +6,7 @@ use crate::store::TaskStore;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::sync::broadcast;
+use volley_proto::function::CodeDigest;
 
 /// Shared handles and counters.
 pub struct Shared {
@@ -27,6 +28,30 @@ pub struct Shared {
     pub watchers_of_all: Arc<tokio::sync::Semaphore>,
     /// What the gRPC port refused, once it serves.
     pub grpc_edge: std::sync::OnceLock<Arc<crate::grpc_edge::Connections>>,
+    /// User functions' code by digest, for sending to workers: every function a task of
+    /// which was accepted has its code here.
+    pub code: CodeShelf,
+}
+
+/// Code the dispatcher holds in memory, by digest; the store holds the durable copy.
+#[derive(Default)]
+pub struct CodeShelf(parking_lot::RwLock<std::collections::HashMap<CodeDigest, bytes::Bytes>>);
+
+impl CodeShelf {
+    /// The code, if held.
+    pub fn get(&self, digest: &CodeDigest) -> Option<bytes::Bytes> {
+        self.0.read().get(digest).cloned()
+    }
+
+    /// Holds `code` under `digest`.
+    pub fn put(&self, digest: CodeDigest, code: bytes::Bytes) {
+        self.0.write().entry(digest).or_insert(code);
+    }
+
+    /// Whether the code is held.
+    pub fn has(&self, digest: &CodeDigest) -> bool {
+        self.0.read().contains_key(digest)
+    }
 }
 
 impl Shared {
@@ -44,7 +69,26 @@ impl Shared {
             metrics: None,
             worker_socket: std::sync::OnceLock::new(),
             grpc_edge: std::sync::OnceLock::new(),
+            code: CodeShelf::default(),
             watchers_of_all: Arc::new(tokio::sync::Semaphore::new(crate::api::watch::MAX_WATCHERS_OF_ALL)),
+        }
+    }
+
+    /// Makes sure a user function's code is held in memory, loading it from the store;
+    /// whether it is (false: the store has no such code). Built-ins need none.
+    pub async fn hold_code(&self, kind: &volley_proto::function::FunctionKind) -> Result<bool, crate::store::StoreError> {
+        let volley_proto::function::FunctionKind::User(code) = kind else {
+            return Ok(true);
+        };
+        if self.code.has(&code.digest) {
+            return Ok(true);
+        }
+        match self.store.code(code.digest).await? {
+            Some(bytes) => {
+                self.code.put(code.digest, bytes);
+                Ok(true)
+            }
+            None => Ok(false),
         }
     }
 

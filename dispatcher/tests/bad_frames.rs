@@ -48,6 +48,7 @@ async fn garbage_on_the_worker_port_is_dropped_and_counted() {
         outcome: wire::Outcome::Completed("null".into()),
         wait_us: 0,
         run_us: 0,
+        log: String::new(),
     }]))
     .await
     .expect("send");

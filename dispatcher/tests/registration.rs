@@ -70,6 +70,7 @@ fn done(task: &TaskAssignment) -> TaskResult {
         outcome: Outcome::Completed("null".into()),
         wait_us: 0,
         run_us: 0,
+        log: String::new(),
     }
 }
 

@@ -315,6 +315,7 @@ async fn a_wrong_greeting_and_a_results_flood_cost_nobody_else_anything() {
                 outcome: wire::Outcome::Completed("\"forged\"".into()),
                 wait_us: 0,
                 run_us: 0,
+                log: String::new(),
             })
             .collect();
         flooder.send(&FromWorker::Results(results)).await.expect("flood");

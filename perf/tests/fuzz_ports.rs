@@ -139,6 +139,7 @@ fn worker_session() -> Vec<u8> {
             outcome: Outcome::Completed("null".into()),
             wait_us: 1,
             run_us: 1,
+            log: String::new(),
         }]),
         FromWorker::Heartbeat { in_flight: 0 },
         FromWorker::Goodbye { reason: "bye".into() },

@@ -28,6 +28,7 @@ fn results(n: usize) -> FromWorker {
                 outcome: Outcome::Completed("null".into()),
                 wait_us: 12,
                 run_us: 3,
+                log: String::new(),
             })
             .collect(),
     )

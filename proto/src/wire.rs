@@ -5,14 +5,21 @@
 //! Messages carry batches: whatever is ready is sent together, with no timer.
 
 use crate::auth::Token;
-use crate::function::Job;
+use crate::function::{CodeDigest, Job};
 use crate::ids::{TaskId, WorkerId};
 use crate::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape or meaning (4: results return credits;
-/// 5: `Hello.function`; 6: `Hello.start`).
-pub const PROTOCOL_VERSION: u16 = 6;
+/// 5: `Hello.function`; 6: `Hello.start`; 7: user code, `ToWorker::Code`, task logs).
+pub const PROTOCOL_VERSION: u16 = 7;
+
+/// The most code one [`ToWorker::Code`] frame carries: a function's code is sent in
+/// as many such chunks as it needs, well inside the frame limit.
+pub const CODE_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// The most of a task's stdout and stderr a worker keeps as its log.
+pub const MAX_LOG_BYTES: usize = 64 * 1024;
 
 /// The largest frame either side accepts or sends.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
@@ -116,6 +123,19 @@ pub enum ToWorker {
     },
     /// Work to run.
     Tasks(Vec<TaskAssignment>),
+    /// A piece of a user function's code, sent before the first task that needs it;
+    /// the pieces of one digest arrive in order, `offset` 0 first.
+    Code {
+        /// The code's SHA-256: the worker checks the whole against it.
+        digest: CodeDigest,
+        /// The code's whole size.
+        total: u64,
+        /// Where this piece starts.
+        offset: u64,
+        /// The piece, at most [`CODE_CHUNK_BYTES`].
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
     /// Liveness, sent every heartbeat interval.
     Heartbeat,
     /// Registration refused, or a message not understood; the worker should stop.
@@ -151,6 +171,8 @@ pub struct TaskResult {
     pub wait_us: u64,
     /// Microseconds the function ran.
     pub run_us: u64,
+    /// What a runtime function printed, at most [`MAX_LOG_BYTES`] (empty for built-ins).
+    pub log: String,
 }
 
 /// A function's result.
@@ -252,6 +274,7 @@ mod tests {
                 outcome: Outcome::Failed("boom".into()),
                 wait_us: 5,
                 run_us: 9,
+                log: "hello\n".into(),
             }]),
             FromWorker::Heartbeat { in_flight: 1 },
             FromWorker::Goodbye {
@@ -271,6 +294,12 @@ mod tests {
                 attempt: 1,
                 job: Job::Sleep { ms: 10 },
             }]),
+            ToWorker::Code {
+                digest: CodeDigest::of(b"print(1)"),
+                total: 8,
+                offset: 0,
+                data: b"print(1)".to_vec(),
+            },
             ToWorker::Heartbeat,
             ToWorker::Reject { reason: "no".into() },
             ToWorker::Shutdown,

@@ -43,6 +43,7 @@ fn result() -> impl Strategy<Value = TaskResult> {
             },
             wait_us,
             run_us,
+            log: String::new(),
         })
 }
 

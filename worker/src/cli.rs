@@ -50,6 +50,16 @@ pub struct Cli {
     /// 127.0.0.1:9465, one port above the dispatcher's default.
     #[arg(long, env = "VOLLEY_METRICS", num_args = 0..=1, default_missing_value = DEFAULT_METRICS)]
     pub metrics: Option<std::net::SocketAddr>,
+    /// The Python interpreter that runs python functions (default: python3 on PATH).
+    #[arg(long, env = "VOLLEY_PYTHON", default_value = "python3")]
+    pub python: std::path::PathBuf,
+    /// The Node.js that runs node functions (default: node on PATH).
+    #[arg(long, env = "VOLLEY_NODE", default_value = "node")]
+    pub node: std::path::PathBuf,
+    /// The `java` that runs java functions; its `javac` is looked for beside it
+    /// (default: java on PATH).
+    #[arg(long, env = "VOLLEY_JAVA", default_value = "java")]
+    pub java: std::path::PathBuf,
 }
 
 /// Where `--metrics` without an address serves a worker's page.
@@ -80,6 +90,11 @@ impl From<Cli> for WorkerConfig {
         config.max_backoff = Duration::from_millis(cli.max_backoff_ms.max(10));
         config.token = cli.token;
         config.function = cli.function.filter(|f| !f.trim().is_empty());
+        config.interpreters = crate::runtime::Interpreters {
+            python: cli.python,
+            node: cli.node,
+            java: cli.java,
+        };
         if cli.metrics.is_some() {
             config.metrics = Some(crate::metrics::WorkerMetrics::new(&config.name, config.slots));
         }

@@ -4,6 +4,10 @@
 //! really occupy a slot. Work that finishes at once (`noop`, `echo`, `fail`) needs no
 //! slot: it runs on the thread that submits it, and its results leave as one batch, so
 //! a frame of short tasks costs no thread hand-off at all.
+//!
+//! A user function's task runs in the slot's runtime process (see [`crate::runtime`]):
+//! each slot keeps one, for the function it last ran, and starts a fresh one after a
+//! crash, a timeout or a change of function.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,7 +15,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
-use volley_proto::function::Job;
+use crate::runtime::instance::Instance;
+use crate::runtime::{RuntimeError, Runtimes};
+use volley_proto::function::{Job, UserCode};
 use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
 
 struct Queued {
@@ -66,11 +72,17 @@ pub struct SlotPool {
     slots: usize,
     threads: Vec<JoinHandle<()>>,
     executed: Arc<AtomicU64>,
+    runtimes: Arc<Runtimes>,
 }
 
 impl SlotPool {
-    /// Starts `slots` threads that send every result to `results`, in batches.
-    pub fn start(slots: usize, results: UnboundedSender<Vec<TaskResult>>) -> std::io::Result<Self> {
+    /// Starts `slots` threads that send every result to `results`, in batches; user
+    /// functions run in `runtimes`.
+    pub fn start(
+        slots: usize,
+        results: UnboundedSender<Vec<TaskResult>>,
+        runtimes: Arc<Runtimes>,
+    ) -> std::io::Result<Self> {
         let jobs = Arc::new(Jobs::default());
         let executed = Arc::new(AtomicU64::new(0));
         let slots = slots.max(1);
@@ -79,10 +91,11 @@ impl SlotPool {
             let jobs = jobs.clone();
             let results = results.clone();
             let executed = executed.clone();
+            let runtimes = runtimes.clone();
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("volley-slot-{slot}"))
-                    .spawn(move || run_slot(&jobs, &results, &executed))?,
+                    .spawn(move || run_slot(&jobs, &results, &executed, &runtimes))?,
             );
         }
         Ok(Self {
@@ -91,7 +104,13 @@ impl SlotPool {
             slots,
             threads,
             executed,
+            runtimes,
         })
+    }
+
+    /// Where user functions' code and runtimes live.
+    pub fn runtimes(&self) -> &Arc<Runtimes> {
+        &self.runtimes
     }
 
     /// Submits one task, as [`Self::submit_all`] does.
@@ -146,11 +165,61 @@ impl Drop for SlotPool {
 }
 
 /// One slot's loop: runs queued jobs one at a time and reports each result at once.
-fn run_slot(jobs: &Jobs, results: &UnboundedSender<Vec<TaskResult>>, executed: &AtomicU64) {
+fn run_slot(jobs: &Jobs, results: &UnboundedSender<Vec<TaskResult>>, executed: &AtomicU64, runtimes: &Runtimes) {
+    let mut instance: Option<Instance> = None;
     while let Some(Queued { assignment, received }) = jobs.take() {
-        if results.send(vec![run(assignment, received, executed)]).is_err() {
+        let result = match &assignment.job {
+            Job::User { code, args } => run_user(&assignment, code, args, received, runtimes, &mut instance, executed),
+            _ => run(assignment, received, executed),
+        };
+        if results.send(vec![result]).is_err() {
             return;
         }
+    }
+}
+
+/// Runs a user function's task in the slot's runtime, starting one if the slot has none
+/// for this code. Whatever the code does, the slot survives and reports an outcome.
+fn run_user(
+    assignment: &TaskAssignment,
+    code: &UserCode,
+    args: &str,
+    received: Instant,
+    runtimes: &Runtimes,
+    instance: &mut Option<Instance>,
+    executed: &AtomicU64,
+) -> TaskResult {
+    let started = Instant::now();
+    if instance.as_ref().is_some_and(|i| i.digest != code.digest) {
+        *instance = None;
+    }
+    let (outcome, log) = match instance {
+        Some(i) => {
+            let run = i.run(code, assignment.task_id.0, assignment.attempt, args);
+            if !run.keep {
+                *instance = None;
+            }
+            (run.outcome, run.log)
+        }
+        None => match runtimes.start(code) {
+            Ok(mut i) => {
+                let run = i.run(code, assignment.task_id.0, assignment.attempt, args);
+                if run.keep {
+                    *instance = Some(i);
+                }
+                (run.outcome, run.log)
+            }
+            Err(RuntimeError::Init(e) | RuntimeError::Start(e)) => (Outcome::Failed(format!("init_failed: {e}")), String::new()),
+        },
+    };
+    executed.fetch_add(1, Ordering::Relaxed);
+    TaskResult {
+        task_id: assignment.task_id,
+        attempt: assignment.attempt,
+        outcome,
+        wait_us: started.duration_since(received).as_micros() as u64,
+        run_us: started.elapsed().as_micros() as u64,
+        log,
     }
 }
 
@@ -166,6 +235,7 @@ fn run(assignment: TaskAssignment, received: Instant, executed: &AtomicU64) -> T
         outcome,
         wait_us: started.duration_since(received).as_micros() as u64,
         run_us,
+        log: String::new(),
     }
 }
 
@@ -184,6 +254,10 @@ pub fn run_job(job: &Job) -> Outcome {
         Job::Echo { payload } => Outcome::Completed(payload.clone()),
         Job::Fail { message } => Outcome::Failed(message.to_string()),
         Job::Trace { ms, mb, spin } => run_trace(*ms, *mb, *spin),
+        Job::User { code, .. } => Outcome::Failed(format!(
+            "{} is a user function: it runs in a slot's runtime, not here",
+            code.function
+        )),
     }
 }
 
@@ -262,6 +336,10 @@ mod tests {
         assert!(start.elapsed() >= Duration::from_millis(20));
     }
 
+    fn runtimes() -> Arc<Runtimes> {
+        Arc::new(Runtimes::new(crate::runtime::Interpreters::default()).unwrap())
+    }
+
     fn assignment(id: u64, job: Job) -> TaskAssignment {
         TaskAssignment {
             task_id: TaskId(id),
@@ -273,7 +351,7 @@ mod tests {
     #[tokio::test]
     async fn instant_tasks_run_where_submitted_and_report_as_one_batch_before_a_sleep() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let pool = SlotPool::start(1, tx).unwrap();
+        let pool = SlotPool::start(1, tx, runtimes()).unwrap();
         let mut frame: Vec<_> = (0..500).map(|i| assignment(i, Job::Noop)).collect();
         frame.push(assignment(500, Job::Sleep { ms: 200 }));
         pool.submit_all(frame);
@@ -296,7 +374,7 @@ mod tests {
     #[tokio::test]
     async fn slots_run_concurrently() {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let pool = SlotPool::start(4, tx).unwrap();
+        let pool = SlotPool::start(4, tx, runtimes()).unwrap();
         let start = Instant::now();
         for i in 0..4 {
             pool.submit(assignment(i, Job::Sleep { ms: 300 }));

@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod executor;
 pub mod metrics;
+pub mod runtime;
 pub mod session;
 
 pub use session::{run, ProcessStart, WorkerConfig, WorkerError};

@@ -42,6 +42,8 @@ pub struct WorkerConfig {
     /// How this process started, when a provisioner started it: reported with the first
     /// registration for the cold-start breakdown.
     pub start: Option<ProcessStart>,
+    /// The interpreters that run user functions.
+    pub interpreters: crate::runtime::Interpreters,
 }
 
 /// A provisioned process's start, as the worker saw it.
@@ -85,6 +87,7 @@ impl WorkerConfig {
             metrics: None,
             function: None,
             start: None,
+            interpreters: crate::runtime::Interpreters::default(),
         }
     }
 }
@@ -109,6 +112,9 @@ pub enum WorkerError {
         /// Why threads could not be spawned.
         source: std::io::Error,
     },
+    /// The directory for user code and runtimes could not be made.
+    #[error("cannot prepare the directory for user functions' code: {0}")]
+    Runtimes(std::io::Error),
     /// Zero slots makes a worker that can never run anything.
     #[error("a worker needs at least one slot")]
     NoSlots,
@@ -145,9 +151,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
         return Err(WorkerError::NoSlots);
     }
     let (results_tx, mut results_rx) = mpsc::unbounded_channel();
-    let pool = SlotPool::start(config.slots as usize, results_tx).map_err(|source| WorkerError::Slots {
-        slots: config.slots,
-        source,
+    let runtimes = crate::runtime::Runtimes::new(config.interpreters.clone()).map_err(WorkerError::Runtimes)?;
+    let pool = SlotPool::start(config.slots as usize, results_tx, std::sync::Arc::new(runtimes)).map_err(|source| {
+        WorkerError::Slots {
+            slots: config.slots,
+            source,
+        }
     })?;
     let mut in_flight: u32 = 0;
     let mut backoff = Duration::from_millis(50);
@@ -311,6 +320,19 @@ async fn serve(
                             m.received(tasks.len(), *in_flight);
                         }
                         pool.submit_all(tasks);
+                    }
+                    Ok(ToWorker::Code { digest, total, offset, data }) => {
+                        last_heard = Instant::now();
+                        match pool.runtimes().cache.piece(digest, total, offset, &data) {
+                            Ok(Some(path)) => debug!(%digest, bytes = total, path = %path.display(), "code received"),
+                            Ok(None) => {}
+                            Err(e) => {
+                                if let Some(m) = &config.metrics {
+                                    m.dropped_frame();
+                                }
+                                warn!("dropped code from the dispatcher: {e}");
+                            }
+                        }
                     }
                     Ok(ToWorker::Heartbeat) | Ok(ToWorker::Welcome { .. }) => last_heard = Instant::now(),
                     Ok(ToWorker::Shutdown) => return SessionEnd::DispatcherShutdown,

@@ -41,6 +41,7 @@ pub fn task_info(r: &TaskRecord) -> api::TaskInfo {
         run_us: r.run_us,
         cold: r.cold.is_some(),
         cold_start: r.cold.as_deref().map(cold_start),
+        log: r.log.clone(),
     }
 }
 
@@ -75,5 +76,6 @@ pub fn finished_info(f: &Finished) -> api::TaskInfo {
         run_us: f.run_us,
         cold: f.cold.is_some(),
         cold_start: f.cold.as_deref().map(cold_start),
+        log: f.log.clone(),
     }
 }

@@ -6,6 +6,7 @@
 //! - [`session`] — `ExecuteStream`: submissions and their outcomes on one call.
 //! - `convert` — stored and finished tasks as the API shows them; store errors as statuses.
 
+mod code;
 mod convert;
 pub mod session;
 pub mod watch;
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
-use tracing::instrument;
+use tracing::{info, instrument};
 use volley_proto::api::{self, dispatcher_server::Dispatcher};
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::{FunctionId, TaskId};
@@ -66,6 +67,7 @@ pub struct Api {
     functions: Arc<RwLock<HashMap<FunctionId, Known>>>,
     max_job_ms: u64,
     facts: Arc<ClusterFacts>,
+    uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Api {
@@ -77,6 +79,7 @@ impl Api {
             functions: Arc::new(RwLock::new(HashMap::new())),
             max_job_ms,
             facts: Arc::new(facts),
+            uploads: code::upload_places(),
         }
     }
 
@@ -102,6 +105,12 @@ impl Api {
             .await
             .map_err(store_status)?
             .ok_or_else(|| Status::not_found(format!("no function with id {id}; register it first")))?;
+        if !self.shared.hold_code(&record.kind).await.map_err(store_status)? {
+            return Err(Status::data_loss(format!(
+                "function {id} ({}): the store has lost its code; deploy it again",
+                record.name
+            )));
+        }
         if let Some(m) = &self.shared.metrics {
             m.name_function(id, &record.name);
         }
@@ -233,15 +242,27 @@ impl Dispatcher for Api {
                 volley_proto::text::quote(name)
             )));
         }
-        let kind = FunctionKind::from_api(req.spec.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        kind.validate(self.max_job_ms)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let id = self
+        let (kind, code_digest) = match req.spec.as_ref().and_then(|s| s.kind.as_ref()) {
+            Some(api::function_spec::Kind::Runtime(runtime)) => {
+                let code = self.user_code(name, runtime).await?;
+                let digest = code.digest.to_string();
+                (FunctionKind::User(Arc::new(code)), digest)
+            }
+            _ => {
+                let kind =
+                    FunctionKind::from_api(req.spec.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                kind.validate(self.max_job_ms)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                (kind, String::new())
+            }
+        };
+        let (id, version) = self
             .shared
             .store
             .register_function(name, &kind)
             .await
             .map_err(store_status)?;
+        info!(function = name, id = id.0, version, kind = kind.name(), "function registered");
         if let Some(m) = &self.shared.metrics {
             m.name_function(id, name);
         }
@@ -252,7 +273,25 @@ impl Dispatcher for Api {
                 name: name.into(),
             },
         );
-        Ok(Response::new(api::RegisterFunctionResponse { function_id: id.0 }))
+        Ok(Response::new(api::RegisterFunctionResponse {
+            function_id: id.0,
+            version,
+            code_digest,
+        }))
+    }
+
+    async fn upload_code(
+        &self,
+        request: Request<tonic::Streaming<api::CodeChunk>>,
+    ) -> Result<Response<api::UploadCodeResponse>, Status> {
+        self.upload(request.into_inner()).await
+    }
+
+    async fn list_functions(
+        &self,
+        _request: Request<api::ListFunctionsRequest>,
+    ) -> Result<Response<api::ListFunctionsResponse>, Status> {
+        self.list().await
     }
 
     async fn execute(&self, request: Request<api::ExecuteRequest>) -> Result<Response<api::ExecuteResponse>, Status> {

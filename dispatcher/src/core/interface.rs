@@ -235,6 +235,8 @@ pub struct Finished {
     /// The start of the instance it waited for, if it was a cold start (boxed: most
     /// tasks are warm, and this record is moved several times per task).
     pub cold: Option<Box<InstanceStart>>,
+    /// What a runtime function printed (empty for built-ins and lost tasks).
+    pub log: String,
 }
 
 /// Where the core's decisions go.

@@ -315,6 +315,7 @@ impl SchedulerCore {
                 wait_us: r.wait_us,
                 run_us: r.run_us,
                 cold,
+                log: r.log,
             }));
         }
         let prefetch = self.config.prefetch;
@@ -435,6 +436,7 @@ impl SchedulerCore {
             wait_us: 0,
             run_us: 0,
             cold: None,
+            log: String::new(),
         }));
     }
 }

@@ -88,6 +88,7 @@ fn ok(task: u64, attempt: u32) -> TaskResult {
         outcome: Outcome::Completed("null".into()),
         wait_us: 1,
         run_us: 2,
+        log: String::new(),
     }
 }
 

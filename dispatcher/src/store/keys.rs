@@ -3,6 +3,7 @@
 //! themselves. What each transition writes into a task's hash is defined once, in
 //! [`super::transition`].
 
+use volley_proto::function::CodeDigest;
 use volley_proto::ids::{FunctionId, TaskId};
 
 /// Builds the keys of one prefix.
@@ -32,6 +33,16 @@ impl Keys {
     /// Hash of one function: [`FUNCTION_NAME`], [`FUNCTION_SPEC`].
     pub fn function(&self, id: FunctionId) -> String {
         format!("{}function:{}", self.prefix, id.0)
+    }
+
+    /// A user function's code, by its SHA-256: stored once whatever registers it.
+    pub fn code(&self, digest: &CodeDigest) -> String {
+        format!("{}code:{digest}", self.prefix)
+    }
+
+    /// Hash of each function name's latest version number (HINCRBY).
+    pub fn function_versions(&self) -> String {
+        format!("{}function_versions", self.prefix)
     }
 
     /// Hash of one task, with the fields of [`TaskField`].
@@ -68,6 +79,8 @@ impl Keys {
 pub const FUNCTION_NAME: &str = "name";
 /// The function's kind and parameters as JSON, in its hash.
 pub const FUNCTION_SPEC: &str = "spec";
+/// The function's version under its name, in its hash.
+pub const FUNCTION_VERSION: &str = "version";
 
 /// The fields of a task's hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -106,11 +119,13 @@ pub enum TaskField {
     ColdInitDoneUs,
     /// When it registered.
     ColdRegisteredUs,
+    /// What a runtime function printed during its last attempt.
+    Log,
 }
 
 impl TaskField {
     /// Every field, in the order documented.
-    pub const ALL: [TaskField; 17] = [
+    pub const ALL: [TaskField; 18] = [
         TaskField::FunctionId,
         TaskField::Args,
         TaskField::State,
@@ -128,6 +143,7 @@ impl TaskField {
         TaskField::ColdProcessUs,
         TaskField::ColdInitDoneUs,
         TaskField::ColdRegisteredUs,
+        TaskField::Log,
     ];
 
     /// The field's name in the hash.
@@ -150,6 +166,7 @@ impl TaskField {
             TaskField::ColdProcessUs => "cold_process_us",
             TaskField::ColdInitDoneUs => "cold_init_done_us",
             TaskField::ColdRegisteredUs => "cold_registered_us",
+            TaskField::Log => "log",
         }
     }
 

@@ -8,13 +8,15 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use volley_proto::function::FunctionKind;
+use bytes::Bytes;
+use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 
 /// Tasks and functions in hash maps behind short, never-awaited locks.
 pub struct MemoryStore {
     tasks: Mutex<Tasks>,
     functions: RwLock<HashMap<FunctionId, FunctionRecord>>,
+    code: RwLock<HashMap<CodeDigest, Bytes>>,
     next_task: AtomicU64,
     next_function: AtomicU64,
     retain_finished: usize,
@@ -34,6 +36,7 @@ impl MemoryStore {
         Self {
             tasks: Mutex::new(Tasks::default()),
             functions: RwLock::new(HashMap::new()),
+            code: RwLock::new(HashMap::new()),
             next_task: AtomicU64::new(0),
             next_function: AtomicU64::new(0),
             retain_finished,
@@ -64,17 +67,35 @@ impl TaskStore for MemoryStore {
         ))
     }
 
-    async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<FunctionId, StoreError> {
+    async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<(FunctionId, u32), StoreError> {
         let id = FunctionId(self.next_function.fetch_add(1, Ordering::Relaxed) + 1);
-        self.functions.write().insert(
+        let mut functions = self.functions.write();
+        let version = functions.values().filter(|f| f.name == name).count() as u32 + 1;
+        functions.insert(
             id,
             FunctionRecord {
                 id,
                 name: name.to_owned(),
                 kind: kind.clone(),
+                version,
             },
         );
-        Ok(id)
+        Ok((id, version))
+    }
+
+    async fn functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        let mut all: Vec<FunctionRecord> = self.functions.read().values().cloned().collect();
+        all.sort_by_key(|f| f.id);
+        Ok(all)
+    }
+
+    async fn put_code(&self, digest: CodeDigest, code: Bytes) -> Result<(), StoreError> {
+        self.code.write().entry(digest).or_insert(code);
+        Ok(())
+    }
+
+    async fn code(&self, digest: CodeDigest) -> Result<Option<Bytes>, StoreError> {
+        Ok(self.code.read().get(&digest).cloned())
     }
 
     async fn function(&self, id: FunctionId) -> Result<Option<FunctionRecord>, StoreError> {
@@ -154,6 +175,7 @@ mod tests {
             wait_us: 0,
             run_us: 0,
             cold: None,
+            log: String::new(),
         })
     }
 

@@ -13,7 +13,8 @@ pub mod transition;
 use crate::core::Transition;
 use async_trait::async_trait;
 use std::sync::Arc;
-use volley_proto::function::FunctionKind;
+use bytes::Bytes;
+use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 
 /// A task's lifecycle state as stored.
@@ -89,6 +90,8 @@ pub struct TaskRecord {
     /// The instance start it waited for, if it was a cold start (boxed: one word for the
     /// warm majority of records).
     pub cold: Option<Box<crate::core::InstanceStart>>,
+    /// What a runtime function printed during the last attempt (empty for built-ins).
+    pub log: String,
 }
 
 /// A task to store, before it has an id.
@@ -111,6 +114,8 @@ pub struct FunctionRecord {
     pub name: String,
     /// What it does.
     pub kind: FunctionKind,
+    /// 1 for its name's first registration, then one more for each.
+    pub version: u32,
 }
 
 /// Why a store call failed, classified by what the caller should do.
@@ -139,8 +144,14 @@ pub trait TaskStore: Send + Sync {
     fn describe(&self) -> String;
     /// How this store forgets finished tasks, if it does, in words for an error message.
     fn forgets_finished(&self) -> Option<String>;
-    /// Stores a function and returns its new id.
-    async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<FunctionId, StoreError>;
+    /// Stores a function and returns its new id and its version under its name.
+    async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<(FunctionId, u32), StoreError>;
+    /// Every function, oldest first.
+    async fn functions(&self) -> Result<Vec<FunctionRecord>, StoreError>;
+    /// Stores a user function's code under its digest (once; storing it again is a no-op).
+    async fn put_code(&self, digest: CodeDigest, code: Bytes) -> Result<(), StoreError>;
+    /// A user function's code.
+    async fn code(&self, digest: CodeDigest) -> Result<Option<Bytes>, StoreError>;
     /// A function by id.
     async fn function(&self, id: FunctionId) -> Result<Option<FunctionRecord>, StoreError>;
     /// Stores tasks as QUEUED and returns their new ids, in order.

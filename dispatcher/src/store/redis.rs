@@ -6,7 +6,7 @@
 //! Every batch of transitions is one pipelined round trip. The pipeline is not atomic:
 //! a task whose hash says terminal but is still in `unfinished` is cleaned up on recovery.
 
-use super::keys::{Keys, TaskField, FUNCTION_NAME, FUNCTION_SPEC};
+use super::keys::{Keys, TaskField, FUNCTION_NAME, FUNCTION_SPEC, FUNCTION_VERSION};
 use super::transition::{self, Change, Value};
 use super::{redact, FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
 use crate::core::Transition;
@@ -15,7 +15,8 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
 use std::time::Duration;
-use volley_proto::function::FunctionKind;
+use bytes::Bytes;
+use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 
 /// Task ids are reserved from Redis in blocks, so ids stay unique across restarts
@@ -217,11 +218,27 @@ fn hset(pipe: &mut redis::Pipeline, key: String, changes: &[Change<'_>]) {
     cmd.ignore();
 }
 
+/// A function's hash as a record; `None` when the hash is absent.
+fn function_record(id: FunctionId, h: &HashMap<String, String>) -> Result<Option<FunctionRecord>, StoreError> {
+    if h.is_empty() {
+        return Ok(None);
+    }
+    let spec = h.get(FUNCTION_SPEC).map(String::as_str).unwrap_or("");
+    let kind = serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("function {id}: {e}")))?;
+    Ok(Some(FunctionRecord {
+        id,
+        name: h.get(FUNCTION_NAME).cloned().unwrap_or_default(),
+        kind,
+        // Functions stored before versions existed count as their name's first.
+        version: h.get(FUNCTION_VERSION).and_then(|v| v.parse().ok()).unwrap_or(1),
+    }))
+}
+
 fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition, finished_ttl_s: Option<u64>) {
     let task = transition::task_of(t);
     hset(pipe, keys.task(task), &transition::changes(t));
-    if let Some(cold) = transition::cold_changes(t) {
-        hset(pipe, keys.task(task), &cold);
+    if let Some(rare) = transition::rare_changes(t) {
+        hset(pipe, keys.task(task), &rare);
     }
     if matches!(t, Transition::Finished(_)) {
         if let Some(ttl) = finished_ttl_s {
@@ -242,10 +259,15 @@ impl TaskStore for RedisStore {
             .map(|s| format!("Redis keeps finished tasks {s} s (--redis-finished-ttl)"))
     }
 
-    async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<FunctionId, StoreError> {
+    async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<(FunctionId, u32), StoreError> {
         let mut conn = self.conn.clone();
-        let id: u64 = redis::cmd("INCR")
+        let (id, version): (u64, u32) = redis::pipe()
+            .cmd("INCR")
             .arg(self.keys.function_seq())
+            .cmd("HINCRBY")
+            .arg(self.keys.function_versions())
+            .arg(name)
+            .arg(1)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -256,10 +278,12 @@ impl TaskStore for RedisStore {
             .arg(name)
             .arg(FUNCTION_SPEC)
             .arg(spec)
+            .arg(FUNCTION_VERSION)
+            .arg(version)
             .query_async::<()>(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(FunctionId(id))
+        Ok((FunctionId(id), version))
     }
 
     async fn function(&self, id: FunctionId) -> Result<Option<FunctionRecord>, StoreError> {
@@ -269,16 +293,52 @@ impl TaskStore for RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if h.is_empty() {
-            return Ok(None);
+        function_record(id, &h)
+    }
+
+    async fn functions(&self) -> Result<Vec<FunctionRecord>, StoreError> {
+        let mut conn = self.conn.clone();
+        let last: Option<u64> = redis::cmd("GET")
+            .arg(self.keys.function_seq())
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let mut all = Vec::new();
+        let ids: Vec<u64> = (1..=last.unwrap_or(0)).collect();
+        for block in ids.chunks(512) {
+            let mut pipe = redis::pipe();
+            for id in block {
+                pipe.cmd("HGETALL").arg(self.keys.function(FunctionId(*id)));
+            }
+            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+            for (id, h) in block.iter().zip(&hashes) {
+                if let Some(f) = function_record(FunctionId(*id), h)? {
+                    all.push(f);
+                }
+            }
         }
-        let spec = h.get(FUNCTION_SPEC).map(String::as_str).unwrap_or("");
-        let kind = serde_json::from_str(spec).map_err(|e| StoreError::Corrupt(format!("function {id}: {e}")))?;
-        Ok(Some(FunctionRecord {
-            id,
-            name: h.get(FUNCTION_NAME).cloned().unwrap_or_default(),
-            kind,
-        }))
+        Ok(all)
+    }
+
+    async fn put_code(&self, digest: CodeDigest, code: Bytes) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("SET")
+            .arg(self.keys.code(&digest))
+            .arg(code.as_ref())
+            .arg("NX")
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn code(&self, digest: CodeDigest) -> Result<Option<Bytes>, StoreError> {
+        let mut conn = self.conn.clone();
+        let code: Option<Vec<u8>> = redis::cmd("GET")
+            .arg(self.keys.code(&digest))
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(code.map(Bytes::from))
     }
 
     async fn enqueue(&self, tasks: &[Submission]) -> Result<Vec<TaskId>, StoreError> {

@@ -4,7 +4,7 @@
 
 use super::keys::TaskField;
 use super::{Submission, TaskRecord, TaskState};
-use crate::core::{Finished, Transition};
+use crate::core::Transition;
 use volley_proto::ids::TaskId;
 use volley_proto::wire::Outcome;
 
@@ -111,19 +111,32 @@ pub fn changes(t: &Transition) -> Changes<'_> {
     }
 }
 
-/// The fields a cold task's finish sets besides [`changes`]: its instance's start.
-/// Apart, so the changes every task makes stay small enough to copy cheaply.
-pub fn cold_changes(t: &Transition) -> Option<Changes<'_>> {
-    let Transition::Finished(Finished { cold: Some(s), .. }) = t else {
+/// The fields only some finishes set besides [`changes`]: a cold task's instance start,
+/// a runtime function's log. Apart, so the changes every task makes stay small enough to
+/// copy cheaply.
+pub fn rare_changes(t: &Transition) -> Option<Changes<'_>> {
+    let Transition::Finished(f) = t else {
         return None;
     };
-    Some(Changes::of(&[
-        (TaskField::ColdDecidedUs, Value::Number(s.decided_us)),
-        (TaskField::ColdSpawnedUs, Value::Number(s.spawned_us)),
-        (TaskField::ColdProcessUs, Value::Number(s.process_us)),
-        (TaskField::ColdInitDoneUs, Value::Number(s.init_done_us)),
-        (TaskField::ColdRegisteredUs, Value::Number(s.registered_us)),
-    ]))
+    if f.cold.is_none() && f.log.is_empty() {
+        return None;
+    }
+    let mut c = Changes::of(&[]);
+    if let Some(s) = &f.cold {
+        for change in [
+            (TaskField::ColdDecidedUs, Value::Number(s.decided_us)),
+            (TaskField::ColdSpawnedUs, Value::Number(s.spawned_us)),
+            (TaskField::ColdProcessUs, Value::Number(s.process_us)),
+            (TaskField::ColdInitDoneUs, Value::Number(s.init_done_us)),
+            (TaskField::ColdRegisteredUs, Value::Number(s.registered_us)),
+        ] {
+            c.push(change);
+        }
+    }
+    if !f.log.is_empty() {
+        c.push((TaskField::Log, Value::Text(&f.log)));
+    }
+    Some(c)
 }
 
 impl TaskRecord {
@@ -144,6 +157,7 @@ impl TaskRecord {
             wait_us: 0,
             run_us: 0,
             cold: None,
+            log: String::new(),
         }
     }
 
@@ -157,8 +171,8 @@ impl TaskRecord {
     /// Applies one transition, as [`changes`] defines it.
     pub fn apply(&mut self, t: &Transition) {
         self.apply_changes(&changes(t));
-        if let Some(cold) = cold_changes(t) {
-            self.apply_changes(&cold);
+        if let Some(rare) = rare_changes(t) {
+            self.apply_changes(&rare);
         }
     }
 
@@ -213,6 +227,7 @@ impl TaskRecord {
             TaskField::ColdProcessUs => self.cold.get_or_insert_default().process_us = number(value)?,
             TaskField::ColdInitDoneUs => self.cold.get_or_insert_default().init_done_us = number(value)?,
             TaskField::ColdRegisteredUs => self.cold.get_or_insert_default().registered_us = number(value)?,
+            TaskField::Log => text(&mut self.log, value),
         }
         Ok(())
     }
@@ -250,6 +265,7 @@ mod tests {
             wait_us: 0,
             run_us: 0,
             cold: None,
+            log: String::new(),
         }));
         assert_eq!(r.state, TaskState::Failed);
         assert_eq!(r.worker, "w1");
@@ -282,8 +298,10 @@ mod tests {
             wait_us: 0,
             run_us: 0,
             cold: Some(Box::new(start)),
+            log: "printed\n".into(),
         }));
         assert_eq!(r.cold.as_deref(), Some(&start));
+        assert_eq!(r.log, "printed\n");
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, warn};
 use volley_proto::connection::{bind_router, ConnectionError, PeerEvent, PeerId, RouterReceiver, RouterSender};
+use volley_proto::function::{CodeDigest, Job};
 use volley_proto::wire::{self, CodecError, FromWorker, TaskAssignment, ToWorker};
 use volley_proto::zmtp::{RouterLimits, RouterStats};
 
@@ -121,6 +122,8 @@ pub fn version_reject(got: u16) -> ToWorker {
 struct Lane {
     queue: mpsc::Sender<Bytes>,
     backlog: Arc<AtomicUsize>,
+    /// User code already queued for this connection: sent once per digest.
+    code_sent: HashSet<CodeDigest>,
 }
 
 /// Messages to workers: one bounded queue and one writer task per peer. A frame to a
@@ -135,16 +138,50 @@ pub struct Outgoing {
     /// Peers sent a frame since the last heartbeat round: any frame tells a worker the
     /// dispatcher is alive, so they need no heartbeat.
     recently_sent: HashSet<PeerId>,
+    shared: Arc<Shared>,
 }
 
 impl Outgoing {
-    fn new(sender: RouterSender, tracker: TaskTracker) -> Self {
+    fn new(sender: RouterSender, tracker: TaskTracker, shared: Arc<Shared>) -> Self {
         Self {
             sender,
             queues: HashMap::new(),
             tracker,
             dropped: 0,
             recently_sent: HashSet::new(),
+            shared,
+        }
+    }
+
+    /// Queues, ahead of `tasks`, the code of every user function among them that this
+    /// connection was not sent yet, in pieces of [`wire::CODE_CHUNK_BYTES`].
+    fn send_code(&mut self, peer: &PeerId, tasks: &[TaskAssignment]) {
+        for task in tasks {
+            let Job::User { code, .. } = &task.job else { continue };
+            if self.queues.get(peer).is_some_and(|l| l.code_sent.contains(&code.digest)) {
+                continue;
+            }
+            let Some(bytes) = self.shared.code.get(&code.digest) else {
+                warn!(digest = %code.digest, "a task's code is not held; the worker will fail its init");
+                continue;
+            };
+            let total = bytes.len() as u64;
+            let mut offset = 0;
+            for data in bytes.chunks(wire::CODE_CHUNK_BYTES) {
+                let piece = ToWorker::Code {
+                    digest: code.digest,
+                    total,
+                    offset,
+                    data: data.to_vec(),
+                };
+                offset += data.len() as u64;
+                if let Some(frame) = encode(&piece) {
+                    self.enqueue(peer, frame);
+                }
+            }
+            if let Some(lane) = self.queues.get_mut(peer) {
+                lane.code_sent.insert(code.digest);
+            }
         }
     }
 
@@ -176,6 +213,7 @@ impl Outgoing {
     /// over [`wire::MAX_FRAME_BYTES`] is halved until each part fits, in order. A single
     /// task cannot be too large (arguments are bounded far below the frame limit).
     pub fn send_tasks(&mut self, peer: &PeerId, tasks: Vec<TaskAssignment>) {
+        self.send_code(peer, &tasks);
         let msg = ToWorker::Tasks(tasks);
         match wire::encode(&msg) {
             Ok(frame) => {
@@ -230,7 +268,11 @@ impl Outgoing {
             let backlog = Arc::new(AtomicUsize::new(0));
             self.tracker
                 .spawn(write(self.sender.clone(), peer.clone(), rx, backlog.clone()));
-            Lane { queue, backlog }
+            Lane {
+                queue,
+                backlog,
+                code_sent: HashSet::new(),
+            }
         });
         // Nothing of this peer's is queued or being sent, so order holds. The socket's
         // send only parks when its own queue to the peer is full; then the frame is
@@ -345,6 +387,7 @@ pub fn start(
     shutdown: CancellationToken,
 ) -> Result<WorkerLink, ConnectionError> {
     let conn = bind_router(listener, limits, shutdown.clone())?;
+    let outgoing = Outgoing::new(conn.sender, tracker.clone(), shared.clone());
     let (disconnect_tx, disconnects) = mpsc::channel(1024);
 
     let mut events = conn.events;
@@ -375,7 +418,7 @@ pub fn start(
             shared,
             logged: HashSet::new(),
         },
-        outgoing: Outgoing::new(conn.sender, tracker.clone()),
+        outgoing,
         stats: conn.stats,
     })
 }

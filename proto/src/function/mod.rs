@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::sync::Arc;
 
+pub mod user;
+pub use user::{CodeDigest, Language, UserCode};
+
 /// A registered function: one of the built-ins, with its default parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -38,6 +41,8 @@ pub enum FunctionKind {
         /// The most memory one task may allocate, MiB.
         max_memory_mb: u64,
     },
+    /// A user's code, run by a language runtime on the workers.
+    User(Arc<UserCode>),
 }
 
 /// The most memory a trace function may allow its tasks, MiB.
@@ -77,6 +82,13 @@ pub enum Job {
         /// Spin instead of sleeping.
         spin: bool,
     },
+    /// See [`FunctionKind::User`].
+    User {
+        /// Which code, and how to run it.
+        code: Arc<UserCode>,
+        /// The task's arguments, a JSON text (`null` when none were given).
+        args: String,
+    },
 }
 
 impl Job {
@@ -87,7 +99,7 @@ impl Job {
         match self {
             Job::Noop | Job::Echo { .. } | Job::Fail { .. } => true,
             Job::Sleep { ms } | Job::Spin { ms } => *ms == 0,
-            Job::Trace { .. } => false,
+            Job::Trace { .. } | Job::User { .. } => false,
         }
     }
 
@@ -96,6 +108,7 @@ impl Job {
         match self {
             Job::Echo { payload } => payload.len() as u64 + 16,
             Job::Fail { message } => message.len() as u64 + 16,
+            Job::User { code, args } => (args.len() + code.function.len() + code.handler.len()) as u64 + 80,
             _ => 16,
         }
     }
@@ -120,6 +133,7 @@ impl FunctionKind {
             FunctionKind::Echo => "echo",
             FunctionKind::Fail { .. } => "fail",
             FunctionKind::Trace { .. } => "trace",
+            FunctionKind::User(code) => code.language.name(),
         }
     }
 
@@ -129,6 +143,7 @@ impl FunctionKind {
         match self {
             FunctionKind::Sleep { ms } | FunctionKind::Spin { ms } => format!("{}:{ms}", self.name()),
             FunctionKind::Trace { spin: true, .. } => "trace:spin".to_owned(),
+            FunctionKind::User(code) => code.function.to_string(),
             _ => self.name().to_owned(),
         }
     }
@@ -138,7 +153,7 @@ impl FunctionKind {
         use api::function_spec::Kind;
         let kind = spec
             .and_then(|s| s.kind.as_ref())
-            .ok_or_else(|| invalid("spec is missing: give one of noop, sleep, spin, echo, fail, trace"))?;
+            .ok_or_else(|| invalid("spec is missing: give one of noop, sleep, spin, echo, fail, trace, runtime"))?;
         Ok(match kind {
             Kind::Noop(_) => FunctionKind::Noop,
             Kind::Sleep(s) => FunctionKind::Sleep { ms: s.ms },
@@ -151,6 +166,7 @@ impl FunctionKind {
                 spin: t.spin,
                 max_memory_mb: t.max_memory_mb,
             },
+            Kind::Runtime(_) => return Err(invalid("a runtime function is checked with its code: RuntimeSpec::from_api")),
         })
     }
 
@@ -169,6 +185,7 @@ impl FunctionKind {
                 spin: *spin,
                 max_memory_mb: *max_memory_mb,
             }),
+            FunctionKind::User(code) => Kind::Runtime(code.to_api()),
         };
         api::FunctionSpec { kind: Some(kind) }
     }
@@ -278,6 +295,14 @@ impl FunctionKind {
                 }
                 Job::Trace { ms, mb, spin: *spin }
             }
+            FunctionKind::User(code) => Job::User {
+                code: code.clone(),
+                args: if parsed.is_some() {
+                    args.to_owned()
+                } else {
+                    "null".to_owned()
+                },
+            },
         };
         Ok(job)
     }

@@ -1,0 +1,448 @@
+//! One runtime process: started isolated, spoken to in frames, watched for its deadline
+//! and its memory, and killed with its whole process group when it misbehaves.
+
+use super::log::Log;
+use super::{RuntimeError, Runtimes};
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use volley_proto::function::{CodeDigest, UserCode};
+use volley_proto::wire::{Outcome, MAX_RESULT_BYTES};
+use volley_runtime::frame::{Decoder, Failure, Frame, FROM_RUNTIME_FD, PROTOCOL_VERSION, TO_RUNTIME_FD};
+
+/// How often a waiting slot looks at its runtime's memory.
+const MEMORY_CHECK: Duration = Duration::from_millis(20);
+/// The longest an error's type, message and traceback may be, each.
+const MAX_KIND: usize = 256;
+const MAX_MESSAGE: usize = 4096;
+const MAX_TRACEBACK: usize = 16 * 1024;
+/// The least time a runtime gets to load its code, whatever the function's timeout.
+const MIN_INIT: Duration = Duration::from_secs(30);
+
+/// What the runtime said when it became ready.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The language, as the runtime names it.
+    pub runtime: String,
+    /// The interpreter's or SDK's version.
+    pub version: String,
+    /// The user's code loading, as the runtime measured it.
+    pub init_us: u64,
+    /// From spawn to READY, as the worker measured it.
+    pub ready_after: Duration,
+}
+
+/// A live runtime process serving one function's code.
+pub struct Instance {
+    child: Child,
+    /// The code it loaded.
+    pub digest: CodeDigest,
+    to_rt: File,
+    from_rt: File,
+    log_pipe: Option<File>,
+    decoder: Decoder,
+    workdir: PathBuf,
+    /// Its start.
+    pub started: Started,
+    /// Output written during init, handed to the first task's log.
+    log: Log,
+}
+
+/// How one task on an instance ended.
+pub struct TaskRun {
+    /// The task's outcome.
+    pub outcome: Outcome,
+    /// What it printed.
+    pub log: String,
+    /// Whether the instance may take the next task (false: it was killed or died).
+    pub keep: bool,
+}
+
+/// What waiting on a runtime produced.
+enum Event {
+    Frame(Frame),
+    Exited(String),
+    Deadline,
+    Memory(u64),
+    Broken(String),
+}
+
+impl Instance {
+    /// Starts a runtime for `code` (at `code_path`) and waits for its READY.
+    pub(super) fn start(
+        runtimes: &Runtimes,
+        code: &UserCode,
+        code_path: &std::path::Path,
+        mut command: Command,
+        workdir: PathBuf,
+    ) -> Result<Self, RuntimeError> {
+        use command_fds::{CommandFdExt, FdMapping};
+        let spawned = Instant::now();
+        let (child_in, to_rt) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let (from_rt, child_out) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let (log_pipe, child_log) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let child_err = child_log.try_clone().map_err(RuntimeError::io("a pipe"))?;
+        command
+            .fd_mappings(vec![
+                FdMapping {
+                    parent_fd: OwnedFd::from(child_in),
+                    child_fd: TO_RUNTIME_FD,
+                },
+                FdMapping {
+                    parent_fd: OwnedFd::from(child_out),
+                    child_fd: FROM_RUNTIME_FD,
+                },
+            ])
+            .map_err(|e| RuntimeError::Start(format!("descriptor mapping: {e}")))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(child_log))
+            .stderr(Stdio::from(child_err));
+        let child = command.spawn().map_err(|e| {
+            RuntimeError::Start(format!(
+                "cannot start the {} runtime ({}): {e}{}",
+                code.language,
+                command.get_program().to_string_lossy(),
+                runtimes.hint(code.language)
+            ))
+        })?;
+        // The child holds its ends now; ours of its ends must close, or EOF never comes.
+        drop(command);
+        super::isolation::limit(child.id());
+        let mut instance = Instance {
+            child,
+            digest: code.digest,
+            to_rt: File::from(OwnedFd::from(to_rt)),
+            from_rt: File::from(OwnedFd::from(from_rt)),
+            log_pipe: Some(File::from(OwnedFd::from(log_pipe))),
+            decoder: Decoder::default(),
+            workdir,
+            started: Started {
+                runtime: String::new(),
+                version: String::new(),
+                init_us: 0,
+                ready_after: Duration::ZERO,
+            },
+            log: Log::default(),
+        };
+        for f in [&instance.to_rt, &instance.from_rt] {
+            nonblocking(f)?;
+        }
+        if let Some(f) = &instance.log_pipe {
+            nonblocking(f)?;
+        }
+        let init = Frame::Init {
+            protocol: PROTOCOL_VERSION,
+            function: code.function.to_string(),
+            handler: code.handler.clone(),
+            code: code_path.to_string_lossy().into_owned(),
+        }
+        .encode();
+        let deadline = Instant::now() + Duration::from_millis(code.timeout_ms).max(MIN_INIT);
+        let mut log = Log::default();
+        let event = instance.wait(init, deadline, code.memory_mb, &mut log);
+        instance.log = log;
+        match event {
+            Event::Frame(Frame::Ready {
+                runtime,
+                version,
+                init_us,
+            }) => {
+                instance.started = Started {
+                    runtime,
+                    version,
+                    init_us,
+                    ready_after: spawned.elapsed(),
+                };
+                Ok(instance)
+            }
+            Event::Frame(Frame::InitFailed(f)) => Err(RuntimeError::Init(failure_text(&f))),
+            Event::Frame(other) => Err(RuntimeError::Init(format!("runtime_protocol: expected READY, got {}", kind_of(&other)))),
+            Event::Exited(how) => Err(RuntimeError::Init(format!(
+                "the runtime {how} before it was ready{}",
+                tail(&instance.log)
+            ))),
+            Event::Deadline => Err(RuntimeError::Init(format!(
+                "the code took longer than {:?} to load; the runtime was killed",
+                Duration::from_millis(code.timeout_ms).max(MIN_INIT)
+            ))),
+            Event::Memory(mb) => Err(RuntimeError::Init(format!(
+                "loading the code took {mb} MiB, over the function's {} MiB limit",
+                code.memory_mb
+            ))),
+            Event::Broken(e) => Err(RuntimeError::Init(e)),
+        }
+    }
+
+    /// Runs one task; never longer than `code.timeout_ms`.
+    pub fn run(&mut self, code: &UserCode, task_id: u64, attempt: u32, args: &str) -> TaskRun {
+        let deadline = Instant::now() + Duration::from_millis(code.timeout_ms);
+        let deadline_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+            + code.timeout_ms;
+        let frame = Frame::Invoke {
+            task_id,
+            attempt,
+            deadline_ms,
+            args: args.to_owned(),
+        }
+        .encode();
+        let mut log = std::mem::take(&mut self.log);
+        let event = self.wait(frame, deadline, code.memory_mb, &mut log);
+        let (outcome, keep) = match event {
+            Event::Frame(Frame::Result { task_id: id, result }) if id == task_id => {
+                if result.len() > MAX_RESULT_BYTES {
+                    (Outcome::Failed(format!("the function's result had {} bytes; the limit is {MAX_RESULT_BYTES}", result.len())), true)
+                } else if serde_json::from_str::<serde::de::IgnoredAny>(&result).is_err() {
+                    (Outcome::Failed(format!("runtime_protocol: the result is not JSON: {}", clip(&result, 200))), true)
+                } else {
+                    (Outcome::Completed(result), true)
+                }
+            }
+            Event::Frame(Frame::Error { task_id: id, failure }) if id == task_id => (Outcome::Failed(failure_text(&failure)), true),
+            Event::Frame(other) => (
+                Outcome::Failed(format!("runtime_protocol: expected the answer to task {task_id}, got {}", kind_of(&other))),
+                false,
+            ),
+            Event::Exited(how) => (Outcome::Failed(format!("crashed: the {} runtime {how}", code.language)), false),
+            Event::Deadline => (
+                Outcome::Failed(format!(
+                    "timeout: the task ran past its {} ms limit; its runtime was killed",
+                    code.timeout_ms
+                )),
+                false,
+            ),
+            Event::Memory(mb) => (
+                Outcome::Failed(format!(
+                    "out_of_memory: the runtime's resident memory reached {mb} MiB, over the function's {} MiB limit; it was killed",
+                    code.memory_mb
+                )),
+                false,
+            ),
+            Event::Broken(e) => (Outcome::Failed(format!("runtime_protocol: {e}")), false),
+        };
+        if keep {
+            self.drain_log(&mut log);
+        }
+        TaskRun {
+            outcome,
+            log: log.finish(),
+            keep,
+        }
+    }
+
+    /// Writes `out`, then waits for one frame, reading the log meanwhile. Ends the
+    /// process on anything but a frame.
+    fn wait(&mut self, mut out: Vec<u8>, deadline: Instant, memory_mb: u64, log: &mut Log) -> Event {
+        let mut written = 0;
+        let mut next_check = Instant::now();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Event::Frame(frame),
+                Ok(None) => {}
+                Err(e) => {
+                    self.kill();
+                    return Event::Broken(e.to_string());
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                self.kill();
+                return Event::Deadline;
+            }
+            if now >= next_check {
+                let mb = resident_mb(self.child.id());
+                if mb > memory_mb {
+                    self.kill();
+                    return Event::Memory(mb);
+                }
+                next_check = now + MEMORY_CHECK;
+            }
+            let wait = deadline.min(next_check).saturating_duration_since(now);
+            let want_write = written < out.len();
+            let ready = {
+                let mut fds = vec![PollFd::new(self.from_rt.as_fd(), PollFlags::POLLIN)];
+                if want_write {
+                    fds.push(PollFd::new(self.to_rt.as_fd(), PollFlags::POLLOUT));
+                }
+                if let Some(l) = &self.log_pipe {
+                    fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
+                }
+                let timeout = PollTimeout::try_from(wait.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
+                match poll(&mut fds, timeout) {
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => {
+                        self.kill();
+                        return Event::Broken(format!("poll: {e}"));
+                    }
+                }
+                fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect::<Vec<_>>()
+            };
+            if want_write && ready.get(1).copied().unwrap_or(false) {
+                match self.to_rt.write(&out[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    // The runtime is gone: its exit shows on the other pipe.
+                    Err(_) => {
+                        written = out.len();
+                        out.clear();
+                    }
+                }
+            }
+            if self.log_pipe.is_some() && ready.last().copied().unwrap_or(false) {
+                self.read_log(log, &mut buf);
+            }
+            if ready[0] {
+                match self.from_rt.read(&mut buf) {
+                    Ok(0) => {
+                        self.drain_log(log);
+                        return Event::Exited(self.reap());
+                    }
+                    Ok(n) => self.decoder.push(&buf[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        self.kill();
+                        return Event::Broken(format!("reading the runtime: {e}"));
+                    }
+                }
+            }
+        }
+    }
+
+    fn read_log(&mut self, log: &mut Log, buf: &mut [u8]) -> bool {
+        let Some(pipe) = &mut self.log_pipe else { return false };
+        match pipe.read(buf) {
+            Ok(0) => {
+                self.log_pipe = None;
+                false
+            }
+            Ok(n) => {
+                log.push(&buf[..n]);
+                true
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => false,
+            Err(_) => {
+                self.log_pipe = None;
+                false
+            }
+        }
+    }
+
+    /// Takes what the runtime wrote before its answer (it flushes before answering).
+    fn drain_log(&mut self, log: &mut Log) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while self.read_log(log, &mut buf) {}
+    }
+
+    /// The process's end, in words; kills what is left of its group first.
+    fn reap(&mut self) -> String {
+        let mut status = None;
+        for _ in 0..50 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        self.kill();
+        let status = match status {
+            Some(s) => s,
+            None => match self.child.wait() {
+                Ok(s) => s,
+                Err(e) => return format!("ended (its status is unknown: {e})"),
+            },
+        };
+        match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(sig)) => {
+                let name = Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("an unknown signal");
+                format!("was killed by signal {sig} ({name})")
+            }
+            _ => "ended".to_owned(),
+        }
+    }
+
+    /// Kills the whole process group, so children the user's code started die too.
+    fn kill(&mut self) {
+        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.workdir);
+    }
+}
+
+fn nonblocking(f: &File) -> Result<(), RuntimeError> {
+    fcntl(f, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
+        .map(|_| ())
+        .map_err(|e| RuntimeError::Start(format!("cannot make a pipe non-blocking: {e}")))
+}
+
+/// The process's resident memory, MiB (0 once it is gone).
+fn resident_mb(pid: u32) -> u64 {
+    let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
+        return 0;
+    };
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    pages * 4096 / (1024 * 1024)
+}
+
+/// `Type: message` and the traceback below, each bounded.
+fn failure_text(f: &Failure) -> String {
+    let mut text = format!("{}: {}", clip(&f.kind, MAX_KIND), clip(&f.message, MAX_MESSAGE));
+    if !f.traceback.trim().is_empty() {
+        text.push('\n');
+        text.push_str(&clip(f.traceback.trim_end(), MAX_TRACEBACK));
+    }
+    text
+}
+
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [{} bytes cut]", &s[..end], s.len() - end)
+}
+
+fn kind_of(f: &Frame) -> &'static str {
+    match f {
+        Frame::Init { .. } => "INIT",
+        Frame::Ready { .. } => "READY",
+        Frame::InitFailed(_) => "INIT_FAILED",
+        Frame::Invoke { .. } => "INVOKE",
+        Frame::Result { .. } => "RESULT",
+        Frame::Error { .. } => "ERROR",
+    }
+}
+
+/// The end of what a runtime printed before dying, for an init failure's message.
+fn tail(log: &Log) -> String {
+    let text = log.peek();
+    let text = text.trim();
+    if text.is_empty() {
+        return String::new();
+    }
+    let start = text.len().saturating_sub(2000);
+    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(0);
+    format!("; it printed:\n{}", &text[start..])
+}

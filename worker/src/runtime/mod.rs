@@ -1,0 +1,214 @@
+//! Running users' code: one long-lived runtime process per slot, spoken to over the
+//! runtime protocol (`docs/runtime-protocol.md`), every fault of it contained.
+//!
+//! - [`code_cache`] — code received by digest, checked, kept on disk;
+//! - [`instance`] — one runtime process: start, READY, tasks, deadline, memory, death;
+//! - [`isolation`] — what user code gets of the worker (environment, descriptors, rlimits);
+//! - [`log`] — a task's bounded stdout/stderr.
+//!
+//! The runtime programs themselves live in `runtimes/` at the repository's root and are
+//! built into the worker, so a worker binary carries everything but the interpreters.
+
+pub mod code_cache;
+pub mod instance;
+mod isolation;
+mod log;
+
+use code_cache::CodeCache;
+use instance::Instance;
+use parking_lot::Mutex;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use volley_proto::function::{Language, UserCode};
+
+const PYTHON_RUNTIME: &str = include_str!("../../../runtimes/python/volley_runtime.py");
+const NODE_RUNTIME: &str = include_str!("../../../runtimes/node/volley_runtime.js");
+const JAVA_RUNTIME: &str = include_str!("../../../runtimes/java/VolleyRuntime.java");
+
+/// Which interpreters run which language (`worker --python/--node/--java`).
+#[derive(Debug, Clone)]
+pub struct Interpreters {
+    /// CPython 3.
+    pub python: PathBuf,
+    /// Node.js.
+    pub node: PathBuf,
+    /// A JDK's `java`; its `javac` is looked for beside it, then on `PATH`.
+    pub java: PathBuf,
+}
+
+impl Default for Interpreters {
+    fn default() -> Self {
+        Self {
+            python: "python3".into(),
+            node: "node".into(),
+            java: "java".into(),
+        }
+    }
+}
+
+/// Why a runtime could not start or load its code.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The process could not start (interpreter missing, no pipes).
+    #[error("{0}")]
+    Start(String),
+    /// It started but did not become ready: the user's code failed to load, or the
+    /// runtime died, timed out or spoke garbage while loading it.
+    #[error("{0}")]
+    Init(String),
+}
+
+impl RuntimeError {
+    fn io(what: &'static str) -> impl Fn(std::io::Error) -> RuntimeError {
+        move |e| RuntimeError::Start(format!("cannot create {what}: {e}"))
+    }
+}
+
+/// Everything a worker (or the dispatcher's local pool) needs to run user code: the
+/// interpreters, the runtime programs, the code cache and a directory for instances.
+pub struct Runtimes {
+    interpreters: Interpreters,
+    root: PathBuf,
+    /// Code by digest.
+    pub cache: CodeCache,
+    java_classes: Mutex<Option<Result<PathBuf, String>>>,
+    instances: AtomicU64,
+}
+
+static ROOTS: AtomicU64 = AtomicU64::new(0);
+
+impl Runtimes {
+    /// Runtimes under a fresh directory in the system's temporary directory, removed when
+    /// this is dropped.
+    pub fn new(interpreters: Interpreters) -> std::io::Result<Self> {
+        // Descriptors this process inherited without close-on-exec (a parent's pipes, a
+        // build tool's jobserver) would otherwise pass on to every runtime.
+        close_fds::set_fds_cloexec_threadsafe(3, &[]);
+        let root = std::env::temp_dir().join(format!(
+            "volley-runtimes-{}-{}",
+            std::process::id(),
+            ROOTS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(root.join("programs"))?;
+        std::fs::create_dir_all(root.join("instances"))?;
+        std::fs::write(root.join("programs/volley_runtime.py"), PYTHON_RUNTIME)?;
+        std::fs::write(root.join("programs/volley_runtime.js"), NODE_RUNTIME)?;
+        Ok(Self {
+            interpreters,
+            cache: CodeCache::new(root.join("code"))?,
+            root,
+            java_classes: Mutex::new(None),
+            instances: AtomicU64::new(0),
+        })
+    }
+
+    /// Starts a runtime for `code`, which must be in the cache, and waits for its READY.
+    pub fn start(&self, code: &UserCode) -> Result<Instance, RuntimeError> {
+        let path = self.cache.path(code).ok_or_else(|| {
+            RuntimeError::Start(format!(
+                "the code {} never reached this worker (its transfer was dropped); the next attempt resends it",
+                code.digest
+            ))
+        })?;
+        let n = self.instances.fetch_add(1, Ordering::Relaxed);
+        let workdir = self.root.join("instances").join(n.to_string());
+        std::fs::create_dir_all(&workdir).map_err(RuntimeError::io("the instance's directory"))?;
+        let mut command = self.command(code, &path)?;
+        isolation::confine(&mut command, &workdir, &code.function);
+        Instance::start(self, code, &path, command, workdir)
+    }
+
+    /// The command line that starts `code`'s runtime.
+    fn command(&self, code: &UserCode, path: &Path) -> Result<Command, RuntimeError> {
+        let programs = self.root.join("programs");
+        Ok(match code.language {
+            Language::Python => {
+                let mut c = Command::new(&self.interpreters.python);
+                c.arg("-I").arg(programs.join("volley_runtime.py"));
+                c
+            }
+            Language::Node => {
+                let mut c = Command::new(&self.interpreters.node);
+                c.arg(format!("--max-old-space-size={}", code.memory_mb))
+                    .arg(programs.join("volley_runtime.js"));
+                c
+            }
+            Language::Java => {
+                let classes = self.java_runtime()?;
+                let mut c = Command::new(&self.interpreters.java);
+                c.arg(format!("-Xmx{}m", (code.memory_mb * 3 / 4).max(16)))
+                    .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp"])
+                    .arg(classes)
+                    .arg("VolleyRuntime");
+                c
+            }
+            Language::Native => Command::new(path),
+        })
+    }
+
+    /// The Java runtime's classes, compiled with `javac` once per worker.
+    fn java_runtime(&self) -> Result<PathBuf, RuntimeError> {
+        let mut slot = self.java_classes.lock();
+        if slot.is_none() {
+            *slot = Some(self.compile_java());
+        }
+        match slot.as_ref() {
+            Some(Ok(p)) => Ok(p.clone()),
+            Some(Err(e)) => Err(RuntimeError::Start(e.clone())),
+            None => Err(RuntimeError::Start("the java runtime was not compiled".into())),
+        }
+    }
+
+    fn compile_java(&self) -> Result<PathBuf, String> {
+        let dir = self.root.join("programs/java");
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let source = dir.join("VolleyRuntime.java");
+        std::fs::write(&source, JAVA_RUNTIME).map_err(|e| e.to_string())?;
+        let javac = javac_beside(&self.interpreters.java);
+        let out = Command::new(&javac)
+            .arg("-d")
+            .arg(&dir)
+            .arg(&source)
+            .output()
+            .map_err(|e| format!("cannot compile the java runtime with {}: {e}{}", javac.display(), self.hint(Language::Java)))?;
+        if !out.status.success() {
+            return Err(format!(
+                "javac failed on the java runtime: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(dir)
+    }
+
+    /// What to do when a language's interpreter is missing.
+    pub fn hint(&self, language: Language) -> String {
+        let (flag, package) = match language {
+            Language::Python => ("--python", "python3"),
+            Language::Node => ("--node", "nodejs"),
+            Language::Java => ("--java", "default-jdk-headless"),
+            Language::Native => return String::new(),
+        };
+        format!("; install it (Debian: {package}) or give the worker {flag} PATH")
+    }
+}
+
+impl Drop for Runtimes {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+/// `javac` in the same directory as `java`, or plain `javac` (found on `PATH`).
+fn javac_beside(java: &Path) -> PathBuf {
+    match java.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            let javac = dir.join("javac");
+            if javac.exists() {
+                return javac;
+            }
+            "javac".into()
+        }
+        _ => "javac".into(),
+    }
+}

@@ -1,0 +1,28 @@
+# A Python function that does what its event asks; the same probe exists in every language.
+import os
+import sys
+import time
+
+def handle(event):
+    if "echo" in event:
+        return event["echo"]
+    if "raise" in event:
+        raise ValueError(event["raise"])
+    if "crash" in event:
+        import ctypes
+        ctypes.string_at(0)
+    if "exit" in event:
+        os._exit(event["exit"])
+    if "alloc_mb" in event:
+        block = bytearray(event["alloc_mb"] << 20)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+    if "sleep_ms" in event:
+        time.sleep(event["sleep_ms"] / 1000)
+    if "print" in event:
+        sys.stdout.write("x" * event["print"])
+    if "env" in event:
+        return os.environ.get(event["env"])
+    if "fds" in event:
+        return sorted(int(f) for f in os.listdir("/proc/self/fd"))
+    return None

@@ -1,0 +1,188 @@
+//! Every shipped runtime, driven through the worker's runtime host with a real
+//! interpreter: results, raised errors, crashes, deadlines, memory, init failures, output,
+//! non-ASCII text and isolation. (The end-to-end tests through the binaries are in perf.)
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use volley_proto::function::{CodeDigest, Language, UserCode};
+use volley_proto::wire::{Outcome, MAX_LOG_BYTES};
+use volley_worker::runtime::{Interpreters, Runtimes};
+
+fn probes() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/probes")
+}
+
+fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target")
+}
+
+/// The native probe, built as the `volley-runtime` crate's example.
+fn native_probe() -> Vec<u8> {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "-p", "volley-runtime", "--example", "probe"])
+        .status()
+        .expect("cargo");
+    assert!(status.success());
+    std::fs::read(target_dir().join("debug/examples/probe")).expect("the native probe")
+}
+
+/// The Java probe, compiled and packed as `client deploy` does with a `.java` file.
+fn java_probe() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("volley-java-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ok = Command::new("javac")
+        .arg("-d")
+        .arg(&dir)
+        .arg(probes().join("Probe.java"))
+        .status()
+        .expect("javac")
+        .success();
+    assert!(ok);
+    let jar = dir.join("probe.jar");
+    let ok = Command::new("jar")
+        .arg("cf")
+        .arg(&jar)
+        .arg("-C")
+        .arg(&dir)
+        .arg("Probe.class")
+        .status()
+        .expect("jar")
+        .success();
+    assert!(ok);
+    let bytes = std::fs::read(&jar).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    bytes
+}
+
+fn user_code(language: Language, handler: &str, format: &str, digest: CodeDigest, timeout_ms: u64) -> Arc<UserCode> {
+    Arc::new(UserCode {
+        function: "probe".into(),
+        language,
+        handler: handler.into(),
+        format: format.into(),
+        digest,
+        size: 0,
+        timeout_ms,
+        memory_mb: 256,
+    })
+}
+
+fn each_language() -> Vec<(Language, Vec<u8>, &'static str, &'static str)> {
+    vec![
+        (Language::Python, std::fs::read(probes().join("probe.py")).unwrap(), "handle", "py"),
+        (Language::Node, std::fs::read(probes().join("probe.js")).unwrap(), "handle", "js"),
+        (Language::Native, native_probe(), "", "bin"),
+        (Language::Java, java_probe(), "Probe", "jar"),
+    ]
+}
+
+fn failed(o: &Outcome) -> &str {
+    match o {
+        Outcome::Failed(e) => e,
+        Outcome::Completed(r) => panic!("expected a failure, got the result {r}"),
+    }
+}
+
+#[test]
+fn every_runtime_runs_answers_and_contains_every_fault() {
+    std::env::set_var("VOLLEY_TOKEN", "secret-never-shown");
+    let runtimes = Runtimes::new(Interpreters::default()).unwrap();
+    for (language, bytes, handler, format) in each_language() {
+        let digest = CodeDigest::of(&bytes);
+        runtimes.cache.insert(digest, &bytes).unwrap();
+        let code = user_code(language, handler, format, digest, 1500);
+        let mut instance = runtimes.start(&code).unwrap_or_else(|e| panic!("{language}: {e}"));
+        assert_eq!(instance.started.runtime, language.name());
+        let run = |i: &mut volley_worker::runtime::instance::Instance, args: &str| i.run(&code, 1, 1, args);
+
+        // A result, with non-ASCII text both ways.
+        let r = run(&mut instance, r#"{"echo": "naïve ☃ 日本"}"#);
+        assert_eq!(r.outcome, Outcome::Completed("\"naïve ☃ 日本\"".into()), "{language}");
+        assert!(r.keep);
+
+        // A raise: its type, message and traceback; the instance lives on.
+        let r = run(&mut instance, r#"{"raise": "bad input"}"#);
+        let e = failed(&r.outcome);
+        assert!(e.contains("bad input"), "{language}: {e}");
+        if language != Language::Native {
+            assert!(e.lines().count() > 1, "{language}: a traceback follows: {e}");
+        }
+        assert!(r.keep, "{language}");
+
+        // The worker's secrets are not in the runtime's environment.
+        let r = run(&mut instance, r#"{"env": "VOLLEY_TOKEN"}"#);
+        assert_eq!(r.outcome, Outcome::Completed("null".into()), "{language}");
+
+        // 1 MiB printed: the log keeps its bound and says it was cut.
+        let r = run(&mut instance, r#"{"print": 1048576}"#);
+        assert_eq!(r.outcome, Outcome::Completed("null".into()), "{language}");
+        assert!(r.log.len() >= MAX_LOG_BYTES && r.log.len() < MAX_LOG_BYTES + 200, "{language}: {}", r.log.len());
+        assert!(r.log.contains("output cut here"), "{language}");
+
+        // Past its deadline: killed, and the next task gets a fresh process.
+        let r = run(&mut instance, r#"{"sleep_ms": 5000}"#);
+        assert!(failed(&r.outcome).starts_with("timeout:"), "{language}: {:?}", r.outcome);
+        assert!(!r.keep);
+        drop(instance);
+
+        // A crash: the exit status or signal, never the worker.
+        let mut instance = runtimes.start(&code).unwrap();
+        let r = run(&mut instance, r#"{"crash": true}"#);
+        let e = failed(&r.outcome);
+        assert!(e.starts_with("crashed:") && (e.contains("signal") || e.contains("status")), "{language}: {e}");
+        assert!(!r.keep);
+        drop(instance);
+
+        // Over its memory limit: killed, out_of_memory.
+        let mut instance = runtimes.start(&code).unwrap();
+        let r = run(&mut instance, r#"{"alloc_mb": 600, "sleep_ms": 3000}"#);
+        assert!(failed(&r.outcome).starts_with("out_of_memory:") || failed(&r.outcome).contains("OutOfMemory") || failed(&r.outcome).contains("MemoryError") || failed(&r.outcome).starts_with("crashed:"), "{language}: {:?}", r.outcome);
+        drop(instance);
+    }
+}
+
+#[test]
+fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
+    let runtimes = Runtimes::new(Interpreters::default()).unwrap();
+    let cases: [(Language, &[u8], &str, &str, &str); 3] = [
+        (Language::Python, b"def handle(event)\n    return 1\n", "handle", "py", "SyntaxError"),
+        (Language::Python, b"def other(event):\n    return 1\n", "handle", "py", "no function 'handle'"),
+        (Language::Node, b"exports.handle = (e) => {;\n", "handle", "js", "SyntaxError"),
+    ];
+    for (language, bytes, handler, format, expected) in cases {
+        let digest = CodeDigest::of(bytes);
+        runtimes.cache.insert(digest, bytes).unwrap();
+        let code = user_code(language, handler, format, digest, 1000);
+        match runtimes.start(&code) {
+            Ok(_) => panic!("{language}: loaded broken code"),
+            Err(e) => assert!(e.to_string().contains(expected), "{language}: {e}"),
+        }
+    }
+    let missing = Runtimes::new(Interpreters {
+        python: "/nonexistent/python3".into(),
+        ..Interpreters::default()
+    })
+    .unwrap();
+    let bytes = b"def handle(e): return e";
+    let digest = CodeDigest::of(bytes);
+    missing.cache.insert(digest, bytes).unwrap();
+    let e = missing.start(&user_code(Language::Python, "handle", "py", digest, 1000)).err().unwrap();
+    assert!(e.to_string().contains("--python"), "{e}");
+}
+
+#[test]
+fn a_runtime_gets_only_its_pipes_and_a_directory_of_its_own() {
+    let runtimes = Runtimes::new(Interpreters::default()).unwrap();
+    let bytes = std::fs::read(probes().join("probe.py")).unwrap();
+    let digest = CodeDigest::of(&bytes);
+    runtimes.cache.insert(digest, &bytes).unwrap();
+    let code = user_code(Language::Python, "handle", "py", digest, 2000);
+    let mut instance = runtimes.start(&code).unwrap();
+    // 0-4 and the descriptor listdir itself opens: nothing of the worker's.
+    let r = instance.run(&code, 1, 1, r#"{"fds": true}"#);
+    assert_eq!(r.outcome, Outcome::Completed("[0, 1, 2, 3, 4, 5]".into()));
+    let r = instance.run(&code, 2, 1, r#"{"env": "HOME"}"#);
+    let Outcome::Completed(home) = r.outcome else { panic!() };
+    assert!(home.contains("instances"), "{home}");
+}
