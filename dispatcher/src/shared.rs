@@ -76,7 +76,10 @@ impl Shared {
 
     /// Makes sure a user function's code is held in memory, loading it from the store;
     /// whether it is (false: the store has no such code). Built-ins need none.
-    pub async fn hold_code(&self, kind: &volley_proto::function::FunctionKind) -> Result<bool, crate::store::StoreError> {
+    pub async fn hold_code(
+        &self,
+        kind: &volley_proto::function::FunctionKind,
+    ) -> Result<bool, crate::store::StoreError> {
         let volley_proto::function::FunctionKind::User(code) = kind else {
             return Ok(true);
         };

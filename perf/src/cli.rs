@@ -45,6 +45,12 @@ pub enum Command {
     Info,
     /// Submits tasks: noop, sleep:<ms>, spin:<ms>, echo:<text> or fail:<message>.
     Submit(SubmitArgs),
+    /// Deploys a user function: code in python, node, java or native, as a new version.
+    Deploy(operator::deploy::DeployArgs),
+    /// Runs a deployed function by name and prints its result (exit 0) or error (exit 1).
+    Invoke(operator::invoke::InvokeArgs),
+    /// Every registered function and version: runtimes, handlers, digests, sizes, limits.
+    Functions,
     /// A task's state.
     Status {
         /// The task id.
@@ -104,6 +110,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Info => operator::info::run(&target, cli.json).await,
         Command::Submit(args) => operator::submit::run(&target, &args, cli.json).await,
+        Command::Deploy(args) => operator::deploy::run(&target, &args, cli.json).await,
+        Command::Invoke(args) => operator::invoke::run(&target, &args, cli.json).await,
+        Command::Functions => operator::functions::run(&target, cli.json).await,
         Command::Status { task_id } => operator::status::run(&target, task_id, cli.json).await,
         Command::Result { task_id } => operator::result::run(&target, task_id, cli.json).await,
         Command::Sweep(args) => sweep::run(args).await,

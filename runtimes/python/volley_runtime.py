@@ -80,7 +80,9 @@ def failure(exc):
     module = type(exc).__module__
     if module not in ("builtins", "__main__"):
         kind = module + "." + kind
-    return kind, str(exc), "".join(traceback.format_exception(exc))
+    # The first frame is this runtime's call of the handler: the user's start below it.
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    return kind, str(exc), "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def load(code, handler):

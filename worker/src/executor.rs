@@ -9,14 +9,14 @@
 //! each slot keeps one, for the function it last ran, and starts a fresh one after a
 //! crash, a timeout or a change of function.
 
+use crate::runtime::instance::Instance;
+use crate::runtime::{RuntimeError, Runtimes};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
-use crate::runtime::instance::Instance;
-use crate::runtime::{RuntimeError, Runtimes};
 use volley_proto::function::{Job, UserCode};
 use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
 
@@ -209,7 +209,9 @@ fn run_user(
                 }
                 (run.outcome, run.log)
             }
-            Err(RuntimeError::Init(e) | RuntimeError::Start(e)) => (Outcome::Failed(format!("init_failed: {e}")), String::new()),
+            Err(RuntimeError::Init(e) | RuntimeError::Start(e)) => {
+                (Outcome::Failed(format!("init_failed: {e}")), String::new())
+            }
         },
     };
     executed.fetch_add(1, Ordering::Relaxed);

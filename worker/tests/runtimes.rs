@@ -70,8 +70,18 @@ fn user_code(language: Language, handler: &str, format: &str, digest: CodeDigest
 
 fn each_language() -> Vec<(Language, Vec<u8>, &'static str, &'static str)> {
     vec![
-        (Language::Python, std::fs::read(probes().join("probe.py")).unwrap(), "handle", "py"),
-        (Language::Node, std::fs::read(probes().join("probe.js")).unwrap(), "handle", "js"),
+        (
+            Language::Python,
+            std::fs::read(probes().join("probe.py")).unwrap(),
+            "handle",
+            "py",
+        ),
+        (
+            Language::Node,
+            std::fs::read(probes().join("probe.js")).unwrap(),
+            "handle",
+            "js",
+        ),
         (Language::Native, native_probe(), "", "bin"),
         (Language::Java, java_probe(), "Probe", "jar"),
     ]
@@ -117,12 +127,20 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
         // 1 MiB printed: the log keeps its bound and says it was cut.
         let r = run(&mut instance, r#"{"print": 1048576}"#);
         assert_eq!(r.outcome, Outcome::Completed("null".into()), "{language}");
-        assert!(r.log.len() >= MAX_LOG_BYTES && r.log.len() < MAX_LOG_BYTES + 200, "{language}: {}", r.log.len());
+        assert!(
+            r.log.len() >= MAX_LOG_BYTES && r.log.len() < MAX_LOG_BYTES + 200,
+            "{language}: {}",
+            r.log.len()
+        );
         assert!(r.log.contains("output cut here"), "{language}");
 
         // Past its deadline: killed, and the next task gets a fresh process.
         let r = run(&mut instance, r#"{"sleep_ms": 5000}"#);
-        assert!(failed(&r.outcome).starts_with("timeout:"), "{language}: {:?}", r.outcome);
+        assert!(
+            failed(&r.outcome).starts_with("timeout:"),
+            "{language}: {:?}",
+            r.outcome
+        );
         assert!(!r.keep);
         drop(instance);
 
@@ -130,14 +148,24 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
         let mut instance = runtimes.start(&code).unwrap();
         let r = run(&mut instance, r#"{"crash": true}"#);
         let e = failed(&r.outcome);
-        assert!(e.starts_with("crashed:") && (e.contains("signal") || e.contains("status")), "{language}: {e}");
+        assert!(
+            e.starts_with("crashed:") && (e.contains("signal") || e.contains("status")),
+            "{language}: {e}"
+        );
         assert!(!r.keep);
         drop(instance);
 
         // Over its memory limit: killed, out_of_memory.
         let mut instance = runtimes.start(&code).unwrap();
         let r = run(&mut instance, r#"{"alloc_mb": 600, "sleep_ms": 3000}"#);
-        assert!(failed(&r.outcome).starts_with("out_of_memory:") || failed(&r.outcome).contains("OutOfMemory") || failed(&r.outcome).contains("MemoryError") || failed(&r.outcome).starts_with("crashed:"), "{language}: {:?}", r.outcome);
+        assert!(
+            failed(&r.outcome).starts_with("out_of_memory:")
+                || failed(&r.outcome).contains("OutOfMemory")
+                || failed(&r.outcome).contains("MemoryError")
+                || failed(&r.outcome).starts_with("crashed:"),
+            "{language}: {:?}",
+            r.outcome
+        );
         drop(instance);
     }
 }
@@ -146,9 +174,27 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
 fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
     let runtimes = Runtimes::new(Interpreters::default()).unwrap();
     let cases: [(Language, &[u8], &str, &str, &str); 3] = [
-        (Language::Python, b"def handle(event)\n    return 1\n", "handle", "py", "SyntaxError"),
-        (Language::Python, b"def other(event):\n    return 1\n", "handle", "py", "no function 'handle'"),
-        (Language::Node, b"exports.handle = (e) => {;\n", "handle", "js", "SyntaxError"),
+        (
+            Language::Python,
+            b"def handle(event)\n    return 1\n",
+            "handle",
+            "py",
+            "SyntaxError",
+        ),
+        (
+            Language::Python,
+            b"def other(event):\n    return 1\n",
+            "handle",
+            "py",
+            "no function 'handle'",
+        ),
+        (
+            Language::Node,
+            b"exports.handle = (e) => {;\n",
+            "handle",
+            "js",
+            "SyntaxError",
+        ),
     ];
     for (language, bytes, handler, format, expected) in cases {
         let digest = CodeDigest::of(bytes);
@@ -167,7 +213,10 @@ fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
     let bytes = b"def handle(e): return e";
     let digest = CodeDigest::of(bytes);
     missing.cache.insert(digest, bytes).unwrap();
-    let e = missing.start(&user_code(Language::Python, "handle", "py", digest, 1000)).err().unwrap();
+    let e = missing
+        .start(&user_code(Language::Python, "handle", "py", digest, 1000))
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("--python"), "{e}");
 }
 

@@ -2,7 +2,10 @@
 //! [`Target`] it talks to, prints for a person (or JSON with `--json`), and returns the
 //! process exit code: 0, or 1 when tasks failed.
 
+pub mod deploy;
+pub mod functions;
 pub mod info;
+pub mod invoke;
 pub mod result;
 pub mod status;
 pub mod submit;

@@ -6,6 +6,20 @@ use anyhow::Context;
 use serde_json::json;
 use volley_proto::api;
 
+/// A task's record as JSON: state, result or error, log, timings, cold-start stages.
+pub fn task_json(t: &api::TaskInfo) -> serde_json::Value {
+    json!({
+        "task_id": t.task_id, "function_id": t.function_id, "state": state_name(t.state),
+        "result": t.result, "error": t.error, "log": t.log, "attempts": t.attempts, "worker": t.worker,
+        "submitted_us": t.submitted_us, "dispatched_us": t.dispatched_us, "completed_us": t.completed_us,
+        "wait_us": t.wait_us, "run_us": t.run_us, "cold": t.cold,
+        "cold_start": t.cold_start.as_ref().map(|s| json!({
+            "decided_us": s.decided_us, "spawned_us": s.spawned_us, "process_us": s.process_us,
+            "init_done_us": s.init_done_us, "registered_us": s.registered_us,
+        })),
+    })
+}
+
 /// Prints the task's state, result or error, attempts and timings.
 pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result<i32> {
     let mut client = target.connect().await?;
@@ -17,19 +31,7 @@ pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result
         .task
         .context("the dispatcher sent an empty result")?;
     if as_json {
-        println!(
-            "{}",
-            json!({
-                "task_id": t.task_id, "function_id": t.function_id, "state": state_name(t.state),
-                "result": t.result, "error": t.error, "attempts": t.attempts, "worker": t.worker,
-                "submitted_us": t.submitted_us, "dispatched_us": t.dispatched_us, "completed_us": t.completed_us,
-                "wait_us": t.wait_us, "run_us": t.run_us, "cold": t.cold,
-                "cold_start": t.cold_start.map(|s| json!({
-                    "decided_us": s.decided_us, "spawned_us": s.spawned_us, "process_us": s.process_us,
-                    "init_done_us": s.init_done_us, "registered_us": s.registered_us,
-                })),
-            })
-        );
+        println!("{}", task_json(&t));
     } else {
         println!(
             "task {} {} after {} attempt(s) on {}",
@@ -43,6 +45,9 @@ pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result
         }
         if !t.error.is_empty() {
             println!("error: {}", t.error);
+        }
+        if !t.log.is_empty() {
+            println!("log:\n{}", t.log.trim_end());
         }
         if let Some(marks) = t.cold_start_marks() {
             // Milliseconds from submission; a stage before it shows as negative.

@@ -65,9 +65,10 @@ impl Api {
         &self,
         mut chunks: Streaming<api::CodeChunk>,
     ) -> Result<Response<api::UploadCodeResponse>, Status> {
-        let _place = self.uploads.clone().try_acquire_owned().map_err(|_| {
-            Status::resource_exhausted(format!("{MAX_UPLOADS} uploads are in progress; retry shortly"))
-        })?;
+        let _place =
+            self.uploads.clone().try_acquire_owned().map_err(|_| {
+                Status::resource_exhausted(format!("{MAX_UPLOADS} uploads are in progress; retry shortly"))
+            })?;
         let mut code = Vec::new();
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk?;

@@ -262,7 +262,13 @@ impl Dispatcher for Api {
             .register_function(name, &kind)
             .await
             .map_err(store_status)?;
-        info!(function = name, id = id.0, version, kind = kind.name(), "function registered");
+        info!(
+            function = name,
+            id = id.0,
+            version,
+            kind = kind.name(),
+            "function registered"
+        );
         if let Some(m) = &self.shared.metrics {
             m.name_function(id, name);
         }

@@ -5,10 +5,10 @@
 use super::{FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
 use crate::core::{TaskMap, Transition};
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use bytes::Bytes;
 use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 

@@ -12,8 +12,8 @@ pub mod transition;
 
 use crate::core::Transition;
 use async_trait::async_trait;
-use std::sync::Arc;
 use bytes::Bytes;
+use std::sync::Arc;
 use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 

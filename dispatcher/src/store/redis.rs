@@ -11,11 +11,11 @@ use super::transition::{self, Change, Value};
 use super::{redact, FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
 use crate::core::Transition;
 use async_trait::async_trait;
+use bytes::Bytes;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
 use std::time::Duration;
-use bytes::Bytes;
 use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 

@@ -158,7 +158,11 @@ impl Outgoing {
     fn send_code(&mut self, peer: &PeerId, tasks: &[TaskAssignment]) {
         for task in tasks {
             let Job::User { code, .. } = &task.job else { continue };
-            if self.queues.get(peer).is_some_and(|l| l.code_sent.contains(&code.digest)) {
+            if self
+                .queues
+                .get(peer)
+                .is_some_and(|l| l.code_sent.contains(&code.digest))
+            {
                 continue;
             }
             let Some(bytes) = self.shared.code.get(&code.digest) else {

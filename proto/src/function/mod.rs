@@ -166,7 +166,11 @@ impl FunctionKind {
                 spin: t.spin,
                 max_memory_mb: t.max_memory_mb,
             },
-            Kind::Runtime(_) => return Err(invalid("a runtime function is checked with its code: RuntimeSpec::from_api")),
+            Kind::Runtime(_) => {
+                return Err(invalid(
+                    "a runtime function is checked with its code: RuntimeSpec::from_api",
+                ))
+            }
         })
     }
 

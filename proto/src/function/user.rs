@@ -184,11 +184,9 @@ impl RuntimeSpec {
         };
         let timeout_ms = match spec.timeout_ms {
             0 => DEFAULT_TIMEOUT_MS.min(max_ms),
-            ms if ms > max_ms => {
-                return Err(invalid(format!(
-                    "a timeout of {ms} ms exceeds the longest task this dispatcher allows ({max_ms} ms, its task timeout)"
-                )))
-            }
+            ms if ms > max_ms => return Err(invalid(format!(
+                "a timeout of {ms} ms exceeds the longest task this dispatcher allows ({max_ms} ms, its task timeout)"
+            ))),
             ms => ms,
         };
         let memory_mb = match spec.memory_mb {
@@ -210,7 +208,11 @@ impl RuntimeSpec {
                         spec.code.len()
                     )));
                 }
-                (CodeDigest::of(&spec.code), spec.code.len() as u64, Some(spec.code.clone()))
+                (
+                    CodeDigest::of(&spec.code),
+                    spec.code.len() as u64,
+                    Some(spec.code.clone()),
+                )
             }
             (true, false) => (CodeDigest::from_hex(&spec.code_digest)?, 0, None),
             (true, true) => return Err(invalid("a runtime function needs its code, inline or by code_digest")),

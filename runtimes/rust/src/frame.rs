@@ -104,7 +104,10 @@ pub enum FrameError {
 impl fmt::Display for FrameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            FrameError::Length(n) => write!(f, "a frame of {n} bytes (the limit is {MAX_FRAME_BYTES}, and 0 is no frame)"),
+            FrameError::Length(n) => write!(
+                f,
+                "a frame of {n} bytes (the limit is {MAX_FRAME_BYTES}, and 0 is no frame)"
+            ),
             FrameError::Kind(k) => write!(f, "unknown frame kind {k}"),
             FrameError::Shape(what) => write!(f, "malformed frame: {what}"),
             FrameError::Text => f.write_str("a text field is not UTF-8"),
@@ -309,7 +312,10 @@ pub fn read_frame(reader: &mut impl std::io::Read) -> Result<Option<Frame>, std:
     }
     let len = u32::from_be_bytes(len) as usize;
     if len == 0 || len > MAX_FRAME_BYTES {
-        return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, FrameError::Length(len)));
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            FrameError::Length(len),
+        ));
     }
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;

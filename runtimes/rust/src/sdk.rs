@@ -89,7 +89,10 @@ where
             Some(s) => (*s).to_owned(),
             None => info.payload().downcast_ref::<String>().cloned().unwrap_or_default(),
         };
-        let location = info.location().map(|l| format!("at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!("at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some((message, location));
     }));
     let started = Instant::now();

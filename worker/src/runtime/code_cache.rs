@@ -107,7 +107,13 @@ impl CodeCache {
     }
 
     /// Takes one piece of code; returns the file once the last piece made it whole.
-    pub fn piece(&self, digest: CodeDigest, total: u64, offset: u64, data: &[u8]) -> Result<Option<PathBuf>, CodeError> {
+    pub fn piece(
+        &self,
+        digest: CodeDigest,
+        total: u64,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<Option<PathBuf>, CodeError> {
         if total > MAX_CODE_BYTES as u64 {
             return Err(CodeError::TooLarge(total));
         }
@@ -177,7 +183,10 @@ mod tests {
         let bytes = b"def handle(e):\n    return e\n".to_vec();
         let digest = CodeDigest::of(&bytes);
         let total = bytes.len() as u64;
-        assert!(cache.piece(digest, total, 5, &bytes[5..]).is_err(), "a first piece must start at 0");
+        assert!(
+            cache.piece(digest, total, 5, &bytes[5..]).is_err(),
+            "a first piece must start at 0"
+        );
         assert!(cache.piece(digest, total, 0, &bytes[..5]).unwrap().is_none());
         assert!(cache.piece(digest, total, 9, &bytes[9..]).is_err(), "a gap is refused");
         assert!(cache.piece(digest, total, 0, &bytes[..5]).unwrap().is_none());

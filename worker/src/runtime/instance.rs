@@ -165,7 +165,10 @@ impl Instance {
                 Ok(instance)
             }
             Event::Frame(Frame::InitFailed(f)) => Err(RuntimeError::Init(failure_text(&f))),
-            Event::Frame(other) => Err(RuntimeError::Init(format!("runtime_protocol: expected READY, got {}", kind_of(&other)))),
+            Event::Frame(other) => Err(RuntimeError::Init(format!(
+                "runtime_protocol: expected READY, got {}",
+                kind_of(&other)
+            ))),
             Event::Exited(how) => Err(RuntimeError::Init(format!(
                 "the runtime {how} before it was ready{}",
                 tail(&instance.log)
@@ -287,7 +290,9 @@ impl Instance {
                         return Event::Broken(format!("poll: {e}"));
                     }
                 }
-                fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect::<Vec<_>>()
+                fds.iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect::<Vec<_>>()
             };
             if want_write && ready.get(1).copied().unwrap_or(false) {
                 match self.to_rt.write(&out[written..]) {
@@ -399,7 +404,11 @@ fn resident_mb(pid: u32) -> u64 {
     let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
         return 0;
     };
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096 / (1024 * 1024)
 }
 

@@ -36,7 +36,12 @@ pub fn confine(command: &mut Command, workdir: &Path, function: &str) {
 pub fn limit(pid: u32) {
     let pid = pid as libc_pid;
     let _ = rlimit::prlimit(pid, rlimit::Resource::CORE, Some((0, 0)), None);
-    let _ = rlimit::prlimit(pid, rlimit::Resource::NOFILE, Some((MAX_OPEN_FILES, MAX_OPEN_FILES)), None);
+    let _ = rlimit::prlimit(
+        pid,
+        rlimit::Resource::NOFILE,
+        Some((MAX_OPEN_FILES, MAX_OPEN_FILES)),
+        None,
+    );
 }
 
 #[allow(non_camel_case_types)]

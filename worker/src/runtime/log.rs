@@ -53,6 +53,10 @@ mod tests {
         log.push(b"more");
         let text = log.finish();
         assert!(text.starts_with(&"x".repeat(MAX_LOG_BYTES)));
-        assert!(text.ends_with("[volley: output cut here; 14 more bytes were written, the log keeps 65536]\n"), "{}", &text[MAX_LOG_BYTES..]);
+        assert!(
+            text.ends_with("[volley: output cut here; 14 more bytes were written, the log keeps 65536]\n"),
+            "{}",
+            &text[MAX_LOG_BYTES..]
+        );
     }
 }

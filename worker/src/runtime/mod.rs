@@ -171,7 +171,13 @@ impl Runtimes {
             .arg(&dir)
             .arg(&source)
             .output()
-            .map_err(|e| format!("cannot compile the java runtime with {}: {e}{}", javac.display(), self.hint(Language::Java)))?;
+            .map_err(|e| {
+                format!(
+                    "cannot compile the java runtime with {}: {e}{}",
+                    javac.display(),
+                    self.hint(Language::Java)
+                )
+            })?;
         if !out.status.success() {
             return Err(format!(
                 "javac failed on the java runtime: {}",
