@@ -38,13 +38,13 @@ fn probe_code() -> Vec<(Language, Vec<u8>, &'static str, &'static str)> {
     vec![
         (
             Language::Python,
-            std::fs::read(probes().join("probe.py")).unwrap(),
+            std::fs::read(probes().join("probe.py")).expect("probe.py"),
             "",
             "py",
         ),
         (
             Language::Node,
-            std::fs::read(probes().join("probe.js")).unwrap(),
+            std::fs::read(probes().join("probe.js")).expect("probe.js"),
             "",
             "js",
         ),

@@ -30,7 +30,7 @@ fn native_probe() -> Vec<u8> {
 /// The Java probe, compiled and packed as `client deploy` does with a `.java` file.
 fn java_probe() -> Vec<u8> {
     let dir = std::env::temp_dir().join(format!("volley-java-probe-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(&dir).expect("a directory");
     let ok = Command::new("javac")
         .arg("-d")
         .arg(&dir)
@@ -50,8 +50,8 @@ fn java_probe() -> Vec<u8> {
         .expect("jar")
         .success();
     assert!(ok);
-    let bytes = std::fs::read(&jar).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
+    let bytes = std::fs::read(&jar).expect("the jar");
+    std::fs::remove_dir_all(&dir).expect("clean up");
     bytes
 }
 
@@ -72,13 +72,13 @@ fn each_language() -> Vec<(Language, Vec<u8>, &'static str, &'static str)> {
     vec![
         (
             Language::Python,
-            std::fs::read(probes().join("probe.py")).unwrap(),
+            std::fs::read(probes().join("probe.py")).expect("probe.py"),
             "handle",
             "py",
         ),
         (
             Language::Node,
-            std::fs::read(probes().join("probe.js")).unwrap(),
+            std::fs::read(probes().join("probe.js")).expect("probe.js"),
             "handle",
             "js",
         ),
@@ -223,7 +223,7 @@ fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
 #[test]
 fn a_runtime_gets_only_its_pipes_and_a_directory_of_its_own() {
     let runtimes = Runtimes::new(Interpreters::default()).unwrap();
-    let bytes = std::fs::read(probes().join("probe.py")).unwrap();
+    let bytes = std::fs::read(probes().join("probe.py")).expect("probe.py");
     let digest = CodeDigest::of(&bytes);
     runtimes.cache.insert(digest, &bytes).unwrap();
     let code = user_code(Language::Python, "handle", "py", digest, 2000);
