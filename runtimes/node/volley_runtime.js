@@ -6,6 +6,7 @@
 'use strict';
 
 const fs = require('fs');
+const net = require('net');
 
 const PROTOCOL_VERSION = 1;
 const MAX_FRAME_BYTES = 8 * 1024 * 1024;
@@ -65,7 +66,8 @@ function failure(err) {
 // Frames arrive on descriptor 3; each whole one is handed to `onFrame` in order, and the
 // next is not read until the promise it returns settles: one task at a time.
 function frames(onFrame) {
-  const input = fs.createReadStream(null, { fd: 3, highWaterMark: 1 << 16 });
+  // A pipe handle on the event loop (epoll), not a file stream read on the thread pool.
+  const input = new net.Socket({ fd: 3, readable: true, writable: false });
   let buf = Buffer.alloc(0);
   let chain = Promise.resolve();
   input.on('data', (chunk) => {

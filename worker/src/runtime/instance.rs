@@ -54,6 +54,10 @@ pub struct Instance {
     pub started: Started,
     /// Output written during init, handed to the first task's log.
     log: Log,
+    /// Reads from the runtime's pipes land here.
+    buf: Vec<u8>,
+    /// When its memory is looked at next.
+    next_memory_check: Instant,
 }
 
 /// How one task on an instance ended.
@@ -132,6 +136,8 @@ impl Instance {
                 ready_after: Duration::ZERO,
             },
             log: Log::default(),
+            buf: vec![0; 64 * 1024],
+            next_memory_check: Instant::now(),
         };
         for f in [&instance.to_rt, &instance.from_rt] {
             nonblocking(f)?;
@@ -234,9 +240,6 @@ impl Instance {
             ),
             Event::Broken(e) => (Outcome::Failed(format!("runtime_protocol: {e}")), false),
         };
-        if keep {
-            self.drain_log(&mut log);
-        }
         TaskRun {
             outcome,
             log: log.finish(),
@@ -245,14 +248,28 @@ impl Instance {
     }
 
     /// Writes `out`, then waits for one frame, reading the log meanwhile. Ends the
-    /// process on anything but a frame.
-    fn wait(&mut self, mut out: Vec<u8>, deadline: Instant, memory_mb: u64, log: &mut Log) -> Event {
+    /// process on anything but a frame. A frame comes back with whether the log pipe
+    /// had output when it arrived (the runtime flushes before answering, so a task's
+    /// output is in the pipe by then, and a quiet task costs no extra read).
+    fn wait(&mut self, out: Vec<u8>, deadline: Instant, memory_mb: u64, log: &mut Log) -> Event {
         let mut written = 0;
-        let mut next_check = Instant::now();
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut log_ready = false;
         loop {
+            if written < out.len() {
+                match self.to_rt.write(&out[written..]) {
+                    Ok(n) => written += n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+                    // The runtime is gone: its exit shows on the other pipe.
+                    Err(_) => written = out.len(),
+                }
+            }
             match self.decoder.next_frame() {
-                Ok(Some(frame)) => return Event::Frame(frame),
+                Ok(Some(frame)) => {
+                    if log_ready {
+                        self.drain_log(log);
+                    }
+                    return Event::Frame(frame);
+                }
                 Ok(None) => {}
                 Err(e) => {
                     self.kill();
@@ -264,24 +281,25 @@ impl Instance {
                 self.kill();
                 return Event::Deadline;
             }
-            if now >= next_check {
+            if now >= self.next_memory_check {
                 let mb = resident_mb(self.child.id());
                 if mb > memory_mb {
                     self.kill();
                     return Event::Memory(mb);
                 }
-                next_check = now + MEMORY_CHECK;
+                self.next_memory_check = now + MEMORY_CHECK;
             }
-            let wait = deadline.min(next_check).saturating_duration_since(now);
+            let wait = deadline.min(self.next_memory_check).saturating_duration_since(now);
             let want_write = written < out.len();
-            let ready = {
-                let mut fds = vec![PollFd::new(self.from_rt.as_fd(), PollFlags::POLLIN)];
-                if want_write {
-                    fds.push(PollFd::new(self.to_rt.as_fd(), PollFlags::POLLOUT));
-                }
-                if let Some(l) = &self.log_pipe {
-                    fds.push(PollFd::new(l.as_fd(), PollFlags::POLLIN));
-                }
+            let (frames_ready, log_readable) = {
+                let mut fds = [
+                    PollFd::new(self.from_rt.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(self.to_rt.as_fd(), if want_write { PollFlags::POLLOUT } else { PollFlags::empty() }),
+                    match &self.log_pipe {
+                        Some(l) => PollFd::new(l.as_fd(), PollFlags::POLLIN),
+                        None => PollFd::new(self.from_rt.as_fd(), PollFlags::empty()),
+                    },
+                ];
                 let timeout = PollTimeout::try_from(wait.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
                 match poll(&mut fds, timeout) {
                     Ok(_) | Err(nix::errno::Errno::EINTR) => {}
@@ -290,31 +308,20 @@ impl Instance {
                         return Event::Broken(format!("poll: {e}"));
                     }
                 }
-                fds.iter()
-                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                    .collect::<Vec<_>>()
+                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
+                (ready(&fds[0]), self.log_pipe.is_some() && ready(&fds[2]))
             };
-            if want_write && ready.get(1).copied().unwrap_or(false) {
-                match self.to_rt.write(&out[written..]) {
-                    Ok(n) => written += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                    // The runtime is gone: its exit shows on the other pipe.
-                    Err(_) => {
-                        written = out.len();
-                        out.clear();
-                    }
-                }
+            log_ready = log_readable;
+            if log_readable {
+                self.read_log(log);
             }
-            if self.log_pipe.is_some() && ready.last().copied().unwrap_or(false) {
-                self.read_log(log, &mut buf);
-            }
-            if ready[0] {
-                match self.from_rt.read(&mut buf) {
+            if frames_ready {
+                match self.from_rt.read(&mut self.buf) {
                     Ok(0) => {
                         self.drain_log(log);
                         return Event::Exited(self.reap());
                     }
-                    Ok(n) => self.decoder.push(&buf[..n]),
+                    Ok(n) => self.decoder.push(&self.buf[..n]),
                     Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => {
                         self.kill();
@@ -325,15 +332,15 @@ impl Instance {
         }
     }
 
-    fn read_log(&mut self, log: &mut Log, buf: &mut [u8]) -> bool {
+    fn read_log(&mut self, log: &mut Log) -> bool {
         let Some(pipe) = &mut self.log_pipe else { return false };
-        match pipe.read(buf) {
+        match pipe.read(&mut self.buf) {
             Ok(0) => {
                 self.log_pipe = None;
                 false
             }
             Ok(n) => {
-                log.push(&buf[..n]);
+                log.push(&self.buf[..n]);
                 true
             }
             Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => false,
@@ -346,8 +353,7 @@ impl Instance {
 
     /// Takes what the runtime wrote before its answer (it flushes before answering).
     fn drain_log(&mut self, log: &mut Log) {
-        let mut buf = vec![0u8; 64 * 1024];
-        while self.read_log(log, &mut buf) {}
+        while self.read_log(log) {}
     }
 
     /// The process's end, in words; kills what is left of its group first.
