@@ -68,7 +68,7 @@ async fn deploy(
     format: &str,
     timeout_ms: u64,
 ) -> Result<api::RegisterFunctionResponse, tonic::Status> {
-    let mut runtime = api::Runtime {
+    let runtime = api::Runtime {
         language: language.name().into(),
         handler: handler.into(),
         code_format: format.into(),
@@ -76,28 +76,7 @@ async fn deploy(
         memory_mb: 256,
         ..Default::default()
     };
-    if code.len() > volley_proto::function::user::MAX_INLINE_CODE_BYTES {
-        let chunks: Vec<api::CodeChunk> = code
-            .chunks(1 << 20)
-            .map(|c| api::CodeChunk { data: c.to_vec() })
-            .collect();
-        runtime.code_digest = client
-            .upload_code(futures::stream::iter(chunks))
-            .await?
-            .into_inner()
-            .code_digest;
-    } else {
-        runtime.code = code;
-    }
-    client
-        .register_function(api::RegisterFunctionRequest {
-            name: name.into(),
-            spec: Some(api::FunctionSpec {
-                kind: Some(api::function_spec::Kind::Runtime(runtime)),
-            }),
-        })
-        .await
-        .map(|r| r.into_inner())
+    volley_client::commands::deploy::register_code(client, name, runtime, code).await
 }
 
 async fn run(client: &Client, tasks: Vec<(u64, String)>) -> Vec<api::TaskInfo> {

@@ -51,7 +51,7 @@ pub async fn run(target: &Target, a: &DeployArgs, as_json: bool) -> anyhow::Resu
     );
     let mut client = target.connect().await?;
     let size = package.bytes.len();
-    let mut runtime = api::Runtime {
+    let runtime = api::Runtime {
         language: a.runtime.name().to_owned(),
         handler: package.handler,
         code_format: package.format.to_owned(),
@@ -59,21 +59,9 @@ pub async fn run(target: &Target, a: &DeployArgs, as_json: bool) -> anyhow::Resu
         memory_mb: a.memory_mb,
         ..Default::default()
     };
-    if size > MAX_INLINE_CODE_BYTES {
-        runtime.code_digest = upload(&mut client, package.bytes).await?;
-    } else {
-        runtime.code = package.bytes;
-    }
-    let reply = client
-        .register_function(api::RegisterFunctionRequest {
-            name: a.name.clone(),
-            spec: Some(api::FunctionSpec {
-                kind: Some(api::function_spec::Kind::Runtime(runtime)),
-            }),
-        })
+    let reply = register_code(&mut client, &a.name, runtime, package.bytes)
         .await
-        .map_err(|s| status_error("RegisterFunction", s))?
-        .into_inner();
+        .map_err(|s| status_error("RegisterFunction", s))?;
     if as_json {
         println!(
             "{}",
@@ -91,18 +79,36 @@ pub async fn run(target: &Target, a: &DeployArgs, as_json: bool) -> anyhow::Resu
     Ok(0)
 }
 
-/// Sends code too large to go inline with `UploadCode`, in 1 MiB chunks.
-async fn upload(client: &mut Client, bytes: Vec<u8>) -> anyhow::Result<String> {
-    let chunks: Vec<api::CodeChunk> = bytes
-        .chunks(1 << 20)
-        .map(|c| api::CodeChunk { data: c.to_vec() })
-        .collect();
-    let reply = client
-        .upload_code(futures::stream::iter(chunks))
+/// Registers `runtime` with `code`: inline when it fits the inline limit, otherwise sent
+/// first with `UploadCode` in 1 MiB chunks and named by its digest.
+pub async fn register_code(
+    client: &mut Client,
+    name: &str,
+    mut runtime: api::Runtime,
+    code: Vec<u8>,
+) -> Result<api::RegisterFunctionResponse, tonic::Status> {
+    if code.len() > MAX_INLINE_CODE_BYTES {
+        let chunks: Vec<api::CodeChunk> = code
+            .chunks(1 << 20)
+            .map(|c| api::CodeChunk { data: c.to_vec() })
+            .collect();
+        runtime.code_digest = client
+            .upload_code(futures::stream::iter(chunks))
+            .await?
+            .into_inner()
+            .code_digest;
+    } else {
+        runtime.code = code;
+    }
+    client
+        .register_function(api::RegisterFunctionRequest {
+            name: name.to_owned(),
+            spec: Some(api::FunctionSpec {
+                kind: Some(api::function_spec::Kind::Runtime(runtime)),
+            }),
+        })
         .await
-        .map_err(|s| status_error("UploadCode", s))?
-        .into_inner();
-    Ok(reply.code_digest)
+        .map(|r| r.into_inner())
 }
 
 fn package(a: &DeployArgs) -> anyhow::Result<Package> {

@@ -184,9 +184,11 @@ impl RuntimeSpec {
         };
         let timeout_ms = match spec.timeout_ms {
             0 => DEFAULT_TIMEOUT_MS.min(max_ms),
-            ms if ms > max_ms => return Err(invalid(format!(
+            ms if ms > max_ms => {
+                return Err(invalid(format!(
                 "a timeout of {ms} ms exceeds the longest task this dispatcher allows ({max_ms} ms, its task timeout)"
-            ))),
+            )))
+            }
             ms => ms,
         };
         let memory_mb = match spec.memory_mb {

@@ -294,7 +294,14 @@ impl Instance {
             let (frames_ready, log_readable) = {
                 let mut fds = [
                     PollFd::new(self.from_rt.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(self.to_rt.as_fd(), if want_write { PollFlags::POLLOUT } else { PollFlags::empty() }),
+                    PollFd::new(
+                        self.to_rt.as_fd(),
+                        if want_write {
+                            PollFlags::POLLOUT
+                        } else {
+                            PollFlags::empty()
+                        },
+                    ),
                     match &self.log_pipe {
                         Some(l) => PollFd::new(l.as_fd(), PollFlags::POLLIN),
                         None => PollFd::new(self.from_rt.as_fd(), PollFlags::empty()),

@@ -1,0 +1,338 @@
+//! User functions beside the built-in noop, in one run, on one push cluster of 2 workers ×
+//! 1 slot (memory store): for an empty handler in each runtime, submit→result p50/p99 one
+//! task at a time, throughput of a batch, and the CPU per task of each role (dispatcher,
+//! workers, runtime processes). Then each runtime's start to READY beside its bare
+//! interpreter's own start (`python3 -I -c pass`, `node -e 0`, a Java hello world, `true`).
+//!
+//! `cargo bench -p volley-perf --bench runtimes` (env: `VOLLEY_BENCH_TASKS`, default 20000;
+//! `VOLLEY_BENCH_LATENCY_SAMPLES`, default 500; `VOLLEY_BENCH_STARTS`, default 15).
+
+use anyhow::Context;
+use futures::StreamExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use volley_client::{connect, register_spec, run_batch, Client};
+use volley_perf::procstat::cpu_time;
+use volley_perf::{Cluster, ClusterSpec};
+use volley_proto::api;
+use volley_proto::function::{CodeDigest, Language, UserCode};
+use volley_proto::Mode;
+use volley_worker::runtime::{Interpreters, Runtimes};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Empty handlers: (label, language, code, handler, format).
+fn empty_handlers(scratch: &Path) -> anyhow::Result<Vec<(&'static str, Language, Vec<u8>, String, &'static str)>> {
+    let ok = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "volley-runtime",
+            "--example",
+            "probe",
+        ])
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "building the native probe");
+    let java = scratch.join("Empty.java");
+    std::fs::write(
+        &java,
+        "public final class Empty { public static String handle(String e) { return \"null\"; } }\n",
+    )?;
+    Ok(vec![
+        (
+            "native",
+            Language::Native,
+            std::fs::read(repo().join("target/release/examples/probe"))?,
+            String::new(),
+            "bin",
+        ),
+        (
+            "python",
+            Language::Python,
+            b"def handle(event):\n    return None\n".to_vec(),
+            String::new(),
+            "py",
+        ),
+        (
+            "node",
+            Language::Node,
+            b"exports.handle = async (event) => null;\n".to_vec(),
+            String::new(),
+            "js",
+        ),
+        (
+            "java",
+            Language::Java,
+            volley_client::commands::deploy::compile_java(&java)?,
+            "Empty".into(),
+            "jar",
+        ),
+    ])
+}
+
+/// Every child of `pid`, whichever of its threads started it (runtimes are started by
+/// the workers' slot threads).
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+/// CPU of the dispatcher, the workers and the runtimes, and this process.
+fn cpu(cluster: &Cluster) -> anyhow::Result<[Duration; 4]> {
+    let dispatcher = cpu_time(cluster.dispatcher_pid().context("no dispatcher")?)?;
+    let (mut workers, mut runtimes) = (Duration::ZERO, Duration::ZERO);
+    for pid in cluster.worker_pids() {
+        workers += cpu_time(pid)?;
+        for child in children(pid) {
+            runtimes += cpu_time(child).unwrap_or_default();
+        }
+    }
+    Ok([dispatcher, workers, runtimes, volley_perf::load::process_cpu()])
+}
+
+struct Row {
+    label: &'static str,
+    p50_us: f64,
+    p99_us: f64,
+    throughput: f64,
+    cpu_us: [f64; 4],
+}
+
+async fn measure(
+    cluster: &Cluster,
+    client: &Client,
+    label: &'static str,
+    id: u64,
+    tasks: usize,
+    samples: usize,
+) -> anyhow::Result<Row> {
+    run_batch(
+        client,
+        vec![(id, String::new()); tasks / 10],
+        10_000,
+        Duration::from_secs(300),
+    )
+    .await?;
+    let before = cpu(cluster)?;
+    let outcome = run_batch(
+        client,
+        vec![(id, String::new()); tasks],
+        10_000,
+        Duration::from_secs(300),
+    )
+    .await?;
+    anyhow::ensure!(
+        outcome.completed == tasks,
+        "{label}: {} of {tasks} completed",
+        outcome.completed
+    );
+    let after = cpu(cluster)?;
+    let cpu_us = std::array::from_fn(|i| (after[i].saturating_sub(before[i])).as_secs_f64() * 1e6 / tasks as f64);
+    let mut watch = client
+        .clone()
+        .watch_results(api::WatchResultsRequest { task_ids: vec![] })
+        .await?
+        .into_inner();
+    let mut lat = Vec::with_capacity(samples);
+    let mut c = client.clone();
+    for i in 0..samples + samples / 10 {
+        let t0 = Instant::now();
+        let task = c
+            .execute(api::ExecuteRequest {
+                function_id: id,
+                args: String::new(),
+            })
+            .await?
+            .into_inner()
+            .task_id;
+        loop {
+            let msg = watch.next().await.context("watch ended")??;
+            if let Some(t) = msg.tasks.iter().find(|t| t.task_id == task) {
+                anyhow::ensure!(t.state == api::TaskState::Completed as i32, "{label}: {t:?}");
+                break;
+            }
+        }
+        if i >= samples / 10 {
+            lat.push(t0.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
+    Ok(Row {
+        label,
+        p50_us: pct(0.5),
+        p99_us: pct(0.99),
+        throughput: outcome.throughput(),
+        cpu_us,
+    })
+}
+
+fn median_ms(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// A command's wall time from spawn to exit, ms.
+fn bare_start(program: &str, args: &[&str], dir: &Path) -> anyhow::Result<f64> {
+    let t0 = Instant::now();
+    let ok = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "{program} failed");
+    Ok(t0.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Medians of `n` alternating trials, ms: the bare command's start to exit, spawn to
+/// READY through the worker's runtime host, and the code's load as the runtime reported
+/// it. Alternating, so both see the machine in the same state.
+fn starts(
+    n: usize,
+    bare: (&str, &[&str]),
+    dir: &Path,
+    runtimes: &Runtimes,
+    (language, code, handler, format): (Language, &[u8], &str, &str),
+) -> anyhow::Result<[f64; 3]> {
+    let digest = CodeDigest::of(code);
+    runtimes.cache.insert(digest, code)?;
+    let user = UserCode {
+        function: "empty".into(),
+        language,
+        handler: handler.into(),
+        format: format.into(),
+        digest,
+        size: code.len() as u64,
+        timeout_ms: 10_000,
+        memory_mb: 512,
+    };
+    let (mut plain, mut ready, mut init) = (Vec::new(), Vec::new(), Vec::new());
+    // One of each first, unmeasured: page cache and the JIT's class data warm.
+    bare_start(bare.0, bare.1, dir)?;
+    drop(runtimes.start(&user)?);
+    for _ in 0..n {
+        plain.push(bare_start(bare.0, bare.1, dir)?);
+        let instance = runtimes.start(&user)?;
+        ready.push(instance.started.ready_after.as_secs_f64() * 1e3);
+        init.push(instance.started.init_us as f64 / 1e3);
+    }
+    Ok([median_ms(plain), median_ms(ready), median_ms(init)])
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let tasks = env_usize("VOLLEY_BENCH_TASKS", 20_000);
+    let samples = env_usize("VOLLEY_BENCH_LATENCY_SAMPLES", 500);
+    let starts_n = env_usize("VOLLEY_BENCH_STARTS", 15);
+    let scratch = std::env::temp_dir().join(format!("volley-bench-runtimes-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let handlers = empty_handlers(&scratch)?;
+
+    let cluster = Cluster::start(
+        ClusterSpec::new(Mode::Push, 2, 1)
+            .label("bench-runtimes")
+            .log_level("warn"),
+    )
+    .await?;
+    let mut client = connect(&cluster.grpc_url()).await?;
+    let (noop, _) = register_spec(&mut client, "noop").await?;
+    let mut rows = vec![measure(&cluster, &client, "built-in noop", noop, tasks, samples).await?];
+    for (label, language, code, handler, format) in &handlers {
+        let runtime = api::Runtime {
+            language: language.name().into(),
+            handler: handler.clone(),
+            code_format: (*format).into(),
+            ..Default::default()
+        };
+        let id = volley_client::commands::deploy::register_code(
+            &mut client,
+            &format!("empty-{label}"),
+            runtime,
+            code.clone(),
+        )
+        .await?
+        .function_id;
+        rows.push(measure(&cluster, &client, label, id, tasks, samples).await?);
+    }
+    cluster.stop().await?;
+
+    println!(
+        "\nwarm empty handler, push, 2 workers × 1 slot, memory store ({tasks} tasks a batch, {samples} single tasks)"
+    );
+    println!("| function | p50 µs | p99 µs | tasks/s | dispatcher µs/task | workers µs/task | runtimes µs/task | client µs/task |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            r.label, r.p50_us, r.p99_us, r.throughput, r.cpu_us[0], r.cpu_us[1], r.cpu_us[2], r.cpu_us[3]
+        );
+    }
+
+    // Starts: the bare interpreter, then the runtime to READY with an empty handler.
+    let hello = scratch.join("Hello.java");
+    std::fs::write(
+        &hello,
+        "public final class Hello { public static void main(String[] a) { System.out.println(\"hi\"); } }\n",
+    )?;
+    anyhow::ensure!(
+        Command::new("javac")
+            .arg("-d")
+            .arg(&scratch)
+            .arg(&hello)
+            .status()?
+            .success(),
+        "javac"
+    );
+    let scratch_str = scratch.to_string_lossy().into_owned();
+    let java_args = [
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        "-Xshare:auto",
+        "-cp",
+        &scratch_str,
+        "Hello",
+    ];
+    let bare: [(&str, &[&str]); 4] = [
+        ("true", &[]),
+        ("python3", &["-I", "-c", "pass"]),
+        ("node", &["-e", "0"]),
+        ("java", &java_args),
+    ];
+    let runtimes = Runtimes::new(Interpreters::default())?;
+    println!(
+        "\nstart to READY, empty handler, median of {n} alternating trials",
+        n = starts_n
+    );
+    println!("| runtime | bare start ms | start to READY ms | ratio | code load ms (runtime's own) |");
+    println!("|---|---:|---:|---:|---:|");
+    for ((label, language, code, handler, format), bare) in handlers.iter().zip(bare) {
+        let [plain, ready, init] = starts(starts_n, bare, &scratch, &runtimes, (*language, code, handler, format))?;
+        println!(
+            "| {label} | {plain:.1} | {ready:.1} | {:.2} | {init:.2} |",
+            ready / plain
+        );
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
+}
