@@ -276,7 +276,7 @@ impl Collector for ClusterCollector {
 /// Queue, running tasks and instances per function, the first [`MAX_FUNCTION_LABELS`]
 /// by name on their own and the rest summed as `other`.
 fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(), std::fmt::Error> {
-    let mut rows: Vec<(String, [i64; 6])> = Vec::new();
+    let mut rows: Vec<(String, [i64; 7])> = Vec::new();
     for (i, f) in loads.iter().enumerate() {
         let values = [
             i64::from(f.queued),
@@ -285,6 +285,7 @@ fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(),
             i64::from(f.starting),
             f.failed_starts as i64,
             f.idle_instance_us as i64,
+            f.init_failures as i64,
         ];
         if i < MAX_FUNCTION_LABELS {
             rows.push((f.function.clone(), values));
@@ -326,6 +327,11 @@ fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(),
             "function_idle_instance_seconds",
             "Time the function's instances spent registered and idle (wasted instance-time).",
             1e-6,
+        ),
+        (
+            "function_init_failures",
+            "Tasks whose code failed to load on a worker (init_failed).",
+            1.0,
         ),
     ];
     for (k, (name, help, scale)) in counters.into_iter().enumerate() {

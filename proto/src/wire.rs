@@ -18,6 +18,10 @@ pub const PROTOCOL_VERSION: u16 = 7;
 /// as many such chunks as it needs, well inside the frame limit.
 pub const CODE_CHUNK_BYTES: usize = 1024 * 1024;
 
+/// How the error of a task whose function's code failed to load begins: the dispatcher
+/// counts these per function.
+pub const INIT_FAILED: &str = "init_failed: ";
+
 /// The most of a task's stdout and stderr a worker keeps as its log.
 pub const MAX_LOG_BYTES: usize = 64 * 1024;
 

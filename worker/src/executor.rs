@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
 use volley_proto::function::{Job, UserCode};
-use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
+use volley_proto::wire::{Outcome, TaskAssignment, TaskResult, INIT_FAILED};
 
 struct Queued {
     assignment: TaskAssignment,
@@ -210,7 +210,7 @@ fn run_user(
                 (run.outcome, run.log)
             }
             Err(RuntimeError::Init(e) | RuntimeError::Start(e)) => {
-                (Outcome::Failed(format!("init_failed: {e}")), String::new())
+                (Outcome::Failed(format!("{INIT_FAILED}{e}")), String::new())
             }
         },
     };

@@ -22,7 +22,7 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         let functions: Vec<_> = i
             .functions
             .iter()
-            .map(|f| json!({"name": f.name, "queued": f.queued, "running": f.running, "ready": f.ready, "starting": f.starting, "failed_starts": f.failed_starts, "idle_instance_us": f.idle_instance_us}))
+            .map(|f| json!({"name": f.name, "queued": f.queued, "running": f.running, "ready": f.ready, "starting": f.starting, "failed_starts": f.failed_starts, "idle_instance_us": f.idle_instance_us, "init_failures": f.init_failures}))
             .collect();
         println!(
             "{}",
@@ -69,6 +69,9 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
                 } else {
                     String::new()
                 };
+                if f.init_failures > 0 {
+                    failed.push_str(&format!(", {} init failures", f.init_failures));
+                }
                 if f.idle_instance_us > 0 {
                     failed.push_str(&format!(", idle {:.1} instance-s", f.idle_instance_us as f64 / 1e6));
                 }

@@ -455,6 +455,7 @@ impl Dispatcher for Api {
                     starting: f.starting,
                     failed_starts: f.failed_starts,
                     idle_instance_us: f.idle_instance_us,
+                    init_failures: f.init_failures,
                 })
                 .collect(),
         }))

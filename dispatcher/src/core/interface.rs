@@ -307,6 +307,8 @@ pub struct FunctionLoad {
     pub starting: u32,
     /// Instance starts that failed (the elastic pool's).
     pub failed_starts: u64,
+    /// Tasks whose code failed to load (`init_failed`: a syntax error, a missing handler).
+    pub init_failures: u64,
     /// Time its instances spent registered and idle, µs, including instances that have
     /// left: the wasted instance-time a keep-alive policy trades for fewer cold starts.
     pub idle_instance_us: u64,
@@ -322,6 +324,7 @@ impl FunctionLoad {
             instances: 0,
             starting: 0,
             failed_starts: 0,
+            init_failures: 0,
             idle_instance_us: 0,
         }
     }

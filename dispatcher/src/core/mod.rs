@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use volley_proto::function::Job;
 use volley_proto::ids::{FunctionId, TaskId, WorkerId};
-use volley_proto::wire::{Outcome, TaskAssignment, TaskResult};
+use volley_proto::wire::{Outcome, TaskAssignment, TaskResult, INIT_FAILED};
 
 /// A map keyed by task id with a fast seeded hash: ids are looked up several times per
 /// task on the hot path, where SipHash costs more than the lookup itself.
@@ -144,6 +144,8 @@ pub struct SchedulerCore {
     pass_rounds: Vec<(Arc<str>, placement::Round)>,
     /// Idle time of instances that have left, µs, by function.
     departed_idle_us: BTreeMap<Arc<str>, u64>,
+    /// Tasks per function whose code failed to load on a worker (`init_failed`).
+    init_failures: BTreeMap<Arc<str>, u64>,
 }
 
 impl SchedulerCore {
@@ -160,6 +162,7 @@ impl SchedulerCore {
             pass_heads: std::collections::BinaryHeap::new(),
             pass_rounds: Vec::new(),
             departed_idle_us: BTreeMap::new(),
+            init_failures: BTreeMap::new(),
         }
     }
 
@@ -299,9 +302,14 @@ impl SchedulerCore {
                 }
                 None => (None, None),
             };
-            match r.outcome {
+            match &r.outcome {
                 Outcome::Completed(_) => self.counters.completed += 1,
-                Outcome::Failed(_) => self.counters.failed += 1,
+                Outcome::Failed(e) => {
+                    self.counters.failed += 1;
+                    if e.starts_with(INIT_FAILED) {
+                        *self.init_failures.entry(entry.function.clone()).or_default() += 1;
+                    }
+                }
             }
             comm.record(Transition::Finished(Finished {
                 task: r.task_id,

@@ -31,6 +31,9 @@ impl SchedulerCore {
         for (f, n) in self.queues.lengths() {
             out.entry(f.clone()).or_insert_with(|| blank(f)).queued = n as u32;
         }
+        for (f, n) in &self.init_failures {
+            out.entry(f.clone()).or_insert_with(|| blank(f)).init_failures += n;
+        }
         for (f, idle) in &self.departed_idle_us {
             out.entry(f.clone()).or_insert_with(|| blank(f)).idle_instance_us += idle;
         }

@@ -49,6 +49,7 @@ fn a_bound_worker_gets_only_its_function_and_others_wait_without_blocking() {
                 instances: 1,
                 starting: 0,
                 failed_starts: 0,
+                init_failures: 0,
                 idle_instance_us: 0,
             },
             FunctionLoad {
@@ -58,6 +59,7 @@ fn a_bound_worker_gets_only_its_function_and_others_wait_without_blocking() {
                 instances: 0,
                 starting: 0,
                 failed_starts: 0,
+                init_failures: 0,
                 idle_instance_us: 0,
             },
         ]
