@@ -176,8 +176,15 @@ async fn every_runtime_answers_and_contains_every_fault_in_every_mode() {
         }
 
         let info = cluster.info().await.expect("info");
-        let broken = info.functions.iter().find(|f| f.name == "broken").expect("broken is listed");
-        assert_eq!(broken.init_failures, 4, "{mode}: init failures are counted per function");
+        let broken = info
+            .functions
+            .iter()
+            .find(|f| f.name == "broken")
+            .expect("broken is listed");
+        assert_eq!(
+            broken.init_failures, 4,
+            "{mode}: init failures are counted per function"
+        );
 
         // Args over the limit are refused at the door, naming it.
         let over = serde_json::json!({ "echo": "x".repeat(4 << 20) }).to_string();

@@ -147,7 +147,7 @@ def main():
         fields.u64()  # deadline
         args = fields.text()
         try:
-            result = json.dumps(handler(json.loads(args)), ensure_ascii=False)
+            result = json.dumps(handler(json.loads(args)), ensure_ascii=False, separators=(",", ":"))
         except Exception as exc:
             flush()
             stream.write(ERROR, task_id, *failure(exc))

@@ -190,7 +190,7 @@ fn run_user(
     executed: &AtomicU64,
 ) -> TaskResult {
     let started = Instant::now();
-    if instance.as_ref().is_some_and(|i| i.digest != code.digest) {
+    if instance.as_ref().is_some_and(|i| !i.serves(code)) {
         *instance = None;
     }
     let (outcome, log) = match instance {

@@ -21,6 +21,12 @@ pub(super) enum Kind {
     Spin,
     Fail,
     Long,
+    /// A Python function returning its event (a real runtime per slot).
+    PyEcho,
+    /// A Python function that segfaults its runtime.
+    PyCrash,
+    /// A Python function that outlives its 300 ms deadline.
+    PyTimeout,
 }
 
 pub(super) const MIX: &[(Kind, &str, u32)] = &[
@@ -30,7 +36,36 @@ pub(super) const MIX: &[(Kind, &str, u32)] = &[
     (Kind::Spin, "spin:5", 9),
     (Kind::Fail, "fail:chaos", 5),
     (Kind::Long, "sleep:1000", 1),
+    (Kind::PyEcho, "python:echo", 8),
+    (Kind::PyCrash, "python:crash", 1),
+    (Kind::PyTimeout, "python:timeout", 1),
 ];
+
+/// The Python functions of the mix, each one's code.
+const PYTHON: &str = "import ctypes, time\n\ndef echo(event):\n    return event\n\ndef crash(event):\n    ctypes.string_at(0)\n\ndef timeout(event):\n    time.sleep(2)\n";
+
+/// Errors a task may end with when the fault injected was the loss of its worker.
+const LOSSES: [&str; 2] = ["worker_lost", "lease_expired"];
+
+/// Registers a spec of the mix: a built-in, or `python:<handler>` deployed with its code.
+async fn register(client: &mut Client, spec: &str) -> anyhow::Result<u64> {
+    let Some(handler) = spec.strip_prefix("python:") else {
+        return Ok(register_spec(client, spec).await?.0);
+    };
+    let runtime = api::Runtime {
+        language: "python".into(),
+        handler: handler.into(),
+        code_format: "py".into(),
+        timeout_ms: 300,
+        memory_mb: 256,
+        ..Default::default()
+    };
+    let reply =
+        volley_client::commands::deploy::register_code(client, &format!("chaos-{handler}"), runtime, PYTHON.into())
+            .await
+            .map_err(|s| anyhow::anyhow!("deploying chaos-{handler}: {}", s.message()))?;
+    Ok(reply.function_id)
+}
 
 /// Function ids of the workload, and what each task must come to.
 pub(super) struct Catalog {
@@ -44,7 +79,7 @@ impl Catalog {
         let mut kinds = HashMap::new();
         let mut ids = Vec::new();
         for (kind, spec, weight) in MIX {
-            let (id, _) = register_spec(client, spec).await?;
+            let id = register(client, spec).await?;
             kinds.insert(id, *kind);
             ids.push((*kind, id, *weight));
         }
@@ -59,7 +94,7 @@ impl Catalog {
         for (kind, id, weight) in &self.ids {
             if pick < *weight {
                 let args = match kind {
-                    Kind::Echo => format!("{{\"seq\":{seq}}}"),
+                    Kind::Echo | Kind::PyEcho => format!("{{\"seq\":{seq}}}"),
                     Kind::Fail => format!("{{\"message\":\"chaos-{seq}\"}}"),
                     Kind::Sleep => format!("{{\"ms\":{}}}", 10 + seq % 21),
                     _ => String::new(),
@@ -101,6 +136,23 @@ impl Catalog {
             Kind::Echo => completed(&t.args),
             Kind::Sleep => completed(&format!("{{\"slept_ms\":{}}}", json_u64("ms").unwrap_or(20))),
             Kind::Long => completed("{\"slept_ms\":1000}"),
+            Kind::PyEcho => completed(&t.args),
+            Kind::PyCrash | Kind::PyTimeout => {
+                let expected = if kind == Kind::PyCrash {
+                    "crashed: "
+                } else {
+                    "timeout: "
+                };
+                let lost = LOSSES.iter().any(|l| t.error.starts_with(l));
+                (t.state != TaskState::Failed || !(t.error.starts_with(expected) || lost)).then(|| {
+                    format!(
+                        "task {} ({kind:?}): {} {:?}, expected FAILED {expected:?}",
+                        t.id,
+                        t.state.as_str(),
+                        t.error
+                    )
+                })
+            }
             Kind::Spin => (t.state != TaskState::Completed || !t.result.contains("\"spun_ms\":5")).then(|| {
                 format!(
                     "task {} (spin): {} {:?} {:?}",

@@ -45,6 +45,8 @@ pub struct Instance {
     child: Child,
     /// The code it loaded.
     pub digest: CodeDigest,
+    /// The entry point it found, and the memory limit it was started with.
+    loaded: (String, u64),
     to_rt: File,
     from_rt: File,
     log_pipe: Option<File>,
@@ -124,6 +126,7 @@ impl Instance {
         let mut instance = Instance {
             child,
             digest: code.digest,
+            loaded: (code.handler.clone(), code.memory_mb),
             to_rt: File::from(OwnedFd::from(to_rt)),
             from_rt: File::from(OwnedFd::from(from_rt)),
             log_pipe: Some(File::from(OwnedFd::from(log_pipe))),
@@ -189,6 +192,12 @@ impl Instance {
             ))),
             Event::Broken(e) => Err(RuntimeError::Init(e)),
         }
+    }
+
+    /// Whether this instance runs `code` as it asks: the same code, entry point and memory
+    /// limit (functions sharing code with another handler need an instance of their own).
+    pub fn serves(&self, code: &UserCode) -> bool {
+        self.digest == code.digest && self.loaded.0 == code.handler && self.loaded.1 == code.memory_mb
     }
 
     /// Runs one task; never longer than `code.timeout_ms`.
