@@ -25,6 +25,7 @@ async fn a_stalled_dispatcher_shows_up_in_latency_from_intended_send_time() {
         warmup: Duration::ZERO,
         drain: Duration::from_secs(10),
         seed: 1,
+        function: None,
     };
     let run = tokio::spawn(async move { load::run(&client, &spec).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -98,6 +99,7 @@ async fn under_overload_every_request_has_one_outcome_and_the_dispatcher_agrees(
         warmup: Duration::ZERO,
         drain: Duration::from_millis(500),
         seed: 3,
+        function: None,
     };
     let started = std::time::Instant::now();
     let r = load::run(&client, &load).await.expect("load");
@@ -159,6 +161,7 @@ fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
             warmup: Duration::ZERO,
             drain: Duration::from_secs(15),
             seed: 4,
+            function: None,
         };
         let run = tokio::spawn(async move { load::run(&client, &load).await });
         tokio::time::sleep(Duration::from_millis(800)).await;

@@ -338,3 +338,32 @@ async fn large_code_is_uploaded_chunked_and_outlives_a_dispatcher_restart_on_red
     cluster.stop().await.expect("stop");
     common::purge(&url, &prefix).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_load_drives_a_deployed_function_by_name() {
+    use volley_perf::load::{self, Arrival, LoadSpec};
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 1, 2).label("runtime-load"))
+        .await
+        .expect("cluster");
+    let mut client = cluster.connect().await.expect("client");
+    let code = b"def handle(event):\n    return event['n'] * 2\n".to_vec();
+    deploy(&mut client, "double", Language::Python, code, "", "py", 0)
+        .await
+        .expect("deploy");
+    let spec = LoadSpec {
+        rate: 200.0,
+        arrival: Arrival::Poisson,
+        optype: volley_perf::workload::OpType::Noop,
+        task_ms: 0,
+        duration: Duration::from_secs(2),
+        warmup: Duration::ZERO,
+        drain: Duration::from_secs(10),
+        seed: 7,
+        function: Some(("double".into(), r#"{"n": 21}"#.into())),
+    };
+    let r = load::run(&client, &spec).await.expect("load");
+    assert!(r.sent > 200, "{r:?}");
+    assert_eq!((r.completed, r.failed, r.unfinished), (r.sent, 0, 0), "{r:?}");
+    assert_eq!(r.optype, "double");
+    cluster.stop().await.expect("stop");
+}

@@ -26,6 +26,13 @@ pub struct LoadArgs {
     /// noop, sleep or spin.
     #[arg(long, default_value = "spin")]
     pub optype: OpType,
+    /// Send tasks of this deployed function (`client deploy`) instead of --optype; the
+    /// latest version runs. Against the running dispatcher only (not --fresh, --grid).
+    #[arg(long, conflicts_with_all = ["grid", "fresh"])]
+    pub function: Option<String>,
+    /// With --function: every request's arguments, a JSON text.
+    #[arg(long, default_value = "", requires = "function")]
+    pub args: String,
     /// Task duration, ms (sleep and spin).
     #[arg(long, default_value_t = 100)]
     pub task_ms: u64,
@@ -156,6 +163,7 @@ impl LoadArgs {
             warmup: self.warmup,
             drain: self.drain,
             seed: self.seed,
+            function: self.function.clone().map(|f| (f, self.args.clone())),
         }
     }
 

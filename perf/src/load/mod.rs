@@ -65,6 +65,9 @@ pub struct LoadSpec {
     pub drain: Duration,
     /// RNG seed of the arrivals.
     pub seed: u64,
+    /// A deployed function to send instead of the optype: its name (the latest version
+    /// runs) and the arguments of every request.
+    pub function: Option<(String, String)>,
 }
 
 /// What one run measured. Outcome counts cover every request sent; rates and latency
@@ -188,8 +191,17 @@ pub(crate) async fn counters(client: &Client) -> Option<(String, api::Counters)>
 /// Runs one open-loop load against a dispatcher. It ends within `duration + drain` and a
 /// bounded teardown, however large the backlog.
 pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult> {
-    let task = spec.optype.spec(spec.task_ms);
-    let (function_id, args) = register_spec(&mut client.clone(), &task).await?;
+    let (task, function_id, args) = match &spec.function {
+        Some((name, args)) => {
+            let f = volley_client::commands::functions::latest(&mut client.clone(), name).await?;
+            (name.clone(), f.function_id, args.clone())
+        }
+        None => {
+            let task = spec.optype.spec(spec.task_ms);
+            let (id, args) = register_spec(&mut client.clone(), &task).await?;
+            (task, id, args)
+        }
+    };
     let schedule = Arc::new(Arrivals::new(spec.arrival, spec.rate, spec.seed)?.schedule(spec.duration));
     let requests = |_: usize| api::ExecuteRequest {
         function_id,
@@ -197,6 +209,10 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
     };
     let d = drive::drive(client, schedule.clone(), requests, spec.duration + spec.drain).await?;
     let mut r = summarise(spec, &schedule, &d.ledger)?;
+    if spec.function.is_some() {
+        r.optype = task.clone();
+        r.task_ms = 0;
+    }
     r.records = records(&task, &schedule, &d.ledger, d.clock.start_unix_us);
     r.generator_cpu_ms = d.cpu.as_secs_f64() * 1e3;
     r.stream_breaks = d.breaks;
