@@ -367,3 +367,50 @@ async fn open_loop_load_drives_a_deployed_function_by_name() {
     assert_eq!(r.optype, "double");
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_elastic_pool_starts_real_runtimes_from_zero() {
+    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let spec = ClusterSpec::new(Mode::Push, 0, 1)
+        .args([
+            "--autoscale",
+            "fixed:keepalive=30s",
+            "--provision",
+            "local",
+            "--max-instances",
+            "2",
+        ])
+        .args(["--worker-bin", bin.to_str().expect("utf-8 path")])
+        .label("runtime-elastic");
+    let cluster = Cluster::start(spec).await.expect("cluster");
+    let mut client = cluster.connect().await.expect("client");
+    let code = b"import os\n\ndef handle(event):\n    return os.getpid()\n".to_vec();
+    let id = deploy(&mut client, "pids", Language::Python, code, "", "py", 0)
+        .await
+        .expect("deploy")
+        .function_id;
+    let first = run(&client, vec![(id, String::new())]).await;
+    assert!(first[0].cold, "the first task waited for an instance: {:?}", first[0]);
+    let pid: u32 = completed(&first[0]).parse().expect("a pid");
+    // The runtime is the instance's child, not the dispatcher's or a fresh process per task.
+    let again = run(&client, vec![(id, String::new())]).await;
+    assert!(!again[0].cold);
+    assert_eq!(completed(&again[0]), pid.to_string(), "a warm task reuses the runtime");
+    let instances = cluster.info().await.expect("info").workers;
+    assert!(
+        !instances.is_empty() && instances.iter().all(|w| w.function == "pids"),
+        "{instances:?}"
+    );
+    let parent = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the runtime runs");
+    let ppid: u32 = parent
+        .rsplit(") ")
+        .next()
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|p| p.parse().ok())
+        .expect("ppid");
+    assert!(
+        instances.iter().any(|w| w.pid == ppid),
+        "runtime {pid}'s parent {ppid} is an instance"
+    );
+    cluster.stop().await.expect("stop");
+}
