@@ -213,6 +213,7 @@ pub async fn start(
             max_instances: a.max_instances as usize,
             token: config.token.clone(),
             log_dir: a.log_dir.clone(),
+            code: Some(provision::local::CodeSource(shared.clone())),
         });
         info!(policy = %a.policy.label(), max_instances = a.max_instances, worker_bin = %a.worker_bin.display(), "elastic pool on");
         reactor.set_autoscale(autoscale::Autoscaler::new(

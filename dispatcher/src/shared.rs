@@ -31,6 +31,18 @@ pub struct Shared {
     /// User functions' code by digest, for sending to workers: every function a task of
     /// which was accepted has its code here.
     pub code: CodeShelf,
+    /// The latest version of each user function registered since start, by name: what a
+    /// new instance of it loads before it registers.
+    pub latest_code: parking_lot::RwLock<std::collections::HashMap<String, Arc<volley_proto::function::UserCode>>>,
+}
+
+impl Shared {
+    /// The latest registered version of user function `name` and its code, if held.
+    pub fn latest_user_code(&self, name: &str) -> Option<(Arc<volley_proto::function::UserCode>, bytes::Bytes)> {
+        let code = self.latest_code.read().get(name).cloned()?;
+        let bytes = self.code.get(&code.digest)?;
+        Some((code, bytes))
+    }
 }
 
 /// Code the dispatcher holds in memory, by digest; the store holds the durable copy.
@@ -70,6 +82,7 @@ impl Shared {
             worker_socket: std::sync::OnceLock::new(),
             grpc_edge: std::sync::OnceLock::new(),
             code: CodeShelf::default(),
+            latest_code: parking_lot::RwLock::new(std::collections::HashMap::new()),
             watchers_of_all: Arc::new(tokio::sync::Semaphore::new(crate::api::watch::MAX_WATCHERS_OF_ALL)),
         }
     }

@@ -26,6 +26,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         max_instances: 2,
         token: None,
         log_dir: Some(cluster.log_dir().to_owned()),
+        code: None,
     };
     let mut provisioner = LocalProvisioner::new(config.clone());
     let a = provisioner.start("resize", 0).expect("first instance");

@@ -391,6 +391,19 @@ async fn an_elastic_pool_starts_real_runtimes_from_zero() {
         .function_id;
     let first = run(&client, vec![(id, String::new())]).await;
     assert!(first[0].cold, "the first task waited for an instance: {:?}", first[0]);
+    // The instance started its runtime and loaded the code before it registered: the
+    // start is in the cold start's init stage, not in the first task's run.
+    let stages = first[0].cold_start.expect("stages");
+    let init_us = stages.init_done_us - stages.process_us;
+    assert!(
+        init_us > 5_000,
+        "a python runtime's start is in the init stage: {stages:?}"
+    );
+    assert!(
+        first[0].run_us < init_us,
+        "the first task found its runtime READY: {:?}",
+        first[0]
+    );
     let pid: u32 = completed(&first[0]).parse().expect("a pid");
     // The runtime is the instance's child, not the dispatcher's or a fresh process per task.
     let again = run(&client, vec![(id, String::new())]).await;

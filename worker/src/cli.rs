@@ -60,6 +60,13 @@ pub struct Cli {
     /// (default: java on PATH).
     #[arg(long, env = "VOLLEY_JAVA", default_value = "java")]
     pub java: std::path::PathBuf,
+    /// Set by the dispatcher's provisioner for an instance of a user function: the code's
+    /// file and the function (JSON), so every slot's runtime is READY before registering.
+    #[arg(long, value_name = "PATH", requires = "code_spec", hide = true)]
+    pub code: Option<std::path::PathBuf>,
+    /// See `--code`.
+    #[arg(long, value_name = "JSON", requires = "code", hide = true)]
+    pub code_spec: Option<String>,
 }
 
 /// Where `--metrics` without an address serves a worker's page.

@@ -25,9 +25,17 @@ struct Queued {
     received: Instant,
 }
 
+/// A request that a slot start a runtime for `code` before any task: its answer is the
+/// runtime's start, or why it failed.
+type Prewarm = (
+    Arc<UserCode>,
+    std::sync::mpsc::Sender<Result<crate::runtime::instance::Started, String>>,
+);
+
 #[derive(Default)]
 struct Queue {
     jobs: VecDeque<Queued>,
+    prewarm: VecDeque<Prewarm>,
     closed: bool,
 }
 
@@ -47,12 +55,15 @@ impl Jobs {
         self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The next job, waiting for one; `None` once closed.
-    fn take(&self) -> Option<Queued> {
+    /// The next job, waiting for one; `None` once closed. A prewarm request comes first.
+    fn take(&self) -> Option<Result<Queued, Prewarm>> {
         let mut queue = self.lock();
         loop {
+            if let Some(p) = queue.prewarm.pop_front() {
+                return Some(Err(p));
+            }
             if let Some(job) = queue.jobs.pop_front() {
-                return Some(job);
+                return Some(Ok(job));
             }
             if queue.closed {
                 return None;
@@ -148,6 +159,22 @@ impl SlotPool {
         }
     }
 
+    /// Starts a runtime for `code` in each slot before any task (an instance of a user
+    /// function does this before it registers), and returns each start or why it failed.
+    /// Blocks until every slot has answered.
+    pub fn prewarm(&self, code: Arc<UserCode>) -> Vec<Result<crate::runtime::instance::Started, String>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        {
+            let mut queue = self.jobs.lock();
+            for _ in 0..self.slots {
+                queue.prewarm.push_back((code.clone(), tx.clone()));
+            }
+        }
+        drop(tx);
+        self.jobs.available.notify_all();
+        rx.iter().collect()
+    }
+
     /// Tasks executed since start, for reports.
     pub fn executed(&self) -> u64 {
         self.executed.load(Ordering::Relaxed)
@@ -167,7 +194,22 @@ impl Drop for SlotPool {
 /// One slot's loop: runs queued jobs one at a time and reports each result at once.
 fn run_slot(jobs: &Jobs, results: &UnboundedSender<Vec<TaskResult>>, executed: &AtomicU64, runtimes: &Runtimes) {
     let mut instance: Option<Instance> = None;
-    while let Some(Queued { assignment, received }) = jobs.take() {
+    while let Some(work) = jobs.take() {
+        let Queued { assignment, received } = match work {
+            Ok(q) => q,
+            Err((code, reply)) => {
+                let started = match instance.as_ref().filter(|i| i.serves(&code)) {
+                    Some(i) => Ok(i.started.clone()),
+                    None => runtimes.start(&code).map_err(|e| e.to_string()).map(|i| {
+                        let started = i.started.clone();
+                        instance = Some(i);
+                        started
+                    }),
+                };
+                let _ = reply.send(started);
+                continue;
+            }
+        };
         let result = match &assignment.job {
             Job::User { code, args } => run_user(&assignment, code, args, received, runtimes, &mut instance, executed),
             _ => run(assignment, received, executed),

@@ -25,7 +25,18 @@ async fn main() -> ExitCode {
         tracing::info!("init done");
     }
     let provisioned = cli.provisioned;
+    let prewarm = match (cli.code.clone(), cli.code_spec.as_deref()) {
+        (Some(path), Some(spec)) => match serde_json::from_str::<volley_proto::function::UserCode>(spec) {
+            Ok(code) => Some((std::sync::Arc::new(code), path)),
+            Err(e) => {
+                eprintln!("worker: --code-spec is not a function: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        _ => None,
+    };
     let mut config = WorkerConfig::from(cli);
+    config.prewarm = prewarm;
     config.start = provisioned.map(|(decided_us, spawned_us)| ProcessStart {
         decided_us,
         spawned_us,

@@ -3,6 +3,7 @@
 
 use crate::executor::SlotPool;
 use crate::metrics::WorkerMetrics;
+use std::sync::Arc;
 use std::time::Duration;
 // tokio's clock: the system's, except in tests that pause it to exercise silence handling.
 use tokio::sync::mpsc;
@@ -44,6 +45,9 @@ pub struct WorkerConfig {
     pub start: Option<ProcessStart>,
     /// The interpreters that run user functions.
     pub interpreters: crate::runtime::Interpreters,
+    /// Code to start a runtime for in every slot before registering (a provisioned
+    /// instance of a user function): the function, and the code's file.
+    pub prewarm: Option<(Arc<volley_proto::function::UserCode>, std::path::PathBuf)>,
 }
 
 /// A provisioned process's start, as the worker saw it.
@@ -88,6 +92,7 @@ impl WorkerConfig {
             function: None,
             start: None,
             interpreters: crate::runtime::Interpreters::default(),
+            prewarm: None,
         }
     }
 }
@@ -162,6 +167,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
     let mut backoff = Duration::from_millis(50);
     // Only the process's first registration was a cold start.
     let mut start = config.start;
+    if let Some((code, path)) = &config.prewarm {
+        prewarm(&pool, code.clone(), path).await?;
+        if let Some(s) = &mut start {
+            s.init_done = std::time::Instant::now();
+        }
+    }
     loop {
         let session = tokio::select! {
             _ = shutdown.cancelled() => return Ok(WorkerExit::Cancelled),
@@ -201,6 +212,32 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
             }
         }
     }
+}
+
+/// Loads the instance's code into every slot's runtime before it registers, so its first
+/// task finds a runtime READY; a runtime that fails to start is logged, and its slot
+/// starts one with the first task instead (which then fails `init_failed` if it must).
+async fn prewarm(
+    pool: &SlotPool,
+    code: Arc<volley_proto::function::UserCode>,
+    path: &std::path::Path,
+) -> Result<(), WorkerError> {
+    let bytes = std::fs::read(path).map_err(WorkerError::Runtimes)?;
+    pool.runtimes()
+        .cache
+        .insert(code.digest, &bytes)
+        .map_err(|e| WorkerError::Runtimes(std::io::Error::other(e.to_string())))?;
+    // Blocking on purpose: nothing else of this worker runs before it registers.
+    let started = pool.prewarm(code.clone());
+    for s in started {
+        match s {
+            Ok(s) => {
+                info!(function = %code.function, runtime = %s.runtime, version = %s.version, ready_ms = s.ready_after.as_secs_f64() * 1e3, code_load_ms = s.init_us as f64 / 1e3, "runtime ready")
+            }
+            Err(e) => warn!(function = %code.function, "a runtime could not start ahead of tasks: {e}"),
+        }
+    }
+    Ok(())
 }
 
 enum RegisterError {

@@ -244,9 +244,10 @@ impl Dispatcher for Api {
         }
         let (kind, code_digest) = match req.spec.as_ref().and_then(|s| s.kind.as_ref()) {
             Some(api::function_spec::Kind::Runtime(runtime)) => {
-                let code = self.user_code(name, runtime).await?;
+                let code = Arc::new(self.user_code(name, runtime).await?);
                 let digest = code.digest.to_string();
-                (FunctionKind::User(Arc::new(code)), digest)
+                self.shared.latest_code.write().insert(name.to_owned(), code.clone());
+                (FunctionKind::User(code), digest)
             }
             _ => {
                 let kind =

@@ -29,6 +29,19 @@ pub struct LocalConfig {
     pub token: Option<Token>,
     /// Where instance logs go (`None`: discarded).
     pub log_dir: Option<PathBuf>,
+    /// Where user functions' code is found, so an instance of one loads it before it
+    /// registers (`None`: instances start empty and load code with their first task).
+    pub code: Option<CodeSource>,
+}
+
+/// The dispatcher's shared state, as the source of user functions' code.
+#[derive(Clone)]
+pub struct CodeSource(pub std::sync::Arc<crate::shared::Shared>);
+
+impl std::fmt::Debug for CodeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CodeSource")
+    }
 }
 
 #[derive(Debug)]
@@ -55,6 +68,27 @@ impl LocalProvisioner {
             instances: Vec::new(),
             next_id: 0,
         }
+    }
+
+    /// The latest code of user function `function` as a file instances can read (written
+    /// once per digest) and the function as JSON; `None` for built-ins.
+    fn code_for(&self, function: &str) -> Option<(PathBuf, String)> {
+        let (code, bytes) = self.config.code.as_ref()?.0.latest_user_code(function)?;
+        let dir = std::env::temp_dir().join(format!("volley-instance-code-{}", std::process::id()));
+        let path = dir.join(code.digest.to_string());
+        if !path.exists() {
+            let written = std::fs::create_dir_all(&dir).and_then(|()| {
+                let partial = path.with_extension("partial");
+                std::fs::write(&partial, &bytes)?;
+                std::fs::rename(&partial, &path)
+            });
+            if let Err(e) = written {
+                tracing::warn!(%function, "cannot give instances the code; they load it with their first task: {e}");
+                return None;
+            }
+        }
+        let spec = serde_json::to_string(&*code).ok()?;
+        Some((path, spec))
     }
 
     /// Process ids of the instances alive, for tests and telemetry.
@@ -98,6 +132,9 @@ impl Provisioner for LocalProvisioner {
             .stdout(Stdio::null());
         if let Some(token) = &c.token {
             cmd.env("VOLLEY_TOKEN", token.expose());
+        }
+        if let Some((path, spec)) = self.code_for(function) {
+            cmd.arg("--code").arg(path).arg("--code-spec").arg(spec);
         }
         let log = c.log_dir.as_ref().and_then(|d| {
             let path = d.join(format!("{name}.log"));
