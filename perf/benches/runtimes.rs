@@ -28,8 +28,11 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Empty handlers: (label, language, code, handler, format).
-fn empty_handlers(scratch: &Path) -> anyhow::Result<Vec<(&'static str, Language, Vec<u8>, String, &'static str)>> {
+/// An empty handler: label, language, code, handler, format.
+type Handler = (&'static str, Language, Vec<u8>, String, &'static str);
+
+/// Empty handlers in every runtime.
+fn empty_handlers(scratch: &Path) -> anyhow::Result<Vec<Handler>> {
     let ok = Command::new(env!("CARGO"))
         .args([
             "build",
