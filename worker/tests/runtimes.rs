@@ -235,3 +235,29 @@ fn a_runtime_gets_only_its_pipes_and_a_directory_of_its_own() {
     let Outcome::Completed(home) = r.outcome else { panic!() };
     assert!(home.contains("instances"), "{home}");
 }
+
+#[test]
+fn a_python_package_in_a_zip_imports_its_dependencies() {
+    let dir = std::env::temp_dir().join(format!("volley-zip-probe-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let zip = dir.join("app.zip");
+    // A handler module and a dependency beside it, packed by Python's own zipfile.
+    let script = format!(
+        "import zipfile\nwith zipfile.ZipFile({:?}, 'w') as z:\n    z.writestr('helper/__init__.py', 'def shout(s):\\n    return s.upper()\\n')\n    z.writestr('app.py', 'import helper\\ndef main(event):\\n    return helper.shout(event[\"word\"])\\n')\n",
+        zip.display().to_string()
+    );
+    assert!(Command::new("python3")
+        .args(["-c", &script])
+        .status()
+        .expect("python3")
+        .success());
+    let bytes = std::fs::read(&zip).expect("the zip");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+    let runtimes = Runtimes::new(Interpreters::default()).expect("runtimes");
+    let digest = CodeDigest::of(&bytes);
+    runtimes.cache.insert(digest, &bytes).expect("cache");
+    let code = user_code(Language::Python, "app.main", "zip", digest, 2000);
+    let mut instance = runtimes.start(&code).expect("start");
+    let r = instance.run(&code, 1, 1, r#"{"word": "volley"}"#);
+    assert_eq!(r.outcome, Outcome::Completed("\"VOLLEY\"".into()));
+}
