@@ -308,6 +308,16 @@ async fn main() -> anyhow::Result<()> {
         "javac"
     );
     let scratch_str = scratch.to_string_lossy().into_owned();
+    // The interpreter itself, not a version manager's shim in front of it (pyenv's is a
+    // shell script that costs ~100 ms a start): both measurements use the same binary.
+    let python = String::from_utf8(
+        Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()?
+            .stdout,
+    )?
+    .trim()
+    .to_owned();
     let java_args = [
         "-XX:+UseSerialGC",
         "-XX:TieredStopAtLevel=1",
@@ -318,11 +328,14 @@ async fn main() -> anyhow::Result<()> {
     ];
     let bare: [(&str, &[&str]); 4] = [
         ("true", &[]),
-        ("python3", &["-I", "-c", "pass"]),
+        (&python, &["-I", "-c", "pass"]),
         ("node", &["-e", "0"]),
         ("java", &java_args),
     ];
-    let runtimes = Runtimes::new(Interpreters::default())?;
+    let runtimes = Runtimes::new(Interpreters {
+        python: python.clone().into(),
+        ..Interpreters::default()
+    })?;
     println!(
         "\nstart to READY, empty handler, median of {n} alternating trials",
         n = starts_n
