@@ -261,3 +261,65 @@ fn a_python_package_in_a_zip_imports_its_dependencies() {
     let r = instance.run(&code, 1, 1, r#"{"word": "volley"}"#);
     assert_eq!(r.outcome, Outcome::Completed("\"VOLLEY\"".into()));
 }
+
+/// A "native function" that is a shell script writing `frames` (printf escapes) to the
+/// worker's frame pipe, then waiting: a runtime that speaks garbage.
+fn garbage_runtime(frames: &str) -> Vec<u8> {
+    format!("#!/bin/sh\nprintf '{frames}' >&4\nsleep 5\n").into_bytes()
+}
+
+#[test]
+fn a_runtime_writing_garbage_fails_its_task_and_the_worker_goes_on() {
+    let runtimes = Runtimes::new(Interpreters::default()).expect("runtimes");
+    // READY("native", "x", 0) as printf escapes: length 24, kind 2, two texts, a u64.
+    let ready = r"\000\000\000\030\002\000\000\000\006native\000\000\000\001x\000\000\000\000\000\000\000\000";
+    let cases = [
+        ("a length over the limit", r"\377\377\377\377".to_owned(), true),
+        ("a zero length", r"\000\000\000\000".to_owned(), true),
+        ("an unknown kind", r"\000\000\000\001\143".to_owned(), true),
+        (
+            "bytes after the last field",
+            r"\000\000\000\003\002\000\000".to_owned(),
+            true,
+        ),
+        (
+            "READY, then an answer to another task",
+            format!(r"{ready}\000\000\000\015\005\000\000\000\000\000\000\000\011\000\000\000\000"),
+            false,
+        ),
+        (
+            "READY, then text that is not UTF-8",
+            format!(r"{ready}\000\000\000\016\005\000\000\000\000\000\000\000\001\000\000\000\001\377"),
+            false,
+        ),
+    ];
+    for (what, frames, at_init) in cases {
+        let bytes = garbage_runtime(&frames);
+        let digest = CodeDigest::of(&bytes);
+        runtimes.cache.insert(digest, &bytes).expect("cache");
+        let code = user_code(Language::Native, "", "bin", digest, 3000);
+        let started = std::time::Instant::now();
+        match runtimes.start(&code) {
+            Err(e) => {
+                assert!(at_init, "{what}: refused at init: {e}");
+                assert!(
+                    e.to_string().contains("frame") || e.to_string().contains("READY"),
+                    "{what}: {e}"
+                );
+            }
+            Ok(mut instance) => {
+                assert!(!at_init, "{what}: accepted as READY");
+                let r = instance.run(&code, 1, 1, "null");
+                let e = failed(&r.outcome);
+                assert!(e.starts_with("runtime_protocol: "), "{what}: {e}");
+                assert!(!r.keep, "{what}: a runtime that spoke garbage is not kept");
+            }
+        }
+        // Judged at once, never waiting out the script's sleep or the deadline.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{what}: {:?}",
+            started.elapsed()
+        );
+    }
+}
