@@ -107,7 +107,7 @@ impl Runtimes {
     pub fn start(&self, code: &UserCode) -> Result<Instance, RuntimeError> {
         let path = self.cache.path(code).ok_or_else(|| {
             RuntimeError::Start(format!(
-                "the code {} never reached this worker (its transfer was dropped); the next attempt resends it",
+                "the code {} never reached this worker whole (its pieces were dropped: the worker's send queue at the dispatcher was full, or a piece failed its digest); redeploy, or restart the worker to be sent it again",
                 code.digest
             ))
         })?;
