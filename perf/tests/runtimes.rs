@@ -427,3 +427,52 @@ async fn an_elastic_pool_starts_real_runtimes_from_zero() {
     );
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trace_replays_onto_a_deployed_function() {
+    use volley_perf::replay::{fixture, Granularity, Trace};
+    let dir = fixture::temp_dir("replay-function");
+    fixture::write(&dir, 4, 2, 5).expect("fixture");
+    let scheduled = Trace::read(&dir, Granularity::Minute).expect("trace").invocations(0..2);
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 2, 4).label("runtime-replay"))
+        .await
+        .expect("cluster");
+    let mut client = cluster.connect().await.expect("client");
+    let code =
+        b"import time\n\ndef handle(event):\n    time.sleep(event['ms'] / 1000)\n    return event['ms']\n".to_vec();
+    deploy(&mut client, "emulate", Language::Python, code, "", "py", 0)
+        .await
+        .expect("deploy");
+    let out = dir.join("replay.csv");
+    let run = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+        .args(["replay", "--function", "emulate", "--compress", "30", "--drain", "10s"])
+        .arg("--dispatcher")
+        .arg(cluster.grpc_url())
+        .arg("--trace")
+        .arg(&dir)
+        .arg("--out")
+        .arg(&out)
+        .arg("--minutes-out")
+        .arg(dir.join("minutes.csv"))
+        .arg("--summary")
+        .arg(dir.join("summary.json"))
+        .output()
+        .await
+        .expect("client runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    let rows = std::fs::read_to_string(&out).expect("replay.csv");
+    let completed = rows.lines().skip(1).filter(|l| l.contains(",completed,")).count() as u64;
+    assert_eq!(completed, scheduled, "{rows}");
+    let info = cluster.info().await.expect("info");
+    let emulate = info.counters.expect("counters");
+    assert!(emulate.completed >= scheduled);
+    let functions = client
+        .list_functions(api::ListFunctionsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .functions;
+    assert_eq!(functions.len(), 1, "no trace function was registered: {functions:?}");
+    cluster.stop().await.expect("stop");
+}

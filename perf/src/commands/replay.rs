@@ -57,6 +57,11 @@ pub struct ReplayArgs {
     /// How long to wait for results after the last intended send.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain: Duration,
+    /// Run every invocation on this deployed function (`client deploy`; its latest
+    /// version), which gets the invocation's drawn `{"ms": …, "mb": …}` as its event;
+    /// against the running dispatcher only.
+    #[arg(long, conflicts_with = "cluster")]
+    pub function: Option<String>,
     /// Replay even if the offered work exceeds the cluster's slots.
     #[arg(long)]
     pub force: bool,
@@ -186,6 +191,10 @@ fn parse_cluster(text: &str) -> anyhow::Result<(Mode, usize, u32)> {
 /// Runs the replay; exits 1 when the verdict fails.
 pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Result<i32> {
     let mut observed = Observed::start("replay", &a.observe, METRICS, Some(a.seed))?;
+    anyhow::ensure!(
+        a.function.is_none() || a.elastic.autoscale.is_none(),
+        "--function replays onto the running dispatcher; an elastic pool it starts has no deployed function"
+    );
     if let Some(policy) = &a.elastic.autoscale {
         policy
             .parse::<volley_dispatcher::scaler::PolicySpec>()
@@ -222,6 +231,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         max_memory_mb: a.max_memory_mb,
         warmup_columns: a.warmup_minutes,
         drain: a.drain,
+        function: a.function.clone(),
     };
 
     let cluster = match (&a.cluster, &a.elastic.autoscale) {

@@ -91,6 +91,7 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
         max_memory_mb: 0,
         warmup_columns: 0,
         drain: Duration::ZERO,
+        function: None,
     };
     let mut planned = run::prepare(&trace, &functions, &spec)?;
     planned.sort_by_key(|p| p.invocation.at_us);

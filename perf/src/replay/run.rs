@@ -31,6 +31,9 @@ pub struct ReplaySpec {
     pub warmup_columns: usize,
     /// How long to wait for results after the last intended send.
     pub drain: Duration,
+    /// A deployed function every invocation runs (its latest version), given each
+    /// invocation's drawn `{"ms": …, "mb": …}`; `None`: a trace function per trace function.
+    pub function: Option<String>,
 }
 
 /// One planned invocation: when, of which function, and the work drawn for it.
@@ -108,7 +111,13 @@ pub async fn replay(
     // Each trace function is a function of its own, named by its hash: the dispatcher
     // queues, counts and (on an elastic pool) scales each one apart.
     let mut function_ids = Vec::with_capacity(functions.len());
-    for f in functions {
+    if let Some(name) = &spec.function {
+        let id = volley_client::commands::functions::latest(&mut client.clone(), name)
+            .await?
+            .function_id;
+        function_ids = vec![id; functions.len()];
+    }
+    for f in functions.iter().skip(function_ids.len()) {
         let id = client
             .clone()
             .register_function(api::RegisterFunctionRequest {

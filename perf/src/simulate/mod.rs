@@ -338,6 +338,7 @@ mod tests {
             max_memory_mb: 0,
             warmup_columns: 0,
             drain: Duration::ZERO,
+            function: None,
         };
         let mut planned = run::prepare(&trace, &functions, &spec).expect("plan");
         planned.sort_by_key(|p| p.invocation.at_us);
