@@ -18,6 +18,20 @@ struct StateLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FaultLabel {
+    fault: &'static str,
+}
+
+/// How a runtime's failures begin (`docs/runtime-protocol.md`), as the fault label.
+const FAULTS: [(&str, &str); 5] = [
+    ("crashed: ", "crashed"),
+    ("timeout: ", "timeout"),
+    ("out_of_memory: ", "out_of_memory"),
+    (volley_proto::wire::INIT_FAILED, "init_failed"),
+    ("runtime_protocol: ", "runtime_protocol"),
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
     name: String,
@@ -34,6 +48,7 @@ pub struct WorkerMetrics {
     registrations: Counter,
     losses: Counter,
     dropped_frames: Counter,
+    runtime_faults: Family<FaultLabel, Counter>,
     wait: MicrosHistogram,
     run: MicrosHistogram,
 }
@@ -53,6 +68,7 @@ impl WorkerMetrics {
             registrations: Counter::default(),
             losses: Counter::default(),
             dropped_frames: Counter::default(),
+            runtime_faults: Family::default(),
             wait: MicrosHistogram::new(10, 22),
             run: MicrosHistogram::new(10, 24),
         };
@@ -80,6 +96,11 @@ impl WorkerMetrics {
             "dropped_frames",
             "Undecodable frames from the dispatcher",
             m.dropped_frames.clone(),
+        );
+        registry.register(
+            "runtime_faults",
+            "User-function tasks that failed in their runtime, by fault (crashed, timeout, out_of_memory, init_failed, runtime_protocol)",
+            m.runtime_faults.clone(),
         );
         registry.register_with_unit(
             "task_wait",
@@ -114,6 +135,14 @@ impl WorkerMetrics {
             .filter(|r| matches!(r.outcome, Outcome::Completed(_)))
             .count() as u64;
         let failed = results.len() as u64 - completed;
+        if failed > 0 {
+            for r in results {
+                let Outcome::Failed(e) = &r.outcome else { continue };
+                if let Some((_, fault)) = FAULTS.iter().find(|(prefix, _)| e.starts_with(prefix)) {
+                    self.runtime_faults.get_or_create(&FaultLabel { fault }).inc();
+                }
+            }
+        }
         for (state, n) in [("completed", completed), ("failed", failed)] {
             if n > 0 {
                 self.finished.get_or_create(&StateLabel { state }).inc_by(n);
@@ -136,5 +165,55 @@ impl WorkerMetrics {
 
     pub(crate) fn dropped_frame(&self) {
         self.dropped_frames.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use volley_proto::ids::TaskId;
+
+    fn failed(error: &str) -> TaskResult {
+        TaskResult {
+            task_id: TaskId(1),
+            attempt: 1,
+            outcome: Outcome::Failed(error.into()),
+            wait_us: 0,
+            run_us: 0,
+            log: String::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn runtime_faults_are_counted_by_kind_and_other_failures_are_not() {
+        let m = WorkerMetrics::new("w", 1);
+        m.finished(
+            &[
+                failed("crashed: the python runtime was killed by signal 11 (SIGSEGV)"),
+                failed("crashed: the node runtime exited with status 3"),
+                failed("timeout: the task ran past its 100 ms limit; its runtime was killed"),
+                failed("init_failed: SyntaxError: invalid syntax"),
+                failed("ValueError: bad input"),
+            ],
+            0,
+        );
+        let page = (m.render())().await.expect("a page");
+        assert!(
+            page.contains("volley_worker_runtime_faults_total{fault=\"crashed\"} 2"),
+            "{page}"
+        );
+        assert!(
+            page.contains("volley_worker_runtime_faults_total{fault=\"timeout\"} 1"),
+            "{page}"
+        );
+        assert!(
+            page.contains("volley_worker_runtime_faults_total{fault=\"init_failed\"} 1"),
+            "{page}"
+        );
+        assert!(!page.contains("fault=\"out_of_memory\""), "{page}");
+        assert!(
+            page.contains("volley_worker_tasks_finished_total{state=\"failed\"} 5"),
+            "{page}"
+        );
     }
 }
