@@ -476,3 +476,63 @@ async fn a_trace_replays_onto_a_deployed_function() {
     assert_eq!(functions.len(), 1, "no trace function was registered: {functions:?}");
     cluster.stop().await.expect("stop");
 }
+
+/// The children of `pid`, whichever of its threads started them.
+fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_worker_leaves_no_runtime_behind() {
+    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 1).label("runtime-orphans"))
+        .await
+        .expect("cluster");
+    let mut client = cluster.connect().await.expect("client");
+    // The handler says it runs (a marker file), then would run for a minute.
+    let code =
+        b"import time\n\ndef handle(event):\n    open(event['marker'], 'w').close()\n    time.sleep(60)\n".to_vec();
+    let id = deploy(&mut client, "forever", Language::Python, code, "", "py", 120_000)
+        .await
+        .expect("deploy")
+        .function_id;
+    let marker = std::env::temp_dir().join(format!("volley-forever-{}", std::process::id()));
+    let _ = std::fs::remove_file(&marker);
+    client
+        .execute(api::ExecuteRequest {
+            function_id: id,
+            args: serde_json::json!({ "marker": marker }).to_string(),
+        })
+        .await
+        .expect("submit");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !marker.exists() {
+        assert!(tokio::time::Instant::now() < deadline, "the handler never ran");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let worker = cluster.worker_pid(0).expect("a worker");
+    let runtime = *children(worker).first().expect("the runtime is the worker's child");
+    cluster
+        .signal_worker(0, volley_perf::cluster::Signal::SIGTERM)
+        .expect("SIGTERM");
+    cluster
+        .wait_worker(0, Duration::from_secs(10))
+        .await
+        .expect("the worker exits");
+    assert!(
+        common::gone_within(runtime, Duration::from_secs(5)).await,
+        "runtime {runtime} outlived its worker"
+    );
+    let _ = std::fs::remove_file(&marker);
+    cluster.stop().await.expect("stop");
+}

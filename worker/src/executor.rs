@@ -183,10 +183,12 @@ impl SlotPool {
 
 impl Drop for SlotPool {
     /// Closes the queue; threads finish the task in hand and exit. Not joined, so a
-    /// long `sleep` never delays the owner's exit.
+    /// long `sleep` never delays the owner's exit. Runtimes are killed with their process
+    /// groups: user code never outlives its worker.
     fn drop(&mut self) {
         self.jobs.lock().closed = true;
         self.jobs.available.notify_all();
+        self.runtimes.kill_all();
         self.threads.clear();
     }
 }

@@ -7,12 +7,15 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
+use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use volley_proto::function::{CodeDigest, UserCode};
 use volley_proto::wire::{Outcome, MAX_RESULT_BYTES};
@@ -43,6 +46,8 @@ pub struct Started {
 /// A live runtime process serving one function's code.
 pub struct Instance {
     child: Child,
+    /// The runtimes alive, this one among them until it is dropped.
+    live: Arc<Mutex<HashSet<u32>>>,
     /// The code it loaded.
     pub digest: CodeDigest,
     /// The entry point it found, and the memory limit it was started with.
@@ -89,6 +94,7 @@ impl Instance {
         code_path: &std::path::Path,
         mut command: Command,
         workdir: PathBuf,
+        live: Arc<Mutex<HashSet<u32>>>,
     ) -> Result<Self, RuntimeError> {
         use command_fds::{CommandFdExt, FdMapping};
         let spawned = Instant::now();
@@ -123,8 +129,10 @@ impl Instance {
         // The child holds its ends now; ours of its ends must close, or EOF never comes.
         drop(command);
         super::isolation::limit(child.id());
+        live.lock().insert(child.id());
         let mut instance = Instance {
             child,
+            live,
             digest: code.digest,
             loaded: (code.handler.clone(), code.memory_mb),
             to_rt: File::from(OwnedFd::from(to_rt)),
@@ -411,6 +419,7 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
+        self.live.lock().remove(&self.child.id());
         let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }

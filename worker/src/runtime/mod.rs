@@ -17,9 +17,11 @@ mod log;
 use code_cache::CodeCache;
 use instance::Instance;
 use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use volley_proto::function::{Language, UserCode};
 
 const PYTHON_RUNTIME: &str = include_str!("../../../runtimes/python/volley_runtime.py");
@@ -74,6 +76,8 @@ pub struct Runtimes {
     pub cache: CodeCache,
     java_classes: Mutex<Option<Result<PathBuf, String>>>,
     instances: AtomicU64,
+    /// Process ids of the runtimes alive (each leads its own group).
+    live: Arc<Mutex<HashSet<u32>>>,
 }
 
 static ROOTS: AtomicU64 = AtomicU64::new(0);
@@ -100,6 +104,7 @@ impl Runtimes {
             root,
             java_classes: Mutex::new(None),
             instances: AtomicU64::new(0),
+            live: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 
@@ -116,7 +121,18 @@ impl Runtimes {
         std::fs::create_dir_all(&workdir).map_err(RuntimeError::io("the instance's directory"))?;
         let mut command = self.command(code, &path)?;
         isolation::confine(&mut command, &workdir, &code.function);
-        Instance::start(self, code, &path, command, workdir)
+        Instance::start(self, code, &path, command, workdir, self.live.clone())
+    }
+
+    /// Kills every runtime alive and its process group: a worker that stops leaves no
+    /// runtime behind, even one busy in a task that would never end.
+    pub fn kill_all(&self) {
+        for pid in self.live.lock().iter() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
     }
 
     /// The command line that starts `code`'s runtime.
