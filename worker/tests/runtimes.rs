@@ -230,7 +230,7 @@ fn a_runtime_gets_only_its_pipes_and_a_directory_of_its_own() {
     let mut instance = runtimes.start(&code).unwrap();
     // 0-4 and the descriptor listdir itself opens: nothing of the worker's.
     let r = instance.run(&code, 1, 1, r#"{"fds": true}"#);
-    assert_eq!(r.outcome, Outcome::Completed("[0, 1, 2, 3, 4, 5]".into()));
+    assert_eq!(r.outcome, Outcome::Completed("[0,1,2,3,4,5]".into()));
     let r = instance.run(&code, 2, 1, r#"{"env": "HOME"}"#);
     let Outcome::Completed(home) = r.outcome else { panic!() };
     assert!(home.contains("instances"), "{home}");
