@@ -162,6 +162,7 @@ pub async fn run_external(args: &PerfArgs) -> anyhow::Result<PerfRow> {
         task_ms: args.optype.task_ms(args.task_ms),
         slots_per_worker,
         repeat: 0,
+        function: None,
     };
     let row = PerfRow::new(&point, &outcome, &RunMeta::collect());
     report::append(&args.out, std::slice::from_ref(&row))?;
@@ -203,6 +204,7 @@ pub async fn run_self_contained(mode: Mode, out: &Path) -> anyhow::Result<Vec<Pe
             task_ms,
             slots_per_worker: 1,
             repeat: 0,
+            function: None,
         };
         rows.push(PerfRow::new(&point, &outcome, &meta));
     }

@@ -11,6 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Duration;
 use volley_client::{connect, register_spec, run_batch};
+use volley_proto::api;
 use volley_proto::Mode;
 
 pub use crate::workload::Scaling;
@@ -42,12 +43,34 @@ pub struct SweepSpec {
     pub out: PathBuf,
     /// Where per-task records go, if anywhere.
     pub tasks_csv: Option<PathBuf>,
+    /// A user function to sweep instead of the optypes, deployed into each point's cluster.
+    pub function: Option<SweepFunction>,
+}
+
+/// A user function a sweep deploys into every cluster it starts.
+#[derive(Debug, Clone)]
+pub struct SweepFunction {
+    /// Its name, written as the rows' OpType.
+    pub name: String,
+    /// Its runtime spec, without the code.
+    pub runtime: api::Runtime,
+    /// The code.
+    pub code: Vec<u8>,
+    /// Every task's arguments, a JSON text.
+    pub args: String,
 }
 
 impl SweepSpec {
     fn points(&self) -> Vec<(OpType, u64, Mode, usize, u32)> {
         let mut points = Vec::new();
-        for optype in &self.optypes {
+        // A user function is one kind of task, with no nominal duration.
+        let builtins = [OpType::Noop];
+        let optypes = if self.function.is_some() {
+            &builtins[..]
+        } else {
+            &self.optypes[..]
+        };
+        for optype in optypes {
             let durations: Vec<u64> = if !optype.has_duration() {
                 vec![0]
             } else {
@@ -111,13 +134,14 @@ pub async fn run_observed(
             task_ms,
             slots_per_worker: spec.slots,
             repeat,
+            function: spec.function.as_ref().map(|f| f.name.clone()),
         };
         let outcome = measure(spec, sampler, mode, workers, optype, task_ms, n)
             .await
             .with_context(|| format!("{mode} {optype}:{task_ms} with {workers} workers, repeat {repeat}"))?;
         let row = PerfRow::new(&point, &outcome, &meta);
         report::append(&spec.out, std::slice::from_ref(&row))?;
-        let function = optype.spec(task_ms);
+        let function = point.function.clone().unwrap_or_else(|| optype.spec(task_ms));
         requests.extend(
             outcome
                 .tasks
@@ -170,8 +194,20 @@ async fn measure(
         Duration::from_secs(30),
     )
     .await?;
-    let task = optype.spec(task_ms);
-    let (f, args) = register_spec(&mut client, &task).await?;
+    let (f, args) = match &spec.function {
+        Some(user) => {
+            let deployed = volley_client::commands::deploy::register_code(
+                &mut client,
+                &user.name,
+                user.runtime.clone(),
+                user.code.clone(),
+            )
+            .await
+            .map_err(|s| anyhow::anyhow!("deploying {}: {}", user.name, s.message()))?;
+            (deployed.function_id, user.args.clone())
+        }
+        None => register_spec(&mut client, &optype.spec(task_ms)).await?,
+    };
     let budget = Duration::from_millis(60_000 + 4 * task_ms * n as u64);
     let outcome = run_batch(&client, vec![(f, args); n], 10_000, budget).await?;
     cluster.stop().await?;

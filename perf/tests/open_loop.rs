@@ -65,6 +65,7 @@ async fn a_small_sweep_writes_one_row_per_point_and_task_records() {
         slots: 1,
         out: dir.join("performance_test.csv"),
         tasks_csv: Some(dir.join("tasks.csv")),
+        function: None,
     };
     let rows = sweep::run(&spec).await.expect("sweep");
     assert_eq!(rows.len(), 8);

@@ -536,3 +536,47 @@ async fn a_stopped_worker_leaves_no_runtime_behind() {
     let _ = std::fs::remove_file(&marker);
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_deploys_user_code_into_every_cluster_it_starts() {
+    let dir = std::env::temp_dir().join(format!("volley-sweep-code-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let code = dir.join("square.py");
+    std::fs::write(&code, "def handle(event):\n    return event['n'] ** 2\n").expect("code");
+    let out = dir.join("performance_test.csv");
+    let run = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+        .args([
+            "sweep",
+            "--workers",
+            "1,2",
+            "--modes",
+            "pull",
+            "--repeats",
+            "1",
+            "--tasks-per-worker",
+            "20",
+        ])
+        .args(["--runtime", "python", "--args", r#"{"n": 7}"#])
+        .arg("--code")
+        .arg(&code)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .await
+        .expect("client runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
+    let mut rows = csv::Reader::from_path(&out).expect("csv");
+    let rows: Vec<std::collections::HashMap<String, String>> = rows.deserialize().map(|r| r.expect("row")).collect();
+    assert_eq!(rows.len(), 2, "one row per point: {rows:?}");
+    for r in &rows {
+        assert_eq!(r["OpType"], "square", "{r:?}");
+    }
+    assert_eq!(
+        rows.iter()
+            .map(|r| r["nTasks"].parse::<usize>().expect("count"))
+            .sum::<usize>(),
+        60
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

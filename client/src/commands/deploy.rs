@@ -34,15 +34,19 @@ pub struct DeployArgs {
 }
 
 /// The code as it is sent, and what it is.
-struct Package {
-    bytes: Vec<u8>,
-    format: &'static str,
-    handler: String,
+#[derive(Debug)]
+pub struct Package {
+    /// The code (a `.java` file compiled and packed into a jar).
+    pub bytes: Vec<u8>,
+    /// Its format: py, zip, js, jar or bin.
+    pub format: &'static str,
+    /// The entry point (a `.java` file's class by default).
+    pub handler: String,
 }
 
 /// Deploys the code and prints the new version.
 pub async fn run(target: &Target, a: &DeployArgs, as_json: bool) -> anyhow::Result<i32> {
-    let package = package(a)?;
+    let package = package(&a.path, a.runtime, a.handler.as_deref())?;
     anyhow::ensure!(
         package.bytes.len() <= MAX_CODE_BYTES,
         "{} has {} bytes; a function's code may have at most {MAX_CODE_BYTES}",
@@ -111,16 +115,16 @@ pub async fn register_code(
         .map(|r| r.into_inner())
 }
 
-fn package(a: &DeployArgs) -> anyhow::Result<Package> {
-    let ext = a
-        .path
+/// Reads code for `language` from `path`, compiling a `.java` file, and says what it is.
+pub fn package(path: &Path, language: Language, handler: Option<&str>) -> anyhow::Result<Package> {
+    let ext = path
         .extension()
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let read = || std::fs::read(&a.path).with_context(|| format!("reading {}", a.path.display()));
-    let handler = a.handler.clone().unwrap_or_default();
-    let (bytes, format, handler) = match (a.runtime, ext.as_str()) {
+    let read = || std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let handler = handler.unwrap_or_default().to_owned();
+    let (bytes, format, handler) = match (language, ext.as_str()) {
         (Language::Python, "py") => (read()?, "py", handler),
         (Language::Python, "zip") => (read()?, "zip", handler),
         (Language::Node, "js" | "cjs") => (read()?, "js", handler),
@@ -132,14 +136,13 @@ fn package(a: &DeployArgs) -> anyhow::Result<Package> {
             (read()?, "jar", handler)
         }
         (Language::Java, "java") => {
-            let class = a
-                .path
+            let class = path
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("Handler")
                 .to_owned();
             (
-                compile_java(&a.path)?,
+                compile_java(path)?,
                 "jar",
                 if handler.is_empty() { class } else { handler },
             )

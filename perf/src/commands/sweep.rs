@@ -50,6 +50,19 @@ pub struct SweepArgs {
     /// Results database, verdicts, telemetry.
     #[command(flatten)]
     pub observe: ObserveArgs,
+    /// Sweep a user function instead of --optypes: its code (as `client deploy` takes
+    /// it), deployed into every cluster the sweep starts.
+    #[arg(long, requires = "runtime")]
+    pub code: Option<std::path::PathBuf>,
+    /// With --code: python, node, java or native.
+    #[arg(long, requires = "code")]
+    pub runtime: Option<volley_proto::function::Language>,
+    /// With --code: the entry point.
+    #[arg(long, requires = "code")]
+    pub handler: Option<String>,
+    /// With --code: every task's arguments, a JSON text.
+    #[arg(long, default_value = "", requires = "code")]
+    pub args: String,
 }
 
 /// What a sweep can be judged on: its worst point for each figure.
@@ -105,6 +118,28 @@ pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
         slots: a.slots,
         out: a.out.clone(),
         tasks_csv: a.tasks_csv,
+        function: match (&a.code, a.runtime) {
+            (Some(path), Some(language)) => {
+                let package = volley_client::commands::deploy::package(path, language, a.handler.as_deref())?;
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("function")
+                    .to_owned();
+                Some(crate::sweep::SweepFunction {
+                    name,
+                    runtime: volley_proto::api::Runtime {
+                        language: language.name().to_owned(),
+                        handler: package.handler,
+                        code_format: package.format.to_owned(),
+                        ..Default::default()
+                    },
+                    code: package.bytes,
+                    args: a.args.clone(),
+                })
+            }
+            _ => None,
+        },
     };
     crate::observe::track_redis(observed.sampler(), &spec.store).await;
     let mut requests = Vec::new();

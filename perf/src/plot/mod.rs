@@ -302,6 +302,7 @@ mod tests {
                         task_ms: 100,
                         slots_per_worker: 1,
                         repeat: 0,
+                        function: None,
                     };
                     let o = outcome(5 * workers, 0.52);
                     crate::report::append(&perf, &[PerfRow::new(&spec, &o, &meta)]).unwrap();

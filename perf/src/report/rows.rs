@@ -55,6 +55,15 @@ pub struct PointSpec {
     pub slots_per_worker: u32,
     /// Which repetition.
     pub repeat: u32,
+    /// A user function's name, written as the row's OpType instead of the built-in.
+    pub function: Option<String>,
+}
+
+impl PointSpec {
+    /// What the OpType column says: the built-in, or the user function's name.
+    pub fn kind(&self) -> String {
+        self.function.clone().unwrap_or_else(|| self.optype.to_string())
+    }
 }
 
 /// One row of `performance_test.csv`.
@@ -129,7 +138,7 @@ impl PerfRow {
         };
         Self {
             mode: spec.mode.to_string(),
-            optype: spec.optype.to_string(),
+            optype: spec.kind(),
             workers: spec.workers,
             tasks: outcome.submitted,
             total_time_s: total,
@@ -295,7 +304,7 @@ impl TaskRow {
         let started = t.dispatched_us + transfer / 2 + t.wait_us;
         Self {
             mode: spec.mode.to_string(),
-            optype: spec.optype.to_string(),
+            optype: spec.kind(),
             task_ms: spec.task_ms,
             workers: spec.workers,
             repeat: spec.repeat,
@@ -337,6 +346,7 @@ mod tests {
             task_ms: 100,
             slots_per_worker: 1,
             repeat: 0,
+            function: None,
         };
         // 20 tasks on 4 slots of 100 ms: ideal 0.5 s; took 0.625 s.
         let row = PerfRow::new(&spec, &outcome(20, 0.625), &RunMeta::collect());
@@ -364,6 +374,7 @@ mod tests {
             task_ms: 0,
             slots_per_worker: 2,
             repeat: 1,
+            function: None,
         };
         let row = PerfRow::new(&spec, &outcome(3, 0.1), &RunMeta::collect());
         append(&path, std::slice::from_ref(&row)).unwrap();
