@@ -58,7 +58,9 @@ impl Cluster {
         };
         let worker_port = cluster.spec.worker_port;
         cluster.start_dispatcher(0, worker_port).await?;
-        if cluster.spec.mode != Mode::Local {
+        // With none of its own, a cluster has nothing to wait for; waiting for exactly zero
+        // would race a worker started before it (it may register first).
+        if cluster.spec.mode != Mode::Local && cluster.spec.workers > 0 {
             for _ in 0..cluster.spec.workers {
                 cluster.spawn_worker(cluster.spec.slots, &[])?;
             }
