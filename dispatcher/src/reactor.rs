@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use volley_proto::auth::Token;
 use volley_proto::connection::PeerId;
-use volley_proto::function::Job;
 use volley_proto::ids::WorkerId;
 use volley_proto::text::escaped;
 use volley_proto::wire::{FromWorker, TaskAssignment, TaskResult, ToWorker};
@@ -431,14 +430,7 @@ impl Reactor {
         // the records written at submission and on leases, not on this order.
         for (worker, tasks) in self.outbox.assignments.drain() {
             match backend {
-                Backend::Local { pool, .. } => {
-                    for t in &tasks {
-                        if let Job::User { code, .. } = &t.job {
-                            give_code(pool, &self.shared, code.digest);
-                        }
-                    }
-                    pool.submit_all(tasks)
-                }
+                Backend::Local { pool, .. } => pool.submit_all(self.shared.code.given(&pool.runtimes().cache, tasks)),
                 Backend::Remote { outgoing, .. } => {
                     if let Some(peer) = self.peers.by_worker.get(&worker) {
                         outgoing.send_tasks(peer, tasks);
@@ -452,21 +444,5 @@ impl Reactor {
                 warn!("store writer is gone; transitions not persisted");
             }
         }
-    }
-}
-
-/// Puts a user function's code into the local pool's cache before its first task.
-fn give_code(pool: &SlotPool, shared: &Shared, digest: volley_proto::function::CodeDigest) {
-    let cache = &pool.runtimes().cache;
-    if cache.has(&digest) {
-        return;
-    }
-    match shared.code.get(&digest) {
-        Some(code) => {
-            if let Err(e) = cache.insert(digest, &code) {
-                warn!("cannot give the local pool code {digest}: {e}");
-            }
-        }
-        None => warn!("code {digest} is not held; its task will fail init"),
     }
 }

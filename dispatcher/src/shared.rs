@@ -64,6 +64,32 @@ impl CodeShelf {
     pub fn has(&self, digest: &CodeDigest) -> bool {
         self.0.read().contains_key(digest)
     }
+
+    /// `tasks`, once the code of the user functions among them is in the local pool's
+    /// cache (remote workers are sent it over the wire instead).
+    pub fn given(
+        &self,
+        cache: &volley_worker::runtime::code_cache::CodeCache,
+        tasks: Vec<volley_proto::wire::TaskAssignment>,
+    ) -> Vec<volley_proto::wire::TaskAssignment> {
+        for t in &tasks {
+            let volley_proto::function::Job::User { code, .. } = &t.job else {
+                continue;
+            };
+            if cache.has(&code.digest) {
+                continue;
+            }
+            match self.get(&code.digest) {
+                Some(bytes) => {
+                    if let Err(e) = cache.insert(code.digest, &bytes) {
+                        tracing::warn!("cannot give the local pool code {}: {e}", code.digest);
+                    }
+                }
+                None => tracing::warn!("code {} is not held; its task will fail init", code.digest),
+            }
+        }
+        tasks
+    }
 }
 
 impl Shared {

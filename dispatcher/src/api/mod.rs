@@ -6,8 +6,8 @@
 //! - [`session`] — `ExecuteStream`: submissions and their outcomes on one call.
 //! - `convert` — stored and finished tasks as the API shows them; store errors as statuses.
 
-mod code;
 mod convert;
+mod functions;
 pub mod session;
 pub mod watch;
 
@@ -79,7 +79,7 @@ impl Api {
             functions: Arc::new(RwLock::new(HashMap::new())),
             max_job_ms,
             facts: Arc::new(facts),
-            uploads: code::upload_places(),
+            uploads: functions::upload_places(),
         }
     }
 
@@ -232,31 +232,8 @@ impl Dispatcher for Api {
         request: Request<api::RegisterFunctionRequest>,
     ) -> Result<Response<api::RegisterFunctionResponse>, Status> {
         let req = request.into_inner();
-        let name = req.name.trim();
-        if name.is_empty() {
-            return Err(Status::invalid_argument("function name must not be empty"));
-        }
-        if name.chars().count() > MAX_NAME_CHARS {
-            return Err(Status::invalid_argument(format!(
-                "function name '{}' is longer than {MAX_NAME_CHARS} characters",
-                volley_proto::text::quote(name)
-            )));
-        }
-        let (kind, code_digest) = match req.spec.as_ref().and_then(|s| s.kind.as_ref()) {
-            Some(api::function_spec::Kind::Runtime(runtime)) => {
-                let code = Arc::new(self.user_code(name, runtime).await?);
-                let digest = code.digest.to_string();
-                self.shared.latest_code.write().insert(name.to_owned(), code.clone());
-                (FunctionKind::User(code), digest)
-            }
-            _ => {
-                let kind =
-                    FunctionKind::from_api(req.spec.as_ref()).map_err(|e| Status::invalid_argument(e.to_string()))?;
-                kind.validate(self.max_job_ms)
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
-                (kind, String::new())
-            }
-        };
+        let name = functions::checked_name(&req.name)?;
+        let (kind, code_digest) = self.function_kind(name, req.spec.as_ref()).await?;
         let (id, version) = self
             .shared
             .store

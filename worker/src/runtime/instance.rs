@@ -1,6 +1,7 @@
 //! One runtime process: started isolated, spoken to in frames, watched for its deadline
 //! and its memory, and killed with its whole process group when it misbehaves.
 
+use super::failures::{clip, failure_text, kind_of, tail};
 use super::log::Log;
 use super::{RuntimeError, Runtimes};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -19,14 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use volley_proto::function::{CodeDigest, UserCode};
 use volley_proto::wire::{Outcome, MAX_RESULT_BYTES};
-use volley_runtime::frame::{Decoder, Failure, Frame, FROM_RUNTIME_FD, PROTOCOL_VERSION, TO_RUNTIME_FD};
+use volley_runtime::frame::{Decoder, Frame, FROM_RUNTIME_FD, PROTOCOL_VERSION, TO_RUNTIME_FD};
 
 /// How often a waiting slot looks at its runtime's memory.
 const MEMORY_CHECK: Duration = Duration::from_millis(20);
-/// The longest an error's type, message and traceback may be, each.
-const MAX_KIND: usize = 256;
-const MAX_MESSAGE: usize = 4096;
-const MAX_TRACEBACK: usize = 16 * 1024;
 /// The least time a runtime gets to load its code, whatever the function's timeout.
 const MIN_INIT: Duration = Duration::from_secs(30);
 
@@ -441,48 +438,4 @@ fn resident_mb(pid: u32) -> u64 {
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
     pages * 4096 / (1024 * 1024)
-}
-
-/// `Type: message` and the traceback below, each bounded.
-fn failure_text(f: &Failure) -> String {
-    let mut text = format!("{}: {}", clip(&f.kind, MAX_KIND), clip(&f.message, MAX_MESSAGE));
-    if !f.traceback.trim().is_empty() {
-        text.push('\n');
-        text.push_str(&clip(f.traceback.trim_end(), MAX_TRACEBACK));
-    }
-    text
-}
-
-fn clip(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_owned();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… [{} bytes cut]", &s[..end], s.len() - end)
-}
-
-fn kind_of(f: &Frame) -> &'static str {
-    match f {
-        Frame::Init { .. } => "INIT",
-        Frame::Ready { .. } => "READY",
-        Frame::InitFailed(_) => "INIT_FAILED",
-        Frame::Invoke { .. } => "INVOKE",
-        Frame::Result { .. } => "RESULT",
-        Frame::Error { .. } => "ERROR",
-    }
-}
-
-/// The end of what a runtime printed before dying, for an init failure's message.
-fn tail(log: &Log) -> String {
-    let text = log.peek();
-    let text = text.trim();
-    if text.is_empty() {
-        return String::new();
-    }
-    let start = text.len().saturating_sub(2000);
-    let start = (start..text.len()).find(|i| text.is_char_boundary(*i)).unwrap_or(0);
-    format!("; it printed:\n{}", &text[start..])
 }

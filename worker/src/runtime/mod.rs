@@ -3,13 +3,15 @@
 //!
 //! - [`code_cache`] — code received by digest, checked, kept on disk;
 //! - [`instance`] — one runtime process: start, READY, tasks, deadline, memory, death;
-//! - [`isolation`] — what user code gets of the worker (environment, descriptors, rlimits);
-//! - [`log`] — a task's bounded stdout/stderr.
+//! - `failures` — how a runtime's failures read in a task's error;
+//! - `isolation` — what user code gets of the worker (environment, descriptors, rlimits);
+//! - `log` — a task's bounded stdout/stderr.
 //!
 //! The runtime programs themselves live in `runtimes/` at the repository's root and are
 //! built into the worker, so a worker binary carries everything but the interpreters.
 
 pub mod code_cache;
+mod failures;
 pub mod instance;
 mod isolation;
 mod log;

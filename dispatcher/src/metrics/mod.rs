@@ -3,7 +3,7 @@
 //! queue, workers and counters. Labels are bounded: a function's registered name for the
 //! first [`MAX_FUNCTION_LABELS`] names, `other` after that; never a task id.
 
-use crate::core::{Finished, FunctionLoad};
+use crate::core::Finished;
 use crate::reactor::{Command, Snapshot};
 use crate::shared::Shared;
 use parking_lot::{Mutex, RwLock};
@@ -25,6 +25,9 @@ use volley_proto::wire::Outcome;
 
 /// Distinct function names that get their own label; later ones share `other`.
 pub const MAX_FUNCTION_LABELS: usize = 100;
+
+mod per_function;
+use per_function::per_function;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FunctionLabel {
@@ -271,79 +274,6 @@ impl Collector for ClusterCollector {
         )?;
         per_function(&mut e, &s.functions)
     }
-}
-
-/// Queue, running tasks and instances per function, the first [`MAX_FUNCTION_LABELS`]
-/// by name on their own and the rest summed as `other`.
-fn per_function(e: &mut DescriptorEncoder, loads: &[FunctionLoad]) -> Result<(), std::fmt::Error> {
-    let mut rows: Vec<(String, [i64; 7])> = Vec::new();
-    for (i, f) in loads.iter().enumerate() {
-        let values = [
-            i64::from(f.queued),
-            i64::from(f.running),
-            i64::from(f.instances),
-            i64::from(f.starting),
-            f.failed_starts as i64,
-            f.idle_instance_us as i64,
-            f.init_failures as i64,
-        ];
-        if i < MAX_FUNCTION_LABELS {
-            rows.push((f.function.clone(), values));
-        } else {
-            match rows.iter_mut().find(|(name, _)| name == "other") {
-                Some((_, sum)) => sum.iter_mut().zip(values).for_each(|(s, v)| *s += v),
-                None => rows.push(("other".into(), values)),
-            }
-        }
-    }
-    let families = [
-        ("function_tasks_queued", "Tasks waiting, per function."),
-        ("function_tasks_running", "Tasks held by workers, per function."),
-        (
-            "function_instances_ready",
-            "Workers bound to the function and registered.",
-        ),
-        (
-            "function_instances_starting",
-            "Instances the elastic pool started that have not registered yet.",
-        ),
-    ];
-    for (k, (name, help)) in families.into_iter().enumerate() {
-        let mut family = e.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Gauge)?;
-        for (function, values) in &rows {
-            let labels = FunctionLabel {
-                function: function.clone(),
-            };
-            ConstGauge::new(values[k]).encode(family.encode_family(&labels)?)?;
-        }
-    }
-    let counters = [
-        (
-            "function_failed_starts",
-            "Instance starts that failed (binary missing, exited early, never registered).",
-            1.0,
-        ),
-        (
-            "function_idle_instance_seconds",
-            "Time the function's instances spent registered and idle (wasted instance-time).",
-            1e-6,
-        ),
-        (
-            "function_init_failures",
-            "Tasks whose code failed to load on a worker (init_failed).",
-            1.0,
-        ),
-    ];
-    for (k, (name, help, scale)) in counters.into_iter().enumerate() {
-        let mut family = e.encode_descriptor(name, help, None, prometheus_client::metrics::MetricType::Counter)?;
-        for (function, values) in &rows {
-            let labels = FunctionLabel {
-                function: function.clone(),
-            };
-            ConstCounter::new(values[4 + k] as f64 * scale).encode(family.encode_family(&labels)?)?;
-        }
-    }
-    Ok(())
 }
 
 /// Everything the dispatcher exports.

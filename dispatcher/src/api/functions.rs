@@ -1,7 +1,8 @@
-//! User functions' code at the edge: checked, stored by digest, listed without it.
+//! Functions at the edge: names checked, specs resolved; user code stored by digest,
+//! uploaded in chunks, listed without it.
 
 use super::convert::store_status;
-use super::Api;
+use super::{Api, MAX_NAME_CHARS};
 use bytes::Bytes;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -9,7 +10,22 @@ use tokio_stream::StreamExt;
 use tonic::{Response, Status, Streaming};
 use volley_proto::api;
 use volley_proto::function::user::{RuntimeSpec, MAX_CODE_BYTES};
-use volley_proto::function::{CodeDigest, UserCode};
+use volley_proto::function::{CodeDigest, FunctionKind, UserCode};
+
+/// The name a function is registered under, trimmed; empty or over-long is refused.
+pub(super) fn checked_name(name: &str) -> Result<&str, Status> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Status::invalid_argument("function name must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(Status::invalid_argument(format!(
+            "function name '{}' is longer than {MAX_NAME_CHARS} characters",
+            volley_proto::text::quote(name)
+        )));
+    }
+    Ok(name)
+}
 
 /// Uploads held in memory at once: each may hold up to [`MAX_CODE_BYTES`].
 pub const MAX_UPLOADS: usize = 4;
@@ -20,6 +36,29 @@ pub fn upload_places() -> Arc<Semaphore> {
 }
 
 impl Api {
+    /// What a `RegisterFunction` spec registers, and its code's digest (hex) if it is a
+    /// user function: built-ins are checked against the task timeout; user code is stored.
+    pub(super) async fn function_kind(
+        &self,
+        name: &str,
+        spec: Option<&api::FunctionSpec>,
+    ) -> Result<(FunctionKind, String), Status> {
+        match spec.and_then(|s| s.kind.as_ref()) {
+            Some(api::function_spec::Kind::Runtime(runtime)) => {
+                let code = Arc::new(self.user_code(name, runtime).await?);
+                let digest = code.digest.to_string();
+                self.shared.latest_code.write().insert(name.to_owned(), code.clone());
+                Ok((FunctionKind::User(code), digest))
+            }
+            _ => {
+                let kind = FunctionKind::from_api(spec).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                kind.validate(self.max_job_ms)
+                    .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                Ok((kind, String::new()))
+            }
+        }
+    }
+
     /// Checks a `Runtime` spec and makes sure its code is stored and held: inline code is
     /// stored now; code named by digest must have been uploaded.
     pub(super) async fn user_code(&self, name: &str, runtime: &api::Runtime) -> Result<UserCode, Status> {
