@@ -83,30 +83,13 @@ fn empty_handlers(scratch: &Path) -> anyhow::Result<Vec<Handler>> {
     ])
 }
 
-/// Every child of `pid`, whichever of its threads started it (runtimes are started by
-/// the workers' slot threads).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 /// CPU of the dispatcher, the workers and the runtimes, and this process.
 fn cpu(cluster: &Cluster) -> anyhow::Result<[Duration; 4]> {
     let dispatcher = cpu_time(cluster.dispatcher_pid().context("no dispatcher")?)?;
     let (mut workers, mut runtimes) = (Duration::ZERO, Duration::ZERO);
     for pid in cluster.worker_pids() {
         workers += cpu_time(pid)?;
-        for child in children(pid) {
+        for child in volley_perf::procstat::children(pid) {
             runtimes += cpu_time(child).unwrap_or_default();
         }
     }

@@ -93,6 +93,23 @@ fn sysconf(var: nix::unistd::SysconfVar, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The children of `pid`, whichever of its threads started them (a worker's runtimes are
+/// started by its slot threads); empty once it is gone.
+pub fn children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+        .flat_map(|c| {
+            c.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -477,22 +477,6 @@ async fn a_trace_replays_onto_a_deployed_function() {
     cluster.stop().await.expect("stop");
 }
 
-/// The children of `pid`, whichever of its threads started them.
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-        .flat_map(|c| {
-            c.split_whitespace()
-                .filter_map(|p| p.parse().ok())
-                .collect::<Vec<u32>>()
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_leaves_no_runtime_behind() {
     let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 1).label("runtime-orphans"))
@@ -521,7 +505,9 @@ async fn a_stopped_worker_leaves_no_runtime_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let worker = cluster.worker_pid(0).expect("a worker");
-    let runtime = *children(worker).first().expect("the runtime is the worker's child");
+    let runtime = *volley_perf::procstat::children(worker)
+        .first()
+        .expect("the runtime is the worker's child");
     cluster
         .signal_worker(0, volley_perf::cluster::Signal::SIGTERM)
         .expect("SIGTERM");

@@ -5,15 +5,21 @@ use serde_json::json;
 use volley_proto::api;
 use volley_proto::function::FunctionKind;
 
-/// The latest version of a function by name: its id and spec.
-pub async fn latest(client: &mut crate::Client, name: &str) -> anyhow::Result<api::RegisteredFunction> {
-    let all = client
+/// Every registered function, each version, oldest first.
+async fn all(client: &mut crate::Client) -> anyhow::Result<Vec<api::RegisteredFunction>> {
+    Ok(client
         .list_functions(api::ListFunctionsRequest {})
         .await
         .map_err(|s| status_error("ListFunctions", s))?
         .into_inner()
-        .functions;
-    all.into_iter()
+        .functions)
+}
+
+/// The latest version of a function by name: its id and spec.
+pub async fn latest(client: &mut crate::Client, name: &str) -> anyhow::Result<api::RegisteredFunction> {
+    all(client)
+        .await?
+        .into_iter()
         .filter(|f| f.name == name)
         .max_by_key(|f| f.function_id)
         .ok_or_else(|| {
@@ -23,14 +29,8 @@ pub async fn latest(client: &mut crate::Client, name: &str) -> anyhow::Result<ap
 
 /// Prints the functions, one line each (or a JSON array).
 pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
-    let mut client = target.connect().await?;
-    let all = client
-        .list_functions(api::ListFunctionsRequest {})
-        .await
-        .map_err(|s| status_error("ListFunctions", s))?
-        .into_inner()
-        .functions;
-    let rows: Vec<_> = all
+    let functions = all(&mut target.connect().await?).await?;
+    let rows: Vec<_> = functions
         .iter()
         .map(|f| {
             let runtime = match f.spec.as_ref().and_then(|s| s.kind.as_ref()) {
