@@ -234,35 +234,30 @@ fn run_user(
     executed: &AtomicU64,
 ) -> TaskResult {
     let started = Instant::now();
-    // The slot's runtime if it serves this code; otherwise it goes (killed) and a new one starts.
-    let current = match instance.take().filter(|i| i.serves(code)) {
-        Some(i) => Ok(i),
-        None => runtimes.start(code),
-    };
-    let (outcome, log) = match current {
-        Ok(mut i) => {
+    if instance.as_ref().is_some_and(|i| !i.serves(code)) {
+        *instance = None;
+    }
+    let (outcome, log) = match instance {
+        Some(i) => {
             let run = i.run(code, assignment.task_id.0, assignment.attempt, args);
-            if run.keep {
-                *instance = Some(i);
+            if !run.keep {
+                *instance = None;
             }
             (run.outcome, run.log)
         }
-        Err(RuntimeError::Init(e) | RuntimeError::Start(e)) => {
-            (Outcome::Failed(format!("{INIT_FAILED}{e}")), String::new())
-        }
+        None => match runtimes.start(code) {
+            Ok(mut i) => {
+                let run = i.run(code, assignment.task_id.0, assignment.attempt, args);
+                if run.keep {
+                    *instance = Some(i);
+                }
+                (run.outcome, run.log)
+            }
+            Err(RuntimeError::Init(e) | RuntimeError::Start(e)) => {
+                (Outcome::Failed(format!("{INIT_FAILED}{e}")), String::new())
+            }
+        },
     };
-    finished(assignment, received, started, outcome, log, executed)
-}
-
-/// The result of an assignment that started running at `started`.
-fn finished(
-    assignment: &TaskAssignment,
-    received: Instant,
-    started: Instant,
-    outcome: Outcome,
-    log: String,
-    executed: &AtomicU64,
-) -> TaskResult {
     executed.fetch_add(1, Ordering::Relaxed);
     TaskResult {
         task_id: assignment.task_id,
@@ -278,7 +273,16 @@ fn finished(
 fn run(assignment: TaskAssignment, received: Instant, executed: &AtomicU64) -> TaskResult {
     let started = Instant::now();
     let outcome = run_job(&assignment.job);
-    finished(&assignment, received, started, outcome, String::new(), executed)
+    let run_us = started.elapsed().as_micros() as u64;
+    executed.fetch_add(1, Ordering::Relaxed);
+    TaskResult {
+        task_id: assignment.task_id,
+        attempt: assignment.attempt,
+        outcome,
+        wait_us: started.duration_since(received).as_micros() as u64,
+        run_us,
+        log: String::new(),
+    }
 }
 
 /// Runs one job on the calling thread and returns its result as JSON.
