@@ -226,7 +226,11 @@ async fn redis_down_means_unavailable_and_the_dispatcher_recovers() {
         .await
         .expect_err("store is down");
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
-    assert!(refused.message().contains("store unavailable"), "{}", refused.message());
+    assert!(
+        refused.message().contains("nothing was submitted") && refused.message().contains("submitting again is safe"),
+        "{}",
+        refused.message()
+    );
     let status = client
         .get_status(api::GetStatusRequest { task_id: before[0] })
         .await
@@ -424,4 +428,128 @@ async fn a_stalled_push_worker_delays_only_itself() {
     assert!(c.workers_lost >= 1, "the stalled worker was declared dead: {c:?}");
     cluster.signal_worker(0, Signal::SIGCONT).expect("SIGCONT");
     cluster.stop().await.expect("stop");
+}
+
+/// A TCP relay in front of Redis that, once muted, passes requests on but never their
+/// replies: the connection closes as the reply arrives, the way a Redis killed between
+/// applying a write and answering it looks to its client. While muted it also refuses
+/// new connections.
+struct ReplyEater {
+    port: u16,
+    muted: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ReplyEater {
+    async fn start(upstream: u16) -> Self {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let muted = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = muted.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if flag.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    continue;
+                };
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                // Set before the client sees its connection close: nothing it sends after
+                // that reaches Redis.
+                let eaten = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stop = eaten.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = client_rx.read(&mut buf).await {
+                        if n == 0 || stop.load(Ordering::SeqCst) || server_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    while let Ok(n) = server_rx.read(&mut buf).await {
+                        if flag.load(Ordering::SeqCst) {
+                            eaten.store(true, Ordering::SeqCst);
+                            break;
+                        }
+                        if n == 0 || client_tx.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, muted, task }
+    }
+
+    fn mute(&self, on: bool) {
+        self.muted.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for ReplyEater {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submission_redis_applied_but_never_answered_leaves_nothing_behind() {
+    use volley_dispatcher::store::redis::RedisStore;
+    use volley_dispatcher::store::{Submission, TaskStore};
+    use volley_proto::ids::FunctionId;
+
+    let redis = RedisServer::start(false).expect("redis-server");
+    let port: u16 = redis
+        .url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.split('/').next()?.parse().ok())
+        .expect("port");
+    let relay = ReplyEater::start(port).await;
+    let store = RedisStore::connect(&format!("redis://127.0.0.1:{}/0", relay.port), "eaten:")
+        .await
+        .expect("connect through the relay");
+    let direct = RedisStore::connect(&redis.url(), "eaten:").await.expect("connect");
+    let submission = |i: u64| Submission {
+        function_id: FunctionId(1),
+        args: format!("{{\"i\":{i}}}"),
+        submitted_us: 1,
+    };
+    let kept = store.enqueue(&[submission(0), submission(1)]).await.expect("enqueue");
+
+    relay.mute(true);
+    store
+        .enqueue(&[submission(2), submission(3), submission(4)])
+        .await
+        .expect_err("the reply never came");
+    // Redis applied it: without a withdrawal these three would stay QUEUED for ever.
+    assert_eq!(direct.unfinished_count().await.expect("count"), 5);
+
+    relay.mute(false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let ids: Vec<u64> = direct
+            .all_tasks()
+            .await
+            .expect("tasks")
+            .iter()
+            .map(|t| t.id.0)
+            .collect();
+        if ids == kept.iter().map(|t| t.0).collect::<Vec<_>>() && direct.unfinished_count().await.expect("count") == 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failed submission is still stored: {ids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    direct.purge().await.expect("purge");
 }

@@ -17,7 +17,7 @@ pub use convert::{finished_info, task_info};
 use crate::core::{NewTask, Now, TaskSet};
 use crate::reactor::{Command, Snapshot};
 use crate::shared::{EdgeCounters, Shared};
-use crate::store::{Submission, TaskRecord};
+use crate::store::{StoreError, Submission, TaskRecord};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -177,7 +177,12 @@ impl Api {
             Ok(ids) => ids,
             Err(e) => {
                 self.shared.admission.release(n);
-                return Err(store_status(e));
+                return Err(match e {
+                    StoreError::Unavailable(why) => Status::unavailable(format!(
+                        "nothing was submitted, the task store is unavailable ({why}); submitting again is safe"
+                    )),
+                    e => store_status(e),
+                });
             }
         };
         if let Some(m) = &self.shared.metrics {

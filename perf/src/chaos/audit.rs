@@ -23,7 +23,12 @@ async fn store(redis: &RedisServer) -> anyhow::Result<RedisStore> {
 }
 
 /// Waits until nothing is queued or running and the store holds no unfinished task.
-pub(super) async fn drain(cluster: &mut Cluster, redis: &RedisServer, tally: &mut Tally) -> anyhow::Result<()> {
+pub(super) async fn drain(
+    cluster: &mut Cluster,
+    redis: &RedisServer,
+    catalog: &Catalog,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(120);
     let store = store(redis).await?;
     loop {
@@ -35,13 +40,40 @@ pub(super) async fn drain(cluster: &mut Cluster, redis: &RedisServer, tally: &mu
             }
         }
         if Instant::now() > deadline {
+            let stuck = stuck_tasks(&store, catalog).await;
             bail!(
-                "{unfinished} tasks still unfinished 120 s after submission ended; logs in {}",
+                "{unfinished} tasks still unfinished 120 s after submission ended: {stuck}; logs in {}",
                 cluster.log_dir().display()
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The first unfinished tasks, each with its kind, state, attempts and worker, so a
+/// failed drain says which tasks stuck and where.
+async fn stuck_tasks(store: &RedisStore, catalog: &Catalog) -> String {
+    let tasks = match store.all_tasks().await {
+        Ok(tasks) => tasks,
+        Err(e) => return format!("(reading them failed: {e})"),
+    };
+    let stuck: Vec<String> = tasks
+        .iter()
+        .filter(|t| !t.state.is_terminal())
+        .take(20)
+        .map(|t| {
+            format!(
+                "{} {:?} {} attempt {} on {:?} dispatched at {} µs",
+                t.id,
+                catalog.kinds.get(&t.function_id.0),
+                t.state.as_str(),
+                t.attempts,
+                t.worker,
+                t.dispatched_us
+            )
+        })
+        .collect();
+    stuck.join("; ")
 }
 
 /// Checks every stored task, and every acknowledged id through the API.

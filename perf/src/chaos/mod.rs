@@ -299,7 +299,7 @@ pub async fn run(spec: &ChaosSpec) -> anyhow::Result<ChaosReport> {
     submitter.await.context("the submitter panicked")?;
     let submission_ended = Instant::now();
 
-    drain(&mut cluster, &redis, &mut tally).await?;
+    drain(&mut cluster, &redis, &catalog, &mut tally).await?;
     report.drain_s = submission_ended.elapsed().as_secs_f64();
     let counters = tally.total();
     report.requeues = counters.requeued;

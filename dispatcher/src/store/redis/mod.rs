@@ -6,6 +6,8 @@
 //! Every batch of transitions is one pipelined round trip. The pipeline is not atomic:
 //! a task whose hash says terminal but is still in `unfinished` is cleaned up on recovery.
 
+mod inspect;
+
 use super::keys::{Keys, TaskField, FUNCTION_NAME, FUNCTION_SPEC, FUNCTION_VERSION};
 use super::transition::{self, Change, Value};
 use super::{redact, FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
@@ -16,6 +18,7 @@ use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::HashMap;
 use std::time::Duration;
+use tracing::{debug, info};
 use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 
@@ -89,6 +92,33 @@ impl RedisStore {
         self
     }
 
+    /// Removes the tasks of an enqueue that failed, once Redis answers again. Redis may
+    /// have applied the write and died before answering: the client hears that nothing
+    /// was submitted (and may submit again), so tasks written anyway would sit QUEUED,
+    /// known to no running dispatcher. Their ids were never handed out, so deleting them
+    /// races with nothing.
+    fn withdraw_later(&self, ids: Vec<TaskId>) {
+        let mut conn = self.conn.clone();
+        let keys = self.keys.clone();
+        tokio::spawn(async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("DEL")
+                .arg(ids.iter().map(|id| keys.task(*id)).collect::<Vec<_>>())
+                .ignore();
+            pipe.cmd("SREM")
+                .arg(keys.unfinished())
+                .arg(ids.iter().map(|id| id.0).collect::<Vec<_>>())
+                .ignore();
+            let mut delay = Duration::from_millis(20);
+            while let Err(e) = pipe.query_async::<()>(&mut conn).await {
+                debug!(tasks = ids.len(), "withdrawing a failed submission: {e}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+            info!(tasks = ids.len(), "withdrew a submission whose write failed");
+        });
+    }
+
     async fn take_ids(&self, n: u64) -> Result<u64, StoreError> {
         {
             let mut block = self.ids.lock();
@@ -127,61 +157,6 @@ impl RedisStore {
             )));
         }
         Ok(first)
-    }
-
-    /// Deletes every key under this store's prefix; for tests and benchmarks.
-    pub async fn purge(&self) -> Result<u64, StoreError> {
-        let keys = self.scan(&self.keys.all()).await?;
-        let mut conn = self.conn.clone();
-        let mut deleted = 0;
-        for chunk in keys.chunks(10_000) {
-            deleted += redis::cmd("DEL")
-                .arg(chunk)
-                .query_async::<u64>(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
-        Ok(deleted)
-    }
-
-    /// Every task stored under this prefix, for audits; reads only.
-    pub async fn all_tasks(&self) -> Result<Vec<TaskRecord>, StoreError> {
-        let keys = self.scan(&self.keys.all_tasks()).await?;
-        let mut ids: Vec<TaskId> = keys.iter().filter_map(|k| self.keys.task_id(k)).collect();
-        ids.sort_unstable();
-        Ok(self.get_many(&ids).await?.into_iter().flatten().collect())
-    }
-
-    /// How many tasks the store holds as unfinished; reads only.
-    pub async fn unfinished_count(&self) -> Result<u64, StoreError> {
-        let mut conn = self.conn.clone();
-        redis::cmd("SCARD")
-            .arg(self.keys.unfinished())
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)
-    }
-
-    async fn scan(&self, pattern: &str) -> Result<Vec<String>, StoreError> {
-        let mut conn = self.conn.clone();
-        let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            keys.extend(batch);
-            cursor = next;
-            if cursor == 0 {
-                return Ok(keys);
-            }
-        }
     }
 }
 
@@ -356,7 +331,10 @@ impl TaskStore for RedisStore {
             .arg(ids.iter().map(|i| i.0).collect::<Vec<_>>())
             .ignore();
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)?;
+        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+            self.withdraw_later(ids);
+            return Err(unavailable(e));
+        }
         Ok(ids)
     }
 
