@@ -194,7 +194,7 @@ fn bare_start(program: &str, args: &[&str], dir: &Path) -> anyhow::Result<f64> {
 /// Medians of `n` alternating trials, ms: the bare command's start to exit, spawn to
 /// READY through the worker's runtime host, and the code's load as the runtime reported
 /// it. Alternating, so both see the machine in the same state.
-fn starts(
+async fn starts(
     n: usize,
     bare: (&str, &[&str]),
     dir: &Path,
@@ -216,10 +216,10 @@ fn starts(
     let (mut plain, mut ready, mut init) = (Vec::new(), Vec::new(), Vec::new());
     // One of each first, unmeasured: page cache and the JIT's class data warm.
     bare_start(bare.0, bare.1, dir)?;
-    drop(runtimes.start(&user)?);
+    drop(runtimes.start(&user).await?);
     for _ in 0..n {
         plain.push(bare_start(bare.0, bare.1, dir)?);
-        let instance = runtimes.start(&user)?;
+        let instance = runtimes.start(&user).await?;
         ready.push(instance.started.ready_after.as_secs_f64() * 1e3);
         init.push(instance.started.init_us as f64 / 1e3);
     }
@@ -326,7 +326,8 @@ async fn main() -> anyhow::Result<()> {
     println!("| runtime | bare start ms | start to READY ms | ratio | code load ms (runtime's own) |");
     println!("|---|---:|---:|---:|---:|");
     for ((label, language, code, handler, format), bare) in handlers.iter().zip(bare) {
-        let [plain, ready, init] = starts(starts_n, bare, &scratch, &runtimes, (*language, code, handler, format))?;
+        let [plain, ready, init] =
+            starts(starts_n, bare, &scratch, &runtimes, (*language, code, handler, format)).await?;
         println!(
             "| {label} | {plain:.1} | {ready:.1} | {:.2} | {init:.2} |",
             ready / plain

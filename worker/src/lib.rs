@@ -1,12 +1,14 @@
 //! A Volley worker: runs tasks the dispatcher hands it, in `N` slots.
 //!
-//! - [`executor`] — the slot pool: `N` threads that run [`volley_proto::function::Job`]s.
+//! - [`executor`] — the slot pool: `N` slots that run [`volley_proto::function::Job`]s,
+//!   user functions in runtime processes ([`runtime`]), built-ins ([`builtins`]) on threads.
 //!   The dispatcher's local mode runs the same pool in-process.
 //! - [`session`] — connecting, registering, heartbeats, credits and results; rebuilds
 //!   the connection when the dispatcher goes silent.
 //! - [`metrics`] — the Prometheus page a worker serves with `--metrics ADDR`.
 //! - [`cli`] — the command line and its [`session::WorkerConfig`].
 
+pub mod builtins;
 pub mod cli;
 pub mod executor;
 pub mod metrics;

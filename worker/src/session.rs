@@ -227,8 +227,8 @@ async fn prewarm(
         .cache
         .insert(code.digest, &bytes)
         .map_err(|e| WorkerError::Runtimes(std::io::Error::other(e.to_string())))?;
-    // Blocking on purpose: nothing else of this worker runs before it registers.
-    let started = pool.prewarm(code.clone());
+    // Nothing else of this worker runs before it registers.
+    let started = pool.prewarm(code.clone()).await;
     for s in started {
         match s {
             Ok(s) => {

@@ -94,25 +94,27 @@ fn failed(o: &Outcome) -> &str {
     }
 }
 
-#[test]
-fn every_runtime_runs_answers_and_contains_every_fault() {
+#[tokio::test]
+async fn every_runtime_runs_answers_and_contains_every_fault() {
     std::env::set_var("VOLLEY_TOKEN", "secret-never-shown");
     let runtimes = Runtimes::new(Interpreters::default()).unwrap();
     for (language, bytes, handler, format) in each_language() {
         let digest = CodeDigest::of(&bytes);
         runtimes.cache.insert(digest, &bytes).unwrap();
         let code = user_code(language, handler, format, digest, 1500);
-        let mut instance = runtimes.start(&code).unwrap_or_else(|e| panic!("{language}: {e}"));
+        let mut instance = runtimes
+            .start(&code)
+            .await
+            .unwrap_or_else(|e| panic!("{language}: {e}"));
         assert_eq!(instance.started.runtime, language.name());
-        let run = |i: &mut volley_worker::runtime::instance::Instance, args: &str| i.run(&code, 1, 1, args);
 
         // A result, with non-ASCII text both ways.
-        let r = run(&mut instance, r#"{"echo": "naïve ☃ 日本"}"#);
+        let r = instance.run(&code, 1, 1, r#"{"echo": "naïve ☃ 日本"}"#).await;
         assert_eq!(r.outcome, Outcome::Completed("\"naïve ☃ 日本\"".into()), "{language}");
         assert!(r.keep);
 
         // A raise: its type, message and traceback; the instance lives on.
-        let r = run(&mut instance, r#"{"raise": "bad input"}"#);
+        let r = instance.run(&code, 1, 1, r#"{"raise": "bad input"}"#).await;
         let e = failed(&r.outcome);
         assert!(e.contains("bad input"), "{language}: {e}");
         if language != Language::Native {
@@ -121,11 +123,11 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
         assert!(r.keep, "{language}");
 
         // The worker's secrets are not in the runtime's environment.
-        let r = run(&mut instance, r#"{"env": "VOLLEY_TOKEN"}"#);
+        let r = instance.run(&code, 1, 1, r#"{"env": "VOLLEY_TOKEN"}"#).await;
         assert_eq!(r.outcome, Outcome::Completed("null".into()), "{language}");
 
         // 1 MiB printed: the log keeps its bound and says it was cut.
-        let r = run(&mut instance, r#"{"print": 1048576}"#);
+        let r = instance.run(&code, 1, 1, r#"{"print": 1048576}"#).await;
         assert_eq!(r.outcome, Outcome::Completed("null".into()), "{language}");
         assert!(
             r.log.len() >= MAX_LOG_BYTES && r.log.len() < MAX_LOG_BYTES + 200,
@@ -135,7 +137,7 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
         assert!(r.log.contains("output cut here"), "{language}");
 
         // Past its deadline: killed, and the next task gets a fresh process.
-        let r = run(&mut instance, r#"{"sleep_ms": 5000}"#);
+        let r = instance.run(&code, 1, 1, r#"{"sleep_ms": 5000}"#).await;
         assert!(
             failed(&r.outcome).starts_with("timeout:"),
             "{language}: {:?}",
@@ -145,8 +147,8 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
         drop(instance);
 
         // A crash: the exit status or signal, never the worker.
-        let mut instance = runtimes.start(&code).unwrap();
-        let r = run(&mut instance, r#"{"crash": true}"#);
+        let mut instance = runtimes.start(&code).await.unwrap();
+        let r = instance.run(&code, 1, 1, r#"{"crash": true}"#).await;
         let e = failed(&r.outcome);
         assert!(
             e.starts_with("crashed:") && (e.contains("signal") || e.contains("status")),
@@ -156,8 +158,10 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
         drop(instance);
 
         // Over its memory limit: killed, out_of_memory.
-        let mut instance = runtimes.start(&code).unwrap();
-        let r = run(&mut instance, r#"{"alloc_mb": 600, "sleep_ms": 3000}"#);
+        let mut instance = runtimes.start(&code).await.unwrap();
+        let r = instance
+            .run(&code, 1, 1, r#"{"alloc_mb": 600, "sleep_ms": 3000}"#)
+            .await;
         assert!(
             failed(&r.outcome).starts_with("out_of_memory:")
                 || failed(&r.outcome).contains("OutOfMemory")
@@ -170,8 +174,8 @@ fn every_runtime_runs_answers_and_contains_every_fault() {
     }
 }
 
-#[test]
-fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
+#[tokio::test]
+async fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
     let runtimes = Runtimes::new(Interpreters::default()).unwrap();
     let cases: [(Language, &[u8], &str, &str, &str); 3] = [
         (
@@ -200,7 +204,7 @@ fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
         let digest = CodeDigest::of(bytes);
         runtimes.cache.insert(digest, bytes).unwrap();
         let code = user_code(language, handler, format, digest, 1000);
-        match runtimes.start(&code) {
+        match runtimes.start(&code).await {
             Ok(_) => panic!("{language}: loaded broken code"),
             Err(e) => assert!(e.to_string().contains(expected), "{language}: {e}"),
         }
@@ -215,29 +219,30 @@ fn a_handler_that_cannot_load_is_an_init_failure_with_the_runtimes_message() {
     missing.cache.insert(digest, bytes).unwrap();
     let e = missing
         .start(&user_code(Language::Python, "handle", "py", digest, 1000))
+        .await
         .err()
         .unwrap();
     assert!(e.to_string().contains("--python"), "{e}");
 }
 
-#[test]
-fn a_runtime_gets_only_its_pipes_and_a_directory_of_its_own() {
+#[tokio::test]
+async fn a_runtime_gets_only_its_pipes_and_a_directory_of_its_own() {
     let runtimes = Runtimes::new(Interpreters::default()).unwrap();
     let bytes = std::fs::read(probes().join("probe.py")).expect("probe.py");
     let digest = CodeDigest::of(&bytes);
     runtimes.cache.insert(digest, &bytes).unwrap();
     let code = user_code(Language::Python, "handle", "py", digest, 2000);
-    let mut instance = runtimes.start(&code).unwrap();
+    let mut instance = runtimes.start(&code).await.unwrap();
     // 0-4 and the descriptor listdir itself opens: nothing of the worker's.
-    let r = instance.run(&code, 1, 1, r#"{"fds": true}"#);
+    let r = instance.run(&code, 1, 1, r#"{"fds": true}"#).await;
     assert_eq!(r.outcome, Outcome::Completed("[0,1,2,3,4,5]".into()));
-    let r = instance.run(&code, 2, 1, r#"{"env": "HOME"}"#);
+    let r = instance.run(&code, 2, 1, r#"{"env": "HOME"}"#).await;
     let Outcome::Completed(home) = r.outcome else { panic!() };
     assert!(home.contains("instances"), "{home}");
 }
 
-#[test]
-fn a_python_package_in_a_zip_imports_its_dependencies() {
+#[tokio::test]
+async fn a_python_package_in_a_zip_imports_its_dependencies() {
     let dir = std::env::temp_dir().join(format!("volley-zip-probe-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a directory");
     let zip = dir.join("app.zip");
@@ -257,8 +262,8 @@ fn a_python_package_in_a_zip_imports_its_dependencies() {
     let digest = CodeDigest::of(&bytes);
     runtimes.cache.insert(digest, &bytes).expect("cache");
     let code = user_code(Language::Python, "app.main", "zip", digest, 2000);
-    let mut instance = runtimes.start(&code).expect("start");
-    let r = instance.run(&code, 1, 1, r#"{"word": "volley"}"#);
+    let mut instance = runtimes.start(&code).await.expect("start");
+    let r = instance.run(&code, 1, 1, r#"{"word": "volley"}"#).await;
     assert_eq!(r.outcome, Outcome::Completed("\"VOLLEY\"".into()));
 }
 
@@ -268,8 +273,8 @@ fn garbage_runtime(frames: &str) -> Vec<u8> {
     format!("#!/bin/sh\nprintf '{frames}' >&4\nsleep 5\n").into_bytes()
 }
 
-#[test]
-fn a_runtime_writing_garbage_fails_its_task_and_the_worker_goes_on() {
+#[tokio::test]
+async fn a_runtime_writing_garbage_fails_its_task_and_the_worker_goes_on() {
     let runtimes = Runtimes::new(Interpreters::default()).expect("runtimes");
     // READY("native", "x", 0) as printf escapes: length 24, kind 2, two texts, a u64.
     let ready = r"\000\000\000\030\002\000\000\000\006native\000\000\000\001x\000\000\000\000\000\000\000\000";
@@ -299,7 +304,7 @@ fn a_runtime_writing_garbage_fails_its_task_and_the_worker_goes_on() {
         runtimes.cache.insert(digest, &bytes).expect("cache");
         let code = user_code(Language::Native, "", "bin", digest, 3000);
         let started = std::time::Instant::now();
-        match runtimes.start(&code) {
+        match runtimes.start(&code).await {
             Err(e) => {
                 assert!(at_init, "{what}: refused at init: {e}");
                 assert!(
@@ -309,7 +314,7 @@ fn a_runtime_writing_garbage_fails_its_task_and_the_worker_goes_on() {
             }
             Ok(mut instance) => {
                 assert!(!at_init, "{what}: accepted as READY");
-                let r = instance.run(&code, 1, 1, "null");
+                let r = instance.run(&code, 1, 1, "null").await;
                 let e = failed(&r.outcome);
                 assert!(e.starts_with("runtime_protocol: "), "{what}: {e}");
                 assert!(!r.keep, "{what}: a runtime that spoke garbage is not kept");

@@ -1,23 +1,27 @@
 //! One runtime process: started isolated, spoken to in frames, watched for its deadline
 //! and its memory, and killed with its whole process group when it misbehaves.
+//!
+//! Driven from the owner's async runtime, not from a thread of its own: a task costs the
+//! two wake-ups a process boundary needs (the runtime's, then the worker's I/O thread's)
+//! and no thread hand-off on either side.
 
 use super::failures::{clip, failure_text, kind_of, tail};
 use super::log::Log;
 use super::{RuntimeError, Runtimes};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::{ErrorKind, Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::ErrorKind;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::unix::pipe;
+use tokio::process::Child;
+use tokio::time::Instant;
 use volley_proto::function::{CodeDigest, UserCode};
 use volley_proto::wire::{Outcome, MAX_RESULT_BYTES};
 use volley_runtime::frame::{Decoder, Frame, FROM_RUNTIME_FD, PROTOCOL_VERSION, TO_RUNTIME_FD};
@@ -43,15 +47,16 @@ pub struct Started {
 /// A live runtime process serving one function's code.
 pub struct Instance {
     child: Child,
+    pid: u32,
     /// The runtimes alive, this one among them until it is dropped.
     live: Arc<Mutex<HashSet<u32>>>,
     /// The code it loaded.
     pub digest: CodeDigest,
     /// The entry point it found, and the memory limit it was started with.
     loaded: (String, u64),
-    to_rt: File,
-    from_rt: File,
-    log_pipe: Option<File>,
+    to_rt: pipe::Sender,
+    from_rt: pipe::Receiver,
+    log_pipe: Option<pipe::Receiver>,
     decoder: Decoder,
     workdir: PathBuf,
     /// Its start.
@@ -85,7 +90,7 @@ enum Event {
 
 impl Instance {
     /// Starts a runtime for `code` (at `code_path`) and waits for its READY.
-    pub(super) fn start(
+    pub(super) async fn start(
         runtimes: &Runtimes,
         code: &UserCode,
         code_path: &std::path::Path,
@@ -115,26 +120,33 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(Stdio::from(child_log))
             .stderr(Stdio::from(child_err));
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
         let child = command.spawn().map_err(|e| {
             RuntimeError::Start(format!(
                 "cannot start the {} runtime ({}): {e}{}",
                 code.language,
-                command.get_program().to_string_lossy(),
+                command.as_std().get_program().to_string_lossy(),
                 runtimes.hint(code.language)
             ))
         })?;
         // The child holds its ends now; ours of its ends must close, or EOF never comes.
         drop(command);
-        super::isolation::limit(child.id());
-        live.lock().insert(child.id());
+        let pid = child
+            .id()
+            .ok_or_else(|| RuntimeError::Start("the runtime ended as it started".into()))?;
+        super::isolation::limit(pid);
+        live.lock().insert(pid);
+        let pipe_error = |e: std::io::Error| RuntimeError::Start(format!("cannot watch the runtime's pipes: {e}"));
         let mut instance = Instance {
             child,
+            pid,
             live,
             digest: code.digest,
             loaded: (code.handler.clone(), code.memory_mb),
-            to_rt: File::from(OwnedFd::from(to_rt)),
-            from_rt: File::from(OwnedFd::from(from_rt)),
-            log_pipe: Some(File::from(OwnedFd::from(log_pipe))),
+            to_rt: pipe::Sender::from_owned_fd(OwnedFd::from(to_rt)).map_err(pipe_error)?,
+            from_rt: pipe::Receiver::from_owned_fd(OwnedFd::from(from_rt)).map_err(pipe_error)?,
+            log_pipe: Some(pipe::Receiver::from_owned_fd(OwnedFd::from(log_pipe)).map_err(pipe_error)?),
             decoder: Decoder::default(),
             workdir,
             started: Started {
@@ -147,12 +159,6 @@ impl Instance {
             buf: vec![0; 64 * 1024],
             next_memory_check: Instant::now(),
         };
-        for f in [&instance.to_rt, &instance.from_rt] {
-            nonblocking(f)?;
-        }
-        if let Some(f) = &instance.log_pipe {
-            nonblocking(f)?;
-        }
         let init = Frame::Init {
             protocol: PROTOCOL_VERSION,
             function: code.function.to_string(),
@@ -162,7 +168,7 @@ impl Instance {
         .encode();
         let deadline = Instant::now() + Duration::from_millis(code.timeout_ms).max(MIN_INIT);
         let mut log = Log::default();
-        let event = instance.wait(init, deadline, code.memory_mb, &mut log);
+        let event = instance.wait(init, deadline, code.memory_mb, &mut log).await;
         instance.log = log;
         match event {
             Event::Frame(Frame::Ready {
@@ -206,7 +212,7 @@ impl Instance {
     }
 
     /// Runs one task; never longer than `code.timeout_ms`.
-    pub fn run(&mut self, code: &UserCode, task_id: u64, attempt: u32, args: &str) -> TaskRun {
+    pub async fn run(&mut self, code: &UserCode, task_id: u64, attempt: u32, args: &str) -> TaskRun {
         let deadline = Instant::now() + Duration::from_millis(code.timeout_ms);
         let deadline_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -221,7 +227,7 @@ impl Instance {
         }
         .encode();
         let mut log = std::mem::take(&mut self.log);
-        let event = self.wait(frame, deadline, code.memory_mb, &mut log);
+        let event = self.wait(frame, deadline, code.memory_mb, &mut log).await;
         let (outcome, keep) = match event {
             Event::Frame(Frame::Result { task_id: id, result }) if id == task_id => {
                 if result.len() > MAX_RESULT_BYTES {
@@ -262,15 +268,13 @@ impl Instance {
     }
 
     /// Writes `out`, then waits for one frame, reading the log meanwhile. Ends the
-    /// process on anything but a frame. A frame comes back with whether the log pipe
-    /// had output when it arrived (the runtime flushes before answering, so a task's
-    /// output is in the pipe by then, and a quiet task costs no extra read).
-    fn wait(&mut self, out: Vec<u8>, deadline: Instant, memory_mb: u64, log: &mut Log) -> Event {
+    /// process on anything but a frame. The log is read to its end when the frame comes:
+    /// the runtime flushes before answering, so a task's output is in the pipe by then.
+    async fn wait(&mut self, out: Vec<u8>, deadline: Instant, memory_mb: u64, log: &mut Log) -> Event {
         let mut written = 0;
-        let mut log_ready = false;
         loop {
             if written < out.len() {
-                match self.to_rt.write(&out[written..]) {
+                match self.to_rt.try_write(&out[written..]) {
                     Ok(n) => written += n,
                     Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
                     // The runtime is gone: its exit shows on the other pipe.
@@ -279,9 +283,7 @@ impl Instance {
             }
             match self.decoder.next_frame() {
                 Ok(Some(frame)) => {
-                    if log_ready {
-                        self.drain_log(log);
-                    }
+                    self.drain_log(log);
                     return Event::Frame(frame);
                 }
                 Ok(None) => {}
@@ -296,66 +298,44 @@ impl Instance {
                 return Event::Deadline;
             }
             if now >= self.next_memory_check {
-                let mb = resident_mb(self.child.id());
+                let mb = resident_mb(self.pid);
                 if mb > memory_mb {
                     self.kill();
                     return Event::Memory(mb);
                 }
                 self.next_memory_check = now + MEMORY_CHECK;
             }
-            let wait = deadline.min(self.next_memory_check).saturating_duration_since(now);
             let want_write = written < out.len();
-            let (frames_ready, log_readable) = {
-                let mut fds = [
-                    PollFd::new(self.from_rt.as_fd(), PollFlags::POLLIN),
-                    PollFd::new(
-                        self.to_rt.as_fd(),
-                        if want_write {
-                            PollFlags::POLLOUT
-                        } else {
-                            PollFlags::empty()
-                        },
-                    ),
-                    match &self.log_pipe {
-                        Some(l) => PollFd::new(l.as_fd(), PollFlags::POLLIN),
-                        None => PollFd::new(self.from_rt.as_fd(), PollFlags::empty()),
-                    },
-                ];
-                let timeout = PollTimeout::try_from(wait.as_millis().max(1) as u64).unwrap_or(PollTimeout::MAX);
-                match poll(&mut fds, timeout) {
-                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                    Err(e) => {
-                        self.kill();
-                        return Event::Broken(format!("poll: {e}"));
-                    }
-                }
-                let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
-                (ready(&fds[0]), self.log_pipe.is_some() && ready(&fds[2]))
+            let woke = tokio::select! {
+                biased;
+                r = self.from_rt.readable() => r.err(),
+                r = self.to_rt.writable(), if want_write => r.err(),
+                _ = readable(self.log_pipe.as_ref()) => None,
+                _ = tokio::time::sleep_until(deadline.min(self.next_memory_check)) => None,
             };
-            log_ready = log_readable;
-            if log_readable {
-                self.read_log(log);
+            if let Some(e) = woke {
+                self.kill();
+                return Event::Broken(format!("watching the runtime: {e}"));
             }
-            if frames_ready {
-                match self.from_rt.read(&mut self.buf) {
-                    Ok(0) => {
-                        self.drain_log(log);
-                        return Event::Exited(self.reap());
-                    }
-                    Ok(n) => self.decoder.push(&self.buf[..n]),
-                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        self.kill();
-                        return Event::Broken(format!("reading the runtime: {e}"));
-                    }
+            self.read_log(log);
+            match self.from_rt.try_read(&mut self.buf) {
+                Ok(0) => {
+                    self.drain_log(log);
+                    return Event::Exited(self.reap().await);
+                }
+                Ok(n) => self.decoder.push(&self.buf[..n]),
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.kill();
+                    return Event::Broken(format!("reading the runtime: {e}"));
                 }
             }
         }
     }
 
     fn read_log(&mut self, log: &mut Log) -> bool {
-        let Some(pipe) = &mut self.log_pipe else { return false };
-        match pipe.read(&mut self.buf) {
+        let Some(pipe) = &self.log_pipe else { return false };
+        match pipe.try_read(&mut self.buf) {
             Ok(0) => {
                 self.log_pipe = None;
                 false
@@ -378,19 +358,13 @@ impl Instance {
     }
 
     /// The process's end, in words; kills what is left of its group first.
-    fn reap(&mut self) -> String {
-        let mut status = None;
-        for _ in 0..50 {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                status = Some(s);
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+    async fn reap(&mut self) -> String {
+        let status = tokio::time::timeout(Duration::from_millis(100), self.child.wait()).await;
         self.kill();
-        let status = match status {
-            Some(s) => s,
-            None => match self.child.wait() {
+        let status: ExitStatus = match status {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return format!("ended (its status is unknown: {e})"),
+            Err(_) => match self.child.wait().await {
                 Ok(s) => s,
                 Err(e) => return format!("ended (its status is unknown: {e})"),
             },
@@ -405,26 +379,30 @@ impl Instance {
         }
     }
 
-    /// Kills the whole process group, so children the user's code started die too.
+    /// Kills the whole process group, so children the user's code started die too. The
+    /// runtime's own process is reaped by tokio once it is gone.
     fn kill(&mut self) {
-        let _ = killpg(Pid::from_raw(self.child.id() as i32), Signal::SIGKILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+        let _ = self.child.start_kill();
     }
 }
 
 impl Drop for Instance {
     fn drop(&mut self) {
         self.kill();
-        self.live.lock().remove(&self.child.id());
+        self.live.lock().remove(&self.pid);
         let _ = std::fs::remove_dir_all(&self.workdir);
     }
 }
 
-fn nonblocking(f: &File) -> Result<(), RuntimeError> {
-    fcntl(f, FcntlArg::F_SETFL(OFlag::O_NONBLOCK))
-        .map(|_| ())
-        .map_err(|e| RuntimeError::Start(format!("cannot make a pipe non-blocking: {e}")))
+/// Resolves when `pipe` has something to read (or has closed); never without a pipe.
+async fn readable(pipe: Option<&pipe::Receiver>) {
+    match pipe {
+        Some(p) => {
+            let _ = p.readable().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// The process's resident memory, MiB (0 once it is gone).

@@ -76,7 +76,7 @@ pub struct Runtimes {
     root: PathBuf,
     /// Code by digest.
     pub cache: CodeCache,
-    java_classes: Mutex<Option<Result<PathBuf, String>>>,
+    java_classes: tokio::sync::OnceCell<Result<PathBuf, String>>,
     instances: AtomicU64,
     /// Process ids of the runtimes alive (each leads its own group).
     live: Arc<Mutex<HashSet<u32>>>,
@@ -104,14 +104,14 @@ impl Runtimes {
             interpreters,
             cache: CodeCache::new(root.join("code"))?,
             root,
-            java_classes: Mutex::new(None),
+            java_classes: tokio::sync::OnceCell::new(),
             instances: AtomicU64::new(0),
             live: Arc::new(Mutex::new(HashSet::new())),
         })
     }
 
     /// Starts a runtime for `code`, which must be in the cache, and waits for its READY.
-    pub fn start(&self, code: &UserCode) -> Result<Instance, RuntimeError> {
+    pub async fn start(&self, code: &UserCode) -> Result<Instance, RuntimeError> {
         let path = self.cache.path(code).ok_or_else(|| {
             RuntimeError::Start(format!(
                 "the code {} never reached this worker whole (its pieces were dropped: the worker's send queue at the dispatcher was full, or a piece failed its digest); redeploy, or restart the worker to be sent it again",
@@ -121,9 +121,9 @@ impl Runtimes {
         let n = self.instances.fetch_add(1, Ordering::Relaxed);
         let workdir = self.root.join("instances").join(n.to_string());
         std::fs::create_dir_all(&workdir).map_err(RuntimeError::io("the instance's directory"))?;
-        let mut command = self.command(code, &path)?;
+        let mut command = self.command(code, &path).await?;
         isolation::confine(&mut command, &workdir, &code.function);
-        Instance::start(self, code, &path, command, workdir, self.live.clone())
+        Instance::start(self, code, &path, command, workdir, self.live.clone()).await
     }
 
     /// Kills every runtime alive and its process group: a worker that stops leaves no
@@ -138,7 +138,7 @@ impl Runtimes {
     }
 
     /// The command line that starts `code`'s runtime.
-    fn command(&self, code: &UserCode, path: &Path) -> Result<Command, RuntimeError> {
+    async fn command(&self, code: &UserCode, path: &Path) -> Result<Command, RuntimeError> {
         let programs = self.root.join("programs");
         Ok(match code.language {
             Language::Python => {
@@ -153,7 +153,7 @@ impl Runtimes {
                 c
             }
             Language::Java => {
-                let classes = self.java_runtime()?;
+                let classes = self.java_runtime().await?;
                 let mut c = Command::new(&self.interpreters.java);
                 c.arg(format!("-Xmx{}m", (code.memory_mb * 3 / 4).max(16)))
                     .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp"])
@@ -165,44 +165,21 @@ impl Runtimes {
         })
     }
 
-    /// The Java runtime's classes, compiled with `javac` once per worker.
-    fn java_runtime(&self) -> Result<PathBuf, RuntimeError> {
-        let mut slot = self.java_classes.lock();
-        if slot.is_none() {
-            *slot = Some(self.compile_java());
-        }
-        match slot.as_ref() {
-            Some(Ok(p)) => Ok(p.clone()),
-            Some(Err(e)) => Err(RuntimeError::Start(e.clone())),
-            None => Err(RuntimeError::Start("the java runtime was not compiled".into())),
-        }
-    }
-
-    fn compile_java(&self) -> Result<PathBuf, String> {
+    /// The Java runtime's classes, compiled with `javac` once per worker, off the
+    /// async threads (it takes seconds).
+    async fn java_runtime(&self) -> Result<PathBuf, RuntimeError> {
         let dir = self.root.join("programs/java");
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let source = dir.join("VolleyRuntime.java");
-        std::fs::write(&source, JAVA_RUNTIME).map_err(|e| e.to_string())?;
         let javac = javac_beside(&self.interpreters.java);
-        let out = Command::new(&javac)
-            .arg("-d")
-            .arg(&dir)
-            .arg(&source)
-            .output()
-            .map_err(|e| {
-                format!(
-                    "cannot compile the java runtime with {}: {e}{}",
-                    javac.display(),
-                    self.hint(Language::Java)
-                )
-            })?;
-        if !out.status.success() {
-            return Err(format!(
-                "javac failed on the java runtime: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(dir)
+        let hint = self.hint(Language::Java);
+        self.java_classes
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || compile_java(dir, javac, hint))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("compiling the java runtime stopped: {e}")))
+            })
+            .await
+            .clone()
+            .map_err(RuntimeError::Start)
     }
 
     /// What to do when a language's interpreter is missing.
@@ -221,6 +198,26 @@ impl Drop for Runtimes {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// Compiles the Java runtime into `dir` with `javac`.
+fn compile_java(dir: PathBuf, javac: PathBuf, hint: String) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let source = dir.join("VolleyRuntime.java");
+    std::fs::write(&source, JAVA_RUNTIME).map_err(|e| e.to_string())?;
+    let out = Command::new(&javac)
+        .arg("-d")
+        .arg(&dir)
+        .arg(&source)
+        .output()
+        .map_err(|e| format!("cannot compile the java runtime with {}: {e}{hint}", javac.display()))?;
+    if !out.status.success() {
+        return Err(format!(
+            "javac failed on the java runtime: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(dir)
 }
 
 /// `javac` in the same directory as `java`, or plain `javac` (found on `PATH`).
