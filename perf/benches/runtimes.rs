@@ -1,8 +1,10 @@
 //! User functions beside the built-in noop, in one run, on one push cluster of 2 workers ×
 //! 1 slot (memory store): for an empty handler in each runtime, submit→result p50/p99 one
 //! task at a time, throughput of a batch, and the CPU per task of each role (dispatcher,
-//! workers, runtime processes). Then each runtime's start to READY beside its bare
-//! interpreter's own start (`python3 -I -c pass`, `node -e 0`, a Java hello world, `true`).
+//! workers, runtime processes). Then each runtime's start to READY, as a worker measures it,
+//! beside its bare
+//! interpreter's own start (`python3 -I -c pass`, `node -e 0`, a Java hello world, an empty
+//! Rust program).
 //!
 //! `cargo bench -p volley-perf --bench runtimes` (env: `VOLLEY_BENCH_TASKS`, default 20000;
 //! `VOLLEY_BENCH_LATENCY_SAMPLES`, default 500; `VOLLEY_BENCH_STARTS`, default 15).
@@ -18,7 +20,9 @@ use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::function::{CodeDigest, Language, UserCode};
 use volley_proto::Mode;
-use volley_worker::runtime::{Interpreters, Runtimes};
+
+/// Rounds the single-task latencies are taken in.
+const ROUNDS: usize = 5;
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -42,6 +46,8 @@ fn empty_handlers(scratch: &Path) -> anyhow::Result<Vec<Handler>> {
             "volley-runtime",
             "--example",
             "probe",
+            "--example",
+            "bare",
         ])
         .status()?
         .success();
@@ -98,19 +104,28 @@ fn cpu(cluster: &Cluster) -> anyhow::Result<[Duration; 4]> {
 
 struct Row {
     label: &'static str,
-    p50_us: f64,
-    p99_us: f64,
+    id: u64,
     throughput: f64,
     cpu_us: [f64; 4],
+    latencies_us: Vec<f64>,
 }
 
-async fn measure(
+impl Row {
+    fn percentile(&self, p: f64) -> f64 {
+        let mut lat = self.latencies_us.clone();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]
+    }
+}
+
+/// A function's throughput over a batch (after a tenth of it unmeasured), and the CPU
+/// per task of each role over it.
+async fn throughput(
     cluster: &Cluster,
     client: &Client,
     label: &'static str,
     id: u64,
     tasks: usize,
-    samples: usize,
 ) -> anyhow::Result<Row> {
     run_batch(
         client,
@@ -133,15 +148,26 @@ async fn measure(
         outcome.completed
     );
     let after = cpu(cluster)?;
-    let cpu_us = std::array::from_fn(|i| (after[i].saturating_sub(before[i])).as_secs_f64() * 1e6 / tasks as f64);
+    Ok(Row {
+        label,
+        id,
+        throughput: outcome.throughput(),
+        cpu_us: std::array::from_fn(|i| (after[i].saturating_sub(before[i])).as_secs_f64() * 1e6 / tasks as f64),
+        latencies_us: Vec::new(),
+    })
+}
+
+/// Submit to result of `n` tasks one at a time, µs, after `warm` unmeasured ones (a
+/// slot that ran another function starts this one's runtime first).
+async fn latencies(client: &Client, label: &str, id: u64, n: usize, warm: usize) -> anyhow::Result<Vec<f64>> {
     let mut watch = client
         .clone()
         .watch_results(api::WatchResultsRequest { task_ids: vec![] })
         .await?
         .into_inner();
-    let mut lat = Vec::with_capacity(samples);
+    let mut lat = Vec::with_capacity(n);
     let mut c = client.clone();
-    for i in 0..samples + samples / 10 {
+    for i in 0..warm + n {
         let t0 = Instant::now();
         let task = c
             .execute(api::ExecuteRequest {
@@ -158,19 +184,11 @@ async fn measure(
                 break;
             }
         }
-        if i >= samples / 10 {
+        if i >= warm {
             lat.push(t0.elapsed().as_secs_f64() * 1e6);
         }
     }
-    lat.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)];
-    Ok(Row {
-        label,
-        p50_us: pct(0.5),
-        p99_us: pct(0.99),
-        throughput: outcome.throughput(),
-        cpu_us,
-    })
+    Ok(lat)
 }
 
 fn median_ms(mut v: Vec<f64>) -> f64 {
@@ -192,17 +210,23 @@ fn bare_start(program: &str, args: &[&str], dir: &Path) -> anyhow::Result<f64> {
 }
 
 /// Medians of `n` alternating trials, ms: the bare command's start to exit, spawn to
-/// READY through the worker's runtime host, and the code's load as the runtime reported
-/// it. Alternating, so both see the machine in the same state.
-async fn starts(
+/// READY as a worker measures it, and the code's load as the runtime reported it.
+/// Alternating, so both see the machine in the same state.
+///
+/// The runtime is started by a real worker process (`worker --code`, which starts its
+/// slot's runtime before registering), not by this bench: a spawn costs the parent's
+/// page tables, so a runtime started from this large process would carry a cost no
+/// worker pays.
+fn starts(
     n: usize,
     bare: (&str, &[&str]),
-    dir: &Path,
-    runtimes: &Runtimes,
+    scratch: &Path,
+    python: &str,
     (language, code, handler, format): (Language, &[u8], &str, &str),
 ) -> anyhow::Result<[f64; 3]> {
     let digest = CodeDigest::of(code);
-    runtimes.cache.insert(digest, code)?;
+    let path = scratch.join(format!("empty-{}", language.name()));
+    std::fs::write(&path, code)?;
     let user = UserCode {
         function: "empty".into(),
         language,
@@ -213,17 +237,64 @@ async fn starts(
         timeout_ms: 10_000,
         memory_mb: 512,
     };
+    let spec = serde_json::to_string(&user)?;
+    let worker = volley_perf::binaries::path("worker")?;
     let (mut plain, mut ready, mut init) = (Vec::new(), Vec::new(), Vec::new());
     // One of each first, unmeasured: page cache and the JIT's class data warm.
-    bare_start(bare.0, bare.1, dir)?;
-    drop(runtimes.start(&user).await?);
+    bare_start(bare.0, bare.1, scratch)?;
+    worker_start(&worker, &path, &spec, python)?;
     for _ in 0..n {
-        plain.push(bare_start(bare.0, bare.1, dir)?);
-        let instance = runtimes.start(&user).await?;
-        ready.push(instance.started.ready_after.as_secs_f64() * 1e3);
-        init.push(instance.started.init_us as f64 / 1e3);
+        plain.push(bare_start(bare.0, bare.1, scratch)?);
+        let (r, i) = worker_start(&worker, &path, &spec, python)?;
+        ready.push(r);
+        init.push(i);
     }
     Ok([median_ms(plain), median_ms(ready), median_ms(init)])
+}
+
+/// Starts a worker that starts one runtime for `code` before registering, and reads
+/// the runtime's spawn to READY and its code load (ms) from the worker's log. The
+/// dispatcher address is one nobody listens on: the worker is stopped once it has said.
+fn worker_start(worker: &Path, code: &Path, spec: &str, python: &str) -> anyhow::Result<(f64, f64)> {
+    use std::io::BufRead;
+    let mut child = Command::new(worker)
+        .args([
+            "1",
+            "tcp://127.0.0.1:9",
+            "--python",
+            python,
+            "--code-spec",
+            spec,
+            "--code",
+        ])
+        .arg(code)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = child.stderr.take().context("the worker's log")?;
+    let mut found = None;
+    for line in std::io::BufReader::new(stderr).lines() {
+        let line = line?;
+        if line.contains("runtime ready") {
+            let field = |name: &str| -> Option<f64> {
+                line.split_whitespace()
+                    .find_map(|w| w.strip_prefix(name))
+                    .and_then(|v| v.parse().ok())
+            };
+            found = field("ready_ms=").zip(field("code_load_ms="));
+            break;
+        }
+        if line.contains("could not start") {
+            break;
+        }
+    }
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    child.wait()?;
+    found.context("the worker did not report its runtime ready")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +314,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let mut client = connect(&cluster.grpc_url()).await?;
     let (noop, _) = register_spec(&mut client, "noop").await?;
-    let mut rows = vec![measure(&cluster, &client, "built-in noop", noop, tasks, samples).await?];
+    let mut rows = vec![throughput(&cluster, &client, "built-in noop", noop, tasks).await?];
     for (label, language, code, handler, format) in &handlers {
         let runtime = api::Runtime {
             language: language.name().into(),
@@ -259,7 +330,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?
         .function_id;
-        rows.push(measure(&cluster, &client, label, id, tasks, samples).await?);
+        rows.push(throughput(&cluster, &client, label, id, tasks).await?);
+    }
+    // Latency in rounds, every function in each, so all of them see the machine in the
+    // same states (this shared VM drifts by tens of µs over minutes).
+    for _ in 0..ROUNDS {
+        for row in &mut rows {
+            let mut more = latencies(&client, row.label, row.id, samples / ROUNDS, 10).await?;
+            row.latencies_us.append(&mut more);
+        }
     }
     cluster.stop().await?;
 
@@ -271,7 +350,14 @@ async fn main() -> anyhow::Result<()> {
     for r in &rows {
         println!(
             "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
-            r.label, r.p50_us, r.p99_us, r.throughput, r.cpu_us[0], r.cpu_us[1], r.cpu_us[2], r.cpu_us[3]
+            r.label,
+            r.percentile(0.5),
+            r.percentile(0.99),
+            r.throughput,
+            r.cpu_us[0],
+            r.cpu_us[1],
+            r.cpu_us[2],
+            r.cpu_us[3]
         );
     }
 
@@ -309,16 +395,16 @@ async fn main() -> anyhow::Result<()> {
         &scratch_str,
         "Hello",
     ];
+    let bare_native = repo()
+        .join("target/release/examples/bare")
+        .to_string_lossy()
+        .into_owned();
     let bare: [(&str, &[&str]); 4] = [
-        ("true", &[]),
+        (&bare_native, &[]),
         (&python, &["-I", "-c", "pass"]),
         ("node", &["-e", "0"]),
         ("java", &java_args),
     ];
-    let runtimes = Runtimes::new(Interpreters {
-        python: python.clone().into(),
-        ..Interpreters::default()
-    })?;
     println!(
         "\nstart to READY, empty handler, median of {n} alternating trials",
         n = starts_n
@@ -326,8 +412,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| runtime | bare start ms | start to READY ms | ratio | code load ms (runtime's own) |");
     println!("|---|---:|---:|---:|---:|");
     for ((label, language, code, handler, format), bare) in handlers.iter().zip(bare) {
-        let [plain, ready, init] =
-            starts(starts_n, bare, &scratch, &runtimes, (*language, code, handler, format)).await?;
+        let [plain, ready, init] = starts(starts_n, bare, &scratch, &python, (*language, code, handler, format))?;
         println!(
             "| {label} | {plain:.1} | {ready:.1} | {:.2} | {init:.2} |",
             ready / plain

@@ -12,7 +12,7 @@ use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
@@ -28,6 +28,8 @@ use volley_runtime::frame::{Decoder, Frame, FROM_RUNTIME_FD, PROTOCOL_VERSION, T
 
 /// How often a waiting slot looks at its runtime's memory.
 const MEMORY_CHECK: Duration = Duration::from_millis(20);
+/// What a pipe always holds without a reader.
+const PIPE_BUF: usize = 4096;
 /// The least time a runtime gets to load its code, whatever the function's timeout.
 const MIN_INIT: Duration = Duration::from_secs(30);
 
@@ -104,6 +106,25 @@ impl Instance {
         let (from_rt, child_out) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
         let (log_pipe, child_log) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
         let child_err = child_log.try_clone().map_err(RuntimeError::io("a pipe"))?;
+        let init = Frame::Init {
+            protocol: PROTOCOL_VERSION,
+            function: code.function.to_string(),
+            handler: code.handler.clone(),
+            code: code_path.to_string_lossy().into_owned(),
+        }
+        .encode();
+        // Written before the spawn, so the runtime reads it as it starts instead of
+        // waiting for it; any pipe holds PIPE_BUF (4 KiB) however short of buffers the
+        // system is. A longer INIT (a very long path) is written once the runtime runs.
+        let mut to_rt = to_rt;
+        let pending = if init.len() <= PIPE_BUF {
+            to_rt
+                .write_all(&init)
+                .map_err(|e| RuntimeError::Start(format!("cannot write INIT to the runtime's pipe: {e}")))?;
+            Vec::new()
+        } else {
+            init
+        };
         command
             .fd_mappings(vec![
                 FdMapping {
@@ -159,16 +180,9 @@ impl Instance {
             buf: vec![0; 64 * 1024],
             next_memory_check: Instant::now(),
         };
-        let init = Frame::Init {
-            protocol: PROTOCOL_VERSION,
-            function: code.function.to_string(),
-            handler: code.handler.clone(),
-            code: code_path.to_string_lossy().into_owned(),
-        }
-        .encode();
         let deadline = Instant::now() + Duration::from_millis(code.timeout_ms).max(MIN_INIT);
         let mut log = Log::default();
-        let event = instance.wait(init, deadline, code.memory_mb, &mut log).await;
+        let event = instance.wait(pending, deadline, code.memory_mb, &mut log).await;
         instance.log = log;
         match event {
             Event::Frame(Frame::Ready {
