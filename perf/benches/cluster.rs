@@ -13,9 +13,9 @@ use anyhow::Context;
 use futures::StreamExt;
 use std::time::{Duration, Instant};
 use volley_client::{connect, register_spec, run_batch};
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 const WORKERS: usize = 2;
 const SLOTS: u32 = 1;
@@ -47,7 +47,7 @@ struct Row {
 
 /// CPU time of the dispatcher, of all workers together, and of this process.
 fn cpu_by_role(cluster: &Cluster) -> anyhow::Result<[Duration; 3]> {
-    use volley_perf::procstat::cpu_time;
+    use volley_testbed::procstat::cpu_time;
     let dispatcher = cpu_time(cluster.dispatcher_pid().context("no dispatcher")?)?;
     let mut workers = Duration::ZERO;
     for pid in cluster.worker_pids() {
@@ -182,7 +182,7 @@ async fn measure(
     };
     cluster.stop().await?;
     if store == "redis" {
-        volley_perf::purge_redis(store_url, &prefix).await;
+        volley_testbed::purge_redis(store_url, &prefix).await;
     }
     Ok(row)
 }

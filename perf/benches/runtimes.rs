@@ -15,11 +15,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 use volley_client::{connect, register_spec, run_batch, Client};
-use volley_perf::procstat::cpu_time;
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::function::{CodeDigest, Language, UserCode};
 use volley_proto::Mode;
+use volley_testbed::procstat::cpu_time;
+use volley_testbed::{Cluster, ClusterSpec};
 
 /// Rounds the single-task latencies are taken in.
 const ROUNDS: usize = 5;
@@ -95,7 +95,7 @@ fn cpu(cluster: &Cluster) -> anyhow::Result<[Duration; 4]> {
     let (mut workers, mut runtimes) = (Duration::ZERO, Duration::ZERO);
     for pid in cluster.worker_pids() {
         workers += cpu_time(pid)?;
-        for child in volley_perf::procstat::children(pid) {
+        for child in volley_testbed::procstat::children(pid) {
             runtimes += cpu_time(child).unwrap_or_default();
         }
     }
@@ -238,7 +238,7 @@ fn starts(
         memory_mb: 512,
     };
     let spec = serde_json::to_string(&user)?;
-    let worker = volley_perf::binaries::path("worker")?;
+    let worker = volley_testbed::binaries::path("worker")?;
     let (mut plain, mut ready, mut init) = (Vec::new(), Vec::new(), Vec::new());
     // One of each first, unmeasured: page cache and the JIT's class data warm.
     bare_start(bare.0, bare.1, scratch)?;

@@ -9,7 +9,6 @@
 //! Every time here is the dispatcher's (µs since the epoch): a cold task's stages come
 //! from its `TaskInfo`, so they add up to its latency exactly.
 
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::load::ledger::Fate;
 use crate::load::{drive, Arrival, Arrivals};
 use crate::replay::elastic::{PoolSample, PoolWatch};
@@ -18,6 +17,7 @@ use std::time::{Duration, Instant};
 use volley_client::{register_spec, run_batch, Client};
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::cluster::{Cluster, ClusterSpec};
 
 /// One elastic pool: its policy and instances.
 #[derive(Debug, Clone)]
@@ -37,7 +37,7 @@ pub struct Pool {
 impl Pool {
     /// Starts a dispatcher with this pool and no worker.
     pub async fn start(&self, label: &str) -> anyhow::Result<Cluster> {
-        let worker = crate::binaries::path("worker")?;
+        let worker = volley_testbed::binaries::path("worker")?;
         let spec = ClusterSpec::new(self.mode, 0, self.slots)
             .args(["--autoscale", &self.policy, "--provision", "local"])
             .args(["--worker-bin".to_owned(), worker.display().to_string()])

@@ -8,7 +8,6 @@
 //! With no arguments it is self-contained: a small cluster per mode on free ports.
 //! Either way it ends with an `N passed, N failed` line.
 
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::report::{self, PerfRow, PointSpec, RunMeta};
 use crate::workload::{OpType, Scaling};
 use anyhow::{bail, Context};
@@ -17,6 +16,7 @@ use std::time::Duration;
 use volley_client::{connect, connect_with, register_spec, run_batch, Access};
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::cluster::{Cluster, ClusterSpec};
 
 /// Weak scaling: tasks per worker.
 pub const TASKS_PER_WORKER: usize = 5;

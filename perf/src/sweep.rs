@@ -1,7 +1,6 @@
 //! Closed-loop scaling sweeps: a fresh cluster per point (real processes, the launcher the
 //! tests use), a warm-up, the measured batch, tear-down, one `performance_test.csv` row.
 
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::report::{self, PerfRow, PointSpec, RunMeta, TaskRow};
 use crate::results::RequestRow;
 use crate::telemetry::Tracker;
@@ -13,6 +12,7 @@ use std::time::Duration;
 use volley_client::{connect, register_spec, run_batch};
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::cluster::{Cluster, ClusterSpec};
 
 pub use crate::workload::Scaling;
 
@@ -212,7 +212,7 @@ async fn measure(
     let outcome = run_batch(&client, vec![(f, args); n], 10_000, budget).await?;
     cluster.stop().await?;
     if spec.store != "memory" {
-        crate::purge_redis(&spec.store, &prefix).await;
+        volley_testbed::purge_redis(&spec.store, &prefix).await;
     }
     Ok(outcome)
 }

@@ -160,7 +160,7 @@ impl Tracker {
     }
 
     /// Follows a cluster's dispatcher and workers.
-    pub fn track_cluster(&self, cluster: &crate::Cluster) {
+    pub fn track_cluster(&self, cluster: &volley_testbed::Cluster) {
         if let Some(pid) = cluster.dispatcher_pid() {
             self.track("dispatcher", pid, true);
         }
@@ -200,7 +200,7 @@ fn unix_ms() -> u64 {
 }
 
 fn read(t: &Tracked, unix_ms: u64) -> Option<ProcessSample> {
-    let (cpu, rss) = crate::procstat::cpu_and_rss(t.pid).ok()?;
+    let (cpu, rss) = volley_testbed::procstat::cpu_and_rss(t.pid).ok()?;
     Some(ProcessSample {
         unix_ms,
         role: t.role.clone(),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use volley_perf::replay::{fixture, Granularity, Trace};
 
 fn client(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
-    let out = std::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+    let out = std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))
         .current_dir(dir)
         .args(args)
         .output()
@@ -175,7 +175,7 @@ fn a_replay_on_an_elastic_pool_writes_the_policys_row_beside_the_simulation() {
 fn bad_policies_and_modes_are_refused_before_anything_starts() {
     let dir = fixture::temp_dir("coldstart-bad");
     // Locating (and, if stale, building) the binary is not part of what is timed.
-    volley_perf::binaries::path("client").expect("client binary");
+    volley_testbed::binaries::path("client").expect("client binary");
     for (args, expect) in [
         (&["coldstart", "--policy", "kpa:target=-1"][..], "target"),
         (&["coldstart", "--policy", "lru"][..], "lru"),

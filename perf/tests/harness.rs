@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 use volley_perf::harness::{parse_args, run_external};
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_a_mode_or_worker_count_mismatch_and_measures_a_match() {

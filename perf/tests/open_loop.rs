@@ -1,14 +1,14 @@
 //! Open-loop load and sweeps against real clusters.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::time::Duration;
-use volley_perf::cluster::Signal;
 use volley_perf::load::{self, Arrival, LoadSpec};
 use volley_perf::report::HEADER;
 use volley_perf::sweep::{self, Scaling, SweepSpec};
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::Mode;
+use volley_testbed::cluster::Signal;
+use volley_testbed::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_dispatcher_shows_up_in_latency_from_intended_send_time() {

@@ -16,7 +16,7 @@ async fn a_two_minute_trace_at_compress_30_accounts_for_every_invocation() {
     let trace = Trace::read(&dir, Granularity::Minute).expect("trace");
     let scheduled = trace.invocations(0..2);
     let out = |name: &str| dir.join(name);
-    let client = volley_perf::binaries::path("client").expect("client binary");
+    let client = volley_testbed::binaries::path("client").expect("client binary");
     let run = tokio::process::Command::new(client)
         .arg("replay")
         .arg("--trace")
@@ -106,7 +106,7 @@ async fn a_two_minute_trace_at_compress_30_accounts_for_every_invocation() {
 
     // The replay's charts.
     let plots = dir.join("plots");
-    let plot = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+    let plot = tokio::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))
         .args(["plot", "--replay"])
         .arg(out("replay.csv"))
         .arg("--out")

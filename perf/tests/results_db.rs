@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 fn client(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+    std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))
         .current_dir(dir)
         .args(args)
         .env("RUST_LOG", "warn")
@@ -212,8 +212,8 @@ fn bad_db_and_assertions_are_refused_before_the_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_load_run_samples_the_dispatcher_it_reports_and_stores_every_request() {
-    use volley_perf::{Cluster, ClusterSpec};
     use volley_proto::Mode;
+    use volley_testbed::{Cluster, ClusterSpec};
     let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 2).label("db-load"))
         .await
         .expect("cluster");

@@ -4,7 +4,7 @@
 use volley_perf::replay::fixture;
 
 fn client(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+    std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))
         .current_dir(dir)
         .args(args)
         .output()

@@ -4,8 +4,6 @@
 use super::faults::Tally;
 use super::workload::Catalog;
 use super::{ChaosReport, PREFIX};
-use crate::cluster::Cluster;
-use crate::redis_server::RedisServer;
 use anyhow::{bail, Context};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -13,6 +11,8 @@ use std::time::{Duration, Instant};
 use volley_dispatcher::store::redis::RedisStore;
 use volley_dispatcher::store::TaskRecord;
 use volley_proto::api;
+use volley_testbed::cluster::Cluster;
+use volley_testbed::redis_server::RedisServer;
 
 /// A read-only view of the scenario's Redis through the store's own reader, so the
 /// audit reads exactly the keys and fields the dispatcher writes.

@@ -3,14 +3,14 @@
 
 use super::workload::{probe, Catalog};
 use super::{ms_since, ChaosReport, ChaosSpec, FAULT_TIMEOUT};
-use crate::cluster::{Cluster, Signal};
-use crate::redis_server::RedisServer;
 use anyhow::bail;
 use rand::rngs::SmallRng;
 use rand::RngExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use volley_proto::api;
+use volley_testbed::cluster::{Cluster, Signal};
+use volley_testbed::redis_server::RedisServer;
 /// When each fault happens, in order.
 pub(super) fn schedule(spec: &ChaosSpec) -> Vec<(Duration, Fault)> {
     let at = |fraction: f64| spec.duration.mul_f64(fraction);

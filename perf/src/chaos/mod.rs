@@ -21,8 +21,6 @@ use audit::{audit, drain};
 use faults::{schedule, FaultContext, Tally};
 use workload::{submit, Catalog, Ledger};
 
-use crate::cluster::{Cluster, ClusterSpec};
-use crate::redis_server::RedisServer;
 use anyhow::Context;
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -31,6 +29,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use volley_proto::Mode;
+use volley_testbed::cluster::{Cluster, ClusterSpec};
+use volley_testbed::redis_server::RedisServer;
 
 /// The Redis key prefix of the scenario's private server.
 pub(super) const PREFIX: &str = "volley:";

@@ -2,7 +2,6 @@
 //! allows, what each task's stored outcome must be, and the open-loop submitter.
 
 use super::{CHUNK, FAULT_TIMEOUT};
-use crate::cluster::Cluster;
 use anyhow::bail;
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -12,6 +11,7 @@ use std::time::{Duration, Instant};
 use volley_client::{register_spec, Client};
 use volley_dispatcher::store::{TaskRecord, TaskState};
 use volley_proto::api;
+use volley_testbed::cluster::Cluster;
 /// The workload: function specs, their shares of the tasks, and per-task arguments.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Kind {

@@ -1,6 +1,5 @@
 //! `client demo`: a cluster per mode on the embedded store, a batch through each, a summary.
 
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::observe::{ObserveArgs, Observed};
 use crate::results::RequestRow;
 use crate::verdict::{Kind, MetricDef};
@@ -9,6 +8,7 @@ use std::time::Duration;
 use volley_client::commands::submit::print_outcome;
 use volley_client::{connect, register_spec, run_batch};
 use volley_proto::Mode;
+use volley_testbed::cluster::{Cluster, ClusterSpec};
 
 /// `client demo` flags.
 #[derive(Debug, clap::Args)]

@@ -1,6 +1,5 @@
 //! `client replay`: an Azure-schema trace replayed open loop against a dispatcher.
 
-use crate::cluster::{Cluster, ClusterSpec};
 use crate::observe::{ObserveArgs, Observed};
 use crate::replay::elastic::{self, ElasticArgs, PoolWatch};
 use crate::replay::records::Summary;
@@ -14,6 +13,7 @@ use std::time::Duration;
 use volley_client::commands::Target;
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::cluster::{Cluster, ClusterSpec};
 
 /// `client replay` flags.
 #[derive(Debug, clap::Args)]

@@ -104,7 +104,7 @@ impl Shape {
         spec: &LoadSpec,
         sampler: Option<&crate::telemetry::Tracker>,
     ) -> anyhow::Result<LoadResult> {
-        use crate::cluster::{Cluster, ClusterSpec};
+        use volley_testbed::cluster::{Cluster, ClusterSpec};
         let (procs, slots) = if self.mode == volley_proto::Mode::Local {
             (0, self.workers as u32 * self.slots)
         } else {

@@ -4,7 +4,6 @@
 //! simulate` writes, so a live replay and its simulation compare line by line.
 
 use super::records::InvocationRow;
-use crate::cluster::ClusterSpec;
 use crate::simulate::SimRow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -13,6 +12,7 @@ use std::time::{Duration, Instant};
 use volley_client::Client;
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::cluster::ClusterSpec;
 
 /// `client replay` flags for an elastic pool.
 #[derive(Debug, Clone, clap::Args)]
@@ -39,7 +39,7 @@ pub struct ElasticArgs {
 impl ElasticArgs {
     /// The cluster to start: push mode, no worker, the pool's flags.
     pub fn cluster(&self, policy: &str) -> anyhow::Result<ClusterSpec> {
-        let worker = crate::binaries::path("worker")?;
+        let worker = volley_testbed::binaries::path("worker")?;
         Ok(ClusterSpec::new(Mode::Push, 0, self.instance_slots)
             .args(["--autoscale", policy, "--provision", "local"])
             .args(["--worker-bin".to_owned(), worker.display().to_string()])

@@ -5,15 +5,9 @@
 use rand::{RngExt, SeedableRng};
 use rand_xorshift::XorShiftRng;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-/// A fresh, empty folder under the system's temporary directory.
-pub fn temp_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("volley-trace-{label}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
+pub use volley_testbed::fixtures::temp_dir;
 
 fn hash(rng: &mut XorShiftRng) -> String {
     (0..4).fold(String::new(), |mut s, _| {

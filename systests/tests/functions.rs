@@ -2,13 +2,13 @@
 //! tasks, a function with no instance waits (never FAILED for it), and `ClusterInfo`
 //! shows each function's queue and instances.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::time::Duration;
 use volley_client::run_batch;
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bound_workers_get_only_their_function_and_an_orphan_function_waits() {

@@ -1,17 +1,17 @@
 //! The shared token and TLS, end to end: real dispatcher, worker and client processes.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use common::run_mixed;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use volley_client::{connect, connect_with, Access};
-use volley_perf::{Cluster, ClusterSpec, ClusterTls};
 use volley_proto::api;
 use volley_proto::auth::Token;
 use volley_proto::connection::WorkerConnection;
 use volley_proto::wire::{FromWorker, ToWorker};
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec, ClusterTls};
 
 const SECRET: &str = "correct-horse-battery-staple";
 
@@ -184,7 +184,7 @@ async fn tls_serves_clients_that_trust_the_ca_and_no_one_else() {
     // The operator CLI: --ca and the token from the environment.
     let ca_file = pki.dir.join("ca.pem");
     let run_client = |with_token: bool| {
-        let mut cmd = std::process::Command::new(volley_perf::binaries::path("client").expect("client binary"));
+        let mut cmd = std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"));
         cmd.args(["--dispatcher", &cluster.grpc_url(), "--ca"])
             .arg(&ca_file)
             .args(["submit", "echo:over-tls", "--count", "3", "--wait"])

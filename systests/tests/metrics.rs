@@ -2,15 +2,15 @@
 //! serve, the counts match what the client saw, and a real Prometheus server scraping the
 //! cluster answers a PromQL query with the client's completed count.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use common::{free_port, http_get};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use volley_client::{register_spec, run_batch};
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 async fn promtool_check(page: &str) -> String {
     let mut child = tokio::process::Command::new("promtool")
@@ -194,7 +194,7 @@ fn a_metrics_port_in_use_is_a_clear_error_at_start() {
         ),
         ("worker", vec!["1", "tcp://127.0.0.1:1", "--metrics", &addr]),
     ] {
-        let out = std::process::Command::new(volley_perf::binaries::path(binary).expect("binary"))
+        let out = std::process::Command::new(volley_testbed::binaries::path(binary).expect("binary"))
             .args(&args)
             .env("RUST_LOG", "warn")
             .env("RUST_BACKTRACE", "0")

@@ -1,10 +1,10 @@
 //! Every mode on every store runs a mixed batch to the right terminal states.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use common::*;
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 async fn mixed(mode: Mode, store: Option<&str>) {
     let mut spec = ClusterSpec::new(mode, 2, 2).label(format!("mixed-{mode}"));

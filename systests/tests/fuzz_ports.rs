@@ -6,16 +6,16 @@
 //! Seeded and time-bounded: `VOLLEY_FUZZ_SECS` (default 8 per port) and `VOLLEY_FUZZ_SEED`
 //! (printed, so a failure can be replayed). `.ci/run` runs it at the default.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 use volley_client::{register_spec, run_batch};
-use volley_perf::procstat::rss_bytes;
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::wire::{self, FromWorker, Outcome, TaskResult};
 use volley_proto::Mode;
+use volley_testbed::procstat::rss_bytes;
+use volley_testbed::{Cluster, ClusterSpec};
 
 struct Rng(u64);
 

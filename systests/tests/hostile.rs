@@ -2,18 +2,18 @@
 //! 2026-12-04 as a regression test, raw sockets where the attack is below the protocol.
 //! Memory is judged by the dispatcher's RSS before and after, not by time.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 use volley_client::{register_spec, run_batch};
-use volley_perf::procstat::rss_bytes;
-use volley_perf::{Cluster, ClusterSpec, RedisServer};
 use volley_proto::api;
 use volley_proto::connection::WorkerConnection;
 use volley_proto::wire::{FromWorker, ToWorker};
 use volley_proto::Mode;
+use volley_testbed::procstat::rss_bytes;
+use volley_testbed::{Cluster, ClusterSpec, RedisServer};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -370,7 +370,7 @@ async fn grpc_connections_that_never_call_are_closed() {
 #[test]
 fn a_refused_token_is_never_echoed() {
     for bin in ["dispatcher", "worker", "client"] {
-        let path = volley_perf::binaries::path(bin).expect("binary");
+        let path = volley_testbed::binaries::path(bin).expect("binary");
         let secret = "s3cret with a space";
         let mut cmd = std::process::Command::new(path);
         if bin == "client" {
@@ -400,7 +400,7 @@ async fn an_expired_tls_certificate_is_served_with_a_warning() {
     std::fs::write(&cert_path, cert.pem()).expect("cert");
     std::fs::write(&key_path, key.serialize_pem()).expect("key");
 
-    let mut child = tokio::process::Command::new(volley_perf::binaries::path("dispatcher").expect("binary"))
+    let mut child = tokio::process::Command::new(volley_testbed::binaries::path("dispatcher").expect("binary"))
         .args(["-m", "local", "--grpc", "127.0.0.1:0"])
         .arg("--tls-cert")
         .arg(&cert_path)

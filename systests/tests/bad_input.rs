@@ -1,15 +1,15 @@
 //! Bad input gets a clear error, is counted, and costs nobody else anything.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::io::Write;
 use std::time::Duration;
 use volley_client::{connect, register_spec, run_batch};
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::connection::WorkerConnection;
 use volley_proto::wire::{self, FromWorker, ToWorker};
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_requests_get_the_right_status_and_a_useful_message() {
@@ -351,7 +351,7 @@ async fn waiting_with_no_worker_says_so_and_how_to_start_one() {
     let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 0, 1).label("no-workers"))
         .await
         .expect("cluster");
-    let out = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
+    let out = tokio::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))
         .args([
             "--dispatcher",
             &cluster.grpc_url(),

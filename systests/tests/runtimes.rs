@@ -2,17 +2,18 @@
 //! workers over ZeroMQ, run by the real python, node, java and native runtimes; every
 //! fault of user code ends its task FAILED with the reason and never takes a worker down.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 use volley_client::{run_batch, Client};
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::function::Language;
 use volley_proto::wire::MAX_LOG_BYTES;
 use volley_proto::Mode;
+use volley_testbed::fixtures::deploy_code as deploy;
+use volley_testbed::{Cluster, ClusterSpec};
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -56,27 +57,6 @@ fn probe_code() -> Vec<(Language, Vec<u8>, &'static str, &'static str)> {
         ),
         (Language::Native, native_probe(), "", "bin"),
     ]
-}
-
-/// Registers code inline (or, over the inline limit, uploaded first).
-async fn deploy(
-    client: &mut Client,
-    name: &str,
-    language: Language,
-    code: Vec<u8>,
-    handler: &str,
-    format: &str,
-    timeout_ms: u64,
-) -> Result<api::RegisterFunctionResponse, tonic::Status> {
-    let runtime = api::Runtime {
-        language: language.name().into(),
-        handler: handler.into(),
-        code_format: format.into(),
-        timeout_ms,
-        memory_mb: 256,
-        ..Default::default()
-    };
-    volley_client::commands::deploy::register_code(client, name, runtime, code).await
 }
 
 async fn run(client: &Client, tasks: Vec<(u64, String)>) -> Vec<api::TaskInfo> {
@@ -340,37 +320,8 @@ async fn large_code_is_uploaded_chunked_and_outlives_a_dispatcher_restart_on_red
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn open_loop_load_drives_a_deployed_function_by_name() {
-    use volley_perf::load::{self, Arrival, LoadSpec};
-    let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 1, 2).label("runtime-load"))
-        .await
-        .expect("cluster");
-    let mut client = cluster.connect().await.expect("client");
-    let code = b"def handle(event):\n    return event['n'] * 2\n".to_vec();
-    deploy(&mut client, "double", Language::Python, code, "", "py", 0)
-        .await
-        .expect("deploy");
-    let spec = LoadSpec {
-        rate: 200.0,
-        arrival: Arrival::Poisson,
-        optype: volley_perf::workload::OpType::Noop,
-        task_ms: 0,
-        duration: Duration::from_secs(2),
-        warmup: Duration::ZERO,
-        drain: Duration::from_secs(10),
-        seed: 7,
-        function: Some(("double".into(), r#"{"n": 21}"#.into())),
-    };
-    let r = load::run(&client, &spec).await.expect("load");
-    assert!(r.sent > 200, "{r:?}");
-    assert_eq!((r.completed, r.failed, r.unfinished), (r.sent, 0, 0), "{r:?}");
-    assert_eq!(r.optype, "double");
-    cluster.stop().await.expect("stop");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_elastic_pool_starts_real_runtimes_from_zero() {
-    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let bin = volley_testbed::binaries::path("worker").expect("worker binary");
     let spec = ClusterSpec::new(Mode::Push, 0, 1)
         .args([
             "--autoscale",
@@ -429,55 +380,6 @@ async fn an_elastic_pool_starts_real_runtimes_from_zero() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trace_replays_onto_a_deployed_function() {
-    use volley_perf::replay::{fixture, Granularity, Trace};
-    let dir = fixture::temp_dir("replay-function");
-    fixture::write(&dir, 4, 2, 5).expect("fixture");
-    let scheduled = Trace::read(&dir, Granularity::Minute).expect("trace").invocations(0..2);
-    let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 2, 4).label("runtime-replay"))
-        .await
-        .expect("cluster");
-    let mut client = cluster.connect().await.expect("client");
-    let code =
-        b"import time\n\ndef handle(event):\n    time.sleep(event['ms'] / 1000)\n    return event['ms']\n".to_vec();
-    deploy(&mut client, "emulate", Language::Python, code, "", "py", 0)
-        .await
-        .expect("deploy");
-    let out = dir.join("replay.csv");
-    let run = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
-        .args(["replay", "--function", "emulate", "--compress", "30", "--drain", "10s"])
-        .arg("--dispatcher")
-        .arg(cluster.grpc_url())
-        .arg("--trace")
-        .arg(&dir)
-        .arg("--out")
-        .arg(&out)
-        .arg("--minutes-out")
-        .arg(dir.join("minutes.csv"))
-        .arg("--summary")
-        .arg(dir.join("summary.json"))
-        .output()
-        .await
-        .expect("client runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
-    let rows = std::fs::read_to_string(&out).expect("replay.csv");
-    let completed = rows.lines().skip(1).filter(|l| l.contains(",completed,")).count() as u64;
-    assert_eq!(completed, scheduled, "{rows}");
-    let info = cluster.info().await.expect("info");
-    let emulate = info.counters.expect("counters");
-    assert!(emulate.completed >= scheduled);
-    let functions = client
-        .list_functions(api::ListFunctionsRequest {})
-        .await
-        .expect("list")
-        .into_inner()
-        .functions;
-    assert_eq!(functions.len(), 1, "no trace function was registered: {functions:?}");
-    cluster.stop().await.expect("stop");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_leaves_no_runtime_behind() {
     let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 1).label("runtime-orphans"))
         .await
@@ -505,11 +407,11 @@ async fn a_stopped_worker_leaves_no_runtime_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let worker = cluster.worker_pid(0).expect("a worker");
-    let runtime = *volley_perf::procstat::children(worker)
+    let runtime = *volley_testbed::procstat::children(worker)
         .first()
         .expect("the runtime is the worker's child");
     cluster
-        .signal_worker(0, volley_perf::cluster::Signal::SIGTERM)
+        .signal_worker(0, volley_testbed::cluster::Signal::SIGTERM)
         .expect("SIGTERM");
     cluster
         .wait_worker(0, Duration::from_secs(10))
@@ -521,48 +423,4 @@ async fn a_stopped_worker_leaves_no_runtime_behind() {
     );
     let _ = std::fs::remove_file(&marker);
     cluster.stop().await.expect("stop");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sweep_deploys_user_code_into_every_cluster_it_starts() {
-    let dir = std::env::temp_dir().join(format!("volley-sweep-code-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let code = dir.join("square.py");
-    std::fs::write(&code, "def handle(event):\n    return event['n'] ** 2\n").expect("code");
-    let out = dir.join("performance_test.csv");
-    let run = tokio::process::Command::new(volley_perf::binaries::path("client").expect("client binary"))
-        .args([
-            "sweep",
-            "--workers",
-            "1,2",
-            "--modes",
-            "pull",
-            "--repeats",
-            "1",
-            "--tasks-per-worker",
-            "20",
-        ])
-        .args(["--runtime", "python", "--args", r#"{"n": 7}"#])
-        .arg("--code")
-        .arg(&code)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .await
-        .expect("client runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(run.status.success(), "{}\n{}", text(&run.stdout), text(&run.stderr));
-    let mut rows = csv::Reader::from_path(&out).expect("csv");
-    let rows: Vec<std::collections::HashMap<String, String>> = rows.deserialize().map(|r| r.expect("row")).collect();
-    assert_eq!(rows.len(), 2, "one row per point: {rows:?}");
-    for r in &rows {
-        assert_eq!(r["OpType"], "square", "{r:?}");
-    }
-    assert_eq!(
-        rows.iter()
-            .map(|r| r["nTasks"].parse::<usize>().expect("count"))
-            .sum::<usize>(),
-        60
-    );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,14 +1,14 @@
 //! Workers, dispatchers and Redis die; no task is lost.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use common::*;
 use std::time::Duration;
 use volley_client::{connect, register_spec, run_batch};
-use volley_perf::cluster::Signal;
-use volley_perf::{Cluster, ClusterSpec, RedisServer};
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::cluster::Signal;
+use volley_testbed::{Cluster, ClusterSpec, RedisServer};
 
 fn holding(info: &api::ClusterInfoResponse, name: &str) -> bool {
     info.workers.iter().any(|w| w.name == name && w.in_flight > 0)
@@ -262,9 +262,9 @@ async fn redis_down_means_unavailable_and_the_dispatcher_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_started_first_waits_for_its_dispatcher() {
-    let port = volley_perf::free_port().expect("port");
+    let port = volley_testbed::free_port().expect("port");
     let log = std::env::temp_dir().join(format!("volley-early-worker-{}.log", std::process::id()));
-    let mut worker = tokio::process::Command::new(volley_perf::binaries::path("worker").expect("worker binary"))
+    let mut worker = tokio::process::Command::new(volley_testbed::binaries::path("worker").expect("worker binary"))
         .args([
             "2",
             &format!("tcp://127.0.0.1:{port}"),

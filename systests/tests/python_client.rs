@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 /// The stock packages the test uses, pinned so every run speaks the same client.
 const PACKAGES: &[&str] = &[

@@ -1,5 +1,4 @@
-//! Helpers shared by the end-to-end tests.
-#![allow(dead_code)]
+//! What end-to-end tests assert with. These helpers panic on failure, as tests want.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -24,7 +23,7 @@ pub fn unique_prefix(test: &str) -> String {
 
 /// Deletes every key under `prefix`.
 pub async fn purge(url: &str, prefix: &str) {
-    volley_perf::purge_redis(url, prefix).await;
+    crate::purge_redis(url, prefix).await;
 }
 
 /// The expected outcome of one task of the mixed batch.
@@ -111,7 +110,7 @@ pub async fn run_mixed(client: &mut Client) -> BatchOutcome {
 
 /// Polls until `check` holds for the cluster info, or panics after `timeout`.
 pub async fn wait_until(
-    cluster: &volley_perf::Cluster,
+    cluster: &crate::Cluster,
     timeout: Duration,
     what: &str,
     check: impl Fn(&api::ClusterInfoResponse) -> bool,
@@ -222,4 +221,34 @@ pub async fn serves_noops(client: &Client, n: usize) {
     .await
     .expect("a batch of noops");
     assert_eq!(outcome.completed, n, "{} of {n} noops completed", outcome.completed);
+}
+
+/// Deploys user code as `name`: inline, or uploaded first when over the inline limit.
+pub async fn deploy_code(
+    client: &mut Client,
+    name: &str,
+    language: volley_proto::function::Language,
+    code: Vec<u8>,
+    handler: &str,
+    format: &str,
+    timeout_ms: u64,
+) -> Result<api::RegisterFunctionResponse, tonic::Status> {
+    let runtime = api::Runtime {
+        language: language.name().into(),
+        handler: handler.into(),
+        code_format: format.into(),
+        timeout_ms,
+        memory_mb: 256,
+        ..Default::default()
+    };
+    volley_client::commands::deploy::register_code(client, name, runtime, code).await
+}
+
+/// A fresh, empty folder under the system's temporary directory, named for `label` and
+/// this process.
+pub fn temp_dir(label: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("volley-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }

@@ -3,21 +3,21 @@
 //! missing binary is a clear error, dropping the provisioner leaves no process, and an
 //! instance whose parent is SIGKILLed exits by itself.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::time::Duration;
 use volley_client::run_batch;
 use volley_dispatcher::provision::local::{LocalConfig, LocalProvisioner};
 use volley_dispatcher::provision::{ProvisionError, Provisioner};
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent() {
     let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision"))
         .await
         .expect("cluster");
-    let worker_bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let worker_bin = volley_testbed::binaries::path("worker").expect("worker binary");
     let config = LocalConfig {
         worker_bin: worker_bin.clone(),
         endpoint: cluster.worker_endpoint().expect("endpoint").to_owned(),

@@ -3,14 +3,14 @@
 //! replaced while work remains; a start that cannot succeed is counted and leaves the
 //! tasks queued, never FAILED; a SIGKILLed dispatcher leaves no instance behind.
 
-mod common;
+use volley_testbed::fixtures as common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 use volley_client::run_batch;
-use volley_perf::{Cluster, ClusterSpec};
 use volley_proto::api;
 use volley_proto::Mode;
+use volley_testbed::{Cluster, ClusterSpec};
 
 async fn elastic(label: &str, policy: &str, max: u32, worker_bin: &str) -> Cluster {
     Cluster::start(elastic_spec(label, policy, max, worker_bin))
@@ -46,9 +46,9 @@ async fn register(cluster: &Cluster, spec: &str) -> (volley_client::Client, u64,
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn instances_start_for_work_retire_when_idle_and_are_replaced_when_killed() {
-    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let bin = volley_testbed::binaries::path("worker").expect("worker binary");
     let bin = bin.to_str().expect("utf-8 path");
-    let logs = volley_perf::replay::fixture::temp_dir("autoscale-instance-logs");
+    let logs = volley_testbed::fixtures::temp_dir("autoscale-instance-logs");
     let spec = elastic_spec("autoscale", "fixed:keepalive=2s", 3, bin)
         .args(["--instance-logs".to_owned(), logs.display().to_string()]);
     let cluster = Cluster::start(spec).await.expect("cluster");
@@ -165,7 +165,7 @@ async fn a_start_that_cannot_succeed_is_counted_and_the_tasks_wait() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_dispatcher_leaves_no_instance_behind() {
-    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let bin = volley_testbed::binaries::path("worker").expect("worker binary");
     let mut cluster = elastic("autoscale-kill", "fixed:keepalive=60s", 2, bin.to_str().expect("utf-8")).await;
     let (client, f, args) = register(&cluster, "sleep:10").await;
     run_batch(&client, vec![(f, args); 4], 4, Duration::from_secs(60))
@@ -193,7 +193,7 @@ async fn a_killed_dispatcher_leaves_no_instance_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_start_is_kept_by_redis_as_reported_and_idle_time_is_exported() {
-    let bin = volley_perf::binaries::path("worker").expect("worker binary");
+    let bin = volley_testbed::binaries::path("worker").expect("worker binary");
     let prefix = common::unique_prefix("autoscale-redis");
     let spec = elastic_spec(
         "autoscale-redis",
