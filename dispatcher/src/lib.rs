@@ -13,7 +13,8 @@
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
 //! - [`autoscale`] — the elastic pool's loop: scaler decisions carried out by a provisioner.
 //! - [`api`] — the gRPC service, health and reflection.
-//! - [`metrics`] — the Prometheus page (`--metrics`): tasks, latency, queue, workers.
+//! - [`metrics`] — what is recorded as tasks pass: tasks by function and state, latency.
+//! - [`scrape`] — the Prometheus page (`--metrics`): those, and the core's queue and workers.
 //! - [`grpc_edge`] — the gRPC port's bounds below tonic: accept back-off, connection cap,
 //!   a deadline for a connection's first call.
 //! - [`security`] — the token check on gRPC calls and the TLS identity.
@@ -32,6 +33,7 @@ pub mod provision;
 pub mod reactor;
 pub mod registration;
 pub mod scaler;
+pub mod scrape;
 pub mod security;
 pub mod shared;
 pub mod store;
@@ -113,7 +115,7 @@ pub async fn start(
         .await
         .with_context(|| format!("opening the task store '{}'", store::redact(&config.store)))?;
     let metrics = listeners.metrics.is_some().then(|| {
-        Arc::new(metrics::Metrics::new(metrics::BuildFacts {
+        Arc::new(scrape::Metrics::new(scrape::BuildFacts {
             mode: config.mode.to_string(),
             store: store.describe().split(':').next().unwrap_or("memory").to_owned(),
             policy: config.policy.as_str().to_owned(),

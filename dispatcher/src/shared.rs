@@ -8,6 +8,11 @@ use std::sync::Arc;
 use tokio::sync::broadcast;
 use volley_proto::function::CodeDigest;
 
+/// Watchers of every completion at once: each is sent every completion, so each costs
+/// encoding work per batch and, if its client reads slowly, buffered responses; past this
+/// a new one is refused with RESOURCE_EXHAUSTED (watching task ids is not limited so).
+pub const MAX_WATCHERS_OF_ALL: usize = 256;
+
 /// Shared handles and counters.
 pub struct Shared {
     /// The task store.
@@ -109,7 +114,7 @@ impl Shared {
             grpc_edge: std::sync::OnceLock::new(),
             code: CodeShelf::default(),
             latest_code: parking_lot::RwLock::new(std::collections::HashMap::new()),
-            watchers_of_all: Arc::new(tokio::sync::Semaphore::new(crate::api::watch::MAX_WATCHERS_OF_ALL)),
+            watchers_of_all: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHERS_OF_ALL)),
         }
     }
 

@@ -104,10 +104,7 @@ pub(super) async fn recv_merged(
     Ok(out)
 }
 
-/// Watchers of every completion at once: each is sent every completion, so each costs
-/// encoding work per batch and, if its client reads slowly, buffered responses; past this
-/// a new one is refused with RESOURCE_EXHAUSTED (watching task ids is not limited so).
-pub const MAX_WATCHERS_OF_ALL: usize = 256;
+pub use crate::shared::MAX_WATCHERS_OF_ALL;
 
 /// Every completion from now on, read straight off the broadcast (no task in between).
 /// `slot` is this watcher's place among [`MAX_WATCHERS_OF_ALL`], given back when the

@@ -1,8 +1,8 @@
 //! Each function's queue, instances and failures on the scrape page, the first
 //! [`MAX_FUNCTION_LABELS`] by name on their own and the rest summed as `other`.
 
-use super::{FunctionLabel, MAX_FUNCTION_LABELS};
 use crate::core::FunctionLoad;
+use crate::metrics::{FunctionLabel, MAX_FUNCTION_LABELS};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
