@@ -53,7 +53,7 @@ fn cpu_by_role(cluster: &Cluster) -> anyhow::Result<[Duration; 3]> {
     for pid in cluster.worker_pids() {
         workers += cpu_time(pid)?;
     }
-    Ok([dispatcher, workers, volley_perf::load::process_cpu()])
+    Ok([dispatcher, workers, volley_perf::studies::load::process_cpu()])
 }
 
 async fn measure(

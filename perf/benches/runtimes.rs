@@ -99,7 +99,7 @@ fn cpu(cluster: &Cluster) -> anyhow::Result<[Duration; 4]> {
             runtimes += cpu_time(child).unwrap_or_default();
         }
     }
-    Ok([dispatcher, workers, runtimes, volley_perf::load::process_cpu()])
+    Ok([dispatcher, workers, runtimes, volley_perf::studies::load::process_cpu()])
 }
 
 struct Row {

@@ -1,36 +1,20 @@
 //! Volley's benchmark and the `client` binary (operator commands from `volley-client`,
 //! benchmark commands here). The clusters it starts come from `volley-testbed`.
 //!
+//! One axis, top to bottom; each layer uses only those below it:
 //! - [`cli`], [`commands`] — the `client` command line; one module per benchmark command.
-//! - [`workload`] — the typed vocabulary of work ([`workload::OpType`]) and its spec strings.
-//! - [`report`] — `performance_test.csv` rows and their definitions.
-//! - [`harness`] — the `cargo test --test perf` harness: against a running cluster, or
-//!   self-contained.
-//! - [`load`] — open-loop load at a target rate, latency from intended send times.
-//! - [`plot`] — PNG and SVG charts of the result files.
-//! - [`observe`] — around every benchmark run: `--db`, `--assert`, process telemetry.
-//! - [`results`] — the SQLite results database, `client runs` and `compare`.
-//! - [`telemetry`] — CPU and RSS of every process of a run, sampled at 10 Hz.
-//! - [`verdict`] — `--assert` expressions, judged at the end (exit 99).
-//! - [`simulate`] — the scaler over a whole trace on a virtual clock (`client simulate`).
-//! - [`sweep`] — closed-loop weak and strong scaling sweeps.
-//! - [`chaos`] — the fault-injection scenario (workers, dispatcher and Redis killed
-//!   mid-run) and its audit of every task in the store.
-//! - [`replay`] — the Azure Functions trace: reading it, sampling it, its exact schedule.
+//! - [`presentation`] — charts and the HTML page of a run.
+//! - [`studies`] — sweep, open-loop load, trace replay and its simulation, cold starts,
+//!   chaos, and the `cargo test --test perf` harness.
+//! - [`recording`] — result files, the results database, the process sampler, verdicts,
+//!   and what every run does around itself.
+//! - [`stats`], [`workload`] — percentiles; the typed vocabulary of work
+//!   ([`workload::OpType`]) and its spec strings.
 
-pub mod chaos;
 pub mod cli;
-pub mod coldstart;
 pub mod commands;
-pub mod harness;
-pub mod load;
-pub mod observe;
-pub mod plot;
-pub mod replay;
-pub mod report;
-pub mod results;
-pub mod simulate;
-pub mod sweep;
-pub mod telemetry;
-pub mod verdict;
+pub mod presentation;
+pub mod recording;
+pub mod stats;
+pub mod studies;
 pub mod workload;

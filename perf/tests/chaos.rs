@@ -1,7 +1,7 @@
 //! A short chaos run: every kind of fault once or twice, then the audit of every task.
 
 use std::time::Duration;
-use volley_perf::chaos::{self, ChaosSpec};
+use volley_perf::studies::chaos::{self, ChaosSpec};
 use volley_proto::Mode;
 
 async fn short_chaos(mode: Mode) {

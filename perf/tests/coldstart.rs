@@ -4,7 +4,7 @@
 //! and bad specs refused before anything starts.
 
 use std::collections::HashMap;
-use volley_perf::replay::{fixture, Granularity, Trace};
+use volley_perf::studies::replay::{fixture, Granularity, Trace};
 
 fn client(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))

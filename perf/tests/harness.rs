@@ -1,7 +1,7 @@
 //! The perf harness refuses to measure a cluster that is not what was asked.
 
 use std::time::Duration;
-use volley_perf::harness::{parse_args, run_external};
+use volley_perf::studies::harness::{parse_args, run_external};
 use volley_proto::Mode;
 use volley_testbed::{Cluster, ClusterSpec};
 

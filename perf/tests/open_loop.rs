@@ -3,9 +3,9 @@
 use volley_testbed::fixtures as common;
 
 use std::time::Duration;
-use volley_perf::load::{self, Arrival, LoadSpec};
-use volley_perf::report::HEADER;
-use volley_perf::sweep::{self, Scaling, SweepSpec};
+use volley_perf::recording::tables::HEADER;
+use volley_perf::studies::load::{self, Arrival, LoadSpec};
+use volley_perf::studies::sweep::{self, Scaling, SweepSpec};
 use volley_proto::Mode;
 use volley_testbed::cluster::Signal;
 use volley_testbed::{Cluster, ClusterSpec};

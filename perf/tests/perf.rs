@@ -1,10 +1,10 @@
 //! `cargo test --test perf -- --workers 16 --mode pull [--optype noop|sleep|spin]
 //! [--task-ms N] [--dispatcher http://127.0.0.1:50051] [--out performance_test.csv]`
 //! measures a running cluster; plain `cargo test` runs the self-contained version.
-//! See `volley_perf::harness`.
+//! See `volley_perf::studies::harness`.
 
 use std::process::ExitCode;
-use volley_perf::harness::{self, PerfArgs};
+use volley_perf::studies::harness::{self, PerfArgs};
 use volley_proto::Mode;
 
 #[tokio::main(flavor = "current_thread")]
@@ -27,7 +27,11 @@ async fn main() -> ExitCode {
         }
         let header_ok = std::fs::read_to_string(&out)
             .ok()
-            .and_then(|t| t.lines().next().map(|h| h == volley_perf::report::HEADER.join(",")))
+            .and_then(|t| {
+                t.lines()
+                    .next()
+                    .map(|h| h == volley_perf::recording::tables::HEADER.join(","))
+            })
             .unwrap_or(false);
         results.push((
             "perf::self_contained::csv_header".into(),

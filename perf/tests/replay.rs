@@ -2,7 +2,7 @@
 //! `client` binary on a cluster it starts, every scheduled invocation accounted for.
 
 use std::collections::HashMap;
-use volley_perf::replay::{fixture, Granularity, Trace};
+use volley_perf::studies::replay::{fixture, Granularity, Trace};
 
 fn rows(path: &std::path::Path) -> Vec<HashMap<String, String>> {
     let mut r = csv::Reader::from_path(path).expect("csv");

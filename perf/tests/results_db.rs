@@ -148,7 +148,7 @@ fn a_sweep_is_stored_and_a_failing_assertion_exits_99() {
         assert!(!html.contains(fetch), "the report would fetch something: {fetch}");
     }
     let dom = chromium(&dir, &["--dump-dom", "report.html"]);
-    for section in volley_perf::results::html::SECTIONS {
+    for section in volley_perf::presentation::html::SECTIONS {
         assert!(
             dom.contains(&format!("<section id=\"{section}\">")),
             "section {section} missing from the rendered page"

@@ -1,7 +1,7 @@
 //! `client simulate` end to end on the synthetic trace: a row per policy, and bad policy
 //! specs refused before anything runs.
 
-use volley_perf::replay::fixture;
+use volley_perf::studies::replay::fixture;
 
 fn client(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))

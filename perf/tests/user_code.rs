@@ -10,7 +10,7 @@ use volley_testbed::{Cluster, ClusterSpec};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_loop_load_drives_a_deployed_function_by_name() {
-    use volley_perf::load::{self, Arrival, LoadSpec};
+    use volley_perf::studies::load::{self, Arrival, LoadSpec};
     let cluster = Cluster::start(ClusterSpec::new(Mode::Pull, 1, 2).label("runtime-load"))
         .await
         .expect("cluster");
@@ -39,7 +39,7 @@ async fn open_loop_load_drives_a_deployed_function_by_name() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_replays_onto_a_deployed_function() {
-    use volley_perf::replay::{fixture, Granularity, Trace};
+    use volley_perf::studies::replay::{fixture, Granularity, Trace};
     let dir = fixture::temp_dir("replay-function");
     fixture::write(&dir, 4, 2, 5).expect("fixture");
     let scheduled = Trace::read(&dir, Granularity::Minute).expect("trace").invocations(0..2);

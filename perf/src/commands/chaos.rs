@@ -1,7 +1,7 @@
 //! `client chaos`: the fault-injection scenario per mode, and its exit code.
 
-use crate::observe::{ObserveArgs, Observed};
-use crate::verdict::{Kind, MetricDef};
+use crate::recording::observe::{ObserveArgs, Observed};
+use crate::recording::verdict::{Kind, MetricDef};
 use anyhow::Context;
 use std::time::Duration;
 use volley_proto::Mode;
@@ -63,7 +63,7 @@ pub const METRICS: &[MetricDef] = &[
 
 /// Runs the scenario for each mode; exits 1 if any audit failed.
 pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
-    use crate::chaos::{self as scenario, ChaosSpec};
+    use crate::studies::chaos::{self as scenario, ChaosSpec};
     let mut observed = Observed::start("chaos", &a.observe, METRICS, Some(a.seed))?;
     let mut reports = Vec::new();
     for mode in a.modes {
@@ -99,7 +99,7 @@ pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
     if let Some(out) = &a.out {
         std::fs::write(out, &text).with_context(|| format!("writing {}", out.display()))?;
     }
-    let total = |f: &dyn Fn(&crate::chaos::ChaosReport) -> usize| reports.iter().map(f).sum::<usize>() as f64;
+    let total = |f: &dyn Fn(&crate::studies::chaos::ChaosReport) -> usize| reports.iter().map(f).sum::<usize>() as f64;
     let m = &mut observed.record.metrics;
     m.insert("lost".into(), total(&|r| r.lost));
     m.insert("wrong".into(), total(&|r| r.wrong));
@@ -110,5 +110,5 @@ pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
     let tasks = total(&|r| r.acknowledged) as u64;
     let verdict = observed.finish(tasks, as_json)?;
     let own = if reports.iter().all(|r| r.passed()) { 0 } else { 1 };
-    Ok(crate::observe::exit_code(own, verdict))
+    Ok(crate::recording::observe::exit_code(own, verdict))
 }

@@ -2,11 +2,11 @@
 //! from zero with the breakdown of every cold start, a burst from nothing to R tasks/s,
 //! and that burst at container concurrency 1 and at many.
 
-use crate::coldstart::{self, Breakdown, Burst, BurstResult, Pool, Trial};
-use crate::observe::{ObserveArgs, Observed};
-use crate::replay::elastic::PoolSample;
-use crate::results::{ColdStartRow, RequestRow};
-use crate::verdict::{Kind, MetricDef};
+use crate::recording::db::{ColdStartRow, RequestRow};
+use crate::recording::observe::{ObserveArgs, Observed};
+use crate::recording::verdict::{Kind, MetricDef};
+use crate::studies::coldstart::{self, Breakdown, Burst, BurstResult, Pool, Trial};
+use crate::studies::replay::elastic::PoolSample;
 use std::path::PathBuf;
 use std::time::Duration;
 use volley_proto::api;
@@ -162,7 +162,7 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
         cluster.stop().await?;
         let (trials, tasks) = result?;
         let rows: Vec<TrialRow> = trials.iter().map(TrialRow::from).collect();
-        crate::report::write_rows(&a.trials_out, &rows)?;
+        crate::recording::tables::write_rows(&a.trials_out, &rows)?;
         written.push(a.trials_out.clone());
         summarise_trials(&trials, &mut measures, as_json);
         record_tasks(&mut observed, &tasks);
@@ -202,7 +202,7 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
         bursts.push(r);
     }
     if !bursts.is_empty() {
-        crate::report::write_rows(&a.out, &bursts)?;
+        crate::recording::tables::write_rows(&a.out, &bursts)?;
         let rows: Vec<TimelineRow> = timeline
             .iter()
             .map(|(slots, (t, ready, starting, queued))| TimelineRow {
@@ -213,7 +213,7 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
                 queued: *queued,
             })
             .collect();
-        crate::report::write_rows(&a.timeline_out, &rows)?;
+        crate::recording::tables::write_rows(&a.timeline_out, &rows)?;
         written.extend([a.out.clone(), a.timeline_out.clone()]);
         if let Some(one) = bursts.iter().find(|b| b.slots == 1) {
             measures.insert("burst_p99".to_owned(), one.p99_ms / 1e3);
@@ -239,7 +239,7 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
     let tasks = 2 * a.trials * u64::from(a.scenarios.contains(&Scenario::Zero))
         + bursts.iter().map(|b| b.completed).sum::<u64>();
     let verdict = observed.finish(tasks, as_json)?;
-    Ok(crate::observe::exit_code(i32::from(lost > 0), verdict))
+    Ok(crate::recording::observe::exit_code(i32::from(lost > 0), verdict))
 }
 
 /// `coldstart-trials.csv`: a trial's latencies and its cold start's stages, µs.
@@ -317,7 +317,7 @@ fn summarise_trials(trials: &[Trial], measures: &mut std::collections::BTreeMap<
     let median = |f: &dyn Fn(&Trial) -> f64| {
         let mut v: Vec<f64> = trials.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
-        crate::observe::percentile(&v, 0.5).unwrap_or(0.0)
+        crate::stats::percentile(&v, 0.5).unwrap_or(0.0)
     };
     let stage = |f: fn(&Breakdown) -> u64| median(&|t: &Trial| f(&t.stages) as f64 / 1e3);
     let extra = median(&|t| t.extra_us as f64 / 1e3);
@@ -409,7 +409,7 @@ fn plot_trials(dir: &std::path::Path, trials: &[Trial]) -> anyhow::Result<()> {
         series("residual", &|t| t.residual_us as f64 / 1e3),
     ];
     let title = "Scale from zero: the cold start's extra latency and its stages, per trial";
-    crate::plot::plot_lines(dir, "coldstart-trials", (title, "trial", "ms"), lines, &mut written)?;
+    crate::presentation::plot::plot_lines(dir, "coldstart-trials", (title, "trial", "ms"), lines, &mut written)?;
     Ok(())
 }
 
@@ -431,7 +431,7 @@ fn plot_timeline(dir: &std::path::Path, timeline: &[(u32, PoolSample)]) -> anyho
         })
         .collect();
     let title = "Burst from zero: instances ready over time";
-    crate::plot::plot_lines(
+    crate::presentation::plot::plot_lines(
         dir,
         "coldstart-burst",
         (title, "seconds from the first task", "instances"),

@@ -1,8 +1,8 @@
 //! `client demo`: a cluster per mode on the embedded store, a batch through each, a summary.
 
-use crate::observe::{ObserveArgs, Observed};
-use crate::results::RequestRow;
-use crate::verdict::{Kind, MetricDef};
+use crate::recording::db::RequestRow;
+use crate::recording::observe::{ObserveArgs, Observed};
+use crate::recording::verdict::{Kind, MetricDef};
 use anyhow::Context;
 use std::time::Duration;
 use volley_client::commands::submit::print_outcome;
@@ -92,7 +92,7 @@ pub async fn run(a: &DemoArgs, as_json: bool) -> anyhow::Result<i32> {
                     .map(|t| t.completed_us.saturating_sub(t.submitted_us) as f64 / 1e6)
                     .collect();
                 lat.sort_by(f64::total_cmp);
-                if let Some(p99) = crate::observe::percentile(&lat, 0.99) {
+                if let Some(p99) = crate::stats::percentile(&lat, 0.99) {
                     m.insert(format!("{mode}_sleep_p99"), p99);
                 }
             }
@@ -106,5 +106,8 @@ pub async fn run(a: &DemoArgs, as_json: bool) -> anyhow::Result<i32> {
     }
     observed.record.metrics.insert("failed".into(), failed as f64);
     let verdict = observed.finish(tasks_run, as_json)?;
-    Ok(crate::observe::exit_code(if failed > 0 { 1 } else { 0 }, verdict))
+    Ok(crate::recording::observe::exit_code(
+        if failed > 0 { 1 } else { 0 },
+        verdict,
+    ))
 }

@@ -1,12 +1,12 @@
 //! `client load`: open-loop load at a target rate; with `--find-max`, the highest rate that
 //! meets an SLO; with `--grid`, the rate × spin × arrival study.
 
-use crate::load::find_max::{parse_range, Bisection};
-use crate::load::slo::Slo;
-use crate::load::{self as open_loop, Arrival, GridSpec, LoadResult, LoadSpec, Shape};
-use crate::observe::{ObserveArgs, Observed};
-use crate::telemetry::Tracker;
-use crate::verdict::{Kind, MetricDef};
+use crate::recording::observe::{ObserveArgs, Observed};
+use crate::recording::sampler::Tracker;
+use crate::recording::verdict::{Kind, MetricDef};
+use crate::studies::load::find_max::{parse_range, Bisection};
+use crate::studies::load::slo::Slo;
+use crate::studies::load::{self as open_loop, Arrival, GridSpec, LoadResult, LoadSpec, Shape};
 use crate::workload::OpType;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -187,7 +187,7 @@ impl LoadArgs {
             if let Some(s) = sampler {
                 if let Ok(info) = client.cluster_info(api::ClusterInfoRequest {}).await {
                     s.track_reported(info.get_ref());
-                    crate::observe::track_redis(s, &info.get_ref().store).await;
+                    crate::recording::observe::track_redis(s, &info.get_ref().store).await;
                 }
             }
             open_loop::run(&client, &self.spec(rate)).await?
@@ -195,7 +195,11 @@ impl LoadArgs {
         if let Some(slo) = &self.slo {
             r.verdict = slo.judge(&r).label();
         }
-        crate::report::write_meta(&self.out, &crate::report::RunMeta::collect(), Some(self.seed))?;
+        crate::recording::tables::write_meta(
+            &self.out,
+            &crate::recording::tables::RunMeta::collect(),
+            Some(self.seed),
+        )?;
         open_loop::append(&self.out, std::slice::from_ref(&r))?;
         Ok(r)
     }
@@ -243,7 +247,8 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
             drain: a.cell_drain,
             seed: a.seed,
         };
-        let mut results = crate::load::grid::run_grid_observed(&spec, &a.out, Some(observed.sampler())).await?;
+        let mut results =
+            crate::studies::load::grid::run_grid_observed(&spec, &a.out, Some(observed.sampler())).await?;
         for r in &mut results {
             observed.record.requests.append(&mut r.records);
         }
@@ -267,7 +272,7 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
         return Ok(2);
     }
     let own = if r.verdict.starts_with("fail") { 1 } else { 0 };
-    Ok(crate::observe::exit_code(own, verdict))
+    Ok(crate::recording::observe::exit_code(own, verdict))
 }
 
 async fn find_max(target: &Target, a: &LoadArgs, as_json: bool, observed: &mut Observed) -> anyhow::Result<i32> {

@@ -1,6 +1,6 @@
 //! The benchmark commands of the `client` binary, one module each: flags and the code
-//! that turns them into a run of [`crate::sweep`], [`crate::load`], [`crate::replay`], [`crate::chaos`] or
-//! [`crate::plot`]. Each returns the process exit code.
+//! that turns them into a run of [`crate::studies::sweep`], [`crate::studies::load`], [`crate::studies::replay`], [`crate::studies::chaos`] or
+//! [`crate::presentation::plot`]. Each returns the process exit code.
 
 pub mod chaos;
 pub mod coldstart;

@@ -40,7 +40,7 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
         "nothing to plot: give a performance CSV, --tasks, --load, --replay, --policies or --db"
     );
     let mut files = if files_given {
-        crate::plot::plot_all(
+        crate::presentation::plot::plot_all(
             a.csv.as_deref(),
             a.tasks.as_deref(),
             a.load.as_deref(),
@@ -54,7 +54,8 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
         plot_policies(&a.policies, &a.out, &mut files)?;
     }
     if let Some(path) = &a.db {
-        use crate::results::{html, ResultsDb};
+        use crate::presentation::html;
+        use crate::recording::db::ResultsDb;
         let db = ResultsDb::open_read_only(path)?;
         let id = html::pick_run(&db, a.run)?;
         let (start, end) = html::run_span(&db, id)?;
@@ -63,7 +64,7 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
         anyhow::ensure!(!cpu.is_empty(), "run {id} has no process samples");
         let x = "seconds into the run";
         let title = format!("CPU per role, run {id}");
-        crate::plot::plot_lines(
+        crate::presentation::plot::plot_lines(
             &a.out,
             &format!("process-cpu-run{id}"),
             (&title, x, "% of one core"),
@@ -71,7 +72,7 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
             &mut files,
         )?;
         let title = format!("Resident memory per role, run {id}");
-        crate::plot::plot_lines(
+        crate::presentation::plot::plot_lines(
             &a.out,
             &format!("process-rss-run{id}"),
             (&title, x, "MiB"),
@@ -121,7 +122,7 @@ fn plot_policies(paths: &[PathBuf], out: &std::path::Path, files: &mut Vec<PathB
     }
     anyhow::ensure!(!series.is_empty(), "the --policies files hold no rows");
     let title = "Cold starts against idle instance-time, one point per policy";
-    crate::plot::plot_lines(
+    crate::presentation::plot::plot_lines(
         out,
         "policies",
         (

@@ -1,12 +1,12 @@
 //! `client replay`: an Azure-schema trace replayed open loop against a dispatcher.
 
-use crate::observe::{ObserveArgs, Observed};
-use crate::replay::elastic::{self, ElasticArgs, PoolWatch};
-use crate::replay::records::Summary;
-use crate::replay::run::{self, ReplaySpec, Replayed};
-use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
-use crate::results::{MinuteRow as DbMinute, RequestRow};
-use crate::verdict::{Kind, MetricDef};
+use crate::recording::db::{MinuteRow as DbMinute, RequestRow};
+use crate::recording::observe::{ObserveArgs, Observed};
+use crate::recording::verdict::{Kind, MetricDef};
+use crate::studies::replay::elastic::{self, ElasticArgs, PoolWatch};
+use crate::studies::replay::records::Summary;
+use crate::studies::replay::run::{self, ReplaySpec, Replayed};
+use crate::studies::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -267,7 +267,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         .into_inner();
     if cluster.is_none() {
         observed.sampler().track_reported(&info);
-        crate::observe::track_redis(observed.sampler(), &info.store).await;
+        crate::recording::observe::track_redis(observed.sampler(), &info.store).await;
     }
     let slots: u64 = match &a.elastic.autoscale {
         Some(_) => u64::from(a.elastic.max_instances) * u64::from(a.elastic.instance_slots),
@@ -320,7 +320,7 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         let row = elastic::live_row(policy, &replayed.invocations, &info, peak, wall)?;
         println!("elastic pool, live: {}", row.line());
         if let Some(path) = &a.elastic.policy_out {
-            crate::report::append_rows(path, std::slice::from_ref(&row))?;
+            crate::recording::tables::append_rows(path, std::slice::from_ref(&row))?;
         }
         observed.record.metrics.extend([
             ("cold_starts".to_owned(), row.cold_starts as f64),
@@ -330,9 +330,9 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
         ]);
     }
 
-    crate::report::write_meta(&a.out, &crate::report::RunMeta::collect(), Some(a.seed))?;
-    crate::report::write_rows(&a.out, &replayed.invocations)?;
-    crate::report::write_rows(&a.minutes_out, &replayed.minutes)?;
+    crate::recording::tables::write_meta(&a.out, &crate::recording::tables::RunMeta::collect(), Some(a.seed))?;
+    crate::recording::tables::write_rows(&a.out, &replayed.invocations)?;
+    crate::recording::tables::write_rows(&a.minutes_out, &replayed.minutes)?;
     let s = &replayed.summary;
     std::fs::write(&a.summary, serde_json::to_string_pretty(s)?)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.summary.display()))?;
@@ -367,5 +367,5 @@ pub async fn run(target: &Target, a: &ReplayArgs, as_json: bool) -> anyhow::Resu
     observed.record.metrics.extend(measures(s));
     (observed.record.requests, observed.record.minutes) = rows(&replayed);
     let verdict = observed.finish(s.completed, as_json)?;
-    Ok(crate::observe::exit_code(own, verdict))
+    Ok(crate::recording::observe::exit_code(own, verdict))
 }

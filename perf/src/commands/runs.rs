@@ -1,6 +1,7 @@
 //! `client runs`, `client compare` and `client report`: reading the results database.
 
-use crate::results::{compare, html, ResultsDb};
+use crate::presentation::html;
+use crate::recording::db::{compare, ResultsDb};
 use std::path::PathBuf;
 
 /// `client runs` flags.

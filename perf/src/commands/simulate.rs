@@ -1,9 +1,9 @@
 //! `client simulate`: scaling policies compared over a whole trace on a virtual clock,
 //! with the dispatcher's own scaler core; one row per policy, and a chart.
 
-use crate::replay::run::{self, ReplaySpec};
-use crate::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
-use crate::simulate::{simulate, Platform};
+use crate::studies::replay::run::{self, ReplaySpec};
+use crate::studies::replay::simulate::{simulate, Platform};
+use crate::studies::replay::{select, Granularity, Iat, ScheduleSpec, Trace};
 use std::path::PathBuf;
 use std::time::Duration;
 use volley_dispatcher::scaler::PolicySpec;
@@ -122,10 +122,10 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
         rows.push(row);
         per_function.extend(functions);
     }
-    crate::report::write_meta(&a.out, &crate::report::RunMeta::collect(), Some(a.seed))?;
-    crate::report::write_rows(&a.out, &rows)?;
+    crate::recording::tables::write_meta(&a.out, &crate::recording::tables::RunMeta::collect(), Some(a.seed))?;
+    crate::recording::tables::write_rows(&a.out, &rows)?;
     if let Some(path) = &a.functions_out {
-        crate::report::write_rows(path, &per_function)?;
+        crate::recording::tables::write_rows(path, &per_function)?;
     }
     if let Some(dir) = &a.plot {
         let mut written = Vec::new();
@@ -136,14 +136,14 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
             .collect();
         let title = "Cold starts per function (median) against idle instance-time";
         let y = "cold starts, % of a function's invocations";
-        crate::plot::plot_lines(dir, "simulate-policies", (title, x, y), per_function, &mut written)?;
+        crate::presentation::plot::plot_lines(dir, "simulate-policies", (title, x, y), per_function, &mut written)?;
         let overall = rows
             .iter()
             .map(|r| (r.policy.clone(), vec![(r.idle_instance_s / 3600.0, r.cold_pct)]))
             .collect();
         let title = "Cold starts (all invocations) against idle instance-time";
         let y = "cold starts, % of all invocations";
-        crate::plot::plot_lines(dir, "simulate-policies-overall", (title, x, y), overall, &mut written)?;
+        crate::presentation::plot::plot_lines(dir, "simulate-policies-overall", (title, x, y), overall, &mut written)?;
         eprintln!("charts written to {}", dir.display());
     }
     Ok(0)

@@ -1,9 +1,9 @@
 //! `client sweep`: closed-loop weak or strong scaling on clusters it starts.
 
-use crate::observe::{ObserveArgs, Observed};
-use crate::report::PerfRow;
-use crate::sweep::Scaling;
-use crate::verdict::{Kind, MetricDef};
+use crate::recording::observe::{ObserveArgs, Observed};
+use crate::recording::tables::PerfRow;
+use crate::recording::verdict::{Kind, MetricDef};
+use crate::studies::sweep::Scaling;
 use crate::workload::OpType;
 use std::collections::BTreeMap;
 use volley_proto::Mode;
@@ -105,7 +105,7 @@ pub fn measures(rows: &[PerfRow]) -> BTreeMap<String, f64> {
 /// Runs the sweep; exits 1 if any task failed, 99 if an assertion failed.
 pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
     let mut observed = Observed::start("sweep", &a.observe, METRICS, None)?;
-    let spec = crate::sweep::SweepSpec {
+    let spec = crate::studies::sweep::SweepSpec {
         scaling: a.scaling,
         workers: a.workers,
         modes: a.modes,
@@ -126,7 +126,7 @@ pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
                     .and_then(|s| s.to_str())
                     .unwrap_or("function")
                     .to_owned();
-                Some(crate::sweep::SweepFunction {
+                Some(crate::studies::sweep::SweepFunction {
                     name,
                     runtime: volley_proto::api::Runtime {
                         language: language.name().to_owned(),
@@ -141,9 +141,9 @@ pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
             _ => None,
         },
     };
-    crate::observe::track_redis(observed.sampler(), &spec.store).await;
+    crate::recording::observe::track_redis(observed.sampler(), &spec.store).await;
     let mut requests = Vec::new();
-    let rows = crate::sweep::run_observed(&spec, Some(observed.sampler()), &mut requests).await?;
+    let rows = crate::studies::sweep::run_observed(&spec, Some(observed.sampler()), &mut requests).await?;
     let failed: usize = rows.iter().map(|r| r.failed()).sum();
     println!(
         "{} points written to {}; {failed} tasks failed",
@@ -155,5 +155,8 @@ pub async fn run(a: SweepArgs) -> anyhow::Result<i32> {
     observed.record.points = rows;
     observed.record.requests = requests;
     let verdict = observed.finish(tasks, false)?;
-    Ok(crate::observe::exit_code(if failed > 0 { 1 } else { 0 }, verdict))
+    Ok(crate::recording::observe::exit_code(
+        if failed > 0 { 1 } else { 0 },
+        verdict,
+    ))
 }

@@ -1,0 +1,154 @@
+//! The open-loop engine both `load` and `replay` run on: requests leave at their
+//! intended times from a schedule built beforehand, each request's fate is kept in the
+//! [`Ledger`], and the run ends at a fixed deadline, however large the backlog.
+
+use super::completions::{self, Event, RunClock};
+use super::ledger::Ledger;
+use super::{counters, pacer, process_cpu, LEAD, MAX_IN_FLIGHT};
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use volley_client::Client;
+use volley_proto::api;
+
+/// What a driven run leaves behind.
+pub struct Driven {
+    /// Every request's fate, indexed like the schedule.
+    pub ledger: Ledger,
+    /// The run's clock (its start, here and in Unix time).
+    pub clock: RunClock,
+    /// CPU time this process spent on the run.
+    pub cpu: Duration,
+    /// Times the live result stream broke and was reopened.
+    pub breaks: u64,
+    /// Why it last broke.
+    pub last_break: String,
+    /// The last transport error of a send, if any.
+    pub transport_error: String,
+    /// The dispatcher's mode and counters before the run, if it could be asked.
+    pub before: Option<(String, api::Counters)>,
+    /// The same after.
+    pub after: Option<(String, api::Counters)>,
+}
+
+/// Sends request `i` (built by `requests(i)`) at `schedule[i]` from the start, collects
+/// every outcome, and stops at `until` from the start.
+pub async fn drive(
+    client: &Client,
+    schedule: Arc<Vec<Duration>>,
+    requests: impl Fn(usize) -> api::ExecuteRequest,
+    until: Duration,
+) -> anyhow::Result<Driven> {
+    let before = counters(client).await;
+    let cpu_before = process_cpu();
+
+    let clock = RunClock::starting_in(LEAD);
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let live = completions::watch_all(client, clock, events_tx.clone()).await?;
+    let (due_tx, mut due) = mpsc::unbounded_channel();
+    let pacer = pacer::start(schedule.clone(), clock.start, due_tx).context("starting the pacer thread")?;
+    let (ack_tx, mut acks) = mpsc::unbounded_channel();
+    let mut sends = tokio::task::JoinSet::new();
+    let mut ledger = Ledger::new(schedule.len());
+    let mut catching_up: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut caught_up = std::collections::HashSet::new();
+    let (mut pacing, mut breaks, mut last_break) = (true, 0u64, String::new());
+    let mut last_transport_error = String::new();
+    let deadline = tokio::time::Instant::from_std(clock.start + until);
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let (mut held, mut in_flight): (Option<std::ops::Range<usize>>, usize) = (None, 0);
+    loop {
+        while in_flight < MAX_IN_FLIGHT {
+            let Some(range) = held.take() else { break };
+            let end = range.end.min(range.start + pacer::MAX_DUE);
+            if end < range.end {
+                held = Some(end..range.end);
+            }
+            ledger.sent(range.start..end, clock.now());
+            let request = api::ExecuteBatchRequest {
+                tasks: (range.start..end).map(&requests).collect(),
+            };
+            let (mut c, tx, d) = (
+                client.clone(),
+                ack_tx.clone(),
+                pacer::Due {
+                    first: range.start,
+                    end,
+                },
+            );
+            sends.spawn(async move {
+                let r = c.execute_batch(request).await.map(|r| r.into_inner().task_ids);
+                let _ = tx.send((d, r));
+            });
+            in_flight += 1;
+        }
+        if !pacing && held.is_none() && ledger.settled() {
+            break;
+        }
+        tokio::select! {
+            d = due.recv(), if pacing => match d {
+                Some(d) => {
+                    // Past the in-flight bound, due requests wait here and leave together
+                    // when an answer frees a stream: late (and counted so), never lost.
+                    held = Some(held.map_or(d.first..d.end, |h: std::ops::Range<usize>| h.start..d.end));
+                }
+                None => pacing = false,
+            },
+            Some((d, r)) = acks.recv() => {
+                in_flight -= 1;
+                match r {
+                Ok(ids) if ids.len() == d.end - d.first => ledger.acknowledged(d.first..d.end, &ids),
+                Ok(ids) => {
+                    let why = format!("the dispatcher named {} tasks for {} requests", ids.len(), d.end - d.first);
+                    ledger.refused(d.first..d.end, tonic::Code::Internal, &why);
+                }
+                // A status the dispatcher sent is a refusal; a transport error (it has a
+                // source: the connection, not the dispatcher, failed) leaves unknown
+                // whether the dispatcher took the tasks.
+                Err(s) if std::error::Error::source(&s).is_none() => ledger.refused(d.first..d.end, s.code(), s.message()),
+                Err(s) => {
+                    ledger.lost_in_transit(d.first..d.end);
+                    last_transport_error = format!("{} ({:?})", s.message(), s.code());
+                }
+                }
+            }
+            Some(event) = events.recv() => match event {
+                Event::Finished(done) => done.into_iter().for_each(|(id, f)| ledger.finished(id, f)),
+                Event::Unknown(ids) => ids.into_iter().for_each(|id| ledger.unknown(id)),
+                Event::Broke(why) => {
+                    breaks += 1;
+                    last_break = why;
+                }
+            },
+            _ = tick.tick() => {
+                while sends.try_join_next().is_some() {}
+                // After a break, results may have gone by unseen: once sending is over,
+                // read back by id whatever has no result yet.
+                if !pacing && (breaks > 0 || ledger.lost_early) {
+                    let ids: Vec<u64> = ledger.unresolved_tasks().into_iter().filter(|id| caught_up.insert(*id)).collect();
+                    if !ids.is_empty() {
+                        catching_up.extend(completions::catch_up(client, clock, ids, &events_tx));
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => break,
+        }
+    }
+    live.abort();
+    catching_up.iter().for_each(|h| h.abort());
+    sends.abort_all();
+    pacer.stop();
+    let cpu = process_cpu().saturating_sub(cpu_before);
+    let after = counters(client).await;
+    Ok(Driven {
+        ledger,
+        clock,
+        cpu,
+        breaks,
+        last_break,
+        transport_error: last_transport_error,
+        before,
+        after,
+    })
+}
