@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs every command BENCHMARKS.md cites, one question after another, and keeps each raw
+# output in target/benchmarks/DATE/ (a log per question, the CSV and JSON files beside it).
+# Usage: scripts/benchmarks.sh [QUESTION ...]
+#   questions: cluster runtimes scaling openloop replay coldstart chaos (default: all)
+# The whole set takes about an hour on the 2-core VM; the sweeps are most of it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="target/benchmarks/$(date -u +%Y-%m-%d)"
+mkdir -p "$out"
+cargo build --release --bins
+client=target/release/client
+trace=../shared/traces/azure2019-vswarm-sample
+questions=("$@")
+[ ${#questions[@]} -eq 0 ] && questions=(cluster runtimes scaling openloop replay coldstart chaos)
+
+run() { # name, command...
+    local name=$1; shift
+    echo "== $name: $*" | tee "$out/$name.log"
+    "$@" 2>&1 | tee -a "$out/$name.log"
+}
+
+for q in "${questions[@]}"; do
+    case $q in
+    cluster)
+        VOLLEY_BENCH_SKIP_REDIS=1 VOLLEY_BENCH_MODES=pull,push VOLLEY_BENCH_TASKS=100000 \
+            VOLLEY_BENCH_LATENCY_SAMPLES=2000 run cluster cargo bench -p volley-perf --bench cluster
+        MODES="pull push" run callgrind scripts/callgrind-per-task.sh 10000 30000 ;;
+    runtimes)
+        run runtimes cargo bench -p volley-perf --bench runtimes ;;
+    scaling)
+        run weak $client sweep --scaling weak --workers 1,2,4,8,16 --modes local,pull,push \
+            --optypes noop,sleep --task-ms 100,1000 --repeats 3 --out "$out/weak.csv" --tasks-csv "$out/weak-tasks.csv"
+        run strong $client sweep --scaling strong --workers 1,2,4,8,16 --modes local,pull,push \
+            --optypes sleep --task-ms 100 --strong-tasks 80 --repeats 1 --out "$out/strong.csv" ;;
+    openloop)
+        for mode in local pull push; do
+            run "find-max-$mode" $client load --find-max --slo 'p99<50ms,success>=0.999' --rates 1000..200000 \
+                --optype noop --arrival poisson --for 4s --warmup 1s --drain 5s --fresh --mode "$mode" \
+                --workers 2 --slots 2 --out "$out/find-max.csv"
+        done ;;
+    replay)
+        run replay $client replay --trace "$trace" --functions 50 --minutes 540..560 --compress 10 \
+            --max-memory-mb 8 --warmup-minutes 2 --cluster pull:2:16 --out "$out/replay.csv" \
+            --minutes-out "$out/replay-minutes.csv" --summary "$out/replay.json" ;;
+    coldstart)
+        run coldstart $client coldstart --scenarios zero --trials 30 --init-ms 250 --keepalive 1s --trials-out "$out/coldstart-trials.csv"
+        run bursts $client coldstart --scenarios burst,concurrency --rate 40 --task-ms 100 --duration 20s \
+            --policy kpa --max-instances 16 --init-ms 250 --out "$out/coldstart-bursts.csv" --timeline-out "$out/coldstart-timeline.csv" ;;
+    chaos)
+        run chaos $client chaos --for 60s --modes push,pull --seed 7 --out "$out/chaos.json" ;;
+    *)
+        echo "unknown question: $q (cluster runtimes scaling openloop replay coldstart chaos)" >&2
+        exit 2 ;;
+    esac
+done
+echo "outputs in $out"
