@@ -22,7 +22,7 @@ pub struct Cli {
     #[arg(short = 'p', long = "port", env = "VOLLEY_PORT", default_value_t = 5555)]
     pub worker_port: u16,
     /// Address the worker port binds to. Anything but loopback exposes an
-    /// unauthenticated, unencrypted port: see the README.
+    /// unauthenticated, unencrypted port: see docs/security.md.
     #[arg(long, env = "VOLLEY_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
     /// Slots of the dispatcher's own pool in local mode.

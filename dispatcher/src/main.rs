@@ -10,7 +10,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     volley_proto::telemetry::init("info");
     // One thread by default: on small machines cross-thread wake-ups cost more latency
-    // than a second thread buys throughput (see BENCHMARKS.md).
+    // than a second thread buys throughput (see docs/history.md).
     let runtime = if cli.threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()
     } else {

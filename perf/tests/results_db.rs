@@ -70,7 +70,7 @@ fn a_sweep_is_stored_and_a_failing_assertion_exits_99() {
         db.query_row(sql, [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
-    // The schema: every table the README documents, with its indices.
+    // The schema: every table docs/observability.md documents, with its indices.
     for table in [
         "runs",
         "run_metrics",
@@ -108,7 +108,7 @@ fn a_sweep_is_stored_and_a_failing_assertion_exits_99() {
         one("SELECT passed FROM assertions WHERE run_id = 2 AND expr = 'p50<1us'"),
         0
     );
-    // The README's join: each request with the dispatcher's CPU in the second it completed.
+    // The documented join (docs/queries/): each request with the dispatcher's CPU in the second it completed.
     let query = include_str!("../../docs/queries/latency-vs-dispatcher-cpu.sql");
     let mut q = db.prepare(query).expect("the documented query compiles");
     let joined: Vec<(f64, f64)> = q

@@ -1,6 +1,6 @@
 //! What user code gets of the worker: a scrubbed environment, a directory and a process
 //! group of its own, its pipes and nothing else, and rlimits. Not a sandbox: see the
-//! README's security section for what this does and does not stop.
+//! security page (docs/security.md) for what this does and does not stop.
 
 use std::path::Path;
 use std::process::Command;
