@@ -108,7 +108,7 @@ pub struct Cli {
     /// Where instances run: `local` (worker processes on this host).
     #[arg(long, value_parser = ["local"], requires = "autoscale")]
     pub provision: Option<String>,
-    /// Instances at most, over all functions.
+    /// Instances at most, over all functions (one retired and still exiting does not count).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_instances: u32,
     /// The worker binary instances run (default: `worker` beside this dispatcher).

@@ -9,7 +9,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use volley_proto::auth::Token;
 
 /// How local instances are started.
@@ -49,8 +49,12 @@ struct Instance {
     id: InstanceId,
     function: String,
     child: Child,
-    retired: bool,
+    /// When it was told to go.
+    retired_at: Option<Instant>,
 }
+
+/// How long a retired instance gets to exit before it is killed.
+const RETIRE_GRACE: Duration = Duration::from_secs(5);
 
 /// Worker processes on this host.
 #[derive(Debug)]
@@ -108,10 +112,12 @@ fn slug(function: &str) -> String {
 
 impl Provisioner for LocalProvisioner {
     fn start(&mut self, function: &str, decided_us: u64) -> Result<Started, ProvisionError> {
-        if self.instances.len() >= self.config.max_instances {
-            return Err(ProvisionError::Full {
-                running: self.instances.len(),
-            });
+        // A retired instance has said goodbye and is exiting: it no longer counts, or a
+        // task arriving in that moment would wait for the next tick to get its start.
+        // One that does not exit within RETIRE_GRACE is killed when reaped.
+        let serving = self.instances.iter().filter(|i| i.retired_at.is_none()).count();
+        if serving >= self.config.max_instances {
+            return Err(ProvisionError::Full { running: serving });
         }
         self.next_id += 1;
         let id = InstanceId(self.next_id);
@@ -152,7 +158,7 @@ impl Provisioner for LocalProvisioner {
             id,
             function: function.to_owned(),
             child,
-            retired: false,
+            retired_at: None,
         });
         Ok(Started {
             id,
@@ -167,7 +173,7 @@ impl Provisioner for LocalProvisioner {
             .iter_mut()
             .find(|i| i.id == id)
             .ok_or(ProvisionError::Unknown(id))?;
-        instance.retired = true;
+        instance.retired_at = Some(Instant::now());
         // SIGTERM: the worker says goodbye, so anything it holds is requeued at once.
         let pid = Pid::from_raw(instance.child.id() as i32);
         if kill(pid, Signal::SIGTERM).is_err() {
@@ -179,12 +185,17 @@ impl Provisioner for LocalProvisioner {
     fn reap(&mut self) -> Vec<Exited> {
         let mut gone = Vec::new();
         self.instances.retain_mut(|i| match i.child.try_wait() {
-            Ok(None) => true,
+            Ok(None) => {
+                if i.retired_at.is_some_and(|at| at.elapsed() > RETIRE_GRACE) {
+                    let _ = i.child.kill();
+                }
+                true
+            }
             Ok(Some(status)) => {
                 gone.push(Exited {
                     id: i.id,
                     function: i.function.clone(),
-                    retired: i.retired,
+                    retired: i.retired_at.is_some(),
                     how: status.to_string(),
                 });
                 false
@@ -193,7 +204,7 @@ impl Provisioner for LocalProvisioner {
                 gone.push(Exited {
                     id: i.id,
                     function: i.function.clone(),
-                    retired: i.retired,
+                    retired: i.retired_at.is_some(),
                     how: format!("cannot be waited for: {e}"),
                 });
                 false
