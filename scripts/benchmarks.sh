@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every command BENCHMARKS.md cites, one question after another, and keeps each raw
-# output in target/benchmarks/DATE/ (a log per question, the CSV and JSON files beside it).
+# Runs every command BENCHMARKS.md cites, one question after another, keeps each raw
+# output in target/benchmarks/DATE/ (a log per question, the CSV and JSON files beside it),
+# and renders BENCHMARKS.md from them (scripts/render-benchmarks.py). Run whole, it
+# replaces BENCHMARKS.md; run for some questions, it renders into the output folder only.
 # Usage: scripts/benchmarks.sh [QUESTION ...]
 #   questions: cluster runtimes scaling openloop replay coldstart chaos (default: all)
 # The whole set takes about an hour on the 2-core VM; the sweeps are most of it.
@@ -54,4 +56,11 @@ for q in "${questions[@]}"; do
         exit 2 ;;
     esac
 done
-echo "outputs in $out"
+python3 scripts/render-benchmarks.py "$out" --revision "$(git rev-parse --short HEAD)" \
+    --date "$(date -u +%Y-%m-%d)" > "$out/BENCHMARKS.md"
+if [ $# -eq 0 ]; then
+    cp "$out/BENCHMARKS.md" BENCHMARKS.md
+    echo "BENCHMARKS.md rendered from $out"
+else
+    echo "rendered $out/BENCHMARKS.md (some questions only: BENCHMARKS.md left as it is)"
+fi

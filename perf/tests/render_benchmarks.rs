@@ -1,0 +1,72 @@
+//! `scripts/render-benchmarks.py`, which `scripts/benchmarks.sh` runs to write BENCHMARKS.md:
+//! on the committed study outputs in `docs/results/` every question renders from its data,
+//! and a question without outputs is said to be missing, never filled in.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn render(dir: &Path) -> String {
+    let out = Command::new("python3")
+        .arg(repo().join("scripts/render-benchmarks.py"))
+        .arg(dir)
+        .args(["--revision", "abc1234", "--date", "2026-12-05"])
+        .output()
+        .expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("UTF-8")
+}
+
+#[test]
+fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
+    let dir = volley_testbed::fixtures::temp_dir("render-benchmarks");
+    let results = repo().join("docs/results");
+    for (from, to) in [
+        ("weak.csv", "weak.csv"),
+        ("strong.csv", "strong.csv"),
+        ("find-max.csv", "find-max.csv"),
+        ("replay.json", "replay.json"),
+        ("coldstart-trials.csv", "coldstart-trials.csv"),
+        ("coldstart-bursts.csv", "coldstart-bursts.csv"),
+        ("chaos-seed7.json", "chaos.json"),
+    ] {
+        std::fs::copy(results.join(from), dir.join(to)).expect("a committed result");
+    }
+    std::fs::write(
+        dir.join("cluster.log"),
+        "== cluster: cargo bench\n| mode | tasks/s |\n|---|---:|\n| pull | 347215 |\n",
+    )
+    .expect("log");
+    let page = render(&dir);
+    for section in [
+        "## Throughput, CPU per task and latency (2026-12-05, `abc1234`)",
+        "## Scaling, closed loop",
+        "## Open loop",
+        "## Trace replay",
+        "## Cold starts",
+        "## Chaos",
+    ] {
+        assert!(page.contains(section), "{section} missing:\n{page}");
+    }
+    // Figures computed from the data: pull's 16-worker efficiency (mean of 3 repeats),
+    // the replay's counts, the chaos audit, the bench's own table.
+    assert!(
+        page.contains("| pull | 99.62 % | 99.68 % | 99.67 % | 99.60 % | 99.47 % |"),
+        "{page}"
+    );
+    assert!(page.contains("32,503 · 32,503 · 32,503"), "{page}");
+    assert!(page.contains("| push | 11,770 | 0 | 0 | 0 |"), "{page}");
+    assert!(page.contains("| pull | 347215 |"), "{page}");
+    // The runtimes bench did not run: said, not invented.
+    assert!(
+        page.contains("Not measured in this run: runtimes.log is missing."),
+        "{page}"
+    );
+
+    let empty = volley_testbed::fixtures::temp_dir("render-benchmarks-empty");
+    let page = render(&empty);
+    assert_eq!(page.matches("Not measured in this run").count(), 7, "{page}");
+}

@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Renders BENCHMARKS.md from the outputs scripts/benchmarks.sh keeps in one directory.
+
+Usage: render-benchmarks.py DIR --revision REV --date YYYY-MM-DD > BENCHMARKS.md
+
+Reads, when present: cluster.log and runtimes.log (the tables the benches print),
+weak.csv and strong.csv (sweeps), find-max.csv, replay.json, coldstart-trials.csv,
+coldstart-bursts.csv and chaos.json. A question whose outputs are missing is said to be
+missing, never filled in.
+"""
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+from pathlib import Path
+
+INTRO = """# Volley benchmarks: the current figures
+
+One table per question, each with its date, revision and command, all rendered by
+`scripts/render-benchmarks.py` from the outputs of `scripts/benchmarks.sh`. How the
+figures moved, newest first, is in [docs/history.md](docs/history.md).
+
+## The machine and its floor
+
+Every figure: the project's `rust-svc` VM, 2 cores (AMD EPYC, virtualised), 24 GiB,
+Debian 12, release builds. Client, dispatcher, workers and Redis share the 2 cores.
+A TCP ping-pong between two threads over loopback takes 62 µs p50, 94 µs p99 on it: the
+floor under any latency below. The VM drifts by tens of µs within minutes, so compare
+rows of one run, not runs of two days.
+"""
+
+
+def heading(title, args, command):
+    return f"\n## {title} ({args.date}, `{args.revision}`)\n\n`{command}`\n"
+
+
+def missing(what):
+    return f"\nNot measured in this run: {what} is missing.\n"
+
+
+def tables_of(log):
+    """The markdown tables a bench printed, in order, each with the caption line before it."""
+    lines = log.read_text().splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if not line.startswith("|"):
+            continue
+        header = i + 1 < len(lines) and lines[i + 1].startswith("|---")
+        if header:
+            caption = lines[i - 1] if i > 0 else ""
+            out.append("")
+            if caption and not caption.startswith(("|", "==")):
+                out.extend([caption, ""])
+        out.append(line)
+    return "\n".join(out).strip() + "\n"
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def num(v):
+    return float(v) if v not in ("", None) else None
+
+
+def scaling(d):
+    weak, strong = d / "weak.csv", d / "strong.csv"
+    if not weak.exists():
+        return missing("weak.csv")
+    data = [r for r in rows(weak) if r["OpType"] == "sleep" and r["TaskMs"] == "100"]
+    workers = sorted({int(r["nWorkers"]) for r in data})
+    modes = [m for m in ("local", "pull", "push") if any(r["Mode"] == m for r in data)]
+    out = ["| 100 ms sleep, efficiency (mean of repeats) | " + " | ".join(str(w) for w in workers) + " |",
+           "|---|" + "---:|" * len(workers)]
+    for m in modes:
+        cells = []
+        for w in workers:
+            e = [num(r["Efficiency"]) for r in data if r["Mode"] == m and int(r["nWorkers"]) == w]
+            e = [x for x in e if x is not None]
+            cells.append(f"{statistics.mean(e):.2f} %" if e else "–")
+        out.append(f"| {m} | " + " | ".join(cells) + " |")
+    text = "\n" + "\n".join(out) + "\n"
+    if strong.exists():
+        s = rows(strong)
+        by = {}
+        for r in s:
+            by.setdefault(r["Mode"], {})[int(r["nWorkers"])] = float(r["TotalTime"])
+        parts = []
+        for m, t in sorted(by.items()):
+            lo, hi = min(t), max(t)
+            parts.append(f"{m} {t[lo]:.2f} s on {lo} → {t[hi]:.3f} s on {hi} (speedup {t[lo] / t[hi]:.1f})")
+        text += "\nStrong scaling: " + "; ".join(parts) + ".\n"
+    return text
+
+
+def find_max(d):
+    path = d / "find-max.csv"
+    if not path.exists():
+        return missing("find-max.csv")
+    out = ["| mode | highest offered rate meeting the SLO | p50 / p99 there |", "|---|---:|---:|"]
+    data = rows(path)
+    for m in ("local", "pull", "push"):
+        passing = [r for r in data if r["mode"] == m and r["verdict"] == "pass"]
+        if not passing:
+            if any(r["mode"] == m for r in data):
+                out.append(f"| {m} | none of the probes | – |")
+            continue
+        best = max(passing, key=lambda r: float(r["offered_rate"]))
+        out.append(f"| {m} | {float(best['offered_rate']):,.0f}/s | {float(best['p50_ms']):.2f} / {float(best['p99_ms']):.1f} ms |")
+    return "\n" + "\n".join(out) + "\n"
+
+
+def replay(d):
+    path = d / "replay.json"
+    if not path.exists():
+        return missing("replay.json")
+    r = json.loads(path.read_text())
+    out = [
+        "| measure | value |",
+        "|---|---:|",
+        f"| scheduled · issued · completed | {r['scheduled']:,} · {r['issued']:,} · {r['completed']:,} |",
+        f"| failed · refused · unfinished · unknown | {r['failed']} · {r['refused']} · {r['unfinished']} · {r['unknown']} |",
+        f"| latency from the intended send, p50 / p99 / p99.9 | {r['p50_ms']:.1f} / {r['p99_ms']:.1f} / {r['p999_ms']:,.0f} ms |",
+        f"| slowdown p50 / p99 | {r['slowdown_p50']:.2f} / {r['slowdown_p99']:.2f} |",
+        f"| lateness p99 | {r['lateness_p99_ms']:.2f} ms |",
+        f"| invitro's verdict | {verdict(r['verdict'])} |",
+    ]
+    return "\n" + "\n".join(out) + "\n"
+
+
+def verdict(v):
+    if isinstance(v, dict):
+        said = "pass" if v.get("pass") else "fail"
+        notes = len(v.get("warnings", [])) + len(v.get("failures", []))
+        return f"{said}, {notes} warnings or failures" if notes else said
+    return str(v)
+
+
+STAGES = [
+    ("cold − warm latency", "extra_us"),
+    ("submitted → decision", "queued_us"),
+    ("decision → spawn", "decide_us"),
+    ("spawn → the worker's `main`", "spawn_us"),
+    ("`main` → init done", "init_us"),
+    ("init done → registered", "register_us"),
+    ("registered → dispatched", "dispatch_us"),
+    ("residual the stages leave unexplained", "residual_us"),
+]
+
+
+def coldstart(d):
+    trials, bursts = d / "coldstart-trials.csv", d / "coldstart-bursts.csv"
+    if not trials.exists():
+        return missing("coldstart-trials.csv")
+    t = rows(trials)
+    out = [f"| stage, over {len(t)} trials (ms) | min | median | max |", "|---|---:|---:|---:|"]
+    for label, key in STAGES:
+        v = [float(r[key]) / 1000 for r in t]
+        out.append(f"| {label} | {min(v):.2f} | {statistics.median(v):.2f} | {max(v):.2f} |")
+    text = "\n" + "\n".join(out) + "\n"
+    if bursts.exists():
+        b = rows(bursts)
+        out = ["| slots per instance | policy | sent | lost | cold | p50 | p99 | needed instances ready after | peak instances |",
+               "|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in b:
+            ready = f"{float(r['time_to_ready_s']):.2f} s" if r["time_to_ready_s"] else "never"
+            out.append(f"| {r['slots']} | `{r['policy']}` | {r['sent']} | {r['lost']} | {r['cold_starts']} | "
+                       f"{float(r['p50_ms']):.1f} ms | {float(r['p99_ms']):.1f} ms | {ready} | {r['peak_instances']} |")
+        text += "\nBursts from zero:\n\n" + "\n".join(out) + "\n"
+    return text
+
+
+def chaos(d):
+    path = d / "chaos.json"
+    if not path.exists():
+        return missing("chaos.json")
+    reports = json.loads(path.read_text())
+    if isinstance(reports, dict):
+        reports = [reports]
+    out = ["| mode | acknowledged | lost | unfinished | wrong | API mismatches | requeues |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in reports:
+        out.append(f"| {r['mode']} | {r['acknowledged']:,} | {r['lost']} | {r['unfinished']} | {r['wrong']} | "
+                   f"{r['api_mismatches']} | {r['requeues']} |")
+    return "\n" + "\n".join(out) + "\n"
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("dir", type=Path)
+    p.add_argument("--revision", required=True)
+    p.add_argument("--date", required=True)
+    a = p.parse_args()
+    d = a.dir
+    if not d.is_dir():
+        sys.exit(f"render-benchmarks: {d} is not a directory")
+    parts = [INTRO]
+    parts.append(heading("Throughput, CPU per task and latency", a,
+                         "VOLLEY_BENCH_SKIP_REDIS=1 VOLLEY_BENCH_MODES=pull,push VOLLEY_BENCH_TASKS=100000 "
+                         "VOLLEY_BENCH_LATENCY_SAMPLES=2000 cargo bench -p volley-perf --bench cluster"))
+    parts.append("\n" + tables_of(d / "cluster.log") if (d / "cluster.log").exists() else missing("cluster.log"))
+    parts.append(heading("User functions: warm latency, throughput, start to READY", a,
+                         "cargo bench -p volley-perf --bench runtimes"))
+    parts.append("\n" + tables_of(d / "runtimes.log") if (d / "runtimes.log").exists() else missing("runtimes.log"))
+    parts.append(heading("Scaling, closed loop", a,
+                         "client sweep --scaling weak|strong --workers 1,2,4,8,16 --modes local,pull,push (scripts/benchmarks.sh)"))
+    parts.append(scaling(d))
+    parts.append(heading("Open loop: the highest rate that meets an SLO", a,
+                         "client load --find-max --slo 'p99<50ms,success>=0.999' --rates 1000..200000 --optype noop "
+                         "--arrival poisson --fresh --workers 2 --slots 2"))
+    parts.append(find_max(d))
+    parts.append(heading("Trace replay: the Azure Functions 2019 sample", a,
+                         "client replay --functions 50 --minutes 540..560 --compress 10 --cluster pull:2:16"))
+    parts.append(replay(d))
+    parts.append(heading("Cold starts", a, "client coldstart --scenarios zero --trials 30 --init-ms 250 --keepalive 1s"))
+    parts.append(coldstart(d))
+    parts.append(heading("Chaos", a, "client chaos --for 60s --modes push,pull --seed 7"))
+    parts.append(chaos(d))
+    sys.stdout.write("".join(parts))
+
+
+if __name__ == "__main__":
+    main()
