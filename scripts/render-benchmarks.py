@@ -40,6 +40,12 @@ def missing(what):
     return f"\nNot measured in this run: {what} is missing.\n"
 
 
+def section(d, name, render):
+    """`render` of the output `name` in `d`, or the note that it is missing."""
+    path = d / name
+    return render(path) if path.exists() else missing(name)
+
+
 def tables_of(log):
     """The markdown tables a bench printed, in order, each with the caption line before it."""
     lines = log.read_text().splitlines()
@@ -96,10 +102,7 @@ def scaling(d):
     return text
 
 
-def find_max(d):
-    path = d / "find-max.csv"
-    if not path.exists():
-        return missing("find-max.csv")
+def find_max(path):
     out = ["| mode | highest offered rate meeting the SLO | p50 / p99 there |", "|---|---:|---:|"]
     data = rows(path)
     for m in ("local", "pull", "push"):
@@ -113,10 +116,7 @@ def find_max(d):
     return "\n" + "\n".join(out) + "\n"
 
 
-def replay(d):
-    path = d / "replay.json"
-    if not path.exists():
-        return missing("replay.json")
+def replay(path):
     r = json.loads(path.read_text())
     out = [
         "| measure | value |",
@@ -173,10 +173,7 @@ def coldstart(d):
     return text
 
 
-def chaos(d):
-    path = d / "chaos.json"
-    if not path.exists():
-        return missing("chaos.json")
+def chaos(path):
     reports = json.loads(path.read_text())
     if isinstance(reports, dict):
         reports = [reports]
@@ -200,24 +197,24 @@ def main():
     parts.append(heading("Throughput, CPU per task and latency", a,
                          "VOLLEY_BENCH_SKIP_REDIS=1 VOLLEY_BENCH_MODES=pull,push VOLLEY_BENCH_TASKS=100000 "
                          "VOLLEY_BENCH_LATENCY_SAMPLES=2000 cargo bench -p volley-perf --bench cluster"))
-    parts.append("\n" + tables_of(d / "cluster.log") if (d / "cluster.log").exists() else missing("cluster.log"))
+    parts.append(section(d, "cluster.log", lambda p: "\n" + tables_of(p)))
     parts.append(heading("User functions: warm latency, throughput, start to READY", a,
                          "cargo bench -p volley-perf --bench runtimes"))
-    parts.append("\n" + tables_of(d / "runtimes.log") if (d / "runtimes.log").exists() else missing("runtimes.log"))
+    parts.append(section(d, "runtimes.log", lambda p: "\n" + tables_of(p)))
     parts.append(heading("Scaling, closed loop", a,
                          "client sweep --scaling weak|strong --workers 1,2,4,8,16 --modes local,pull,push (scripts/benchmarks.sh)"))
     parts.append(scaling(d))
     parts.append(heading("Open loop: the highest rate that meets an SLO", a,
                          "client load --find-max --slo 'p99<50ms,success>=0.999' --rates 1000..200000 --optype noop "
                          "--arrival poisson --fresh --workers 2 --slots 2"))
-    parts.append(find_max(d))
+    parts.append(section(d, "find-max.csv", find_max))
     parts.append(heading("Trace replay: the Azure Functions 2019 sample", a,
                          "client replay --functions 50 --minutes 540..560 --compress 10 --cluster pull:2:16"))
-    parts.append(replay(d))
+    parts.append(section(d, "replay.json", replay))
     parts.append(heading("Cold starts", a, "client coldstart --scenarios zero --trials 30 --init-ms 250 --keepalive 1s"))
     parts.append(coldstart(d))
     parts.append(heading("Chaos", a, "client chaos --for 60s --modes push,pull --seed 7"))
-    parts.append(chaos(d))
+    parts.append(section(d, "chaos.json", chaos))
     sys.stdout.write("".join(parts))
 
 
