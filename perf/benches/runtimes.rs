@@ -1,10 +1,9 @@
 //! User functions beside the built-in noop, in one run, on one push cluster of 2 workers ×
 //! 1 slot (memory store): for an empty handler in each runtime, submit→result p50/p99 one
-//! task at a time, throughput of a batch, and the CPU per task of each role (dispatcher,
-//! workers, runtime processes). Then each runtime's start to READY, as a worker measures it,
-//! beside its bare
-//! interpreter's own start (`python3 -I -c pass`, `node -e 0`, a Java hello world, an empty
-//! Rust program).
+//! task at a time, throughput of a batch, the CPU per task of each role (dispatcher,
+//! workers, runtime processes) and the resident memory of an idle runtime. Then each
+//! runtime's start to READY, as a worker measures it, beside its bare interpreter's own
+//! start (`python3 -I -c pass`, `node -e 0`, a Java hello world, an empty Rust program).
 //!
 //! `cargo bench -p volley-perf --bench runtimes` (env: `VOLLEY_BENCH_TASKS`, default 20000;
 //! `VOLLEY_BENCH_LATENCY_SAMPLES`, default 500; `VOLLEY_BENCH_STARTS`, default 15).
@@ -20,6 +19,17 @@ use volley_proto::function::{CodeDigest, Language, UserCode};
 use volley_proto::Mode;
 use volley_testbed::procstat::cpu_time;
 use volley_testbed::{Cluster, ClusterSpec};
+
+/// What a runtime's command line holds, by the bench's label for it.
+fn runtime_marker(label: &str) -> Option<&'static str> {
+    match label {
+        "native" => Some("/code/"),
+        "python" => Some("volley_runtime.py"),
+        "node" => Some("volley_runtime.js"),
+        "java" => Some("VolleyRuntime"),
+        _ => None,
+    }
+}
 
 /// Rounds the single-task latencies are taken in.
 const ROUNDS: usize = 5;
@@ -108,6 +118,8 @@ struct Row {
     throughput: f64,
     cpu_us: [f64; 4],
     latencies_us: Vec<f64>,
+    /// Resident memory of each worker's runtime, idle after a round of this function, MiB.
+    idle_rss_mib: Vec<f64>,
 }
 
 impl Row {
@@ -154,6 +166,7 @@ async fn throughput(
         throughput: outcome.throughput(),
         cpu_us: std::array::from_fn(|i| (after[i].saturating_sub(before[i])).as_secs_f64() * 1e6 / tasks as f64),
         latencies_us: Vec::new(),
+        idle_rss_mib: Vec::new(),
     })
 }
 
@@ -191,7 +204,7 @@ async fn latencies(client: &Client, label: &str, id: u64, n: usize, warm: usize)
     Ok(lat)
 }
 
-fn median_ms(mut v: Vec<f64>) -> f64 {
+fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
@@ -249,7 +262,7 @@ fn starts(
         ready.push(r);
         init.push(i);
     }
-    Ok([median_ms(plain), median_ms(ready), median_ms(init)])
+    Ok([median(plain), median(ready), median(init)])
 }
 
 /// Starts a worker that starts one runtime for `code` before registering, and reads
@@ -338,6 +351,22 @@ async fn main() -> anyhow::Result<()> {
         for row in &mut rows {
             let mut more = latencies(&client, row.label, row.id, samples / ROUNDS, 10).await?;
             row.latencies_us.append(&mut more);
+            // A worker's slot that ran this round holds this function's runtime, idle
+            // (the other may still hold an earlier one's): told apart by command line.
+            let Some(marker) = runtime_marker(row.label) else {
+                continue;
+            };
+            for pid in cluster.worker_pids() {
+                for child in volley_testbed::procstat::children(pid) {
+                    let cmdline = std::fs::read(format!("/proc/{child}/cmdline")).unwrap_or_default();
+                    if !String::from_utf8_lossy(&cmdline).contains(marker) {
+                        continue;
+                    }
+                    if let Ok(bytes) = volley_testbed::procstat::rss_bytes(child) {
+                        row.idle_rss_mib.push(bytes as f64 / (1 << 20) as f64);
+                    }
+                }
+            }
         }
     }
     cluster.stop().await?;
@@ -345,11 +374,11 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "\nwarm empty handler, push, 2 workers × 1 slot, memory store ({tasks} tasks a batch, {samples} single tasks)"
     );
-    println!("| function | p50 µs | p99 µs | tasks/s | dispatcher µs/task | workers µs/task | runtimes µs/task | client µs/task |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| function | p50 µs | p99 µs | tasks/s | dispatcher µs/task | workers µs/task | runtimes µs/task | client µs/task | idle runtime RSS MiB (median) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
             r.label,
             r.percentile(0.5),
             r.percentile(0.99),
@@ -357,7 +386,12 @@ async fn main() -> anyhow::Result<()> {
             r.cpu_us[0],
             r.cpu_us[1],
             r.cpu_us[2],
-            r.cpu_us[3]
+            r.cpu_us[3],
+            if r.idle_rss_mib.is_empty() {
+                "–".to_owned()
+            } else {
+                format!("{:.1}", median(r.idle_rss_mib.clone()))
+            }
         );
     }
 
