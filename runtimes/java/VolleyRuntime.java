@@ -84,7 +84,9 @@ public final class VolleyRuntime {
         Frame init = read();
         if (init == null || init.kind != INIT) System.exit(2);
         int protocol = init.fields.readInt();
-        init.text();
+        // A prewarmed JVM was started before its function was known, and Java cannot
+        // change its environment: the name is also the property volley.function.
+        System.setProperty("volley.function", init.text());
         String handler = init.text();
         String code = init.text();
         if (protocol != PROTOCOL_VERSION) {

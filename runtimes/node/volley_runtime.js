@@ -103,7 +103,8 @@ async function onFrame(kind, fields) {
   if (handler === null) {
     if (kind !== INIT) process.exit(2);
     const protocol = fields.u32();
-    fields.text();
+    // A prewarmed runtime was started before its function was known.
+    process.env.VOLLEY_FUNCTION = fields.text();
     const name = fields.text() || 'handle';
     const code = fields.text();
     if (protocol !== PROTOCOL_VERSION) {

@@ -119,7 +119,8 @@ def main():
         return 2
     fields = first[1]
     protocol = fields.u32()
-    fields.text()  # the function's name
+    # A prewarmed or forked runtime was started before its function was known.
+    os.environ["VOLLEY_FUNCTION"] = fields.text()
     handler_name, code = fields.text(), fields.text()
     if protocol != PROTOCOL_VERSION:
         stream.write(INIT_FAILED, "ProtocolMismatch",
@@ -156,5 +157,121 @@ def main():
         stream.write(RESULT, task_id, result)
 
 
+def fork_server(socket_path):
+    """Serves forks of this interpreter, with this module loaded, on a Unix socket.
+
+    Each connection asks for one runtime: a line of JSON (`workdir`, `function`) sent with
+    three descriptors (frames in, frames out, log). The server forks; the child becomes a
+    runtime on those descriptors in a session of its own; the connection is answered
+    `pid N`, then `exit N` or `signal N` when the child ends. The server exits when its
+    stdin (a pipe its owner holds) closes.
+    """
+    import selectors
+    import signal
+    import socket
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(socket_path)
+    server.listen(64)
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    selector = selectors.DefaultSelector()
+    selector.register(server, selectors.EVENT_READ, "accept")
+    selector.register(wake_r, selectors.EVENT_READ, "child")
+    selector.register(0, selectors.EVENT_READ, "owner")
+    children = {}
+    os.write(4, b"R")
+    os.close(4)
+    while True:
+        for key, _ in selector.select():
+            if key.data == "owner":
+                if not os.read(0, 64):
+                    for pid in children:
+                        try:
+                            os.killpg(pid, signal.SIGKILL)
+                        except OSError:
+                            pass
+                    return 0
+            elif key.data == "child":
+                os.read(wake_r, 512)
+                reap(children)
+            else:
+                conn, _ = server.accept()
+                try:
+                    pid = spawn(conn, [server.fileno(), wake_r, wake_w], children)
+                except Exception as exc:  # a malformed request: refuse it, serve on
+                    try:
+                        conn.sendall(("error %s\n" % exc).encode())
+                    except OSError:
+                        pass
+                    conn.close()
+                    continue
+                if pid is not None:
+                    children[pid] = conn
+
+
+def spawn(conn, own_fds, children):
+    import socket
+    import signal
+
+    conn.settimeout(5)
+    data, fds, _, _ = socket.recv_fds(conn, 65536, 3)
+    try:
+        if len(fds) != 3:
+            raise ValueError("expected 3 descriptors, got %d" % len(fds))
+        request = json.loads(data)
+        workdir, function = request["workdir"], request["function"]
+        pid = os.fork()
+        if pid == 0:
+            code = 70
+            try:
+                os.setsid()
+                signal.set_wakeup_fd(-1)
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                high = [os.dup(fd) for fd in fds]  # out of the way of 1-4
+                os.dup2(high[0], 3)
+                os.dup2(high[1], 4)
+                os.dup2(high[2], 1)
+                os.dup2(high[2], 2)
+                os.closerange(5, os.sysconf("SC_OPEN_MAX"))
+                os.chdir(workdir)
+                os.environ.update(HOME=workdir, TMPDIR=workdir, VOLLEY_FUNCTION=function)
+                code = main()
+            finally:
+                flush()
+                os._exit(code if isinstance(code, int) else 1)
+        conn.sendall(b"pid %d\n" % pid)
+        return pid
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def reap(children):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        conn = children.pop(pid, None)
+        if conn is None:
+            continue
+        if os.WIFSIGNALED(status):
+            line = "signal %d\n" % os.WTERMSIG(status)
+        else:
+            line = "exit %d\n" % os.waitstatus_to_exitcode(status)
+        try:
+            conn.sendall(line.encode())
+        except OSError:
+            pass
+        conn.close()
+
+
 if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--fork-server":
+        sys.exit(fork_server(sys.argv[2]))
     sys.exit(main())

@@ -60,6 +60,14 @@ pub struct Cli {
     /// (default: java on PATH).
     #[arg(long, env = "VOLLEY_JAVA", default_value = "java")]
     pub java: std::path::PathBuf,
+    /// Runtimes to start before any code is known, per language (`python=2,node=1`): a
+    /// function's first task then pays only for loading its code. Refilled after use.
+    #[arg(long, env = "VOLLEY_PREWARM", value_name = "LANG=N,...", value_parser = crate::runtime::prewarm::parse)]
+    pub prewarm: Option<std::vec::Vec<(volley_proto::function::Language, u32)>>,
+    /// Fork Python runtimes from one warm interpreter (a fork server) instead of starting
+    /// an interpreter for each: a Python cold start skips the interpreter's start.
+    #[arg(long, env = "VOLLEY_FORK_SERVER")]
+    pub fork_server: bool,
     /// Set by the dispatcher's provisioner for an instance of a user function: the code's
     /// file and the function (JSON), so every slot's runtime is READY before registering.
     #[arg(long, value_name = "PATH", requires = "code_spec", hide = true)]
@@ -101,6 +109,10 @@ impl From<Cli> for WorkerConfig {
             python: cli.python,
             node: cli.node,
             java: cli.java,
+        };
+        config.start_options = crate::runtime::StartOptions {
+            prewarm: cli.prewarm.unwrap_or_default(),
+            fork_server: cli.fork_server,
         };
         if cli.metrics.is_some() {
             config.metrics = Some(crate::metrics::WorkerMetrics::new(&config.name, config.slots));

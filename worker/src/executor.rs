@@ -270,6 +270,7 @@ async fn run_slot(
         if results.send(vec![result]).is_err() {
             return;
         }
+        runtimes.refill().await;
     }
 }
 

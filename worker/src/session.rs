@@ -45,6 +45,8 @@ pub struct WorkerConfig {
     pub start: Option<ProcessStart>,
     /// The interpreters that run user functions.
     pub interpreters: crate::runtime::Interpreters,
+    /// Prewarming and the fork server.
+    pub start_options: crate::runtime::StartOptions,
     /// Code to start a runtime for in every slot before registering (a provisioned
     /// instance of a user function): the function, and the code's file.
     pub prewarm: Option<(Arc<volley_proto::function::UserCode>, std::path::PathBuf)>,
@@ -92,6 +94,7 @@ impl WorkerConfig {
             function: None,
             start: None,
             interpreters: crate::runtime::Interpreters::default(),
+            start_options: crate::runtime::StartOptions::default(),
             prewarm: None,
         }
     }
@@ -156,7 +159,9 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
         return Err(WorkerError::NoSlots);
     }
     let (results_tx, mut results_rx) = mpsc::unbounded_channel();
-    let runtimes = crate::runtime::Runtimes::new(config.interpreters.clone()).map_err(WorkerError::Runtimes)?;
+    let runtimes = crate::runtime::Runtimes::with_options(config.interpreters.clone(), config.start_options.clone())
+        .map_err(WorkerError::Runtimes)?;
+    runtimes.refill().await;
     let pool = SlotPool::start(config.slots as usize, results_tx, std::sync::Arc::new(runtimes)).map_err(|source| {
         WorkerError::Slots {
             slots: config.slots,

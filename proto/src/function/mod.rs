@@ -7,7 +7,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 pub mod user;
-pub use user::{CodeDigest, Language, UserCode};
+pub use user::{CodeDigest, Language, UserCode, DEFAULT_MEMORY_MB};
 
 /// A registered function: one of the built-ins, with its default parameters.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

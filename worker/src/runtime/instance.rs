@@ -33,7 +33,29 @@ const PIPE_BUF: usize = 4096;
 /// The least time a runtime gets to load its code, whatever the function's timeout.
 const MIN_INIT: Duration = Duration::from_secs(30);
 
-/// What the runtime said when it became ready.
+/// How a runtime process came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Spawned for this code (fork and exec of the interpreter).
+    Spawned,
+    /// Forked from the Python fork server.
+    Forked,
+    /// Started before its code was known, and given it now.
+    Prewarmed,
+}
+
+impl Origin {
+    /// The lower-case name, for logs and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Spawned => "spawned",
+            Origin::Forked => "forked",
+            Origin::Prewarmed => "prewarmed",
+        }
+    }
+}
+
+/// What the runtime said when it became ready, and how long each part of its start took.
 #[derive(Debug, Clone)]
 pub struct Started {
     /// The language, as the runtime names it.
@@ -42,13 +64,81 @@ pub struct Started {
     pub version: String,
     /// The user's code loading, as the runtime measured it.
     pub init_us: u64,
-    /// From spawn to READY, as the worker measured it.
+    /// When this start began: the spawn or fork, or for a prewarmed runtime the moment
+    /// it was given its code.
+    pub began: std::time::Instant,
+    /// From `began` to READY, as the worker measured it.
     pub ready_after: Duration,
+    /// How the process came to be.
+    pub origin: Origin,
 }
 
-/// A live runtime process serving one function's code.
+impl Started {
+    /// From `began` until the runtime could take code: the interpreter's own start (and
+    /// the runtime program's), READY's time less the code's loading.
+    pub fn up_after(&self) -> Duration {
+        self.ready_after.saturating_sub(Duration::from_micros(self.init_us))
+    }
+}
+
+/// The process behind an instance: a child of this worker, or one the fork server forked.
+enum Process {
+    Child(Child),
+    Forked(super::fork_server::Forked),
+}
+
+/// The worker's ends of a runtime's three pipes, and the runtime's.
+pub(super) struct Pipes {
+    to_rt: std::io::PipeWriter,
+    from_rt: std::io::PipeReader,
+    log: std::io::PipeReader,
+    /// The runtime's ends: frames in (fd 3), frames out (fd 4), the log (fds 1 and 2).
+    pub child: [OwnedFd; 3],
+}
+
+impl Pipes {
+    /// Writes INIT for `code` into the runtime's pipe before it starts, so it reads it
+    /// as it starts instead of waiting for it: any pipe holds PIPE_BUF (4 KiB) however
+    /// short of buffers the system is. False when INIT is longer (a very long path): it
+    /// is then written once the runtime runs.
+    pub(super) fn prewrite_init(&mut self, code: &UserCode, code_path: &std::path::Path) -> Result<bool, RuntimeError> {
+        let init = init_frame(code, code_path);
+        if init.len() > PIPE_BUF {
+            return Ok(false);
+        }
+        self.to_rt
+            .write_all(&init)
+            .map_err(|e| RuntimeError::Start(format!("cannot write INIT to the runtime's pipe: {e}")))?;
+        Ok(true)
+    }
+
+    pub(super) fn new() -> Result<Self, RuntimeError> {
+        let (child_in, to_rt) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let (from_rt, child_out) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let (log, child_log) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        Ok(Self {
+            to_rt,
+            from_rt,
+            log,
+            child: [child_in.into(), child_out.into(), child_log.into()],
+        })
+    }
+}
+
+/// INIT for `code` at `code_path`.
+fn init_frame(code: &UserCode, code_path: &std::path::Path) -> Vec<u8> {
+    Frame::Init {
+        protocol: PROTOCOL_VERSION,
+        function: code.function.to_string(),
+        handler: code.handler.clone(),
+        code: code_path.to_string_lossy().into_owned(),
+    }
+    .encode()
+}
+
+/// A live runtime process serving one function's code (or, prewarmed, waiting for it).
 pub struct Instance {
-    child: Child,
+    process: Process,
     pid: u32,
     /// The runtimes alive, this one among them until it is dropped.
     live: Arc<Mutex<HashSet<u32>>>,
@@ -69,6 +159,8 @@ pub struct Instance {
     buf: Vec<u8>,
     /// When its memory is looked at next.
     next_memory_check: Instant,
+    /// INIT already in the pipe, written before the spawn.
+    init_written: bool,
 }
 
 /// How one task on an instance ended.
@@ -91,48 +183,28 @@ enum Event {
 }
 
 impl Instance {
-    /// Starts a runtime for `code` (at `code_path`) and waits for its READY.
-    pub(super) async fn start(
+    /// Spawns `command` as a runtime on `pipes` (`origin`: spawned for its code, or
+    /// prewarmed); `init_written`: INIT is already in the pipe.
+    pub(super) fn spawn(
         runtimes: &Runtimes,
-        code: &UserCode,
-        code_path: &std::path::Path,
+        language: volley_proto::function::Language,
         mut command: Command,
+        pipes: Pipes,
+        (origin, init_written): (Origin, bool),
         workdir: PathBuf,
-        live: Arc<Mutex<HashSet<u32>>>,
     ) -> Result<Self, RuntimeError> {
         use command_fds::{CommandFdExt, FdMapping};
-        let spawned = Instant::now();
-        let (child_in, to_rt) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
-        let (from_rt, child_out) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
-        let (log_pipe, child_log) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let began = std::time::Instant::now();
+        let [child_in, child_out, child_log] = pipes.child;
         let child_err = child_log.try_clone().map_err(RuntimeError::io("a pipe"))?;
-        let init = Frame::Init {
-            protocol: PROTOCOL_VERSION,
-            function: code.function.to_string(),
-            handler: code.handler.clone(),
-            code: code_path.to_string_lossy().into_owned(),
-        }
-        .encode();
-        // Written before the spawn, so the runtime reads it as it starts instead of
-        // waiting for it; any pipe holds PIPE_BUF (4 KiB) however short of buffers the
-        // system is. A longer INIT (a very long path) is written once the runtime runs.
-        let mut to_rt = to_rt;
-        let pending = if init.len() <= PIPE_BUF {
-            to_rt
-                .write_all(&init)
-                .map_err(|e| RuntimeError::Start(format!("cannot write INIT to the runtime's pipe: {e}")))?;
-            Vec::new()
-        } else {
-            init
-        };
         command
             .fd_mappings(vec![
                 FdMapping {
-                    parent_fd: OwnedFd::from(child_in),
+                    parent_fd: child_in,
                     child_fd: TO_RUNTIME_FD,
                 },
                 FdMapping {
-                    parent_fd: OwnedFd::from(child_out),
+                    parent_fd: child_out,
                     child_fd: FROM_RUNTIME_FD,
                 },
             ])
@@ -145,10 +217,9 @@ impl Instance {
         command.kill_on_drop(true);
         let child = command.spawn().map_err(|e| {
             RuntimeError::Start(format!(
-                "cannot start the {} runtime ({}): {e}{}",
-                code.language,
+                "cannot start the {language} runtime ({}): {e}{}",
                 command.as_std().get_program().to_string_lossy(),
-                runtimes.hint(code.language)
+                runtimes.hint(language)
             ))
         })?;
         // The child holds its ends now; ours of its ends must close, or EOF never comes.
@@ -156,47 +227,126 @@ impl Instance {
         let pid = child
             .id()
             .ok_or_else(|| RuntimeError::Start("the runtime ended as it started".into()))?;
-        super::isolation::limit(pid);
-        live.lock().insert(pid);
-        let pipe_error = |e: std::io::Error| RuntimeError::Start(format!("cannot watch the runtime's pipes: {e}"));
-        let mut instance = Instance {
-            child,
+        let mut instance = Self::adopt(
+            runtimes,
+            Process::Child(child),
             pid,
-            live,
-            digest: code.digest,
-            loaded: (code.handler.clone(), code.memory_mb),
+            pipes.to_rt,
+            pipes.from_rt,
+            pipes.log,
+            workdir,
+            began,
+            origin,
+        )?;
+        instance.init_written = init_written;
+        Ok(instance)
+    }
+
+    /// An instance for a runtime the fork server forked on `pipes`' child ends.
+    pub(super) async fn forked(
+        runtimes: &Runtimes,
+        server: &super::fork_server::ForkServer,
+        pipes: Pipes,
+        init_written: bool,
+        workdir: PathBuf,
+        function: &str,
+    ) -> Result<Self, String> {
+        let began = std::time::Instant::now();
+        let forked = server.fork(pipes.child, &workdir, function).await?;
+        let pid = forked.pid;
+        let mut instance = Self::adopt(
+            runtimes,
+            Process::Forked(forked),
+            pid,
+            pipes.to_rt,
+            pipes.from_rt,
+            pipes.log,
+            workdir,
+            began,
+            Origin::Forked,
+        )
+        .map_err(|e| e.to_string())?;
+        instance.init_written = init_written;
+        Ok(instance)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn adopt(
+        runtimes: &Runtimes,
+        process: Process,
+        pid: u32,
+        to_rt: std::io::PipeWriter,
+        from_rt: std::io::PipeReader,
+        log: std::io::PipeReader,
+        workdir: PathBuf,
+        began: std::time::Instant,
+        origin: Origin,
+    ) -> Result<Self, RuntimeError> {
+        super::isolation::limit(pid);
+        runtimes.live.lock().insert(pid);
+        let pipe_error = |e: std::io::Error| RuntimeError::Start(format!("cannot watch the runtime's pipes: {e}"));
+        Ok(Instance {
+            process,
+            pid,
+            live: runtimes.live.clone(),
+            digest: CodeDigest([0; 32]),
+            loaded: (String::new(), 0),
             to_rt: pipe::Sender::from_owned_fd(OwnedFd::from(to_rt)).map_err(pipe_error)?,
             from_rt: pipe::Receiver::from_owned_fd(OwnedFd::from(from_rt)).map_err(pipe_error)?,
-            log_pipe: Some(pipe::Receiver::from_owned_fd(OwnedFd::from(log_pipe)).map_err(pipe_error)?),
+            log_pipe: Some(pipe::Receiver::from_owned_fd(OwnedFd::from(log)).map_err(pipe_error)?),
             decoder: Decoder::default(),
             workdir,
             started: Started {
                 runtime: String::new(),
                 version: String::new(),
                 init_us: 0,
+                began,
                 ready_after: Duration::ZERO,
+                origin,
             },
             log: Log::default(),
             buf: vec![0; 64 * 1024],
             next_memory_check: Instant::now(),
+            init_written: false,
+        })
+    }
+
+    /// Whether the process is still there (a prewarmed runtime may have died waiting).
+    pub fn alive(&mut self) -> bool {
+        match &mut self.process {
+            Process::Child(c) => matches!(c.try_wait(), Ok(None)),
+            Process::Forked(_) => nix::sys::signal::kill(Pid::from_raw(self.pid as i32), None).is_ok(),
+        }
+    }
+
+    /// Gives the runtime its code (INIT, unless written before the spawn) and waits for
+    /// READY. A prewarmed runtime's start is counted from here.
+    pub(super) async fn load(&mut self, code: &UserCode, code_path: &std::path::Path) -> Result<(), RuntimeError> {
+        if self.started.origin == Origin::Prewarmed {
+            self.started.began = std::time::Instant::now();
+        }
+        let pending = if self.init_written {
+            Vec::new()
+        } else {
+            init_frame(code, code_path)
         };
+        self.digest = code.digest;
+        self.loaded = (code.handler.clone(), code.memory_mb);
         let deadline = Instant::now() + Duration::from_millis(code.timeout_ms).max(MIN_INIT);
         let mut log = Log::default();
-        let event = instance.wait(pending, deadline, code.memory_mb, &mut log).await;
-        instance.log = log;
+        let event = self.wait(pending, deadline, code.memory_mb, &mut log).await;
+        self.log = log;
         match event {
             Event::Frame(Frame::Ready {
                 runtime,
                 version,
                 init_us,
             }) => {
-                instance.started = Started {
-                    runtime,
-                    version,
-                    init_us,
-                    ready_after: spawned.elapsed(),
-                };
-                Ok(instance)
+                self.started.runtime = runtime;
+                self.started.version = version;
+                self.started.init_us = init_us;
+                self.started.ready_after = self.started.began.elapsed();
+                Ok(())
             }
             Event::Frame(Frame::InitFailed(f)) => Err(RuntimeError::Init(failure_text(&f))),
             Event::Frame(other) => Err(RuntimeError::Init(format!(
@@ -205,7 +355,7 @@ impl Instance {
             ))),
             Event::Exited(how) => Err(RuntimeError::Init(format!(
                 "the runtime {how} before it was ready{}",
-                tail(&instance.log)
+                tail(&self.log)
             ))),
             Event::Deadline => Err(RuntimeError::Init(format!(
                 "the code took longer than {:?} to load; the runtime was killed",
@@ -373,32 +523,52 @@ impl Instance {
 
     /// The process's end, in words; kills what is left of its group first.
     async fn reap(&mut self) -> String {
-        let status = tokio::time::timeout(Duration::from_millis(100), self.child.wait()).await;
-        self.kill();
-        let status: ExitStatus = match status {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return format!("ended (its status is unknown: {e})"),
-            Err(_) => match self.child.wait().await {
-                Ok(s) => s,
-                Err(e) => return format!("ended (its status is unknown: {e})"),
-            },
-        };
-        match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with status {code}"),
-            (None, Some(sig)) => {
-                let name = Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("an unknown signal");
-                format!("was killed by signal {sig} ({name})")
+        let child = match &mut self.process {
+            Process::Child(child) => child,
+            Process::Forked(forked) => {
+                let how = tokio::time::timeout(Duration::from_secs(1), forked.ended()).await;
+                self.kill();
+                return how.unwrap_or_else(|_| "ended (the fork server did not say how)".to_owned());
             }
-            _ => "ended".to_owned(),
+        };
+        let status = tokio::time::timeout(Duration::from_millis(100), child.wait()).await;
+        let status = match status {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
+                child.wait().await
+            }
+        };
+        self.kill();
+        match status {
+            Ok(status) => describe(status),
+            Err(e) => format!("ended (its status is unknown: {e})"),
         }
     }
 
     /// Kills the whole process group, so children the user's code started die too. The
-    /// runtime's own process is reaped by tokio once it is gone.
+    /// runtime's own process is reaped by tokio (or the fork server) once it is gone.
     fn kill(&mut self) {
         let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
-        let _ = self.child.start_kill();
+        if let Process::Child(child) = &mut self.process {
+            let _ = child.start_kill();
+        }
     }
+}
+
+/// An exit status in words.
+pub(super) fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => signalled(sig),
+        _ => "ended".to_owned(),
+    }
+}
+
+/// Death by signal `sig`, in words.
+pub(super) fn signalled(sig: i32) -> String {
+    let name = Signal::try_from(sig).map(|s| s.as_str()).unwrap_or("an unknown signal");
+    format!("was killed by signal {sig} ({name})")
 }
 
 impl Drop for Instance {

@@ -3,6 +3,9 @@
 //!
 //! - [`code_cache`] — code received by digest, checked, kept on disk;
 //! - [`instance`] — one runtime process: start, READY, tasks, deadline, memory, death;
+//! - [`prewarm`] — runtimes started before their code is known, taken by the first
+//!   function of their language;
+//! - [`fork_server`] — Python runtimes forked from one warm interpreter;
 //! - `failures` — how a runtime's failures read in a task's error;
 //! - `isolation` — what user code gets of the worker (environment, descriptors, rlimits);
 //! - `log` — a task's bounded stdout/stderr.
@@ -12,13 +15,17 @@
 
 pub mod code_cache;
 mod failures;
+pub mod fork_server;
 pub mod instance;
 mod isolation;
 mod log;
+pub mod prewarm;
 
 use code_cache::CodeCache;
-use instance::Instance;
+use fork_server::ForkServer;
+use instance::{Instance, Origin, Pipes};
 use parking_lot::Mutex;
+use prewarm::{Shelf, StartCounts};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -80,6 +87,22 @@ pub struct Runtimes {
     instances: AtomicU64,
     /// Process ids of the runtimes alive (each leads its own group).
     live: Arc<Mutex<HashSet<u32>>>,
+    /// Runtimes started ahead of their code.
+    shelf: Shelf,
+    /// The Python fork server, when Python runtimes are forked (started on first use,
+    /// and again after it died).
+    fork_server: Option<tokio::sync::Mutex<Option<ForkServer>>>,
+    /// Starts by how they went.
+    pub counts: StartCounts,
+}
+
+/// How runtimes are started, beyond the interpreters.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Runtimes to keep started ahead of their code, per language (`--prewarm`).
+    pub prewarm: Vec<(Language, u32)>,
+    /// Fork Python runtimes from one warm interpreter (`--fork-server`).
+    pub fork_server: bool,
 }
 
 static ROOTS: AtomicU64 = AtomicU64::new(0);
@@ -88,6 +111,11 @@ impl Runtimes {
     /// Runtimes under a fresh directory in the system's temporary directory, removed when
     /// this is dropped.
     pub fn new(interpreters: Interpreters) -> std::io::Result<Self> {
+        Self::with_options(interpreters, StartOptions::default())
+    }
+
+    /// Runtimes started as `options` say; see [`Runtimes::new`].
+    pub fn with_options(interpreters: Interpreters, options: StartOptions) -> std::io::Result<Self> {
         // Descriptors this process inherited without close-on-exec (a parent's pipes, a
         // build tool's jobserver) would otherwise pass on to every runtime.
         close_fds::set_fds_cloexec_threadsafe(3, &[]);
@@ -97,6 +125,8 @@ impl Runtimes {
             ROOTS.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(root.join("programs"))?;
+        // The fork server's socket is in here: nobody else may connect to it.
+        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         std::fs::create_dir_all(root.join("instances"))?;
         std::fs::write(root.join("programs/volley_runtime.py"), PYTHON_RUNTIME)?;
         std::fs::write(root.join("programs/volley_runtime.js"), NODE_RUNTIME)?;
@@ -107,10 +137,15 @@ impl Runtimes {
             java_classes: tokio::sync::OnceCell::new(),
             instances: AtomicU64::new(0),
             live: Arc::new(Mutex::new(HashSet::new())),
+            shelf: Shelf::new(&options.prewarm),
+            fork_server: options.fork_server.then(|| tokio::sync::Mutex::new(None)),
+            counts: StartCounts::default(),
         })
     }
 
-    /// Starts a runtime for `code`, which must be in the cache, and waits for its READY.
+    /// Starts a runtime for `code`, which must be in the cache, and waits for its READY:
+    /// a prewarmed one if the shelf has one for it, else one forked from the fork server
+    /// (Python, with `--fork-server`), else a fresh process.
     pub async fn start(&self, code: &UserCode) -> Result<Instance, RuntimeError> {
         let path = self.cache.path(code).ok_or_else(|| {
             RuntimeError::Start(format!(
@@ -118,12 +153,139 @@ impl Runtimes {
                 code.digest
             ))
         })?;
+        let mut instance = match self.shelf.take(code.language, code.memory_mb, &self.counts) {
+            Some(i) => i,
+            None => self.fresh(code, &path).await?,
+        };
+        instance.load(code, &path).await?;
+        self.counts.started(instance.started.origin);
+        Ok(instance)
+    }
+
+    /// A process for `code`, INIT in its pipe: forked, or spawned.
+    async fn fresh(&self, code: &UserCode, path: &Path) -> Result<Instance, RuntimeError> {
+        let workdir = self.workdir()?;
+        let mut pipes = Pipes::new()?;
+        let init_written = pipes.prewrite_init(code, path)?;
+        if code.language == Language::Python {
+            if let Some(server) = &self.fork_server {
+                let mut server = server.lock().await;
+                match self
+                    .forked(&mut server, pipes, init_written, &workdir, &code.function)
+                    .await
+                {
+                    Ok(i) => return Ok(i),
+                    Err((why, returned)) => {
+                        self.counts.failed();
+                        tracing::warn!(function = %code.function, "a fork failed, counted as a failed start; starting a fresh interpreter: {why}");
+                        pipes = match returned {
+                            Some(p) => p,
+                            None => {
+                                let mut p = Pipes::new()?;
+                                p.prewrite_init(code, path)?;
+                                p
+                            }
+                        };
+                    }
+                }
+            }
+        }
+        let mut command = self.command(code.language, code.memory_mb, Some(path)).await?;
+        isolation::confine(&mut command, &workdir, &code.function);
+        Instance::spawn(
+            self,
+            code.language,
+            command,
+            pipes,
+            (Origin::Spawned, init_written),
+            workdir,
+        )
+    }
+
+    /// Forks a runtime from the fork server, starting the server if it is not running;
+    /// on failure, the pipes back when they were not used.
+    async fn forked(
+        &self,
+        server: &mut Option<ForkServer>,
+        pipes: Pipes,
+        init_written: bool,
+        workdir: &Path,
+        function: &str,
+    ) -> Result<Instance, (String, Option<Pipes>)> {
+        if server.as_mut().is_some_and(|s| !s.alive()) {
+            *server = None;
+            tracing::warn!("the python fork server died; starting another");
+        }
+        if server.is_none() {
+            let dir = self.root.join("fork-server");
+            let _ = std::fs::create_dir_all(&dir);
+            let _ = std::fs::remove_file(dir.join("fork-server.sock"));
+            let program = self.root.join("programs/volley_runtime.py");
+            match ForkServer::start(&self.interpreters.python, &program, &dir).await {
+                Ok(s) => *server = Some(s),
+                Err(e) => return Err((e.to_string(), Some(pipes))),
+            }
+        }
+        let Some(s) = server.as_ref() else {
+            return Err(("no fork server".into(), None));
+        };
+        Instance::forked(self, s, pipes, init_written, workdir.to_path_buf(), function)
+            .await
+            .map_err(|e| (e, None))
+    }
+
+    /// A fresh working directory for one runtime.
+    fn workdir(&self) -> Result<PathBuf, RuntimeError> {
         let n = self.instances.fetch_add(1, Ordering::Relaxed);
         let workdir = self.root.join("instances").join(n.to_string());
         std::fs::create_dir_all(&workdir).map_err(RuntimeError::io("the instance's directory"))?;
-        let mut command = self.command(code, &path).await?;
-        isolation::confine(&mut command, &workdir, &code.function);
-        Instance::start(self, code, &path, command, workdir, self.live.clone()).await
+        Ok(workdir)
+    }
+
+    /// Fills the shelf up to what `--prewarm` asks, one process per missing runtime.
+    pub async fn refill(&self) {
+        while let Some((language, memory_mb)) = self.shelf.missing() {
+            match self.prewarmed(language, memory_mb).await {
+                Ok(i) => self.shelf.put(language, memory_mb, i),
+                Err(e) => {
+                    self.counts.failed();
+                    self.shelf.gave_up(language);
+                    tracing::warn!(%language, "cannot prewarm a runtime: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A runtime process for `language`, started without code.
+    async fn prewarmed(&self, language: Language, memory_mb: u64) -> Result<Instance, RuntimeError> {
+        let workdir = self.workdir()?;
+        let mut command = self.command(language, memory_mb, None).await?;
+        isolation::confine(&mut command, &workdir, "");
+        Instance::spawn(
+            self,
+            language,
+            command,
+            Pipes::new()?,
+            (Origin::Prewarmed, false),
+            workdir,
+        )
+    }
+
+    /// The process ids of the runtimes alive (prewarmed ones included).
+    pub fn pids(&self) -> Vec<u32> {
+        self.live.lock().iter().copied().collect()
+    }
+
+    /// The fork server's process id, while one runs.
+    pub async fn fork_server_pid(&self) -> Option<u32> {
+        self.fork_server.as_ref()?.lock().await.as_ref()?.pid()
+    }
+
+    /// Stops prewarming and kills what is on the shelf: a worker that became the instance
+    /// of one function keeps only the runtimes it uses.
+    pub fn stop_prewarming(&self) {
+        self.shelf.clear();
     }
 
     /// Kills every runtime alive and its process group: a worker that stops leaves no
@@ -137,10 +299,11 @@ impl Runtimes {
         }
     }
 
-    /// The command line that starts `code`'s runtime.
-    async fn command(&self, code: &UserCode, path: &Path) -> Result<Command, RuntimeError> {
+    /// The command line that starts a runtime of `language` with `memory_mb`; for a
+    /// native function, its executable `path` (which a prewarmed runtime cannot have).
+    async fn command(&self, language: Language, memory_mb: u64, path: Option<&Path>) -> Result<Command, RuntimeError> {
         let programs = self.root.join("programs");
-        Ok(match code.language {
+        Ok(match language {
             Language::Python => {
                 let mut c = Command::new(&self.interpreters.python);
                 c.arg("-I").arg(programs.join("volley_runtime.py"));
@@ -148,20 +311,24 @@ impl Runtimes {
             }
             Language::Node => {
                 let mut c = Command::new(&self.interpreters.node);
-                c.arg(format!("--max-old-space-size={}", code.memory_mb))
+                c.arg(format!("--max-old-space-size={memory_mb}"))
                     .arg(programs.join("volley_runtime.js"));
                 c
             }
             Language::Java => {
                 let classes = self.java_runtime().await?;
                 let mut c = Command::new(&self.interpreters.java);
-                c.arg(format!("-Xmx{}m", (code.memory_mb * 3 / 4).max(16)))
+                c.arg(format!("-Xmx{}m", (memory_mb * 3 / 4).max(16)))
                     .args(["-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xshare:auto", "-cp"])
                     .arg(classes)
                     .arg("VolleyRuntime");
                 c
             }
-            Language::Native => Command::new(path),
+            Language::Native => Command::new(path.ok_or_else(|| {
+                RuntimeError::Start(
+                    "a native function's runtime is its own executable: it cannot start before its code".into(),
+                )
+            })?),
         })
     }
 

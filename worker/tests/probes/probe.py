@@ -3,7 +3,11 @@ import os
 import sys
 import time
 
+COUNT = 0
+
+
 def handle(event):
+    global COUNT
     if "echo" in event:
         return event["echo"]
     if "raise" in event:
@@ -23,6 +27,9 @@ def handle(event):
         sys.stdout.write("x" * event["print"])
     if "env" in event:
         return os.environ.get(event["env"])
+    if "count" in event:
+        COUNT += 1
+        return [COUNT, os.getpid()]
     if "fds" in event:
         return sorted(int(f) for f in os.listdir("/proc/self/fd"))
     return None
