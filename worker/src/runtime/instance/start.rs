@@ -1,0 +1,309 @@
+//! How an instance comes to be: spawned with its INIT already in the pipe, forked from
+//! the fork server, or prewarmed and given its code later; and its wait for READY.
+
+use super::super::failures::{failure_text, kind_of, tail};
+use super::super::log::Log;
+use super::super::{RuntimeError, Runtimes};
+use super::{Event, Instance, Process, MIN_INIT, PIPE_BUF};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::net::unix::pipe;
+use tokio::time::Instant;
+use volley_proto::function::{CodeDigest, UserCode};
+use volley_runtime::frame::{Decoder, Frame, FROM_RUNTIME_FD, PROTOCOL_VERSION, TO_RUNTIME_FD};
+
+/// How a runtime process came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Spawned for this code (fork and exec of the interpreter).
+    Spawned,
+    /// Forked from the Python fork server.
+    Forked,
+    /// Started before its code was known, and given it now.
+    Prewarmed,
+}
+
+impl Origin {
+    /// The lower-case name, for logs and labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Spawned => "spawned",
+            Origin::Forked => "forked",
+            Origin::Prewarmed => "prewarmed",
+        }
+    }
+}
+
+/// What the runtime said when it became ready, and how long each part of its start took.
+#[derive(Debug, Clone)]
+pub struct Started {
+    /// The language, as the runtime names it.
+    pub runtime: String,
+    /// The interpreter's or SDK's version.
+    pub version: String,
+    /// The user's code loading, as the runtime measured it.
+    pub init_us: u64,
+    /// When this start began: the spawn or fork, or for a prewarmed runtime the moment
+    /// it was given its code.
+    pub began: std::time::Instant,
+    /// From `began` to READY, as the worker measured it.
+    pub ready_after: Duration,
+    /// How the process came to be.
+    pub origin: Origin,
+}
+
+impl Started {
+    /// From `began` until the runtime could take code: the interpreter's own start (and
+    /// the runtime program's), READY's time less the code's loading.
+    pub fn up_after(&self) -> Duration {
+        self.ready_after.saturating_sub(Duration::from_micros(self.init_us))
+    }
+}
+
+/// The worker's ends of a runtime's three pipes, and the runtime's.
+pub(in crate::runtime) struct Pipes {
+    to_rt: std::io::PipeWriter,
+    from_rt: std::io::PipeReader,
+    log: std::io::PipeReader,
+    /// The runtime's ends: frames in (fd 3), frames out (fd 4), the log (fds 1 and 2).
+    pub child: [OwnedFd; 3],
+}
+
+impl Pipes {
+    /// Writes INIT for `code` into the runtime's pipe before it starts, so it reads it
+    /// as it starts instead of waiting for it: any pipe holds PIPE_BUF (4 KiB) however
+    /// short of buffers the system is. False when INIT is longer (a very long path): it
+    /// is then written once the runtime runs.
+    pub(in crate::runtime) fn prewrite_init(
+        &mut self,
+        code: &UserCode,
+        code_path: &std::path::Path,
+    ) -> Result<bool, RuntimeError> {
+        let init = init_frame(code, code_path);
+        if init.len() > PIPE_BUF {
+            return Ok(false);
+        }
+        self.to_rt
+            .write_all(&init)
+            .map_err(|e| RuntimeError::Start(format!("cannot write INIT to the runtime's pipe: {e}")))?;
+        Ok(true)
+    }
+
+    pub(in crate::runtime) fn new() -> Result<Self, RuntimeError> {
+        let (child_in, to_rt) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let (from_rt, child_out) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        let (log, child_log) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
+        Ok(Self {
+            to_rt,
+            from_rt,
+            log,
+            child: [child_in.into(), child_out.into(), child_log.into()],
+        })
+    }
+}
+
+/// INIT for `code` at `code_path`.
+fn init_frame(code: &UserCode, code_path: &std::path::Path) -> Vec<u8> {
+    Frame::Init {
+        protocol: PROTOCOL_VERSION,
+        function: code.function.to_string(),
+        handler: code.handler.clone(),
+        code: code_path.to_string_lossy().into_owned(),
+    }
+    .encode()
+}
+
+impl Instance {
+    /// Spawns `command` as a runtime on `pipes` (`origin`: spawned for its code, or
+    /// prewarmed); `init_written`: INIT is already in the pipe.
+    pub(in crate::runtime) fn spawn(
+        runtimes: &Runtimes,
+        language: volley_proto::function::Language,
+        mut command: Command,
+        pipes: Pipes,
+        (origin, init_written): (Origin, bool),
+        workdir: PathBuf,
+    ) -> Result<Self, RuntimeError> {
+        use command_fds::{CommandFdExt, FdMapping};
+        let began = std::time::Instant::now();
+        let [child_in, child_out, child_log] = pipes.child;
+        let child_err = child_log.try_clone().map_err(RuntimeError::io("a pipe"))?;
+        command
+            .fd_mappings(vec![
+                FdMapping {
+                    parent_fd: child_in,
+                    child_fd: TO_RUNTIME_FD,
+                },
+                FdMapping {
+                    parent_fd: child_out,
+                    child_fd: FROM_RUNTIME_FD,
+                },
+            ])
+            .map_err(|e| RuntimeError::Start(format!("descriptor mapping: {e}")))?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(child_log))
+            .stderr(Stdio::from(child_err));
+        let mut command = tokio::process::Command::from(command);
+        command.kill_on_drop(true);
+        let child = command.spawn().map_err(|e| {
+            RuntimeError::Start(format!(
+                "cannot start the {language} runtime ({}): {e}{}",
+                command.as_std().get_program().to_string_lossy(),
+                runtimes.hint(language)
+            ))
+        })?;
+        // The child holds its ends now; ours of its ends must close, or EOF never comes.
+        drop(command);
+        let pid = child
+            .id()
+            .ok_or_else(|| RuntimeError::Start("the runtime ended as it started".into()))?;
+        let mut instance = Self::adopt(
+            runtimes,
+            Process::Child(child),
+            pid,
+            pipes.to_rt,
+            pipes.from_rt,
+            pipes.log,
+            workdir,
+            began,
+            origin,
+        )?;
+        instance.init_written = init_written;
+        Ok(instance)
+    }
+
+    /// An instance for a runtime the fork server forked on `pipes`' child ends.
+    pub(in crate::runtime) async fn forked(
+        runtimes: &Runtimes,
+        server: &super::super::fork_server::ForkServer,
+        pipes: Pipes,
+        init_written: bool,
+        workdir: PathBuf,
+        function: &str,
+    ) -> Result<Self, String> {
+        let began = std::time::Instant::now();
+        let forked = server.fork(pipes.child, &workdir, function).await?;
+        let pid = forked.pid;
+        let mut instance = Self::adopt(
+            runtimes,
+            Process::Forked(forked),
+            pid,
+            pipes.to_rt,
+            pipes.from_rt,
+            pipes.log,
+            workdir,
+            began,
+            Origin::Forked,
+        )
+        .map_err(|e| e.to_string())?;
+        instance.init_written = init_written;
+        Ok(instance)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn adopt(
+        runtimes: &Runtimes,
+        process: Process,
+        pid: u32,
+        to_rt: std::io::PipeWriter,
+        from_rt: std::io::PipeReader,
+        log: std::io::PipeReader,
+        workdir: PathBuf,
+        began: std::time::Instant,
+        origin: Origin,
+    ) -> Result<Self, RuntimeError> {
+        super::super::isolation::limit(pid);
+        runtimes.live.lock().insert(pid);
+        let pipe_error = |e: std::io::Error| RuntimeError::Start(format!("cannot watch the runtime's pipes: {e}"));
+        Ok(Instance {
+            process,
+            pid,
+            live: runtimes.live.clone(),
+            digest: CodeDigest([0; 32]),
+            loaded: (String::new(), 0),
+            to_rt: pipe::Sender::from_owned_fd(OwnedFd::from(to_rt)).map_err(pipe_error)?,
+            from_rt: pipe::Receiver::from_owned_fd(OwnedFd::from(from_rt)).map_err(pipe_error)?,
+            log_pipe: Some(pipe::Receiver::from_owned_fd(OwnedFd::from(log)).map_err(pipe_error)?),
+            decoder: Decoder::default(),
+            workdir,
+            started: Started {
+                runtime: String::new(),
+                version: String::new(),
+                init_us: 0,
+                began,
+                ready_after: Duration::ZERO,
+                origin,
+            },
+            log: Log::default(),
+            buf: vec![0; 64 * 1024],
+            next_memory_check: Instant::now(),
+            init_written: false,
+        })
+    }
+
+    /// Whether the process is still there (a prewarmed runtime may have died waiting).
+    pub fn alive(&mut self) -> bool {
+        match &mut self.process {
+            Process::Child(c) => matches!(c.try_wait(), Ok(None)),
+            Process::Forked(_) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), None).is_ok(),
+        }
+    }
+
+    /// Gives the runtime its code (INIT, unless written before the spawn) and waits for
+    /// READY. A prewarmed runtime's start is counted from here.
+    pub(in crate::runtime) async fn load(
+        &mut self,
+        code: &UserCode,
+        code_path: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        if self.started.origin == Origin::Prewarmed {
+            self.started.began = std::time::Instant::now();
+        }
+        let pending = if self.init_written {
+            Vec::new()
+        } else {
+            init_frame(code, code_path)
+        };
+        self.digest = code.digest;
+        self.loaded = (code.handler.clone(), code.memory_mb);
+        let deadline = Instant::now() + Duration::from_millis(code.timeout_ms).max(MIN_INIT);
+        let mut log = Log::default();
+        let event = self.wait(pending, deadline, code.memory_mb, &mut log).await;
+        self.log = log;
+        match event {
+            Event::Frame(Frame::Ready {
+                runtime,
+                version,
+                init_us,
+            }) => {
+                self.started.runtime = runtime;
+                self.started.version = version;
+                self.started.init_us = init_us;
+                self.started.ready_after = self.started.began.elapsed();
+                Ok(())
+            }
+            Event::Frame(Frame::InitFailed(f)) => Err(RuntimeError::Init(failure_text(&f))),
+            Event::Frame(other) => Err(RuntimeError::Init(format!(
+                "runtime_protocol: expected READY, got {}",
+                kind_of(&other)
+            ))),
+            Event::Exited(how) => Err(RuntimeError::Init(format!(
+                "the runtime {how} before it was ready{}",
+                tail(&self.log)
+            ))),
+            Event::Deadline => Err(RuntimeError::Init(format!(
+                "the code took longer than {:?} to load; the runtime was killed",
+                Duration::from_millis(code.timeout_ms).max(MIN_INIT)
+            ))),
+            Event::Memory(mb) => Err(RuntimeError::Init(format!(
+                "loading the code took {mb} MiB, over the function's {} MiB limit",
+                code.memory_mb
+            ))),
+            Event::Broken(e) => Err(RuntimeError::Init(e)),
+        }
+    }
+}
