@@ -120,6 +120,15 @@ pub struct Cli {
     /// Each instance's emulated runtime start-up, ms (`worker --init-ms`).
     #[arg(long, default_value_t = 0)]
     pub init_ms: u64,
+    /// Keep this many instances per language started ahead of any function, their
+    /// runtimes up (`python=2,node=1`): a cold start of a user function then takes one
+    /// and pays only for loading its code. Not counted in --max-instances.
+    #[arg(long, value_name = "LANG=N,...", requires = "autoscale", value_parser = volley_worker::runtime::prewarm::parse)]
+    pub prewarm: Option<volley_worker::runtime::prewarm::PrewarmSpec>,
+    /// Fork every instance's Python runtimes from one fork server (a warm interpreter
+    /// with the runtime loaded) on this host, instead of starting an interpreter each.
+    #[arg(long, requires = "autoscale")]
+    pub fork_server: bool,
     /// Keep each instance's log as DIR/inst-<id>-<function>.log (default: discarded).
     #[arg(long, value_name = "DIR", requires = "autoscale")]
     pub instance_logs: Option<PathBuf>,
@@ -196,6 +205,8 @@ impl From<Cli> for Config {
                 slots: cli.instance_slots,
                 init: Duration::from_millis(cli.init_ms),
                 log_dir: cli.instance_logs,
+                prewarm: cli.prewarm.unwrap_or_default().0,
+                fork_server: cli.fork_server,
             }),
             limits: crate::config::EdgeLimits {
                 worker_connections: cli.max_worker_connections as usize,

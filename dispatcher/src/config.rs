@@ -104,6 +104,11 @@ pub struct AutoscaleConfig {
     pub init: Duration,
     /// Where instance logs go (`None`: discarded).
     pub log_dir: Option<PathBuf>,
+    /// Stem cells to keep per language: instances started before their function is
+    /// known, runtimes up (`--prewarm`).
+    pub prewarm: Vec<(volley_proto::function::Language, u32)>,
+    /// Fork every instance's Python runtimes from one fork server on this host.
+    pub fork_server: bool,
 }
 
 /// PEM files of the gRPC API's TLS identity.

@@ -216,6 +216,8 @@ pub async fn start(
             token: config.token.clone(),
             log_dir: a.log_dir.clone(),
             code: Some(provision::local::CodeSource(shared.clone())),
+            prewarm: a.prewarm.clone(),
+            fork_server: a.fork_server,
         });
         info!(policy = %a.policy.label(), max_instances = a.max_instances, worker_bin = %a.worker_bin.display(), "elastic pool on");
         reactor.set_autoscale(autoscale::Autoscaler::new(

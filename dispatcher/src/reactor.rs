@@ -349,15 +349,7 @@ impl Reactor {
             capacity: Capacity::Slots,
             monitored: true,
             function: function.map(Arc::from),
-            start: start.map(|s| {
-                InstanceStart::from_report(
-                    s.decided_us,
-                    s.spawned_us,
-                    s.init_done_after_us,
-                    s.hello_after_us,
-                    now.unix_us,
-                )
-            }),
+            start: start.map(|s| InstanceStart::from_report(&s, now.unix_us)),
         };
         let by_name = self
             .core

@@ -37,15 +37,18 @@ pub mod api {
 
     impl TaskInfo {
         /// A cold task's trip in order, µs on the dispatcher's clock: submitted, the
-        /// scaler's decision, spawn, the process's `main`, init done, registered,
-        /// dispatched, completed. `None` for a warm task. The one place that order lives.
-        pub fn cold_start_marks(&self) -> Option<[u64; 8]> {
+        /// scaler's decision, spawn, the process's `main`, its runtime spawned, the
+        /// runtime up, init done (code loaded, READY), registered, dispatched, completed.
+        /// `None` for a warm task. The one place that order lives.
+        pub fn cold_start_marks(&self) -> Option<[u64; 10]> {
             let s = self.cold_start.filter(|_| self.cold)?;
             Some([
                 self.submitted_us,
                 s.decided_us,
                 s.spawned_us,
                 s.process_us,
+                s.runtime_began_us.max(s.process_us),
+                s.runtime_up_us.max(s.runtime_began_us).max(s.process_us),
                 s.init_done_us,
                 s.registered_us,
                 self.dispatched_us,

@@ -105,8 +105,21 @@ pub struct StartReport {
     pub spawned_us: u64,
     /// From the process's `main` to the end of its runtime initialisation.
     pub init_done_after_us: u64,
+    /// For an instance of a user function, its runtime's start: from `main` to the
+    /// runtime's spawn (or, prewarmed, to its being given the code), and to its being up
+    /// (READY less the code's loading). The runtime that was ready last, when several.
+    pub runtime: Option<RuntimeStart>,
     /// From the process's `main` to sending this `Hello`.
     pub hello_after_us: u64,
+}
+
+/// A runtime's start inside a provisioned instance, µs after the instance's `main`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeStart {
+    /// The runtime was spawned, forked, or (prewarmed) given its code.
+    pub began_after_us: u64,
+    /// It was up: its interpreter started, ready for code.
+    pub up_after_us: u64,
 }
 
 /// What the dispatcher says to a worker.
@@ -268,6 +281,10 @@ mod tests {
                     decided_us: 1,
                     spawned_us: 2,
                     init_done_after_us: 250_000,
+                    runtime: Some(RuntimeStart {
+                        began_after_us: 100,
+                        up_after_us: 200_000,
+                    }),
                     hello_after_us: 250_400,
                 }),
             },

@@ -75,6 +75,10 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
                             decided_us,
                             spawned_us,
                             init_done_after_us,
+                            runtime: (decided_us % 2 == 0).then_some(volley_proto::wire::RuntimeStart {
+                                began_after_us: spawned_us / 2,
+                                up_after_us: spawned_us,
+                            }),
                             hello_after_us,
                         }
                     ),

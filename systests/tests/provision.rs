@@ -27,6 +27,8 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         token: None,
         log_dir: Some(cluster.log_dir().to_owned()),
         code: None,
+        prewarm: Vec::new(),
+        fork_server: false,
     };
     let mut provisioner = LocalProvisioner::new(config.clone());
     let a = provisioner.start("resize", 0).expect("first instance");

@@ -63,11 +63,19 @@ pub struct Cli {
     /// Runtimes to start before any code is known, per language (`python=2,node=1`): a
     /// function's first task then pays only for loading its code. Refilled after use.
     #[arg(long, env = "VOLLEY_PREWARM", value_name = "LANG=N,...", value_parser = crate::runtime::prewarm::parse)]
-    pub prewarm: Option<std::vec::Vec<(volley_proto::function::Language, u32)>>,
+    pub prewarm: Option<crate::runtime::prewarm::PrewarmSpec>,
     /// Fork Python runtimes from one warm interpreter (a fork server) instead of starting
     /// an interpreter for each: a Python cold start skips the interpreter's start.
     #[arg(long, env = "VOLLEY_FORK_SERVER")]
     pub fork_server: bool,
+    /// Set by the dispatcher's provisioner: fork Python runtimes from the fork server
+    /// listening at this socket (one for every instance on the host).
+    #[arg(long, value_name = "PATH", hide = true)]
+    pub fork_server_socket: Option<std::path::PathBuf>,
+    /// Set by the dispatcher's provisioner: start the runtimes `--prewarm` asks for,
+    /// then wait for the function to serve, one line of JSON on stdin.
+    #[arg(long, hide = true)]
+    pub stem_cell: bool,
     /// Set by the dispatcher's provisioner for an instance of a user function: the code's
     /// file and the function (JSON), so every slot's runtime is READY before registering.
     #[arg(long, value_name = "PATH", requires = "code_spec", hide = true)]
@@ -111,9 +119,11 @@ impl From<Cli> for WorkerConfig {
             java: cli.java,
         };
         config.start_options = crate::runtime::StartOptions {
-            prewarm: cli.prewarm.unwrap_or_default(),
+            prewarm: cli.prewarm.unwrap_or_default().0,
             fork_server: cli.fork_server,
+            fork_server_socket: cli.fork_server_socket,
         };
+        config.stem_cell = cli.stem_cell;
         if cli.metrics.is_some() {
             config.metrics = Some(crate::metrics::WorkerMetrics::new(&config.name, config.slots));
         }

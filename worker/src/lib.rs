@@ -5,6 +5,8 @@
 //!   The dispatcher's local mode runs the same pool in-process.
 //! - [`session`] — connecting, registering, heartbeats, credits and results; rebuilds
 //!   the connection when the dispatcher goes silent.
+//! - [`stem_cell`] — a worker started before its function is known, made an instance of
+//!   one by its provisioner.
 //! - [`metrics`] — the Prometheus page a worker serves with `--metrics ADDR`.
 //! - [`cli`] — the command line and its [`session::WorkerConfig`].
 
@@ -14,5 +16,6 @@ pub mod executor;
 pub mod metrics;
 pub mod runtime;
 pub mod session;
+pub mod stem_cell;
 
 pub use session::{run, ProcessStart, WorkerConfig, WorkerError};

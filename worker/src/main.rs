@@ -25,7 +25,7 @@ async fn main() -> ExitCode {
         tracing::info!("init done");
     }
     let provisioned = cli.provisioned;
-    let prewarm = match (cli.code.clone(), cli.code_spec.as_deref()) {
+    let instance_code = match (cli.code.clone(), cli.code_spec.as_deref()) {
         (Some(path), Some(spec)) => match serde_json::from_str::<volley_proto::function::UserCode>(spec) {
             Ok(code) => Some((std::sync::Arc::new(code), path)),
             Err(e) => {
@@ -36,12 +36,13 @@ async fn main() -> ExitCode {
         _ => None,
     };
     let mut config = WorkerConfig::from(cli);
-    config.prewarm = prewarm;
+    config.instance_code = instance_code;
     config.start = provisioned.map(|(decided_us, spawned_us)| ProcessStart {
         decided_us,
         spawned_us,
         main: main_began,
         init_done: std::time::Instant::now(),
+        runtime: None,
     });
     if let (Some(addr), Some(metrics)) = (metrics_addr, &config.metrics) {
         match volley_proto::exposition::bind(addr).await {

@@ -47,9 +47,11 @@ pub struct WorkerConfig {
     pub interpreters: crate::runtime::Interpreters,
     /// Prewarming and the fork server.
     pub start_options: crate::runtime::StartOptions,
+    /// Wait for the function to serve on stdin before registering ([`crate::stem_cell`]).
+    pub stem_cell: bool,
     /// Code to start a runtime for in every slot before registering (a provisioned
     /// instance of a user function): the function, and the code's file.
-    pub prewarm: Option<(Arc<volley_proto::function::UserCode>, std::path::PathBuf)>,
+    pub instance_code: Option<(Arc<volley_proto::function::UserCode>, std::path::PathBuf)>,
 }
 
 /// A provisioned process's start, as the worker saw it.
@@ -62,8 +64,11 @@ pub struct ProcessStart {
     pub spawned_us: u64,
     /// When `main` began.
     pub main: std::time::Instant,
-    /// When runtime initialisation (`--init-ms`) ended.
+    /// When runtime initialisation (`--init-ms`, or every slot's runtime READY) ended.
     pub init_done: std::time::Instant,
+    /// For an instance of a user function, when the runtime that was ready last began
+    /// and when it was up (ready for code).
+    pub runtime: Option<(std::time::Instant, std::time::Instant)>,
 }
 
 impl ProcessStart {
@@ -72,6 +77,10 @@ impl ProcessStart {
             decided_us: self.decided_us,
             spawned_us: self.spawned_us,
             init_done_after_us: self.init_done.duration_since(self.main).as_micros() as u64,
+            runtime: self.runtime.map(|(began, up)| volley_proto::wire::RuntimeStart {
+                began_after_us: began.saturating_duration_since(self.main).as_micros() as u64,
+                up_after_us: up.saturating_duration_since(self.main).as_micros() as u64,
+            }),
             hello_after_us: self.main.elapsed().as_micros() as u64,
         }
     }
@@ -95,7 +104,8 @@ impl WorkerConfig {
             start: None,
             interpreters: crate::runtime::Interpreters::default(),
             start_options: crate::runtime::StartOptions::default(),
-            prewarm: None,
+            stem_cell: false,
+            instance_code: None,
         }
     }
 }
@@ -123,6 +133,9 @@ pub enum WorkerError {
     /// The directory for user code and runtimes could not be made.
     #[error("cannot prepare the directory for user functions' code: {0}")]
     Runtimes(std::io::Error),
+    /// A stem cell's assignment could not be read.
+    #[error("{0}")]
+    Assignment(String),
     /// Zero slots makes a worker that can never run anything.
     #[error("a worker needs at least one slot")]
     NoSlots,
@@ -154,7 +167,7 @@ struct Session {
 
 /// Runs a worker until `shutdown` fires, the dispatcher says `Shutdown`, or it rejects us.
 /// Loses of the dispatcher (killed, restarted, unreachable) are retried forever with backoff.
-pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<WorkerExit, WorkerError> {
+pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Result<WorkerExit, WorkerError> {
     if config.slots == 0 {
         return Err(WorkerError::NoSlots);
     }
@@ -168,14 +181,31 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
             source,
         }
     })?;
+    if config.stem_cell {
+        info!(
+            prewarmed = pool.runtimes().pids().len(),
+            "a stem cell: waiting for the function to serve"
+        );
+        let assignment = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(WorkerExit::Cancelled),
+            a = crate::stem_cell::wait_for_assignment() => a.map_err(WorkerError::Assignment)?,
+        };
+        let Some(assignment) = assignment else {
+            info!("the provisioner left before assigning a function");
+            return Ok(WorkerExit::Cancelled);
+        };
+        info!(function = %assignment.function, name = %assignment.name, "assigned");
+        assignment.apply(&mut config);
+    }
     let mut in_flight: u32 = 0;
     let mut backoff = Duration::from_millis(50);
     // Only the process's first registration was a cold start.
     let mut start = config.start;
-    if let Some((code, path)) = &config.prewarm {
-        prewarm(&pool, code.clone(), path).await?;
+    if let Some((code, path)) = &config.instance_code {
+        let runtime = prewarm(&pool, code.clone(), path).await?;
         if let Some(s) = &mut start {
             s.init_done = std::time::Instant::now();
+            s.runtime = runtime;
         }
     }
     loop {
@@ -222,11 +252,12 @@ pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<Wo
 /// Loads the instance's code into every slot's runtime before it registers, so its first
 /// task finds a runtime READY; a runtime that fails to start is logged, and its slot
 /// starts one with the first task instead (which then fails `init_failed` if it must).
+/// Returns when the runtime ready last began and was up, for the cold-start report.
 async fn prewarm(
     pool: &SlotPool,
     code: Arc<volley_proto::function::UserCode>,
     path: &std::path::Path,
-) -> Result<(), WorkerError> {
+) -> Result<Option<(std::time::Instant, std::time::Instant)>, WorkerError> {
     let bytes = std::fs::read(path).map_err(WorkerError::Runtimes)?;
     pool.runtimes()
         .cache
@@ -234,15 +265,24 @@ async fn prewarm(
         .map_err(|e| WorkerError::Runtimes(std::io::Error::other(e.to_string())))?;
     // Nothing else of this worker runs before it registers.
     let started = pool.prewarm(code.clone()).await;
+    let mut last: Option<crate::runtime::instance::Started> = None;
     for s in started {
         match s {
             Ok(s) => {
-                info!(function = %code.function, runtime = %s.runtime, version = %s.version, ready_ms = s.ready_after.as_secs_f64() * 1e3, code_load_ms = s.init_us as f64 / 1e3, "runtime ready")
+                info!(function = %code.function, runtime = %s.runtime, version = %s.version, origin = s.origin.as_str(), ready_ms = s.ready_after.as_secs_f64() * 1e3, up_ms = s.up_after().as_secs_f64() * 1e3, code_load_ms = s.init_us as f64 / 1e3, "runtime ready");
+                if last
+                    .as_ref()
+                    .is_none_or(|l| l.began + l.ready_after < s.began + s.ready_after)
+                {
+                    last = Some(s);
+                }
             }
             Err(e) => warn!(function = %code.function, "a runtime could not start ahead of tasks: {e}"),
         }
     }
-    Ok(())
+    // A worker that became one function's instance keeps no runtime for others.
+    pool.runtimes().stop_prewarming();
+    Ok(last.map(|s| (s.began, s.began + s.up_after())))
 }
 
 enum RegisterError {

@@ -203,7 +203,7 @@ async fn a_prewarmed_runtime_that_died_waiting_is_a_failed_start_and_is_replaced
 fn prewarm_flags_name_languages_and_counts() {
     use volley_worker::runtime::prewarm::parse;
     assert_eq!(
-        parse("python=2,node=1").unwrap(),
+        parse("python=2,node=1").unwrap().0,
         vec![(Language::Python, 2), (Language::Node, 1)]
     );
     assert!(parse("native=1").unwrap_err().contains("own executable"));

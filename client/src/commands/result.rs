@@ -15,6 +15,7 @@ pub fn task_json(t: &api::TaskInfo) -> serde_json::Value {
         "wait_us": t.wait_us, "run_us": t.run_us, "cold": t.cold,
         "cold_start": t.cold_start.as_ref().map(|s| json!({
             "decided_us": s.decided_us, "spawned_us": s.spawned_us, "process_us": s.process_us,
+            "runtime_began_us": s.runtime_began_us, "runtime_up_us": s.runtime_up_us,
             "init_done_us": s.init_done_us, "registered_us": s.registered_us,
         })),
     })
@@ -52,9 +53,9 @@ pub async fn run(target: &Target, task_id: u64, as_json: bool) -> anyhow::Result
         if let Some(marks) = t.cold_start_marks() {
             // Milliseconds from submission; a stage before it shows as negative.
             let [_, rest @ ..] = marks.map(|us| (us as f64 - t.submitted_us as f64) / 1e3);
-            let [decided, spawned, main, init, registered, dispatched, completed] = rest;
+            let [decided, spawned, main, rt_began, rt_up, init, registered, dispatched, completed] = rest;
             println!(
-                "cold start (ms from submission): decided {decided:+.2}, spawned {spawned:+.2}, main {main:+.2}, init done {init:+.2}, registered {registered:+.2}, dispatched {dispatched:+.2}, completed {completed:+.2}"
+                "cold start (ms from submission): decided {decided:+.2}, spawned {spawned:+.2}, main {main:+.2}, runtime began {rt_began:+.2}, runtime up {rt_up:+.2}, init done {init:+.2}, registered {registered:+.2}, dispatched {dispatched:+.2}, completed {completed:+.2}"
             );
         }
     }

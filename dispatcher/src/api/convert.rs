@@ -50,6 +50,8 @@ fn cold_start(s: &InstanceStart) -> api::ColdStart {
         decided_us: s.decided_us,
         spawned_us: s.spawned_us,
         process_us: s.process_us,
+        runtime_began_us: s.runtime_began_us,
+        runtime_up_us: s.runtime_up_us,
         init_done_us: s.init_done_us,
         registered_us: s.registered_us,
     }

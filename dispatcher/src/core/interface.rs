@@ -97,7 +97,13 @@ pub struct InstanceStart {
     pub spawned_us: u64,
     /// Its `main` began.
     pub process_us: u64,
-    /// Its runtime initialisation ended.
+    /// Its user function's runtime was spawned (or, prewarmed, given its code); for a
+    /// built-in, `process_us`.
+    pub runtime_began_us: u64,
+    /// That runtime was up, ready for code (its interpreter's start); for a built-in,
+    /// `process_us`.
+    pub runtime_up_us: u64,
+    /// Its runtime initialisation ended: the code loaded and READY (or `--init-ms`).
     pub init_done_us: u64,
     /// It registered with this dispatcher.
     pub registered_us: u64,
@@ -107,23 +113,27 @@ impl InstanceStart {
     /// From a worker's report and the time its `Hello` arrived. The worker's own times are
     /// durations before its `Hello` left, so the one-way transit of that message counts
     /// in "spawn → process ready"; out-of-order values are clamped into order.
-    pub fn from_report(
-        decided_us: u64,
-        spawned_us: u64,
-        init_done_after_us: u64,
-        hello_after_us: u64,
-        registered_us: u64,
-    ) -> Self {
-        let decided_us = decided_us.min(registered_us);
-        let spawned_us = spawned_us.clamp(decided_us, registered_us);
+    pub fn from_report(r: &volley_proto::wire::StartReport, registered_us: u64) -> Self {
+        let decided_us = r.decided_us.min(registered_us);
+        let spawned_us = r.spawned_us.clamp(decided_us, registered_us);
         let process_us = registered_us
-            .saturating_sub(hello_after_us)
+            .saturating_sub(r.hello_after_us)
             .clamp(spawned_us, registered_us);
-        let init_done_us = process_us.saturating_add(init_done_after_us).min(registered_us);
+        let init_done_us = process_us.saturating_add(r.init_done_after_us).min(registered_us);
+        let after = |us: u64| process_us.saturating_add(us).min(init_done_us);
+        let (runtime_began_us, runtime_up_us) = match r.runtime {
+            Some(rt) => {
+                let began = after(rt.began_after_us);
+                (began, after(rt.up_after_us).max(began))
+            }
+            None => (process_us, process_us),
+        };
         Self {
             decided_us,
             spawned_us,
             process_us,
+            runtime_began_us,
+            runtime_up_us,
             init_done_us,
             registered_us,
         }

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use volley_proto::auth::Token;
+use volley_worker::stem_cell::Assignment;
 
 /// How local instances are started.
 #[derive(Debug, Clone)]
@@ -32,6 +33,10 @@ pub struct LocalConfig {
     /// Where user functions' code is found, so an instance of one loads it before it
     /// registers (`None`: instances start empty and load code with their first task).
     pub code: Option<CodeSource>,
+    /// Stem cells to keep per language.
+    pub prewarm: Vec<(volley_proto::function::Language, u32)>,
+    /// Run a Python fork server for every instance.
+    pub fork_server: bool,
 }
 
 /// The dispatcher's shared state, as the source of user functions' code.
@@ -62,21 +67,31 @@ pub struct LocalProvisioner {
     config: LocalConfig,
     instances: Vec<Instance>,
     next_id: u64,
+    /// Stem cells and the fork server.
+    ready: super::stems::Ready,
 }
 
 impl LocalProvisioner {
     /// A provisioner with no instance yet.
     pub fn new(config: LocalConfig) -> Self {
+        let mut ready = super::stems::Ready::new(&config);
+        ready.refill(&config);
         Self {
             config,
             instances: Vec::new(),
             next_id: 0,
+            ready,
         }
+    }
+
+    /// What it keeps ready: stem cells and the fork server.
+    pub fn ready(&self) -> &super::stems::Ready {
+        &self.ready
     }
 
     /// The latest code of user function `function` as a file instances can read (written
     /// once per digest) and the function as JSON; `None` for built-ins.
-    fn code_for(&self, function: &str) -> Option<(PathBuf, String)> {
+    fn code_for(&self, function: &str) -> Option<(PathBuf, volley_proto::function::UserCode)> {
         let (code, bytes) = self.config.code.as_ref()?.0.latest_user_code(function)?;
         let dir = std::env::temp_dir().join(format!("volley-instance-code-{}", std::process::id()));
         let path = dir.join(code.digest.to_string());
@@ -91,8 +106,7 @@ impl LocalProvisioner {
                 return None;
             }
         }
-        let spec = serde_json::to_string(&*code).ok()?;
-        Some((path, spec))
+        Some((path, (*code).clone()))
     }
 
     /// Process ids of the instances alive, for tests and telemetry.
@@ -122,6 +136,29 @@ impl Provisioner for LocalProvisioner {
         self.next_id += 1;
         let id = InstanceId(self.next_id);
         let name = format!("inst-{}-{}", id.0, slug(function));
+        let code = self.code_for(function);
+        if let Some((path, user)) = &code {
+            let assignment = Assignment {
+                function: function.to_owned(),
+                name: name.clone(),
+                decided_us,
+                spawned_us: crate::core::Now::current().unix_us,
+                code: Some((path.clone(), user.clone())),
+            };
+            if let Some(child) = self.ready.assign(user.language, user.memory_mb, &assignment) {
+                self.instances.push(Instance {
+                    id,
+                    function: function.to_owned(),
+                    child,
+                    retired_at: None,
+                });
+                return Ok(Started {
+                    id,
+                    worker_name: name,
+                    spawned_at: Instant::now(),
+                });
+            }
+        }
         let c = &self.config;
         let mut cmd = Command::new(&c.worker_bin);
         cmd.arg(c.slots.to_string())
@@ -132,14 +169,13 @@ impl Provisioner for LocalProvisioner {
                 "--provisioned={decided_us},{}",
                 crate::core::Now::current().unix_us
             ))
-            .env_remove("VOLLEY_TOKEN")
-            .env_remove("VOLLEY_METRICS")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        if let Some(token) = &c.token {
-            cmd.env("VOLLEY_TOKEN", token.expose());
-        }
-        if let Some((path, spec)) = self.code_for(function) {
+            .stdin(Stdio::null());
+        self.ready.instance_args(&mut cmd, c);
+        if let Some((path, user)) = code {
+            let spec = serde_json::to_string(&user).map_err(|e| ProvisionError::Start {
+                function: function.to_owned(),
+                why: format!("cannot describe its code: {e}"),
+            })?;
             cmd.arg("--code").arg(path).arg("--code-spec").arg(spec);
         }
         let log = c.log_dir.as_ref().and_then(|d| {
@@ -183,6 +219,7 @@ impl Provisioner for LocalProvisioner {
     }
 
     fn reap(&mut self) -> Vec<Exited> {
+        self.ready.refill(&self.config);
         let mut gone = Vec::new();
         self.instances.retain_mut(|i| match i.child.try_wait() {
             Ok(None) => {

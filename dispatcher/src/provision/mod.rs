@@ -4,9 +4,11 @@
 //! provisioner would create and delete a pod per instance, a remote-host one would start
 //! processes over SSH, and both would report exits from their own watch.
 //!
-//! - [`local`] — worker processes on this host.
+//! - [`local`] — worker processes on this host;
+//! - [`stems`] — what it keeps ready ahead of demand: stem cells and a fork server.
 
 pub mod local;
+pub mod stems;
 
 use crate::scaler::InstanceId;
 use std::time::Instant;

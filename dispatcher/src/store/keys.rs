@@ -115,6 +115,10 @@ pub enum TaskField {
     ColdSpawnedUs,
     /// When its `main` began.
     ColdProcessUs,
+    /// When its user function's runtime was spawned (or given its code, prewarmed).
+    ColdRuntimeBeganUs,
+    /// When that runtime was up, ready for code.
+    ColdRuntimeUpUs,
     /// When its initialisation ended.
     ColdInitDoneUs,
     /// When it registered.
@@ -125,7 +129,7 @@ pub enum TaskField {
 
 impl TaskField {
     /// Every field, in the order documented.
-    pub const ALL: [TaskField; 18] = [
+    pub const ALL: [TaskField; 20] = [
         TaskField::FunctionId,
         TaskField::Args,
         TaskField::State,
@@ -141,6 +145,8 @@ impl TaskField {
         TaskField::ColdDecidedUs,
         TaskField::ColdSpawnedUs,
         TaskField::ColdProcessUs,
+        TaskField::ColdRuntimeBeganUs,
+        TaskField::ColdRuntimeUpUs,
         TaskField::ColdInitDoneUs,
         TaskField::ColdRegisteredUs,
         TaskField::Log,
@@ -164,6 +170,8 @@ impl TaskField {
             TaskField::ColdDecidedUs => "cold_decided_us",
             TaskField::ColdSpawnedUs => "cold_spawned_us",
             TaskField::ColdProcessUs => "cold_process_us",
+            TaskField::ColdRuntimeBeganUs => "cold_runtime_began_us",
+            TaskField::ColdRuntimeUpUs => "cold_runtime_up_us",
             TaskField::ColdInitDoneUs => "cold_init_done_us",
             TaskField::ColdRegisteredUs => "cold_registered_us",
             TaskField::Log => "log",

@@ -127,6 +127,8 @@ pub fn rare_changes(t: &Transition) -> Option<Changes<'_>> {
             (TaskField::ColdDecidedUs, Value::Number(s.decided_us)),
             (TaskField::ColdSpawnedUs, Value::Number(s.spawned_us)),
             (TaskField::ColdProcessUs, Value::Number(s.process_us)),
+            (TaskField::ColdRuntimeBeganUs, Value::Number(s.runtime_began_us)),
+            (TaskField::ColdRuntimeUpUs, Value::Number(s.runtime_up_us)),
             (TaskField::ColdInitDoneUs, Value::Number(s.init_done_us)),
             (TaskField::ColdRegisteredUs, Value::Number(s.registered_us)),
         ] {
@@ -225,6 +227,8 @@ impl TaskRecord {
             TaskField::ColdDecidedUs => self.cold.get_or_insert_default().decided_us = number(value)?,
             TaskField::ColdSpawnedUs => self.cold.get_or_insert_default().spawned_us = number(value)?,
             TaskField::ColdProcessUs => self.cold.get_or_insert_default().process_us = number(value)?,
+            TaskField::ColdRuntimeBeganUs => self.cold.get_or_insert_default().runtime_began_us = number(value)?,
+            TaskField::ColdRuntimeUpUs => self.cold.get_or_insert_default().runtime_up_us = number(value)?,
             TaskField::ColdInitDoneUs => self.cold.get_or_insert_default().init_done_us = number(value)?,
             TaskField::ColdRegisteredUs => self.cold.get_or_insert_default().registered_us = number(value)?,
             TaskField::Log => text(&mut self.log, value),
@@ -282,6 +286,8 @@ mod tests {
             decided_us: 1,
             spawned_us: 2,
             process_us: 3,
+            runtime_began_us: 3,
+            runtime_up_us: 4,
             init_done_us: 4,
             registered_us: 5,
         };

@@ -65,7 +65,12 @@ pub struct Breakdown {
     pub decide_us: u64,
     /// Spawn → the process's `main` began.
     pub spawn_us: u64,
-    /// `main` → runtime initialisation done (`--init-ms`).
+    /// `main` → its user function's runtime spawned (0 for a built-in).
+    pub worker_us: u64,
+    /// Runtime spawned → up, ready for code: the interpreter's own start (0 for a
+    /// built-in, and for a prewarmed runtime, which was up before).
+    pub runtime_us: u64,
+    /// Up → the code loaded and READY (a built-in: `--init-ms`).
     pub init_us: u64,
     /// Initialisation done → registered with the dispatcher.
     pub register_us: u64,
@@ -86,16 +91,31 @@ impl Breakdown {
             queued_us: d(0),
             decide_us: d(1),
             spawn_us: d(2),
-            init_us: d(3),
-            register_us: d(4),
-            dispatch_us: d(5),
-            finish_us: d(6),
+            worker_us: d(3),
+            runtime_us: d(4),
+            init_us: d(5),
+            register_us: d(6),
+            dispatch_us: d(7),
+            finish_us: d(8),
         })
     }
 
     /// Submitted → sent to a worker: the time the cold start added before the task ran.
     pub fn waited_us(&self) -> u64 {
-        self.queued_us + self.decide_us + self.spawn_us + self.init_us + self.register_us + self.dispatch_us
+        self.queued_us
+            + self.decide_us
+            + self.spawn_us
+            + self.worker_us
+            + self.runtime_us
+            + self.init_us
+            + self.register_us
+            + self.dispatch_us
+    }
+
+    /// The platform's share of the wait: everything but the language's start
+    /// (`runtime_us`) and the user's init (`init_us`).
+    pub fn platform_us(&self) -> u64 {
+        self.waited_us() - self.runtime_us - self.init_us
     }
 
     /// All stages: the task's latency.
@@ -325,6 +345,8 @@ mod tests {
                 decided_us: 90,
                 spawned_us: 120,
                 process_us: 150,
+                runtime_began_us: 160,
+                runtime_up_us: 300,
                 init_done_us: 400,
                 registered_us: 410,
             }),
@@ -336,12 +358,11 @@ mod tests {
         let b = Breakdown::of(&t).expect("cold");
         assert_eq!(b.queued_us, 0, "decided before the task came: no wait for a decision");
         assert_eq!(b.decide_us, 20);
-        assert_eq!(
-            (b.spawn_us, b.init_us, b.register_us, b.dispatch_us, b.finish_us),
-            (30, 250, 10, 5, 85)
-        );
+        assert_eq!((b.spawn_us, b.worker_us, b.runtime_us, b.init_us), (30, 10, 140, 100));
+        assert_eq!((b.register_us, b.dispatch_us, b.finish_us), (10, 5, 85));
         assert_eq!(b.total_us(), latency_us(&t));
         assert_eq!(b.waited_us(), 315);
+        assert_eq!(b.platform_us(), 315 - 140 - 100);
         assert!(Breakdown::of(&api::TaskInfo::default()).is_none());
     }
 }

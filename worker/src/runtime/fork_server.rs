@@ -21,10 +21,10 @@ const FORK_LIMIT: Duration = Duration::from_secs(5);
 
 /// A running fork server; dropping it stops the server (its runtimes live on).
 pub struct ForkServer {
-    child: tokio::process::Child,
+    child: std::process::Child,
     socket: PathBuf,
     /// The server's stdin: it exits when this closes, so it never outlives its owner.
-    _owner: tokio::process::ChildStdin,
+    _owner: std::process::ChildStdin,
 }
 
 /// A runtime the fork server forked: not this process's child, so its end is learnt
@@ -36,11 +36,26 @@ pub struct Forked {
 }
 
 impl ForkServer {
-    /// Starts `python -I program --fork-server DIR/fork-server.sock` in `dir` (a directory
-    /// only this user can enter) and waits until it listens.
-    pub async fn start(python: &Path, program: &Path, dir: &Path) -> Result<Self, RuntimeError> {
+    /// Starts a fork server in `dir`, made for it and only this user may enter: the
+    /// runtime program is written there, and the socket is `dir/fork-server.sock`. Blocks
+    /// for the interpreter's start: call it off the async threads.
+    pub fn start_in(python: &Path, dir: &Path) -> Result<Self, RuntimeError> {
+        use std::os::unix::fs::PermissionsExt;
+        let prepared = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
+            .and_then(|()| std::fs::write(dir.join("volley_runtime.py"), super::PYTHON_RUNTIME));
+        prepared
+            .map_err(|e| RuntimeError::Start(format!("cannot prepare {} for the fork server: {e}", dir.display())))?;
+        Self::start(python, &dir.join("volley_runtime.py"), dir)
+    }
+
+    /// Starts `python -I program --fork-server DIR/fork-server.sock` in `dir` and waits
+    /// until it listens.
+    fn start(python: &Path, program: &Path, dir: &Path) -> Result<Self, RuntimeError> {
         use command_fds::{CommandFdExt, FdMapping};
+        use std::io::Read;
         let socket = dir.join("fork-server.sock");
+        let _ = std::fs::remove_file(&socket);
         let mut command = Command::new(python);
         command.arg("-I").arg(program).arg("--fork-server").arg(&socket);
         isolation::confine(&mut command, dir, "");
@@ -55,8 +70,6 @@ impl ForkServer {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
         let mut child = command.spawn().map_err(|e| {
             RuntimeError::Start(format!(
                 "cannot start the python fork server ({}): {e}",
@@ -68,21 +81,29 @@ impl ForkServer {
             .stdin
             .take()
             .ok_or_else(|| RuntimeError::Start("the fork server has no stdin".into()))?;
-        if let Some(pid) = child.id() {
-            isolation::limit(pid);
-        }
-        let said = tokio::task::spawn_blocking(move || {
-            let mut byte = [0u8; 1];
-            std::io::Read::read(&mut ready, &mut byte).map(|n| n == 1 && byte[0] == b'R')
-        });
-        match tokio::time::timeout(START_LIMIT, said).await {
-            Ok(Ok(Ok(true))) => Ok(Self {
-                child,
-                socket,
-                _owner: owner,
-            }),
-            Ok(_) => {
-                let how = match child.wait().await {
+        isolation::limit(child.id());
+        let mut server = Self {
+            child,
+            socket,
+            _owner: owner,
+        };
+        // The server writes one byte once it listens, or exits (closing the pipe).
+        let listening = nix::poll::poll(
+            &mut [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&ready),
+                nix::poll::PollFlags::POLLIN,
+            )],
+            nix::poll::PollTimeout::try_from(START_LIMIT.as_millis() as i32).unwrap_or(nix::poll::PollTimeout::MAX),
+        );
+        let mut byte = [0u8; 1];
+        match listening {
+            Ok(n) if n > 0 && matches!(ready.read(&mut byte), Ok(1)) && byte[0] == b'R' => Ok(server),
+            Ok(0) => Err(RuntimeError::Start(format!(
+                "the python fork server did not listen within {START_LIMIT:?}"
+            ))),
+            _ => {
+                let _ = server.child.kill();
+                let how = match server.child.wait() {
                     Ok(status) => super::instance::describe(status),
                     Err(e) => format!("ended ({e})"),
                 };
@@ -90,50 +111,59 @@ impl ForkServer {
                     "the python fork server {how} before it listened"
                 )))
             }
-            Err(_) => Err(RuntimeError::Start(format!(
-                "the python fork server did not listen within {START_LIMIT:?}"
-            ))),
         }
     }
 
     /// Its process id.
-    pub fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Where it listens.
+    pub fn socket(&self) -> &Path {
+        &self.socket
     }
 
     /// Whether the server is still running.
     pub fn alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
 
-    /// Forks a runtime on `fds` (frames in, frames out, log: the runtime's ends), working
-    /// in `workdir`, for `function`.
-    pub async fn fork(&self, fds: [OwnedFd; 3], workdir: &Path, function: &str) -> Result<Forked, String> {
-        let ask = async {
-            let stream = UnixStream::connect(&self.socket)
-                .await
-                .map_err(|e| format!("cannot reach the fork server: {e}"))?;
-            let mut request = serde_json::json!({ "workdir": workdir, "function": function }).to_string();
-            request.push('\n');
-            send_with_fds(&stream, request.as_bytes(), &fds).await?;
-            drop(fds);
-            let mut answers = BufReader::new(stream);
-            let mut line = String::new();
-            answers
-                .read_line(&mut line)
-                .await
-                .map_err(|e| format!("the fork server did not answer: {e}"))?;
-            let pid = line
-                .strip_prefix("pid ")
-                .and_then(|p| p.trim().parse::<u32>().ok())
-                .filter(|p| *p > 1)
-                .ok_or_else(|| format!("the fork server refused: {}", line.trim()))?;
-            Ok(Forked { pid, answers })
-        };
-        tokio::time::timeout(FORK_LIMIT, ask)
-            .await
-            .unwrap_or_else(|_| Err(format!("the fork server did not fork within {FORK_LIMIT:?}")))
+impl Drop for ForkServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// Asks the fork server at `socket` for a runtime on `fds` (frames in, frames out, log:
+/// the runtime's ends), working in `workdir`, for `function`.
+pub async fn fork(socket: &Path, fds: [OwnedFd; 3], workdir: &Path, function: &str) -> Result<Forked, String> {
+    let ask = async {
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(|e| format!("cannot reach the fork server at {}: {e}", socket.display()))?;
+        let mut request = serde_json::json!({ "workdir": workdir, "function": function }).to_string();
+        request.push('\n');
+        send_with_fds(&stream, request.as_bytes(), &fds).await?;
+        drop(fds);
+        let mut answers = BufReader::new(stream);
+        let mut line = String::new();
+        answers
+            .read_line(&mut line)
+            .await
+            .map_err(|e| format!("the fork server did not answer: {e}"))?;
+        let pid = line
+            .strip_prefix("pid ")
+            .and_then(|p| p.trim().parse::<u32>().ok())
+            .filter(|p| *p > 1)
+            .ok_or_else(|| format!("the fork server refused: {}", line.trim()))?;
+        Ok(Forked { pid, answers })
+    };
+    tokio::time::timeout(FORK_LIMIT, ask)
+        .await
+        .unwrap_or_else(|_| Err(format!("the fork server did not fork within {FORK_LIMIT:?}")))
 }
 
 impl Forked {

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use volley_proto::function::{Language, UserCode};
 
-const PYTHON_RUNTIME: &str = include_str!("../../../runtimes/python/volley_runtime.py");
+pub(crate) const PYTHON_RUNTIME: &str = include_str!("../../../runtimes/python/volley_runtime.py");
 const NODE_RUNTIME: &str = include_str!("../../../runtimes/node/volley_runtime.js");
 const JAVA_RUNTIME: &str = include_str!("../../../runtimes/java/VolleyRuntime.java");
 
@@ -49,11 +49,14 @@ pub struct Interpreters {
 }
 
 impl Default for Interpreters {
+    /// `VOLLEY_PYTHON`, `VOLLEY_NODE` and `VOLLEY_JAVA` when set (what `worker --python`
+    /// and the others read), else `python3`, `node` and `java` on `PATH`.
     fn default() -> Self {
+        let var = |name: &str, default: &str| std::env::var_os(name).map_or_else(|| default.into(), PathBuf::from);
         Self {
-            python: "python3".into(),
-            node: "node".into(),
-            java: "java".into(),
+            python: var("VOLLEY_PYTHON", "python3"),
+            node: var("VOLLEY_NODE", "node"),
+            java: var("VOLLEY_JAVA", "java"),
         }
     }
 }
@@ -89,9 +92,8 @@ pub struct Runtimes {
     live: Arc<Mutex<HashSet<u32>>>,
     /// Runtimes started ahead of their code.
     shelf: Shelf,
-    /// The Python fork server, when Python runtimes are forked (started on first use,
-    /// and again after it died).
-    fork_server: Option<tokio::sync::Mutex<Option<ForkServer>>>,
+    /// Where Python runtimes are forked from, when they are.
+    forks: Option<Forks>,
     /// Starts by how they went.
     pub counts: StartCounts,
 }
@@ -103,6 +105,17 @@ pub struct StartOptions {
     pub prewarm: Vec<(Language, u32)>,
     /// Fork Python runtimes from one warm interpreter (`--fork-server`).
     pub fork_server: bool,
+    /// Fork them from the fork server listening here, which another process runs (the
+    /// dispatcher, for all instances on its host), instead of one of this worker's own.
+    pub fork_server_socket: Option<PathBuf>,
+}
+
+/// Where Python runtimes are forked from.
+enum Forks {
+    /// A fork server of this worker's own, started on first use (again after it died).
+    Own(tokio::sync::Mutex<Option<ForkServer>>),
+    /// One another process runs.
+    Shared(PathBuf),
 }
 
 static ROOTS: AtomicU64 = AtomicU64::new(0);
@@ -138,7 +151,11 @@ impl Runtimes {
             instances: AtomicU64::new(0),
             live: Arc::new(Mutex::new(HashSet::new())),
             shelf: Shelf::new(&options.prewarm),
-            fork_server: options.fork_server.then(|| tokio::sync::Mutex::new(None)),
+            forks: match (options.fork_server_socket, options.fork_server) {
+                (Some(socket), _) => Some(Forks::Shared(socket)),
+                (None, true) => Some(Forks::Own(tokio::sync::Mutex::new(None))),
+                (None, false) => None,
+            },
             counts: StartCounts::default(),
         })
     }
@@ -167,26 +184,20 @@ impl Runtimes {
         let workdir = self.workdir()?;
         let mut pipes = Pipes::new()?;
         let init_written = pipes.prewrite_init(code, path)?;
-        if code.language == Language::Python {
-            if let Some(server) = &self.fork_server {
-                let mut server = server.lock().await;
-                match self
-                    .forked(&mut server, pipes, init_written, &workdir, &code.function)
-                    .await
-                {
-                    Ok(i) => return Ok(i),
-                    Err((why, returned)) => {
-                        self.counts.failed();
-                        tracing::warn!(function = %code.function, "a fork failed, counted as a failed start; starting a fresh interpreter: {why}");
-                        pipes = match returned {
-                            Some(p) => p,
-                            None => {
-                                let mut p = Pipes::new()?;
-                                p.prewrite_init(code, path)?;
-                                p
-                            }
-                        };
-                    }
+        if let (Language::Python, Some(forks)) = (code.language, &self.forks) {
+            match self.forked(forks, pipes, init_written, &workdir, &code.function).await {
+                Ok(i) => return Ok(i),
+                Err((why, returned)) => {
+                    self.counts.failed();
+                    tracing::warn!(function = %code.function, "a fork failed, counted as a failed start; starting a fresh interpreter: {why}");
+                    pipes = match returned {
+                        Some(p) => p,
+                        None => {
+                            let mut p = Pipes::new()?;
+                            p.prewrite_init(code, path)?;
+                            p
+                        }
+                    };
                 }
             }
         }
@@ -202,34 +213,41 @@ impl Runtimes {
         )
     }
 
-    /// Forks a runtime from the fork server, starting the server if it is not running;
-    /// on failure, the pipes back when they were not used.
+    /// Forks a runtime from the fork server, starting this worker's own if it is not
+    /// running; on failure, the pipes back when they were not used.
     async fn forked(
         &self,
-        server: &mut Option<ForkServer>,
+        forks: &Forks,
         pipes: Pipes,
         init_written: bool,
         workdir: &Path,
         function: &str,
     ) -> Result<Instance, (String, Option<Pipes>)> {
-        if server.as_mut().is_some_and(|s| !s.alive()) {
-            *server = None;
-            tracing::warn!("the python fork server died; starting another");
-        }
-        if server.is_none() {
-            let dir = self.root.join("fork-server");
-            let _ = std::fs::create_dir_all(&dir);
-            let _ = std::fs::remove_file(dir.join("fork-server.sock"));
-            let program = self.root.join("programs/volley_runtime.py");
-            match ForkServer::start(&self.interpreters.python, &program, &dir).await {
-                Ok(s) => *server = Some(s),
-                Err(e) => return Err((e.to_string(), Some(pipes))),
+        let socket = match forks {
+            Forks::Shared(socket) => socket.clone(),
+            Forks::Own(server) => {
+                let mut server = server.lock().await;
+                if server.as_mut().is_some_and(|s| !s.alive()) {
+                    *server = None;
+                    tracing::warn!("the python fork server died; starting another");
+                }
+                if server.is_none() {
+                    let (python, dir) = (self.interpreters.python.clone(), self.root.join("fork-server"));
+                    let started = tokio::task::spawn_blocking(move || ForkServer::start_in(&python, &dir))
+                        .await
+                        .unwrap_or_else(|e| Err(RuntimeError::Start(format!("starting the fork server stopped: {e}"))));
+                    match started {
+                        Ok(s) => *server = Some(s),
+                        Err(e) => return Err((e.to_string(), Some(pipes))),
+                    }
+                }
+                match server.as_ref() {
+                    Some(s) => s.socket().to_path_buf(),
+                    None => return Err(("no fork server".into(), Some(pipes))),
+                }
             }
-        }
-        let Some(s) = server.as_ref() else {
-            return Err(("no fork server".into(), None));
         };
-        Instance::forked(self, s, pipes, init_written, workdir.to_path_buf(), function)
+        Instance::forked(self, &socket, pipes, init_written, workdir.to_path_buf(), function)
             .await
             .map_err(|e| (e, None))
     }
@@ -279,7 +297,10 @@ impl Runtimes {
 
     /// The fork server's process id, while one runs.
     pub async fn fork_server_pid(&self) -> Option<u32> {
-        self.fork_server.as_ref()?.lock().await.as_ref()?.pid()
+        match self.forks.as_ref()? {
+            Forks::Own(server) => server.lock().await.as_ref().map(ForkServer::pid),
+            Forks::Shared(_) => None,
+        }
     }
 
     /// Stops prewarming and kills what is on the shelf: a worker that became the instance

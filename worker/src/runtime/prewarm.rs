@@ -15,8 +15,12 @@ use volley_proto::function::Language;
 /// The memory limit prewarmed Node and Java runtimes start with: the functions' default.
 pub const PREWARM_MEMORY_MB: u64 = volley_proto::function::DEFAULT_MEMORY_MB;
 
+/// What `--prewarm` asks for: how many runtimes per language.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrewarmSpec(pub Vec<(Language, u32)>);
+
 /// Parses `--prewarm`: `LANGUAGE=N` pairs, comma-separated.
-pub fn parse(s: &str) -> Result<Vec<(Language, u32)>, String> {
+pub fn parse(s: &str) -> Result<PrewarmSpec, String> {
     s.split(',')
         .filter(|p| !p.trim().is_empty())
         .map(|pair| {
@@ -35,7 +39,8 @@ pub fn parse(s: &str) -> Result<Vec<(Language, u32)>, String> {
                 .ok_or_else(|| format!("'{pair}': N must be a number from 0 to 64"))?;
             Ok((language, n))
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(PrewarmSpec)
 }
 
 /// Runtime starts by how they went, for logs and metrics.

@@ -163,17 +163,26 @@ fn a_task_is_cold_when_the_instance_that_ran_it_registered_after_it_was_submitte
     };
     // Task 1 arrives with no instance; the instance registers at 1,000 µs.
     core.submit(submitted(1..2, 100), now, &mut comm);
-    let start = InstanceStart::from_report(150, 200, 250, 700, 1_000);
+    let start = InstanceStart::from_report(&report(150, 200, 250, 700, None), 1_000);
     assert_eq!(
         start,
         InstanceStart {
             decided_us: 150,
             spawned_us: 200,
             process_us: 300,
+            runtime_began_us: 300,
+            runtime_up_us: 300,
             init_done_us: 550,
             registered_us: 1_000
         }
     );
+    // A user function's runtime: spawned 20 µs after main, up 200 µs after.
+    let runtime = Some(volley_proto::wire::RuntimeStart {
+        began_after_us: 20,
+        up_after_us: 200,
+    });
+    let s = InstanceStart::from_report(&report(150, 200, 250, 700, runtime), 1_000);
+    assert_eq!((s.runtime_began_us, s.runtime_up_us, s.init_done_us), (320, 500, 550));
     let inst = core.add_worker(
         WorkerSpec {
             start: Some(start),
@@ -197,13 +206,34 @@ fn a_task_is_cold_when_the_instance_that_ran_it_registered_after_it_was_submitte
     assert_eq!(colds, [(1, Some(start)), (2, None)]);
 }
 
+fn report(
+    decided_us: u64,
+    spawned_us: u64,
+    init_done_after_us: u64,
+    hello_after_us: u64,
+    runtime: Option<volley_proto::wire::RuntimeStart>,
+) -> volley_proto::wire::StartReport {
+    volley_proto::wire::StartReport {
+        decided_us,
+        spawned_us,
+        init_done_after_us,
+        runtime,
+        hello_after_us,
+    }
+}
+
 #[test]
 fn reported_start_times_out_of_order_are_clamped_into_order() {
     // A Hello claiming more time since main than since the spawn, and an init longer
     // than its whole life: every stage still lies between decision and registration.
-    let s = InstanceStart::from_report(500, 400, 10_000, 5_000, 1_000);
+    let runtime = Some(volley_proto::wire::RuntimeStart {
+        began_after_us: 20_000,
+        up_after_us: 10,
+    });
+    let s = InstanceStart::from_report(&report(500, 400, 10_000, 5_000, runtime), 1_000);
     assert!(s.decided_us <= s.spawned_us && s.spawned_us <= s.process_us);
-    assert!(s.process_us <= s.init_done_us && s.init_done_us <= s.registered_us);
+    assert!(s.process_us <= s.runtime_began_us && s.runtime_began_us <= s.runtime_up_us);
+    assert!(s.runtime_up_us <= s.init_done_us && s.init_done_us <= s.registered_us);
     assert_eq!((s.decided_us, s.registered_us), (500, 1_000));
 }
 

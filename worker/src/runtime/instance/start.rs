@@ -179,14 +179,14 @@ impl Instance {
     /// An instance for a runtime the fork server forked on `pipes`' child ends.
     pub(in crate::runtime) async fn forked(
         runtimes: &Runtimes,
-        server: &super::super::fork_server::ForkServer,
+        socket: &std::path::Path,
         pipes: Pipes,
         init_written: bool,
         workdir: PathBuf,
         function: &str,
     ) -> Result<Self, String> {
         let began = std::time::Instant::now();
-        let forked = server.fork(pipes.child, &workdir, function).await?;
+        let forked = super::super::fork_server::fork(socket, pipes.child, &workdir, function).await?;
         let pid = forked.pid;
         let mut instance = Self::adopt(
             runtimes,
