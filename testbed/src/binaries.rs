@@ -10,6 +10,20 @@ use std::sync::OnceLock;
 
 static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 
+/// The path of an example of the `volley-runtime` crate (`probe`, a native function
+/// that does what its event asks; `bare`, an empty program), built with the binaries.
+pub fn example(name: &str) -> anyhow::Result<PathBuf> {
+    let dir = path("worker")?.parent().map(Path::to_path_buf).unwrap_or_default();
+    let p = dir.join("examples").join(name);
+    if !p.exists() {
+        bail!(
+            "{} does not exist; build it with `cargo build -p volley-runtime --examples` (add --release for a release build)",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
 /// The path of a Volley binary (`dispatcher`, `worker` or `client`).
 pub fn path(name: &str) -> anyhow::Result<PathBuf> {
     let dir = BUILT
@@ -53,6 +67,12 @@ fn build(cargo: &Path, profile_dir: &Path) -> anyhow::Result<()> {
         "-p",
         "volley-perf",
         "--bins",
+        "-p",
+        "volley-runtime",
+        "--example",
+        "probe",
+        "--example",
+        "bare",
     ]);
     if profile_dir.file_name().is_some_and(|n| n == "release") {
         cmd.arg("--release");

@@ -116,6 +116,7 @@ impl Cluster {
             .args(["-w", &self.spec.slots.to_string()])
             .args(["--store", &self.spec.store])
             .args(&self.spec.dispatcher_args)
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", &self.spec.log_level)
             .env_remove("VOLLEY_TOKEN")
             .env_remove("VOLLEY_TLS_CERT")

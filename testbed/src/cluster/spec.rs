@@ -28,6 +28,9 @@ pub struct ClusterSpec {
     pub token: Option<Token>,
     /// TLS on the gRPC API.
     pub tls: Option<ClusterTls>,
+    /// Environment variables for the dispatcher (and so its instances), e.g. the
+    /// interpreters user functions run on (`VOLLEY_PYTHON`).
+    pub env: Vec<(String, String)>,
 }
 
 /// The dispatcher's TLS identity and the CA clients trust.
@@ -55,7 +58,14 @@ impl ClusterSpec {
             worker_port: 0,
             token: None,
             tls: None,
+            env: Vec::new(),
         }
+    }
+
+    /// Sets an environment variable for the dispatcher and the processes it starts.
+    pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((name.into(), value.into()));
+        self
     }
 
     /// Requires this token of workers and clients.

@@ -63,6 +63,28 @@ pub fn plot_lines(
     Ok(())
 }
 
+/// Draws stacked bars, one per label and one segment per stage, as `<out>/<stem>.png`
+/// and `.svg`.
+pub fn plot_stacked(
+    out: &Path,
+    stem: &str,
+    (title, y_label): (&str, &str),
+    stages: Vec<String>,
+    bars: Vec<(String, Vec<f64>)>,
+    written: &mut Vec<PathBuf>,
+) -> anyhow::Result<()> {
+    ensure_font()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let chart = Stacked {
+        title: title.to_owned(),
+        y_label: y_label.to_owned(),
+        stages,
+        bars,
+    };
+    render!(out, stem, draw_stacked, &chart, written);
+    Ok(())
+}
+
 /// Draws every chart the given files allow into `out`; returns the files written.
 pub fn plot_all(
     perf: Option<&Path>,

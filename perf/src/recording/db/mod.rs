@@ -23,7 +23,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The schema this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+/// What turns an older schema into this one, by the version it starts from.
+const MIGRATIONS: [(i64, &str); 1] = [(
+    1,
+    "ALTER TABLE coldstarts ADD COLUMN variant TEXT; \
+     ALTER TABLE coldstarts ADD COLUMN runtime_began_us INTEGER; \
+     ALTER TABLE coldstarts ADD COLUMN runtime_up_us INTEGER;",
+)];
 const SCHEMA: &str = include_str!("schema.sql");
 /// How long a writer waits for another run holding the file.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -148,8 +155,14 @@ pub struct ColdStartRow {
     pub decision_us: u64,
     /// Its process was spawned.
     pub spawn_us: u64,
+    /// The runtimes scenario's case (`python/fresh/empty`).
+    pub case: Option<String>,
     /// Its `main` began.
     pub ready_us: u64,
+    /// Its user function's runtime began (= `ready_us` for a built-in).
+    pub runtime_began_us: u64,
+    /// That runtime was up.
+    pub runtime_up_us: u64,
     /// Its initialisation ended.
     pub init_us: u64,
     /// It registered.
@@ -255,8 +268,13 @@ impl ResultsDb {
             // WAL lets a reader and another run's writer work beside this one.
             conn.pragma_update(None, "journal_mode", "WAL")
                 .with_context(|| format!("{shown}: cannot switch to WAL (is the directory writable?)"))?;
+            let migrations: String = MIGRATIONS
+                .iter()
+                .filter(|(from, _)| *from >= version && version > 0)
+                .map(|(_, sql)| *sql)
+                .collect();
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {migrations} {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .with_context(|| format!("creating the results schema in {shown}"))?;
         } else if version == 0 {
@@ -340,7 +358,8 @@ impl ResultsDb {
             }
             let mut cs = tx.prepare(
                 "INSERT INTO coldstarts (run_id, task_id, function, decision_us, spawn_us, ready_us, init_us,
-                 registered_us, dispatched_us, finished_us) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 registered_us, dispatched_us, finished_us, variant, runtime_began_us, runtime_up_us)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             )?;
             for c in &run.coldstarts {
                 cs.execute(params![
@@ -354,6 +373,9 @@ impl ResultsDb {
                     c.registered_us as i64,
                     c.dispatched_us as i64,
                     c.finished_us as i64,
+                    c.case,
+                    c.runtime_began_us as i64,
+                    c.runtime_up_us as i64,
                 ])?;
             }
             let mut mi = tx.prepare(

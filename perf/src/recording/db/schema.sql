@@ -86,6 +86,9 @@ CREATE TABLE IF NOT EXISTS coldstarts (
     task_id        INTEGER NOT NULL,
     function       TEXT,
     decision_us    INTEGER, spawn_us INTEGER, ready_us INTEGER, init_us INTEGER,
-    registered_us  INTEGER, dispatched_us INTEGER, finished_us INTEGER
+    registered_us  INTEGER, dispatched_us INTEGER, finished_us INTEGER,
+    -- Since schema 2: the runtimes scenario's case (python/fresh/empty), and when the
+    -- instance's runtime began and was up (= ready_us for a built-in).
+    variant        TEXT, runtime_began_us INTEGER, runtime_up_us INTEGER
 );
 CREATE INDEX IF NOT EXISTS coldstarts_by_run ON coldstarts (run_id, task_id);

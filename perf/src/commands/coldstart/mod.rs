@@ -1,6 +1,9 @@
 //! `client coldstart`: the cold-start study on elastic pools it starts itself — scale
 //! from zero with the breakdown of every cold start, a burst from nothing to R tasks/s,
-//! and that burst at container concurrency 1 and at many.
+//! and that burst at container concurrency 1 and at many; with `--runtimes`, cold starts
+//! of user functions per language and way of starting ([`runtimes`]).
+
+mod runtimes;
 
 use crate::recording::db::{ColdStartRow, RequestRow};
 use crate::recording::observe::{ObserveArgs, Observed};
@@ -16,9 +19,23 @@ use volley_proto::Mode;
 #[derive(Debug, clap::Args)]
 pub struct ColdstartArgs {
     /// Which parts: zero (scale from zero), burst, concurrency (the burst at one slot
-    /// per instance and at --many-slots); comma-separated.
-    #[arg(long, default_value = "zero,burst,concurrency", value_delimiter = ',')]
+    /// per instance and at --many-slots), runtimes (user functions per language);
+    /// comma-separated. Default: runtimes when --runtimes is given, else the other three.
+    #[arg(long, value_delimiter = ',')]
     pub scenarios: Vec<Scenario>,
+    /// The languages of the runtimes scenario: python, node, java, native.
+    #[arg(long, value_delimiter = ',', value_parser = parse_language)]
+    pub runtimes: Vec<volley_proto::function::Language>,
+    /// How the runtimes scenario's instances start their runtime: fresh, prewarm (stem
+    /// cells), fork (Python's fork server); each where the language allows.
+    #[arg(long, value_delimiter = ',', default_value = "fresh,prewarm,fork")]
+    pub starts: Vec<crate::studies::coldstart::runtimes::StartWay>,
+    /// The runtimes scenario's handlers: empty, heavy (a heavy import first).
+    #[arg(long, value_delimiter = ',', default_value = "empty,heavy")]
+    pub handlers: Vec<crate::studies::coldstart::languages::Handler>,
+    /// One row per trial of the runtimes scenario.
+    #[arg(long, default_value = "coldstart-runtimes.csv")]
+    pub runtimes_out: PathBuf,
     /// The dispatcher's mode.
     #[arg(long, default_value = "push", value_parser = parse_mode)]
     pub mode: Mode,
@@ -82,6 +99,12 @@ pub enum Scenario {
     Burst,
     /// The burst at one slot and at many.
     Concurrency,
+    /// User functions' cold starts per language (`--runtimes`).
+    Runtimes,
+}
+
+fn parse_language(s: &str) -> Result<volley_proto::function::Language, String> {
+    s.parse().map_err(|e| format!("{e}"))
 }
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
@@ -112,11 +135,30 @@ pub const METRICS: &[MetricDef] = &[
         "time until the one-slot burst had the instances it needs",
     ),
     MetricDef::new("lost", Kind::Number, "burst tasks sent and not completed, all bursts"),
+    MetricDef::new(
+        "platform_p50",
+        Kind::Time,
+        "the largest median platform share of a user function's cold start over the runtimes cases",
+    ),
+    MetricDef::new(
+        "ready_ratio",
+        Kind::Number,
+        "the largest median start-to-READY ÷ bare start over the fresh, empty-handler cases",
+    ),
 ];
 
 /// Runs the study.
 pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
     let mut observed = Observed::start("coldstart", &a.observe, METRICS, None)?;
+    let scenarios = match (a.scenarios.is_empty(), a.runtimes.is_empty()) {
+        (false, _) => a.scenarios.clone(),
+        (true, false) => vec![Scenario::Runtimes],
+        (true, true) => vec![Scenario::Zero, Scenario::Burst, Scenario::Concurrency],
+    };
+    anyhow::ensure!(
+        !scenarios.contains(&Scenario::Runtimes) || !a.runtimes.is_empty(),
+        "the runtimes scenario needs --runtimes, e.g. --runtimes python,node"
+    );
     let policy_of = |slots: u32| -> anyhow::Result<String> {
         let text = if a.policy == "kpa" || (a.policy.starts_with("kpa:") && !a.policy.contains("target=")) {
             let sep = if a.policy.contains(':') { "," } else { ":" };
@@ -139,13 +181,20 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
     let mut measures = std::collections::BTreeMap::new();
     let mut written = Vec::new();
 
-    if a.scenarios.contains(&Scenario::Zero) {
+    let mut runtime_tasks = 0;
+    if scenarios.contains(&Scenario::Runtimes) {
+        runtime_tasks = runtimes::run(a, &mut observed, &mut measures, &mut written, as_json).await?;
+    }
+
+    if scenarios.contains(&Scenario::Zero) {
         let pool = Pool {
             mode: a.mode,
             policy: format!("fixed:keepalive={}", humantime::format_duration(a.keepalive)),
             max_instances: 1,
             slots: 1,
             init_ms: a.init_ms,
+            extra_args: Vec::new(),
+            env: Vec::new(),
         };
         let cluster = pool.start("coldstart-zero").await?;
         observed.sampler().track_cluster(&cluster);
@@ -165,17 +214,17 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
         crate::recording::tables::write_rows(&a.trials_out, &rows)?;
         written.push(a.trials_out.clone());
         summarise_trials(&trials, &mut measures, as_json);
-        record_tasks(&mut observed, &tasks);
+        record_tasks(&mut observed, &tasks, None);
         if let Some(dir) = &a.plot {
             plot_trials(dir, &trials)?;
         }
     }
 
     let mut sides: Vec<u32> = Vec::new();
-    if a.scenarios.contains(&Scenario::Burst) || a.scenarios.contains(&Scenario::Concurrency) {
+    if scenarios.contains(&Scenario::Burst) || scenarios.contains(&Scenario::Concurrency) {
         sides.push(1);
     }
-    if a.scenarios.contains(&Scenario::Concurrency) {
+    if scenarios.contains(&Scenario::Concurrency) {
         sides.push(a.many_slots);
     }
     let mut bursts: Vec<BurstResult> = Vec::new();
@@ -187,6 +236,8 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
             max_instances: a.max_instances,
             slots,
             init_ms: a.init_ms,
+            extra_args: Vec::new(),
+            env: Vec::new(),
         };
         eprintln!(
             "burst: 0 → {}/s of sleep:{} for {:?}, {} slot(s) per instance, {}, at most {} instances",
@@ -236,8 +287,9 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
             .join(", ")
     );
     observed.record.metrics = measures;
-    let tasks = 2 * a.trials * u64::from(a.scenarios.contains(&Scenario::Zero))
-        + bursts.iter().map(|b| b.completed).sum::<u64>();
+    let tasks = 2 * a.trials * u64::from(scenarios.contains(&Scenario::Zero))
+        + bursts.iter().map(|b| b.completed).sum::<u64>()
+        + runtime_tasks;
     let verdict = observed.finish(tasks, as_json)?;
     Ok(crate::recording::observe::exit_code(i32::from(lost > 0), verdict))
 }
@@ -360,12 +412,13 @@ fn print_burst(r: &BurstResult) {
     );
 }
 
-/// The study's tasks in the results database, with the cold starts explained.
-fn record_tasks(observed: &mut Observed, tasks: &[api::TaskInfo]) {
+/// The study's tasks in the results database, with the cold starts explained; `case`
+/// names the runtimes scenario's case (`python/fresh/empty`).
+fn record_tasks(observed: &mut Observed, tasks: &[api::TaskInfo], case: Option<&str>) {
     for t in tasks {
         observed.record.requests.push(RequestRow {
             task_id: Some(t.task_id),
-            function: "coldstart".into(),
+            function: case.unwrap_or("coldstart").into(),
             state: "completed",
             submitted_us: Some(t.submitted_us),
             dispatched_us: Some(t.dispatched_us),
@@ -380,10 +433,13 @@ fn record_tasks(observed: &mut Observed, tasks: &[api::TaskInfo]) {
         if let Some(s) = t.cold_start.filter(|_| t.cold) {
             observed.record.coldstarts.push(ColdStartRow {
                 task_id: t.task_id,
-                function: "coldstart".into(),
+                function: case.unwrap_or("coldstart").into(),
+                case: case.map(str::to_owned),
                 decision_us: s.decided_us,
                 spawn_us: s.spawned_us,
                 ready_us: s.process_us,
+                runtime_began_us: s.runtime_began_us,
+                runtime_up_us: s.runtime_up_us,
                 init_us: s.init_done_us,
                 registered_us: s.registered_us,
                 dispatched_us: t.dispatched_us,

@@ -8,6 +8,13 @@
 //!
 //! Every time here is the dispatcher's (µs since the epoch): a cold task's stages come
 //! from its `TaskInfo`, so they add up to its latency exactly.
+//!
+//! - [`languages`] — the interpreters, handlers and bare starts of the per-runtime study;
+//! - [`runtimes`] — that study: cold starts of user functions per language and per way
+//!   of starting (fresh, prewarmed, forked).
+
+pub mod languages;
+pub mod runtimes;
 
 use crate::studies::load::ledger::Fate;
 use crate::studies::load::{drive, Arrival, Arrivals};
@@ -32,6 +39,10 @@ pub struct Pool {
     pub slots: u32,
     /// Emulated runtime start-up, ms.
     pub init_ms: u64,
+    /// Further dispatcher flags (`--prewarm`, `--fork-server`).
+    pub extra_args: Vec<String>,
+    /// The dispatcher's environment beyond this process's (the interpreters).
+    pub env: Vec<(String, String)>,
 }
 
 impl Pool {
@@ -49,8 +60,10 @@ impl Pool {
                 "--init-ms".to_owned(),
                 self.init_ms.to_string(),
             ])
+            .args(self.extra_args.iter().cloned())
             .label(label)
             .log_level("warn");
+        let spec = self.env.iter().fold(spec, |spec, (k, v)| spec.env(k, v));
         Cluster::start(spec).await
     }
 }
@@ -154,16 +167,27 @@ pub async fn scale_from_zero(
     cluster: &Cluster,
     spec: &str,
     trials: usize,
-    mut progress: impl FnMut(&Trial),
+    progress: impl FnMut(&Trial),
 ) -> anyhow::Result<(Vec<Trial>, Vec<api::TaskInfo>)> {
     let client = cluster.connect().await?;
     let (function, args) = register_spec(&mut client.clone(), spec).await?;
+    trials_of(&client, function, &args, trials, progress).await
+}
+
+/// Scale-from-zero trials of a registered function.
+pub async fn trials_of(
+    client: &Client,
+    function: u64,
+    args: &str,
+    trials: usize,
+    mut progress: impl FnMut(&Trial),
+) -> anyhow::Result<(Vec<Trial>, Vec<api::TaskInfo>)> {
     let mut out = Vec::with_capacity(trials);
     let mut tasks = Vec::new();
     for trial in 1..=trials {
-        wait_for_zero(&client, Duration::from_secs(60)).await?;
-        let cold = one(&client, function, &args).await?;
-        let warm = one(&client, function, &args).await?;
+        wait_for_zero(client, Duration::from_secs(60)).await?;
+        let cold = one(client, function, args).await?;
+        let warm = one(client, function, args).await?;
         let stages = Breakdown::of(&cold).ok_or_else(|| {
             anyhow::anyhow!("trial {trial}: the first task after scale-to-zero was not cold: {cold:?}")
         })?;
