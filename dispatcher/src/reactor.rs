@@ -349,7 +349,7 @@ impl Reactor {
             capacity: Capacity::Slots,
             monitored: true,
             function: function.map(Arc::from),
-            start: start.map(|s| InstanceStart::from_report(&s, now.unix_us)),
+            start: start.as_deref().map(|s| InstanceStart::from_report(s, now.unix_us)),
         };
         let by_name = self
             .core
@@ -393,6 +393,9 @@ impl Reactor {
         };
         outgoing.send(&peer, &welcome);
         outgoing.admit(&peer);
+        if let Some(digest) = start.and_then(|s| s.code) {
+            outgoing.holds_code(&peer, digest);
+        }
         self.peers.by_peer.insert(peer.clone(), id);
         self.peers.by_worker.insert(id, peer);
         info!(worker_id = %id, worker = %name, slots, "worker registered");

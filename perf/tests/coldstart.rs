@@ -195,3 +195,110 @@ fn bad_policies_and_modes_are_refused_before_anything_starts() {
         );
     }
 }
+
+#[test]
+fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runtime() {
+    let dir = fixture::temp_dir("coldstart-runtimes");
+    let (ok, said) = client(
+        &dir,
+        &[
+            "coldstart",
+            "--runtimes",
+            "python,node",
+            "--trials",
+            "2",
+            "--keepalive",
+            "300ms",
+            "--db",
+            "results.sqlite",
+            "--plot",
+            "plots",
+        ],
+    );
+    assert!(ok, "{said}");
+    let trials = rows(&dir.join("coldstart-runtimes.csv"));
+    let case = |r: &HashMap<String, String>| format!("{}/{}/{}", r["runtime"], r["start"], r["handler"]);
+    let mut cases: Vec<String> = trials.iter().map(case).collect();
+    cases.dedup();
+    assert_eq!(
+        cases,
+        [
+            "python/fresh/empty",
+            "python/fresh/heavy",
+            "python/prewarm/empty",
+            "python/prewarm/heavy",
+            "python/fork/empty",
+            "python/fork/heavy",
+            "node/fresh/empty",
+            "node/fresh/heavy",
+            "node/prewarm/empty",
+            "node/prewarm/heavy",
+        ],
+        "every runtime and way of starting, two trials each: {said}"
+    );
+    assert_eq!(trials.len(), 20);
+    for t in &trials {
+        let stages = [
+            "queued_us",
+            "decide_us",
+            "spawn_us",
+            "worker_us",
+            "runtime_us",
+            "init_us",
+            "register_us",
+            "dispatch_us",
+            "finish_us",
+        ];
+        let sum: f64 = stages.iter().map(|k| num(t, k)).sum();
+        assert_eq!(sum, num(t, "cold_us"), "the stages are the cold latency: {t:?}");
+        let platform = sum - num(t, "runtime_us") - num(t, "init_us") - num(t, "finish_us");
+        assert_eq!(platform, num(t, "platform_us"), "{t:?}");
+        assert_eq!(num(t, "ready_us"), num(t, "runtime_us") + num(t, "init_us"));
+        assert!(num(t, "bare_p50_us") > 0.0 && !t["interpreter"].is_empty() && !t["version"].is_empty());
+        assert!(num(t, "warm_us") > 0.0);
+    }
+    // One run's medians side by side: a prewarmed runtime was up before its code came
+    // (its "runtime" stage is the pipe's round trip, not an interpreter's start), and the
+    // heavy handler's imports are user init, not the language's start.
+    let median = |case_name: &str, key: &str| {
+        let mut v: Vec<f64> = trials
+            .iter()
+            .filter(|r| case(r) == case_name)
+            .map(|r| num(r, key))
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    for language in ["python", "node"] {
+        let fresh = median(&format!("{language}/fresh/empty"), "runtime_us");
+        let prewarmed = median(&format!("{language}/prewarm/empty"), "runtime_us");
+        assert!(
+            prewarmed * 4.0 < fresh,
+            "{language}: prewarmed {prewarmed} µs, fresh {fresh} µs"
+        );
+        let empty = median(&format!("{language}/fresh/empty"), "init_us");
+        let heavy = median(&format!("{language}/fresh/heavy"), "init_us");
+        assert!(
+            heavy > 4.0 * empty,
+            "{language}: heavy init {heavy} µs, empty {empty} µs"
+        );
+    }
+    let forked = median("python/fork/empty", "runtime_us");
+    assert!(
+        forked * 4.0 < median("python/fresh/empty", "runtime_us"),
+        "a fork skips the interpreter's start"
+    );
+    assert!(dir.join("plots/coldstart-runtimes.png").exists());
+
+    let db = rusqlite::Connection::open(dir.join("results.sqlite")).expect("db");
+    let (n, in_order, cases): (i64, i64, i64) = db
+        .query_row(
+            "SELECT count(*), sum(ready_us <= runtime_began_us AND runtime_began_us <= runtime_up_us
+                    AND runtime_up_us <= init_us AND init_us <= registered_us), count(DISTINCT variant)
+             FROM coldstarts",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .expect("query");
+    assert_eq!((n, in_order, cases), (20, 20, 10), "one cold start per measured trial");
+}

@@ -72,7 +72,7 @@ pub enum FromWorker {
         function: Option<String>,
         /// How this process came to be, when a provisioner started it; sent with the
         /// process's first registration only.
-        start: Option<StartReport>,
+        start: Option<Box<StartReport>>,
     },
     /// Pull mode: the worker can take `credits` more tasks. Sent when a session starts;
     /// after that each result returns its own credit, so no `Ready` follows `Results`.
@@ -109,6 +109,9 @@ pub struct StartReport {
     /// runtime's spawn (or, prewarmed, to its being given the code), and to its being up
     /// (READY less the code's loading). The runtime that was ready last, when several.
     pub runtime: Option<RuntimeStart>,
+    /// The code the provisioner gave it (`worker --code`), which it holds already: the
+    /// dispatcher need not send it again.
+    pub code: Option<crate::function::CodeDigest>,
     /// From the process's `main` to sending this `Hello`.
     pub hello_after_us: u64,
 }
@@ -277,7 +280,7 @@ mod tests {
                 expect_mode: Some(Mode::Pull),
                 token: Some(Token::new("t0ken").expect("token")),
                 function: Some("resize".into()),
-                start: Some(StartReport {
+                start: Some(Box::new(StartReport {
                     decided_us: 1,
                     spawned_us: 2,
                     init_done_after_us: 250_000,
@@ -285,8 +288,9 @@ mod tests {
                         began_after_us: 100,
                         up_after_us: 200_000,
                     }),
+                    code: Some(crate::function::CodeDigest([7; 32])),
                     hello_after_us: 250_400,
-                }),
+                })),
             },
             FromWorker::Ready { credits: 3 },
             FromWorker::Results(vec![TaskResult {

@@ -70,8 +70,8 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
                     expect_mode,
                     token: token.map(|t| Token::new(t).expect("visible ASCII is a valid token")),
                     function,
-                    start: start.map(
-                        |[decided_us, spawned_us, init_done_after_us, hello_after_us]| StartReport {
+                    start: start.map(|[decided_us, spawned_us, init_done_after_us, hello_after_us]| Box::new(
+                        StartReport {
                             decided_us,
                             spawned_us,
                             init_done_after_us,
@@ -79,9 +79,10 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
                                 began_after_us: spawned_us / 2,
                                 up_after_us: spawned_us,
                             }),
+                            code: None,
                             hello_after_us,
                         }
-                    ),
+                    )),
                 }
             ),
         any::<u32>().prop_map(|credits| FromWorker::Ready { credits }),

@@ -118,3 +118,57 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
     );
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stem_cells_and_the_fork_server_that_die_are_failed_starts_and_are_replaced() {
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision-stems"))
+        .await
+        .expect("cluster");
+    let config = LocalConfig {
+        worker_bin: volley_testbed::binaries::path("worker").expect("worker binary"),
+        endpoint: cluster.worker_endpoint().expect("endpoint").to_owned(),
+        slots: 1,
+        init_ms: 0,
+        max_instances: 2,
+        token: None,
+        log_dir: Some(cluster.log_dir().to_owned()),
+        code: None,
+        prewarm: vec![(volley_proto::function::Language::Python, 2)],
+        fork_server: true,
+    };
+    let mut provisioner = LocalProvisioner::new(config);
+    let stems = provisioner.ready().stem_pids();
+    assert_eq!(stems.len(), 2, "two python stem cells wait");
+    let server = provisioner.ready().fork_server_pid().expect("a fork server runs");
+    assert!(provisioner.ready().fork_socket().is_some_and(|s| s.exists()));
+
+    // Neither registers: a stem cell waits for its function, unseen by the dispatcher.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info = cluster.info().await.expect("info");
+    assert!(info.workers.is_empty(), "{:?}", info.workers);
+
+    for pid in [stems[0], server] {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    provisioner.reap();
+    let ready = provisioner.ready();
+    assert_eq!(ready.failed_starts, 2, "the dead cell and the dead server");
+    let now = ready.stem_pids();
+    assert_eq!(now.len(), 2, "replaced: {now:?}");
+    assert!(!now.contains(&stems[0]) && now.contains(&stems[1]));
+    assert!(ready.fork_server_pid().is_some_and(|p| p != server));
+
+    let left: Vec<u32> = now.into_iter().chain(ready.fork_server_pid()).collect();
+    drop(provisioner);
+    for pid in left {
+        assert!(
+            common::gone_within(pid, Duration::from_secs(5)).await,
+            "{pid} outlived the provisioner"
+        );
+    }
+    cluster.stop().await.expect("stop");
+}

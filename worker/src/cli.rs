@@ -122,10 +122,15 @@ impl From<Cli> for WorkerConfig {
             prewarm: cli.prewarm.unwrap_or_default().0,
             fork_server: cli.fork_server,
             fork_server_socket: cli.fork_server_socket,
+            counts: Default::default(),
         };
         config.stem_cell = cli.stem_cell;
         if cli.metrics.is_some() {
-            config.metrics = Some(crate::metrics::WorkerMetrics::new(&config.name, config.slots));
+            config.metrics = Some(crate::metrics::WorkerMetrics::with_runtime_starts(
+                &config.name,
+                config.slots,
+                &config.start_options.counts,
+            ));
         }
         config
     }

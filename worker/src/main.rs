@@ -43,6 +43,7 @@ async fn main() -> ExitCode {
         main: main_began,
         init_done: std::time::Instant::now(),
         runtime: None,
+        code: None,
     });
     if let (Some(addr), Some(metrics)) = (metrics_addr, &config.metrics) {
         match volley_proto::exposition::bind(addr).await {

@@ -56,7 +56,25 @@ pub struct WorkerMetrics {
 impl WorkerMetrics {
     /// A registry under the `volley_worker_` prefix for a worker of `slots` named `name`.
     pub fn new(name: &str, slots: u32) -> Self {
+        Self::with_runtime_starts(name, slots, &Default::default())
+    }
+
+    /// As [`WorkerMetrics::new`], showing `starts`, the counters its runtimes count
+    /// their starts in (by origin, and the failed ones).
+    pub fn with_runtime_starts(name: &str, slots: u32, starts: &crate::runtime::prewarm::StartCounts) -> Self {
         let mut registry = Registry::with_prefix("volley_worker");
+        for (what, help, counter) in [
+            ("runtime_starts_spawned", "User-function runtimes started as fresh processes", &starts.spawned),
+            ("runtime_starts_forked", "Python runtimes forked from the fork server", &starts.forked),
+            ("runtime_starts_prewarmed", "Runtimes taken prewarmed, started before their code was known", &starts.prewarmed),
+            (
+                "runtime_failed_starts",
+                "Runtime starts that failed for the platform's reasons (a fork refused, a prewarmed runtime dead), each replaced",
+                &starts.failed,
+            ),
+        ] {
+            registry.register(what, help, counter.clone());
+        }
         let slots_gauge: Gauge = Gauge::default();
         slots_gauge.set(i64::from(slots));
         let m = Self {

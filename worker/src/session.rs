@@ -69,6 +69,8 @@ pub struct ProcessStart {
     /// For an instance of a user function, when the runtime that was ready last began
     /// and when it was up (ready for code).
     pub runtime: Option<(std::time::Instant, std::time::Instant)>,
+    /// The code it was given and holds.
+    pub code: Option<volley_proto::function::CodeDigest>,
 }
 
 impl ProcessStart {
@@ -77,6 +79,7 @@ impl ProcessStart {
             decided_us: self.decided_us,
             spawned_us: self.spawned_us,
             init_done_after_us: self.init_done.duration_since(self.main).as_micros() as u64,
+            code: self.code,
             runtime: self.runtime.map(|(began, up)| volley_proto::wire::RuntimeStart {
                 began_after_us: began.saturating_duration_since(self.main).as_micros() as u64,
                 up_after_us: up.saturating_duration_since(self.main).as_micros() as u64,
@@ -201,17 +204,25 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
     let mut backoff = Duration::from_millis(50);
     // Only the process's first registration was a cold start.
     let mut start = config.start;
+    // An instance connects while its runtimes start, and says hello once they are READY.
+    let mut early = None;
     if let Some((code, path)) = &config.instance_code {
-        let runtime = prewarm(&pool, code.clone(), path).await?;
+        let (runtime, conn) = tokio::join!(
+            prewarm(&pool, code.clone(), path),
+            WorkerConnection::connect(&config.dispatcher, config.connect_timeout)
+        );
+        early = conn.ok();
+        let runtime = runtime?;
         if let Some(s) = &mut start {
             s.init_done = std::time::Instant::now();
             s.runtime = runtime;
+            s.code = Some(code.digest);
         }
     }
     loop {
         let session = tokio::select! {
             _ = shutdown.cancelled() => return Ok(WorkerExit::Cancelled),
-            s = register(&config, start.as_ref()) => s,
+            s = register(&config, start.as_ref(), early.take()) => s,
         };
         let session = match session {
             Ok(s) => s,
@@ -258,10 +269,9 @@ async fn prewarm(
     code: Arc<volley_proto::function::UserCode>,
     path: &std::path::Path,
 ) -> Result<Option<(std::time::Instant, std::time::Instant)>, WorkerError> {
-    let bytes = std::fs::read(path).map_err(WorkerError::Runtimes)?;
     pool.runtimes()
         .cache
-        .insert(code.digest, &bytes)
+        .adopt(code.digest, path)
         .map_err(|e| WorkerError::Runtimes(std::io::Error::other(e.to_string())))?;
     // Nothing else of this worker runs before it registers.
     let started = pool.prewarm(code.clone()).await;
@@ -290,11 +300,19 @@ enum RegisterError {
     Rejected(String),
 }
 
-async fn register(config: &WorkerConfig, start: Option<&ProcessStart>) -> Result<Session, RegisterError> {
+/// Registers on `conn`, or on a new connection.
+async fn register(
+    config: &WorkerConfig,
+    start: Option<&ProcessStart>,
+    conn: Option<WorkerConnection>,
+) -> Result<Session, RegisterError> {
     let unreachable = |e: ConnectionError| RegisterError::Unreachable(e.to_string());
-    let mut conn = WorkerConnection::connect(&config.dispatcher, config.connect_timeout)
-        .await
-        .map_err(unreachable)?;
+    let mut conn = match conn {
+        Some(c) => c,
+        None => WorkerConnection::connect(&config.dispatcher, config.connect_timeout)
+            .await
+            .map_err(unreachable)?,
+    };
     conn.send(&FromWorker::Hello {
         name: config.name.clone(),
         slots: config.slots,
@@ -304,7 +322,7 @@ async fn register(config: &WorkerConfig, start: Option<&ProcessStart>) -> Result
         expect_mode: config.expect_mode,
         token: config.token.clone(),
         function: config.function.clone(),
-        start: start.map(ProcessStart::report),
+        start: start.map(|s| Box::new(s.report())),
     })
     .await
     .map_err(unreachable)?;

@@ -48,6 +48,7 @@ impl Assignment {
             main: now,
             init_done: now,
             runtime: None,
+            code: None,
         });
     }
 }

@@ -2,7 +2,6 @@
 //! server, or taken prewarmed from the shelf; and what happens when either fails.
 
 use std::path::Path;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use volley_proto::function::{CodeDigest, Language, UserCode, DEFAULT_MEMORY_MB};
 use volley_proto::wire::Outcome;
@@ -61,7 +60,7 @@ async fn the_fork_server_forks_runtimes_whose_state_and_surroundings_are_their_o
         assert_eq!(i.started.runtime, "python");
         instances.push(i);
     }
-    assert_eq!(runtimes.counts.forked.load(Ordering::Relaxed), 3);
+    assert_eq!(runtimes.counts.forked.get(), 3);
     let server = runtimes.fork_server_pid().await.expect("a fork server runs");
 
     // Module state is per instance: each counts from 1 in a process of its own.
@@ -135,7 +134,7 @@ async fn a_failed_fork_is_counted_and_a_fresh_interpreter_takes_its_place() {
     )
     .unwrap();
     assert_eq!(second.started.origin, Origin::Spawned);
-    assert_eq!(runtimes.counts.failed.load(Ordering::Relaxed), 1);
+    assert_eq!(runtimes.counts.failed.get(), 1);
     assert_eq!(completed(second.run(&code, 1, 1, r#"{"echo": 2}"#).await.outcome), "2");
 
     // A dead server is replaced by a new one on the next start, without a failure.
@@ -144,7 +143,7 @@ async fn a_failed_fork_is_counted_and_a_fresh_interpreter_takes_its_place() {
     let third = runtimes.start(&code).await.expect("forked again");
     assert_eq!(third.started.origin, Origin::Forked);
     assert_ne!(runtimes.fork_server_pid().await, Some(server));
-    assert_eq!(runtimes.counts.failed.load(Ordering::Relaxed), 1);
+    assert_eq!(runtimes.counts.failed.get(), 1);
 }
 
 #[tokio::test]
@@ -175,7 +174,7 @@ async fn a_prewarmed_runtime_takes_a_deployed_function_and_the_shelf_is_refilled
     runtimes.refill().await;
     let i = runtimes.start(&code).await.expect("a fresh node");
     assert_eq!(i.started.origin, Origin::Spawned);
-    assert_eq!(runtimes.counts.prewarmed.load(Ordering::Relaxed), 4);
+    assert_eq!(runtimes.counts.prewarmed.get(), 4);
 }
 
 #[tokio::test]
@@ -192,7 +191,7 @@ async fn a_prewarmed_runtime_that_died_waiting_is_a_failed_start_and_is_replaced
     let code = deploy(&runtimes, Language::Python, "probe.py", "py");
     let mut i = runtimes.start(&code).await.expect("a fresh runtime instead");
     assert_eq!(i.started.origin, Origin::Spawned);
-    assert_eq!(runtimes.counts.failed.load(Ordering::Relaxed), 1);
+    assert_eq!(runtimes.counts.failed.get(), 1);
     assert_eq!(completed(i.run(&code, 1, 1, r#"{"echo": 1}"#).await.outcome), "1");
     runtimes.refill().await;
     let replaced: Vec<u32> = runtimes.pids().into_iter().filter(|p| *p != waiting[0]).collect();

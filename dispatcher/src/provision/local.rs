@@ -96,9 +96,20 @@ impl LocalProvisioner {
         let dir = std::env::temp_dir().join(format!("volley-instance-code-{}", std::process::id()));
         let path = dir.join(code.digest.to_string());
         if !path.exists() {
-            let written = std::fs::create_dir_all(&dir).and_then(|()| {
+            // Instances adopt this file as it is (a hard link, not re-hashed): only this
+            // user may write here, and the file is read-only and executable (native).
+            let written = private_dir(&dir).and_then(|()| {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
                 let partial = path.with_extension("partial");
-                std::fs::write(&partial, &bytes)?;
+                let _ = std::fs::remove_file(&partial);
+                let mut f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o500)
+                    .open(&partial)?;
+                f.write_all(&bytes)?;
+                drop(f);
                 std::fs::rename(&partial, &path)
             });
             if let Err(e) = written {
@@ -113,6 +124,25 @@ impl LocalProvisioner {
     pub fn pids(&self) -> Vec<u32> {
         self.instances.iter().map(|i| i.child.id()).collect()
     }
+}
+
+/// Makes `dir` a directory only this user may enter, or checks that it is one: a
+/// directory of that name someone else made, or others may write to, is refused.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(e),
+        Err(_) => {}
+    }
+    let meta = std::fs::symlink_metadata(dir)?;
+    if !meta.is_dir() || meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
+        return Err(std::io::Error::other(format!(
+            "{} exists and is not a private directory of this user",
+            dir.display()
+        )));
+    }
+    Ok(())
 }
 
 /// A function name as it may appear in a process name and a log file name.

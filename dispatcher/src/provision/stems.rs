@@ -47,6 +47,11 @@ impl Ready {
         let fork_dir = config
             .fork_server
             .then(|| std::env::temp_dir().join(format!("volley-fork-server-{}", std::process::id())));
+        if let Some(dir) = &fork_dir {
+            if let Err(e) = super::local::private_dir(dir) {
+                tracing::warn!("no fork server: {e}");
+            }
+        }
         let mut ready = Self {
             wanted: config.prewarm.iter().copied().filter(|(_, n)| *n > 0).collect(),
             stems: Vec::new(),

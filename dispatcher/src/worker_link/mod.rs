@@ -189,6 +189,14 @@ impl Outgoing {
         }
     }
 
+    /// Notes that `peer` holds the code of `digest` already (a provisioned instance was
+    /// given it), so it is never sent.
+    pub fn holds_code(&mut self, peer: &PeerId, digest: CodeDigest) {
+        if let Some(lane) = self.queues.get_mut(peer) {
+            lane.code_sent.insert(digest);
+        }
+    }
+
     /// Sends a heartbeat to each of `peers` that was sent nothing since the last round:
     /// under load the frames themselves prove the dispatcher alive, and a thousand busy
     /// workers cost no heartbeat traffic.

@@ -106,6 +106,31 @@ impl CodeCache {
         Ok(path)
     }
 
+    /// Keeps `file`, which holds the code of `digest`, without reading it: a hard link
+    /// (a copy, checked, across file systems). For the provisioner's file, written by the
+    /// worker's parent as the same user from code whose digest the store checked: a large
+    /// native function is not hashed again at every cold start.
+    pub fn adopt(&self, digest: CodeDigest, file: &Path) -> Result<PathBuf, CodeError> {
+        if let Some(p) = self.state.lock().ready.get(&digest) {
+            return Ok(p.clone());
+        }
+        let path = self.dir.join(digest.to_string());
+        let io = |source| CodeError::Io {
+            path: path.clone(),
+            source,
+        };
+        match std::fs::hard_link(file, &path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(_) => {
+                let bytes = std::fs::read(file).map_err(io)?;
+                return self.insert(digest, &bytes);
+            }
+        }
+        self.state.lock().ready.insert(digest, path.clone());
+        Ok(path)
+    }
+
     /// Takes one piece of code; returns the file once the last piece made it whole.
     pub fn piece(
         &self,

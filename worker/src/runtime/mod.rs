@@ -18,6 +18,7 @@ mod failures;
 pub mod fork_server;
 pub mod instance;
 mod isolation;
+mod java;
 mod log;
 pub mod prewarm;
 
@@ -35,7 +36,6 @@ use volley_proto::function::{Language, UserCode};
 
 pub(crate) const PYTHON_RUNTIME: &str = include_str!("../../../runtimes/python/volley_runtime.py");
 const NODE_RUNTIME: &str = include_str!("../../../runtimes/node/volley_runtime.js");
-const JAVA_RUNTIME: &str = include_str!("../../../runtimes/java/VolleyRuntime.java");
 
 /// Which interpreters run which language (`worker --python/--node/--java`).
 #[derive(Debug, Clone)]
@@ -108,6 +108,8 @@ pub struct StartOptions {
     /// Fork them from the fork server listening here, which another process runs (the
     /// dispatcher, for all instances on its host), instead of one of this worker's own.
     pub fork_server_socket: Option<PathBuf>,
+    /// Where starts are counted.
+    pub counts: StartCounts,
 }
 
 /// Where Python runtimes are forked from.
@@ -156,7 +158,7 @@ impl Runtimes {
                 (None, true) => Some(Forks::Own(tokio::sync::Mutex::new(None))),
                 (None, false) => None,
             },
-            counts: StartCounts::default(),
+            counts: options.counts,
         })
     }
 
@@ -353,15 +355,15 @@ impl Runtimes {
         })
     }
 
-    /// The Java runtime's classes, compiled with `javac` once per worker, off the
-    /// async threads (it takes seconds).
+    /// The Java runtime's classes ([`java`]), found or compiled once per worker, off
+    /// the async threads (`javac` takes most of a second).
     async fn java_runtime(&self) -> Result<PathBuf, RuntimeError> {
         let dir = self.root.join("programs/java");
-        let javac = javac_beside(&self.interpreters.java);
+        let javac = java::javac_beside(&self.interpreters.java);
         let hint = self.hint(Language::Java);
         self.java_classes
             .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || compile_java(dir, javac, hint))
+                tokio::task::spawn_blocking(move || java::classes(dir, javac, hint))
                     .await
                     .unwrap_or_else(|e| Err(format!("compiling the java runtime stopped: {e}")))
             })
@@ -385,39 +387,5 @@ impl Runtimes {
 impl Drop for Runtimes {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
-/// Compiles the Java runtime into `dir` with `javac`.
-fn compile_java(dir: PathBuf, javac: PathBuf, hint: String) -> Result<PathBuf, String> {
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let source = dir.join("VolleyRuntime.java");
-    std::fs::write(&source, JAVA_RUNTIME).map_err(|e| e.to_string())?;
-    let out = Command::new(&javac)
-        .arg("-d")
-        .arg(&dir)
-        .arg(&source)
-        .output()
-        .map_err(|e| format!("cannot compile the java runtime with {}: {e}{hint}", javac.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "javac failed on the java runtime: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(dir)
-}
-
-/// `javac` in the same directory as `java`, or plain `javac` (found on `PATH`).
-fn javac_beside(java: &Path) -> PathBuf {
-    match java.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => {
-            let javac = dir.join("javac");
-            if javac.exists() {
-                return javac;
-            }
-            "javac".into()
-        }
-        _ => "javac".into(),
     }
 }

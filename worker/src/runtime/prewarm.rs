@@ -9,7 +9,8 @@
 
 use super::instance::{Instance, Origin};
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use prometheus_client::metrics::counter::Counter;
+use std::sync::atomic::{AtomicBool, Ordering};
 use volley_proto::function::Language;
 
 /// The memory limit prewarmed Node and Java runtimes start with: the functions' default.
@@ -43,18 +44,19 @@ pub fn parse(s: &str) -> Result<PrewarmSpec, String> {
         .map(PrewarmSpec)
 }
 
-/// Runtime starts by how they went, for logs and metrics.
-#[derive(Debug, Default)]
+/// Runtime starts by how they went: the worker's metrics page shows these counters
+/// (clones share their values).
+#[derive(Debug, Default, Clone)]
 pub struct StartCounts {
     /// Fresh processes.
-    pub spawned: AtomicU64,
+    pub spawned: Counter,
     /// Forked from the fork server.
-    pub forked: AtomicU64,
+    pub forked: Counter,
     /// Taken from the shelf.
-    pub prewarmed: AtomicU64,
+    pub prewarmed: Counter,
     /// Starts that failed for the platform's reasons (a fork refused, a prewarmed
     /// runtime found dead, a prewarm that could not start), each replaced.
-    pub failed: AtomicU64,
+    pub failed: Counter,
 }
 
 impl StartCounts {
@@ -64,11 +66,11 @@ impl StartCounts {
             Origin::Forked => &self.forked,
             Origin::Prewarmed => &self.prewarmed,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.inc();
     }
 
     pub(super) fn failed(&self) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
+        self.failed.inc();
     }
 }
 

@@ -218,6 +218,7 @@ fn report(
         spawned_us,
         init_done_after_us,
         runtime,
+        code: None,
         hello_after_us,
     }
 }

@@ -217,9 +217,25 @@ impl Instance {
         }
     }
 
+    /// Reads what the log pipe holds, as far as tokio knows it is readable.
     fn read_log(&mut self, log: &mut Log) -> bool {
         let Some(pipe) = &self.log_pipe else { return false };
-        match pipe.try_read(&mut self.buf) {
+        let read = pipe.try_read(&mut self.buf);
+        self.took_log(read, log)
+    }
+
+    /// Reads what the log pipe holds with a plain read(2) on the (non-blocking) pipe:
+    /// tokio's `try_read` answers WouldBlock until the reactor has seen the pipe
+    /// readable, so right after the answer frame it could miss output the runtime wrote
+    /// before it.
+    fn read_log_now(&mut self, log: &mut Log) -> bool {
+        let Some(pipe) = &self.log_pipe else { return false };
+        let read = nix::unistd::read(pipe, &mut self.buf).map_err(std::io::Error::from);
+        self.took_log(read, log)
+    }
+
+    fn took_log(&mut self, read: std::io::Result<usize>, log: &mut Log) -> bool {
+        match read {
             Ok(0) => {
                 self.log_pipe = None;
                 false
@@ -239,6 +255,7 @@ impl Instance {
     /// Takes what the runtime wrote before its answer (it flushes before answering).
     fn drain_log(&mut self, log: &mut Log) {
         while self.read_log(log) {}
+        while self.read_log_now(log) {}
     }
 
     /// The process's end, in words; kills what is left of its group first.
