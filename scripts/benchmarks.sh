@@ -48,7 +48,10 @@ for q in "${questions[@]}"; do
     coldstart)
         run coldstart $client coldstart --scenarios zero --trials 30 --init-ms 250 --keepalive 1s --trials-out "$out/coldstart-trials.csv"
         run bursts $client coldstart --scenarios burst,concurrency --rate 40 --task-ms 100 --duration 20s \
-            --policy kpa --max-instances 16 --init-ms 250 --out "$out/coldstart-bursts.csv" --timeline-out "$out/coldstart-timeline.csv" ;;
+            --policy kpa --max-instances 16 --init-ms 250 --out "$out/coldstart-bursts.csv" --timeline-out "$out/coldstart-timeline.csv"
+        # The interpreters: VOLLEY_PYTHON, VOLLEY_NODE, VOLLEY_JAVA, else PATH's (the table says which).
+        run coldstart-runtimes $client coldstart --runtimes python,node,java,native --trials 30 --keepalive 500ms \
+            --runtimes-out "$out/coldstart-runtimes.csv" --plot "$out" ;;
     chaos)
         run chaos $client chaos --for 60s --modes push,pull --seed 7 --out "$out/chaos.json" ;;
     *)

@@ -5,7 +5,7 @@ Usage: render-benchmarks.py DIR --revision REV --date YYYY-MM-DD > BENCHMARKS.md
 
 Reads, when present: cluster.log and runtimes.log (the tables the benches print),
 weak.csv and strong.csv (sweeps), find-max.csv, replay.json, coldstart-trials.csv,
-coldstart-bursts.csv and chaos.json. A question whose outputs are missing is said to be
+coldstart-bursts.csv, coldstart-runtimes.log and chaos.json. A question whose outputs are missing is said to be
 missing, never filled in.
 """
 
@@ -213,6 +213,9 @@ def main():
     parts.append(section(d, "replay.json", replay))
     parts.append(heading("Cold starts", a, "client coldstart --scenarios zero --trials 30 --init-ms 250 --keepalive 1s"))
     parts.append(coldstart(d))
+    parts.append(heading("Cold starts per language", a,
+                         "client coldstart --runtimes python,node,java,native --trials 30 --keepalive 500ms"))
+    parts.append(section(d, "coldstart-runtimes.log", lambda p: "\n" + tables_of(p)))
     parts.append(heading("Chaos", a, "client chaos --for 60s --modes push,pull --seed 7"))
     parts.append(section(d, "chaos.json", chaos))
     sys.stdout.write("".join(parts))

@@ -10,13 +10,55 @@ or a `.zip` whose root holds the handler's module and its dependencies (handler
 """
 
 import importlib
-import importlib.util
-import json
 import os
 import struct
 import sys
 import time
-import traceback
+
+# Only what READY needs is imported up front: `json` (through `re` and `enum`),
+# `importlib.util` and `traceback` would add more than half again to the interpreter's own
+# start. JSON goes through `_json`, the C accelerator `json` itself uses, set up as
+# `json.loads` and `json.dumps(ensure_ascii=False, separators=(",", ":"))` set it up.
+try:
+    import _json
+
+    class _Decoding:
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = staticmethod(
+            {"-Infinity": float("-inf"), "Infinity": float("inf"), "NaN": float("nan")}.__getitem__)
+
+    _scan = _json.make_scanner(_Decoding())
+
+    def _unserializable(o):
+        raise TypeError("Object of type %s is not JSON serializable" % type(o).__name__)
+
+    def decode(text):
+        start = len(text) - len(text.lstrip(" \t\n\r"))
+        try:
+            value, end = _scan(text, start)
+        except StopIteration as e:
+            raise ValueError("Expecting value: char %d" % e.value) from None
+        if text[end:].strip(" \t\n\r"):
+            raise ValueError("Extra data: char %d" % end)
+        return value
+
+    def encode(value):
+        return "".join(_json.make_encoder(
+            {}, _unserializable, _json.encode_basestring, None, ":", ",", False, False, True)(value, 0))
+
+    encode(decode('{"a": [1, 2.5, "\u00e9", null, true]}'))
+except Exception:  # another Python's _json: the json module's own
+    import json
+
+    def decode(text):
+        return json.loads(text)
+
+    def encode(value):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 8 * 1024 * 1024
@@ -76,6 +118,8 @@ class Fields:
 
 
 def failure(exc):
+    import traceback
+
     kind = type(exc).__qualname__
     module = type(exc).__module__
     if module not in ("builtins", "__main__"):
@@ -94,10 +138,13 @@ def load(code, handler):
         module = importlib.import_module(module_name)
     else:
         func = handler.rpartition(".")[2] or "handle"
-        spec = importlib.util.spec_from_file_location("handler", code)
-        module = importlib.util.module_from_spec(spec)
+        # What importlib.util's loader would do, without importing it.
+        module = type(sys)("handler")
+        module.__file__ = code
         sys.modules["handler"] = module
-        spec.loader.exec_module(module)
+        with open(code, "rb") as f:
+            source = f.read()
+        exec(compile(source, code, "exec"), module.__dict__)
     fn = getattr(module, func, None)
     if not callable(fn):
         raise AttributeError("the code defines no function %r" % func)
@@ -148,7 +195,7 @@ def main():
         fields.u64()  # deadline
         args = fields.text()
         try:
-            result = json.dumps(handler(json.loads(args)), ensure_ascii=False, separators=(",", ":"))
+            result = encode(handler(decode(args)))
         except Exception as exc:
             flush()
             stream.write(ERROR, task_id, *failure(exc))
@@ -221,7 +268,7 @@ def spawn(conn, own_fds, children):
     try:
         if len(fds) != 3:
             raise ValueError("expected 3 descriptors, got %d" % len(fds))
-        request = json.loads(data)
+        request = decode(data.decode("utf-8"))
         workdir, function = request["workdir"], request["function"]
         pid = os.fork()
         if pid == 0:

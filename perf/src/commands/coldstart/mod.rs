@@ -36,6 +36,15 @@ pub struct ColdstartArgs {
     /// One row per trial of the runtimes scenario.
     #[arg(long, default_value = "coldstart-runtimes.csv")]
     pub runtimes_out: PathBuf,
+    /// The warm scenario's rates, tasks/s, each a window of --warm-for after a warm-up.
+    #[arg(long, value_delimiter = ',', default_value = "50,500,5000")]
+    pub warm_rates: Vec<f64>,
+    /// The warm scenario's measured window per rate.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub warm_for: Duration,
+    /// One row per runtime, slots per instance and rate of the warm scenario.
+    #[arg(long, default_value = "coldstart-warm.csv")]
+    pub warm_out: PathBuf,
     /// The dispatcher's mode.
     #[arg(long, default_value = "push", value_parser = parse_mode)]
     pub mode: Mode,
@@ -101,6 +110,8 @@ pub enum Scenario {
     Concurrency,
     /// User functions' cold starts per language (`--runtimes`).
     Runtimes,
+    /// Warm latency per language at --warm-rates, one slot per instance and --many-slots.
+    Warm,
 }
 
 fn parse_language(s: &str) -> Result<volley_proto::function::Language, String> {
@@ -156,8 +167,12 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
         (true, true) => vec![Scenario::Zero, Scenario::Burst, Scenario::Concurrency],
     };
     anyhow::ensure!(
-        !scenarios.contains(&Scenario::Runtimes) || !a.runtimes.is_empty(),
-        "the runtimes scenario needs --runtimes, e.g. --runtimes python,node"
+        !(scenarios.contains(&Scenario::Runtimes) || scenarios.contains(&Scenario::Warm)) || !a.runtimes.is_empty(),
+        "the runtimes and warm scenarios need --runtimes, e.g. --runtimes python,node"
+    );
+    anyhow::ensure!(
+        a.warm_rates.iter().all(|r| *r > 0.0 && r.is_finite()),
+        "--warm-rates must be positive"
     );
     let policy_of = |slots: u32| -> anyhow::Result<String> {
         let text = if a.policy == "kpa" || (a.policy.starts_with("kpa:") && !a.policy.contains("target=")) {
@@ -184,6 +199,13 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
     let mut runtime_tasks = 0;
     if scenarios.contains(&Scenario::Runtimes) {
         runtime_tasks = runtimes::run(a, &mut observed, &mut measures, &mut written, as_json).await?;
+    }
+    let mut warm_lost = 0;
+    if scenarios.contains(&Scenario::Warm) {
+        let sides = [(1, policy_of(1)?), (a.many_slots, policy_of(a.many_slots)?)];
+        let (tasks, lost) = runtimes::run_warm(a, &sides, &mut written, as_json).await?;
+        runtime_tasks += tasks;
+        warm_lost = lost;
     }
 
     if scenarios.contains(&Scenario::Zero) {
@@ -277,7 +299,7 @@ pub async fn run(a: &ColdstartArgs, as_json: bool) -> anyhow::Result<i32> {
             plot_timeline(dir, &timeline)?;
         }
     }
-    let lost: u64 = bursts.iter().map(|b| b.lost).sum();
+    let lost: u64 = bursts.iter().map(|b| b.lost).sum::<u64>() + warm_lost;
     eprintln!(
         "records in {}",
         written

@@ -1,6 +1,7 @@
-//! The runtimes scenario of `client coldstart`: per language, the bare interpreter's
-//! start and cold starts of an empty and a heavy handler, fresh, prewarmed and forked;
-//! `coldstart-runtimes.csv`, the results database, a summary table and a chart.
+//! The runtimes and warm scenarios of `client coldstart`: per language, the bare
+//! interpreter's start and cold starts of an empty and a heavy handler, fresh, prewarmed
+//! and forked (`coldstart-runtimes.csv`, the results database, a table, a chart); and
+//! warm latency at set rates, one slot per instance or many (`coldstart-warm.csv`).
 
 use super::{record_tasks, ColdstartArgs};
 use crate::recording::observe::Observed;
@@ -237,4 +238,91 @@ fn plot(dir: &std::path::Path, summaries: &[CaseSummary], rows: &[Row]) -> anyho
         bars,
         &mut written,
     )
+}
+
+/// Runs the warm scenario on `sides` (slots per instance, policy); returns the tasks
+/// it completed and those it lost.
+pub(super) async fn run_warm(
+    a: &ColdstartArgs,
+    sides: &[(u32, String)],
+    written: &mut Vec<PathBuf>,
+    as_json: bool,
+) -> anyhow::Result<(u64, u64)> {
+    use crate::studies::coldstart::warm::{self, WarmSpec};
+    let scratch = volley_testbed::fixtures::temp_dir("coldstart-warm");
+    let mut rows = Vec::new();
+    for &language in &a.runtimes {
+        let subject = Subject::resolve(language)?;
+        for (slots, policy) in sides {
+            let spec = WarmSpec {
+                mode: a.mode,
+                policy: policy.clone(),
+                max_instances: a.max_instances,
+                slots: *slots,
+                rates: a.warm_rates.clone(),
+                window: a.warm_for,
+                warmup: (a.warm_for / 4).max(std::time::Duration::from_secs(1)),
+            };
+            eprintln!(
+                "warm {language}: {slots} slot(s) per instance, {policy}, rates {:?}/s",
+                a.warm_rates
+            );
+            let measured = warm::measure(&subject, &spec, &scratch).await;
+            for r in measured.as_deref().unwrap_or_default() {
+                if as_json {
+                    println!("{}", serde_json::to_string(r)?);
+                }
+            }
+            rows.extend(measured?);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    crate::recording::tables::write_rows(&a.warm_out, &rows)?;
+    written.push(a.warm_out.clone());
+    if !as_json {
+        println!("\nwarm latency per runtime, open loop (Poisson), from the intended send");
+        println!(
+            "| runtime | slots per instance | rate /s | sent | lost | cold | p50 ms | p99 ms | instances started |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in &rows {
+            println!(
+                "| {} {} | {} | {} | {} | {} | {} | {:.2} | {:.2} | {} |",
+                r.runtime, r.version, r.slots, r.rate, r.sent, r.lost, r.cold, r.p50_ms, r.p99_ms, r.instance_starts
+            );
+        }
+    }
+    if let Some(dir) = &a.plot {
+        let mut series = Vec::new();
+        for (slots, _) in sides {
+            for &language in &a.runtimes {
+                for (what, pick) in [
+                    ("p50", (|r: &warm::WarmRow| r.p50_ms) as fn(&warm::WarmRow) -> f64),
+                    ("p99", |r| r.p99_ms),
+                ] {
+                    let points: Vec<(f64, f64)> = rows
+                        .iter()
+                        .filter(|r| r.slots == *slots && r.runtime == language.name())
+                        .map(|r| (r.rate, pick(r)))
+                        .collect();
+                    series.push((format!("{language} {slots} slot(s) {what}"), points));
+                }
+            }
+        }
+        let mut charts = Vec::new();
+        crate::presentation::plot::plot_lines(
+            dir,
+            "coldstart-warm",
+            (
+                "Warm latency per runtime against offered rate",
+                "tasks/s",
+                "ms from the intended send",
+            ),
+            series,
+            &mut charts,
+        )?;
+    }
+    let completed = rows.iter().map(|r| r.completed).sum();
+    let lost = rows.iter().map(|r| r.lost).sum();
+    Ok((completed, lost))
 }

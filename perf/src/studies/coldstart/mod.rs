@@ -11,10 +11,12 @@
 //!
 //! - [`languages`] — the interpreters, handlers and bare starts of the per-runtime study;
 //! - [`runtimes`] — that study: cold starts of user functions per language and per way
-//!   of starting (fresh, prewarmed, forked).
+//!   of starting (fresh, prewarmed, forked);
+//! - [`warm`] — warm latency per language at set rates, one slot per instance or many.
 
 pub mod languages;
 pub mod runtimes;
+pub mod warm;
 
 use crate::studies::load::ledger::Fate;
 use crate::studies::load::{drive, Arrival, Arrivals};
