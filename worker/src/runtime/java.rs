@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use volley_proto::function::CodeDigest;
 
 const JAVA_RUNTIME: &str = include_str!("../../../runtimes/java/VolleyRuntime.java");
 
@@ -33,21 +32,13 @@ pub(super) fn classes(fallback: PathBuf, javac: PathBuf, hint: String) -> Result
     }
 }
 
-/// `~/.cache/volley/java-runtime-<digest of source and javac>`, its parent made private.
+/// `~/.cache/volley/java-runtime-<digest of source and javac>`.
 fn cache_dir(javac: &Path) -> Option<PathBuf> {
-    use std::os::unix::fs::DirBuilderExt;
-    let home = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let root = home.join("volley");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&root)
-        .ok()?;
     let javac = std::fs::canonicalize(javac).unwrap_or_else(|_| javac.to_path_buf());
-    let key = CodeDigest::of(format!("{JAVA_RUNTIME}\0{}", javac.display()).as_bytes()).to_string();
-    Some(root.join(format!("java-runtime-{}", &key[..16])))
+    super::user_cache(
+        "java-runtime",
+        format!("{JAVA_RUNTIME}\0{}", javac.display()).as_bytes(),
+    )
 }
 
 /// Compiles the Java runtime into `dir` with `javac`.
