@@ -302,3 +302,44 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
         .expect("query");
     assert_eq!((n, in_order, cases), (20, 20, 10), "one cold start per measured trial");
 }
+
+#[test]
+fn warm_latency_per_runtime_is_measured_at_each_rate_with_one_slot_and_many() {
+    let dir = fixture::temp_dir("coldstart-warm");
+    let (ok, said) = client(
+        &dir,
+        &[
+            "coldstart",
+            "--scenarios",
+            "warm",
+            "--runtimes",
+            "python",
+            "--warm-rates",
+            "20,100",
+            "--warm-for",
+            "1s",
+            "--many-slots",
+            "4",
+            "--plot",
+            "plots",
+        ],
+    );
+    assert!(ok, "{said}");
+    let windows = rows(&dir.join("coldstart-warm.csv"));
+    let sides: Vec<(String, String)> = windows
+        .iter()
+        .map(|r| (r["slots"].clone(), r["rate"].clone()))
+        .collect();
+    assert_eq!(
+        sides,
+        [("1", "20"), ("1", "100"), ("4", "20"), ("4", "100")].map(|(s, r)| (s.to_owned(), r.to_owned())),
+        "{said}"
+    );
+    for w in &windows {
+        assert_eq!(w["runtime"], "python");
+        assert_eq!(num(w, "lost"), 0.0, "nothing lost: {w:?}");
+        assert!(num(w, "sent") >= 5.0 && num(w, "completed") == num(w, "sent"), "{w:?}");
+        assert!(num(w, "p50_ms") > 0.0 && num(w, "p99_ms") >= num(w, "p50_ms"), "{w:?}");
+    }
+    assert!(dir.join("plots/coldstart-warm.png").exists());
+}
