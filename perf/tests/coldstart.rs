@@ -326,15 +326,8 @@ fn warm_latency_per_runtime_is_measured_at_each_rate_with_one_slot_and_many() {
     );
     assert!(ok, "{said}");
     let windows = rows(&dir.join("coldstart-warm.csv"));
-    let sides: Vec<(String, String)> = windows
-        .iter()
-        .map(|r| (r["slots"].clone(), r["rate"].clone()))
-        .collect();
-    assert_eq!(
-        sides,
-        [("1", "20"), ("1", "100"), ("4", "20"), ("4", "100")].map(|(s, r)| (s.to_owned(), r.to_owned())),
-        "{said}"
-    );
+    let sides: Vec<(f64, f64)> = windows.iter().map(|r| (num(r, "slots"), num(r, "rate"))).collect();
+    assert_eq!(sides, [(1.0, 20.0), (1.0, 100.0), (4.0, 20.0), (4.0, 100.0)], "{said}");
     for w in &windows {
         assert_eq!(w["runtime"], "python");
         assert_eq!(num(w, "lost"), 0.0, "nothing lost: {w:?}");
