@@ -14,8 +14,10 @@ pub mod builtins;
 pub mod cli;
 pub mod executor;
 pub mod metrics;
+pub mod provisioned;
 pub mod runtime;
 pub mod session;
 pub mod stem_cell;
 
-pub use session::{run, ProcessStart, WorkerConfig, WorkerError};
+pub use provisioned::ProcessStart;
+pub use session::{run, WorkerConfig, WorkerError};

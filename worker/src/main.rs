@@ -1,3 +1,6 @@
+//! The `worker` binary: parses its command line, serves its metrics, and runs a worker
+//! until a signal or the dispatcher stops it.
+
 use clap::Parser;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;

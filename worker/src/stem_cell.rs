@@ -4,7 +4,8 @@
 //! on its stdin, makes it an instance of a function, so that instance's cold start is
 //! only the code's loading, registration and dispatch.
 
-use crate::session::{ProcessStart, WorkerConfig};
+use crate::provisioned::ProcessStart;
+use crate::session::WorkerConfig;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -3,7 +3,8 @@
 //! and forked (`coldstart-runtimes.csv`, the results database, a table, a chart); and
 //! warm latency at set rates, one slot per instance or many (`coldstart-warm.csv`).
 
-use super::{record_tasks, ColdstartArgs};
+use super::records::record_tasks;
+use super::ColdstartArgs;
 use crate::recording::observe::Observed;
 use crate::studies::coldstart::languages::{Handler, Subject, HEAVY};
 use crate::studies::coldstart::runtimes::{self, ready_us, Case, CaseSummary, RuntimeTrial};
