@@ -73,3 +73,46 @@ fn every_policy_gets_a_row_and_bad_specs_are_refused() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn idle_instance_time_is_weighed_by_each_runtimes_memory() {
+    let dir = fixture::temp_dir("simulate-memory");
+    fixture::write(&dir, 6, 8, 3).expect("fixture");
+    let trace = dir.to_str().expect("utf-8 path");
+    let args = [
+        "simulate",
+        "--trace",
+        trace,
+        "--policy",
+        "fixed:keepalive=10m",
+        "--policy",
+        "fixed:keepalive=1m",
+        "--idle-mib",
+        "python=20,node=46.5",
+    ];
+    let out = client(&dir, &args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut r = csv::Reader::from_path(dir.join("sim-memory.csv")).expect("sim-memory.csv");
+    let rows: Vec<std::collections::HashMap<String, String>> = r.deserialize().map(|x| x.expect("row")).collect();
+    assert_eq!(rows.len(), 4, "two policies × two runtimes: {rows:?}");
+    let num = |row: &std::collections::HashMap<String, String>, k: &str| row[k].parse::<f64>().expect(k);
+    for row in &rows {
+        let expected = num(row, "idle_instance_s") * num(row, "idle_mib_per_instance");
+        assert!(
+            (num(row, "idle_mib_s") - expected).abs() < 1e-6 * expected.max(1.0),
+            "{row:?}"
+        );
+    }
+    // A longer keep-alive idles more, and Node's instances weigh more than Python's.
+    let at = |policy_prefix: &str, runtime: &str| {
+        rows.iter()
+            .find(|r| r["policy"].contains(policy_prefix) && r["runtime"] == runtime)
+            .map(|r| num(r, "idle_mib_s"))
+            .expect("a row")
+    };
+    assert!(at("10m", "python") >= at("1m", "python"));
+    assert!(at("10m", "node") > at("10m", "python"));
+    let bad = client(&dir, &["simulate", "--trace", trace, "--idle-mib", "python"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RUNTIME=MIB"));
+}

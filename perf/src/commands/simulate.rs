@@ -60,6 +60,42 @@ pub struct SimulateArgs {
     /// Also draw cold starts against idle instance-time here.
     #[arg(long)]
     pub plot: Option<PathBuf>,
+    /// What an idle instance holds in memory, MiB, per runtime (`python=20,node=46`):
+    /// each policy's idle instance-time weighed by it, so a keep-alive study says what
+    /// each language's warm instances cost (idle MiB·s). BENCHMARKS.md has the measured
+    /// idle runtime RSS per language; an instance adds its worker's.
+    #[arg(long, value_delimiter = ',', value_parser = parse_idle_mib)]
+    pub idle_mib: Vec<(String, f64)>,
+    /// One row per policy and runtime of --idle-mib.
+    #[arg(long, default_value = "sim-memory.csv")]
+    pub memory_out: PathBuf,
+}
+
+fn parse_idle_mib(s: &str) -> Result<(String, f64), String> {
+    let (name, mib) = s
+        .split_once('=')
+        .ok_or_else(|| format!("'{s}': expected RUNTIME=MIB, e.g. python=20"))?;
+    let mib: f64 = mib
+        .trim()
+        .parse()
+        .ok()
+        .filter(|m: &f64| m.is_finite() && *m > 0.0)
+        .ok_or_else(|| format!("'{s}': MIB must be a positive number"))?;
+    if name.trim().is_empty() {
+        return Err(format!("'{s}': no runtime named"));
+    }
+    Ok((name.trim().to_owned(), mib))
+}
+
+/// `sim-memory.csv`: a policy's idle instance-time, weighed by a runtime's idle memory.
+#[derive(Debug, serde::Serialize)]
+struct MemoryRow {
+    policy: String,
+    runtime: String,
+    idle_mib_per_instance: f64,
+    idle_instance_s: f64,
+    idle_mib_s: f64,
+    idle_gib_h: f64,
 }
 
 /// Runs every policy over the trace and writes the rows.
@@ -124,6 +160,30 @@ pub fn run(a: &SimulateArgs, as_json: bool) -> anyhow::Result<i32> {
     }
     crate::recording::tables::write_meta(&a.out, &crate::recording::tables::RunMeta::collect(), Some(a.seed))?;
     crate::recording::tables::write_rows(&a.out, &rows)?;
+    if !a.idle_mib.is_empty() {
+        let memory: Vec<MemoryRow> = rows
+            .iter()
+            .flat_map(|r| {
+                a.idle_mib.iter().map(|(runtime, mib)| MemoryRow {
+                    policy: r.policy.clone(),
+                    runtime: runtime.clone(),
+                    idle_mib_per_instance: *mib,
+                    idle_instance_s: r.idle_instance_s,
+                    idle_mib_s: r.idle_instance_s * mib,
+                    idle_gib_h: r.idle_instance_s * mib / 1024.0 / 3600.0,
+                })
+            })
+            .collect();
+        if !as_json {
+            for m in &memory {
+                println!(
+                    "{:<12} idle memory as {:<8} ({:>6.1} MiB an instance): {:>12.0} MiB·s = {:>8.3} GiB·h",
+                    m.policy, m.runtime, m.idle_mib_per_instance, m.idle_mib_s, m.idle_gib_h
+                );
+            }
+        }
+        crate::recording::tables::write_rows(&a.memory_out, &memory)?;
+    }
     if let Some(path) = &a.functions_out {
         crate::recording::tables::write_rows(path, &per_function)?;
     }
