@@ -47,6 +47,7 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         "## Open loop",
         "## Trace replay",
         "## Cold starts",
+        "## Cold starts per language",
         "## Chaos",
     ] {
         assert!(page.contains(section), "{section} missing:\n{page}");
@@ -68,5 +69,5 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
 
     let empty = volley_testbed::fixtures::temp_dir("render-benchmarks-empty");
     let page = render(&empty);
-    assert_eq!(page.matches("Not measured in this run").count(), 7, "{page}");
+    assert_eq!(page.matches("Not measured in this run").count(), 8, "{page}");
 }
