@@ -129,6 +129,12 @@ pub struct Cli {
     /// with the runtime loaded) on this host, instead of starting an interpreter each.
     #[arg(long, requires = "autoscale")]
     pub fork_server: bool,
+    /// Keep this many worker processes started ahead of any function with no runtime
+    /// (stem cells of no language): a cold start of a user function in any language,
+    /// native included, skips the worker's start and starts only its runtime. Not
+    /// counted in --max-instances.
+    #[arg(long, default_value_t = 0, requires = "autoscale", value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub prewarm_workers: u32,
     /// Keep each instance's log as DIR/inst-<id>-<function>.log (default: discarded).
     #[arg(long, value_name = "DIR", requires = "autoscale")]
     pub instance_logs: Option<PathBuf>,
@@ -207,6 +213,7 @@ impl From<Cli> for Config {
                 log_dir: cli.instance_logs,
                 prewarm: cli.prewarm.unwrap_or_default().0,
                 fork_server: cli.fork_server,
+                ready_workers: cli.prewarm_workers,
             }),
             limits: crate::config::EdgeLimits {
                 worker_connections: cli.max_worker_connections as usize,

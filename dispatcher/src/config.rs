@@ -109,6 +109,8 @@ pub struct AutoscaleConfig {
     pub prewarm: Vec<(volley_proto::function::Language, u32)>,
     /// Fork every instance's Python runtimes from one fork server on this host.
     pub fork_server: bool,
+    /// Stem cells with no runtime, for a user function of any language.
+    pub ready_workers: u32,
 }
 
 /// PEM files of the gRPC API's TLS identity.

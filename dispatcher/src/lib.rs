@@ -218,6 +218,7 @@ pub async fn start(
             code: Some(provision::local::CodeSource(shared.clone())),
             prewarm: a.prewarm.clone(),
             fork_server: a.fork_server,
+            ready_workers: a.ready_workers,
         });
         info!(policy = %a.policy.label(), max_instances = a.max_instances, worker_bin = %a.worker_bin.display(), "elastic pool on");
         reactor.set_autoscale(autoscale::Autoscaler::new(

@@ -29,6 +29,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         code: None,
         prewarm: Vec::new(),
         fork_server: false,
+        ready_workers: 0,
     };
     let mut provisioner = LocalProvisioner::new(config.clone());
     let a = provisioner.start("resize", 0).expect("first instance");
@@ -135,10 +136,11 @@ async fn stem_cells_and_the_fork_server_that_die_are_failed_starts_and_are_repla
         code: None,
         prewarm: vec![(volley_proto::function::Language::Python, 2)],
         fork_server: true,
+        ready_workers: 1,
     };
     let mut provisioner = LocalProvisioner::new(config);
     let stems = provisioner.ready().stem_pids();
-    assert_eq!(stems.len(), 2, "two python stem cells wait");
+    assert_eq!(stems.len(), 3, "two python stem cells and one of no language wait");
     let server = provisioner.ready().fork_server_pid().expect("a fork server runs");
     assert!(provisioner.ready().fork_socket().is_some_and(|s| s.exists()));
 
@@ -158,7 +160,7 @@ async fn stem_cells_and_the_fork_server_that_die_are_failed_starts_and_are_repla
     let ready = provisioner.ready();
     assert_eq!(ready.failed_starts, 2, "the dead cell and the dead server");
     let now = ready.stem_pids();
-    assert_eq!(now.len(), 2, "replaced: {now:?}");
+    assert_eq!(now.len(), 3, "replaced: {now:?}");
     assert!(!now.contains(&stems[0]) && now.contains(&stems[1]));
     assert!(ready.fork_server_pid().is_some_and(|p| p != server));
 

@@ -37,6 +37,8 @@ pub struct LocalConfig {
     pub prewarm: Vec<(volley_proto::function::Language, u32)>,
     /// Run a Python fork server for every instance.
     pub fork_server: bool,
+    /// Stem cells to keep with no runtime, for a user function of any language.
+    pub ready_workers: u32,
 }
 
 /// The dispatcher's shared state, as the source of user functions' code.

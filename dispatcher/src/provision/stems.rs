@@ -1,7 +1,7 @@
 //! What the local provisioner keeps ready ahead of demand: stem cells (worker processes
-//! started before their function is known, runtimes up, waiting for an assignment on
-//! stdin; see `volley_worker::stem_cell`) and the host's Python fork server, from which
-//! every instance forks its Python runtimes.
+//! started before their function is known, waiting for an assignment on stdin, with the
+//! runtimes of one language up or with none; see `volley_worker::stem_cell`) and the
+//! host's Python fork server, from which every instance forks its Python runtimes.
 
 use super::local::LocalConfig;
 use std::path::{Path, PathBuf};
@@ -11,17 +11,18 @@ use volley_worker::runtime::fork_server::ForkServer;
 use volley_worker::runtime::prewarm::PREWARM_MEMORY_MB;
 use volley_worker::stem_cell::Assignment;
 
-/// A worker waiting for its function.
+/// A worker waiting for its function: with its runtimes up for one language, or (`None`)
+/// with none, for a function of any language, which then starts its runtime fresh.
 #[derive(Debug)]
 struct Stem {
-    language: Language,
+    language: Option<Language>,
     child: Child,
     stdin: ChildStdin,
 }
 
 /// The stem cells and the fork server.
 pub struct Ready {
-    wanted: Vec<(Language, u32)>,
+    wanted: Vec<(Option<Language>, u32)>,
     stems: Vec<Stem>,
     next: u64,
     fork_server: Option<ForkServer>,
@@ -53,7 +54,13 @@ impl Ready {
             }
         }
         let mut ready = Self {
-            wanted: config.prewarm.iter().copied().filter(|(_, n)| *n > 0).collect(),
+            wanted: config
+                .prewarm
+                .iter()
+                .map(|(l, n)| (Some(*l), *n))
+                .chain([(None, config.ready_workers)])
+                .filter(|(_, n)| *n > 0)
+                .collect(),
             stems: Vec::new(),
             next: 0,
             fork_server: None,
@@ -102,14 +109,22 @@ impl Ready {
         }
     }
 
-    /// Hands `assignment` to a live stem cell of `language` that can run it (Node and
-    /// Java's heap is fixed at start: theirs serve the default memory limit only); the
-    /// cell's process, now an instance. Dead cells met on the way are failed starts.
+    /// Hands `assignment` to a live stem cell that can run it: one of `language` (Node's
+    /// and Java's heap is fixed at start: theirs serve the default memory limit only),
+    /// else one with no runtime; the cell's process, now an instance. Dead cells met on
+    /// the way are failed starts.
     pub fn assign(&mut self, language: Language, memory_mb: u64, assignment: &Assignment) -> Option<Child> {
-        if language != Language::Python && memory_mb != PREWARM_MEMORY_MB {
-            return None;
-        }
-        while let Some(at) = self.stems.iter().position(|s| s.language == language) {
+        let fits = |s: &Stem| match s.language {
+            Some(l) => l == language && (language == Language::Python || memory_mb == PREWARM_MEMORY_MB),
+            None => false,
+        };
+        let at = |stems: &[Stem]| {
+            stems
+                .iter()
+                .position(fits)
+                .or_else(|| stems.iter().position(|s| s.language.is_none()))
+        };
+        while let Some(at) = at(&self.stems) {
             let mut stem = self.stems.swap_remove(at);
             let handed = std::io::Write::write_all(&mut stem.stdin, assignment.to_line().as_bytes());
             match handed {
@@ -133,7 +148,10 @@ impl Ready {
             Ok(None) => true,
             _ => {
                 self.failed_starts += 1;
-                tracing::warn!(language = %s.language, "a stem cell died while it waited; counted as a failed start and replaced");
+                tracing::warn!(
+                    language = kind(s.language),
+                    "a stem cell died while it waited; counted as a failed start and replaced"
+                );
                 false
             }
         });
@@ -143,7 +161,10 @@ impl Ready {
                     Ok(stem) => self.stems.push(stem),
                     Err(e) => {
                         self.failed_starts += 1;
-                        tracing::warn!(%language, "cannot start a stem cell; no longer keeping them: {e}");
+                        tracing::warn!(
+                            language = kind(language),
+                            "cannot start a stem cell; no longer keeping them: {e}"
+                        );
                         self.wanted.retain(|(l, _)| *l != language);
                         break;
                     }
@@ -152,18 +173,20 @@ impl Ready {
         }
     }
 
-    fn spawn(&mut self, c: &LocalConfig, language: Language) -> std::io::Result<Stem> {
+    fn spawn(&mut self, c: &LocalConfig, language: Option<Language>) -> std::io::Result<Stem> {
         self.next += 1;
         let mut cmd = Command::new(&c.worker_bin);
         cmd.arg(c.slots.to_string())
             .arg(&c.endpoint)
-            .args(["--stem-cell", "--exit-with-parent", "--prewarm"])
-            .arg(format!("{}={}", language.name(), c.slots));
+            .args(["--stem-cell", "--exit-with-parent"]);
+        if let Some(language) = language {
+            cmd.arg("--prewarm").arg(format!("{}={}", language.name(), c.slots));
+        }
         self.instance_args(&mut cmd, c);
         let log = c
             .log_dir
             .as_ref()
-            .and_then(|d| std::fs::File::create(d.join(format!("stem-{}-{}.log", self.next, language.name()))).ok());
+            .and_then(|d| std::fs::File::create(d.join(format!("stem-{}-{}.log", self.next, kind(language)))).ok());
         cmd.stdin(Stdio::piped())
             .stderr(log.map_or_else(Stdio::null, Stdio::from));
         let mut child = cmd.spawn()?;
@@ -184,6 +207,11 @@ impl Ready {
             cmd.arg("--fork-server-socket").arg(socket);
         }
     }
+}
+
+/// A stem cell's kind, for logs: its language, or `any`.
+fn kind(language: Option<Language>) -> &'static str {
+    language.map_or("any", Language::name)
 }
 
 impl Drop for Ready {

@@ -1,6 +1,7 @@
 //! Cold starts of user functions, per language and per way of starting: a fresh
-//! interpreter, a prewarmed one (a stem cell, `dispatcher --prewarm`), or one forked from
-//! the fork server (Python, `dispatcher --fork-server`); each with an empty handler and
+//! interpreter in a new worker or in a worker started ahead (`--prewarm-workers`), a
+//! prewarmed one (a stem cell, `dispatcher --prewarm`), or one forked from the fork
+//! server (Python, `dispatcher --fork-server`); each with an empty handler and
 //! one with a heavy import. Every trial is a scale from zero on an elastic pool of one
 //! instance of one slot, and its cold task's record splits the wait into the language's
 //! start, the user's init and the platform's share.
@@ -18,6 +19,9 @@ use volley_proto::Mode;
 pub enum StartWay {
     /// A new worker starts a new interpreter.
     Fresh,
+    /// A worker started ahead of any function (`dispatcher --prewarm-workers 1`) starts a
+    /// fresh interpreter: the language's whole start, none of the worker's.
+    ReadyWorker,
     /// A stem cell, its runtime up, is given the code (`dispatcher --prewarm LANG=1`).
     Prewarm,
     /// A new worker forks the runtime from the host's fork server (Python only).
@@ -31,6 +35,7 @@ impl StartWay {
             StartWay::Fresh => "fresh",
             StartWay::Prewarm => "prewarm",
             StartWay::Fork => "fork",
+            StartWay::ReadyWorker => "ready-worker",
         }
     }
 
@@ -38,7 +43,7 @@ impl StartWay {
     /// nothing to prewarm or fork; only Python has a fork server).
     pub fn applies_to(self, language: Language) -> bool {
         match self {
-            StartWay::Fresh => true,
+            StartWay::Fresh | StartWay::ReadyWorker => true,
             StartWay::Prewarm => language != Language::Native,
             StartWay::Fork => language == Language::Python,
         }
@@ -94,6 +99,7 @@ pub async fn run_case(
         StartWay::Fresh => {}
         StartWay::Prewarm => extra_args.extend(["--prewarm".to_owned(), format!("{}=1", language.name())]),
         StartWay::Fork => extra_args.push("--fork-server".to_owned()),
+        StartWay::ReadyWorker => extra_args.extend(["--prewarm-workers".to_owned(), "1".to_owned()]),
     }
     let pool = Pool {
         mode,
