@@ -189,9 +189,9 @@ impl Runtimes {
     async fn fresh(&self, code: &UserCode, path: &Path) -> Result<Instance, RuntimeError> {
         let workdir = self.workdir()?;
         let mut pipes = Pipes::new()?;
-        let init_written = pipes.prewrite_init(code, path)?;
+        pipes.prewrite_init(code, path)?;
         if let (Language::Python, Some(forks)) = (code.language, &self.forks) {
-            match self.forked(forks, pipes, init_written, &workdir, &code.function).await {
+            match self.forked(forks, pipes, &workdir, &code.function).await {
                 Ok(i) => return Ok(i),
                 Err((why, returned)) => {
                     self.counts.failed();
@@ -209,14 +209,7 @@ impl Runtimes {
         }
         let mut command = self.command(code.language, code.memory_mb, Some(path)).await?;
         isolation::confine(&mut command, &workdir, &code.function);
-        Instance::spawn(
-            self,
-            code.language,
-            command,
-            pipes,
-            (Origin::Spawned, init_written),
-            workdir,
-        )
+        Instance::spawn(self, code.language, command, pipes, Origin::Spawned, workdir)
     }
 
     /// Forks a runtime from the fork server, starting this worker's own if it is not
@@ -225,7 +218,6 @@ impl Runtimes {
         &self,
         forks: &Forks,
         pipes: Pipes,
-        init_written: bool,
         workdir: &Path,
         function: &str,
     ) -> Result<Instance, (String, Option<Pipes>)> {
@@ -253,7 +245,7 @@ impl Runtimes {
                 }
             }
         };
-        Instance::forked(self, &socket, pipes, init_written, workdir.to_path_buf(), function)
+        Instance::forked(self, &socket, pipes, workdir.to_path_buf(), function)
             .await
             .map_err(|e| (e, None))
     }
@@ -286,14 +278,7 @@ impl Runtimes {
         let workdir = self.workdir()?;
         let mut command = self.command(language, memory_mb, None).await?;
         isolation::confine(&mut command, &workdir, "");
-        Instance::spawn(
-            self,
-            language,
-            command,
-            Pipes::new()?,
-            (Origin::Prewarmed, false),
-            workdir,
-        )
+        Instance::spawn(self, language, command, Pipes::new()?, Origin::Prewarmed, workdir)
     }
 
     /// The process ids of the runtimes alive (prewarmed ones included).

@@ -63,13 +63,19 @@ impl Started {
     }
 }
 
-/// The worker's ends of a runtime's three pipes, and the runtime's.
+/// A runtime's three pipes: the worker's ends and the runtime's.
 pub(in crate::runtime) struct Pipes {
+    ours: OurEnds,
+    /// The runtime's ends: frames in (fd 3), frames out (fd 4), the log (fds 1 and 2).
+    pub child: [OwnedFd; 3],
+}
+
+/// The worker's ends, and whether INIT is already in the pipe.
+struct OurEnds {
     to_rt: std::io::PipeWriter,
     from_rt: std::io::PipeReader,
     log: std::io::PipeReader,
-    /// The runtime's ends: frames in (fd 3), frames out (fd 4), the log (fds 1 and 2).
-    pub child: [OwnedFd; 3],
+    init_written: bool,
 }
 
 impl Pipes {
@@ -81,15 +87,17 @@ impl Pipes {
         &mut self,
         code: &UserCode,
         code_path: &std::path::Path,
-    ) -> Result<bool, RuntimeError> {
+    ) -> Result<(), RuntimeError> {
         let init = init_frame(code, code_path);
         if init.len() > PIPE_BUF {
-            return Ok(false);
+            return Ok(());
         }
-        self.to_rt
+        self.ours
+            .to_rt
             .write_all(&init)
             .map_err(|e| RuntimeError::Start(format!("cannot write INIT to the runtime's pipe: {e}")))?;
-        Ok(true)
+        self.ours.init_written = true;
+        Ok(())
     }
 
     pub(in crate::runtime) fn new() -> Result<Self, RuntimeError> {
@@ -97,9 +105,12 @@ impl Pipes {
         let (from_rt, child_out) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
         let (log, child_log) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
         Ok(Self {
-            to_rt,
-            from_rt,
-            log,
+            ours: OurEnds {
+                to_rt,
+                from_rt,
+                log,
+                init_written: false,
+            },
             child: [child_in.into(), child_out.into(), child_log.into()],
         })
     }
@@ -118,13 +129,13 @@ fn init_frame(code: &UserCode, code_path: &std::path::Path) -> Vec<u8> {
 
 impl Instance {
     /// Spawns `command` as a runtime on `pipes` (`origin`: spawned for its code, or
-    /// prewarmed); `init_written`: INIT is already in the pipe.
+    /// prewarmed).
     pub(in crate::runtime) fn spawn(
         runtimes: &Runtimes,
         language: volley_proto::function::Language,
         mut command: Command,
         pipes: Pipes,
-        (origin, init_written): (Origin, bool),
+        origin: Origin,
         workdir: PathBuf,
     ) -> Result<Self, RuntimeError> {
         use command_fds::{CommandFdExt, FdMapping};
@@ -161,19 +172,14 @@ impl Instance {
         let pid = child
             .id()
             .ok_or_else(|| RuntimeError::Start("the runtime ended as it started".into()))?;
-        let mut instance = Self::adopt(
+        Self::adopt(
             runtimes,
             Process::Child(child),
             pid,
-            pipes.to_rt,
-            pipes.from_rt,
-            pipes.log,
+            pipes.ours,
             workdir,
-            began,
-            origin,
-        )?;
-        instance.init_written = init_written;
-        Ok(instance)
+            (began, origin),
+        )
     }
 
     /// An instance for a runtime the fork server forked on `pipes`' child ends.
@@ -181,40 +187,30 @@ impl Instance {
         runtimes: &Runtimes,
         socket: &std::path::Path,
         pipes: Pipes,
-        init_written: bool,
         workdir: PathBuf,
         function: &str,
     ) -> Result<Self, String> {
         let began = std::time::Instant::now();
         let forked = super::super::fork_server::fork(socket, pipes.child, &workdir, function).await?;
         let pid = forked.pid;
-        let mut instance = Self::adopt(
+        Self::adopt(
             runtimes,
             Process::Forked(forked),
             pid,
-            pipes.to_rt,
-            pipes.from_rt,
-            pipes.log,
+            pipes.ours,
             workdir,
-            began,
-            Origin::Forked,
+            (began, Origin::Forked),
         )
-        .map_err(|e| e.to_string())?;
-        instance.init_written = init_written;
-        Ok(instance)
+        .map_err(|e| e.to_string())
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn adopt(
         runtimes: &Runtimes,
         process: Process,
         pid: u32,
-        to_rt: std::io::PipeWriter,
-        from_rt: std::io::PipeReader,
-        log: std::io::PipeReader,
+        ours: OurEnds,
         workdir: PathBuf,
-        began: std::time::Instant,
-        origin: Origin,
+        (began, origin): (std::time::Instant, Origin),
     ) -> Result<Self, RuntimeError> {
         super::super::isolation::limit(pid);
         runtimes.live.lock().insert(pid);
@@ -225,9 +221,9 @@ impl Instance {
             live: runtimes.live.clone(),
             digest: CodeDigest([0; 32]),
             loaded: (String::new(), 0),
-            to_rt: pipe::Sender::from_owned_fd(OwnedFd::from(to_rt)).map_err(pipe_error)?,
-            from_rt: pipe::Receiver::from_owned_fd(OwnedFd::from(from_rt)).map_err(pipe_error)?,
-            log_pipe: Some(pipe::Receiver::from_owned_fd(OwnedFd::from(log)).map_err(pipe_error)?),
+            to_rt: pipe::Sender::from_owned_fd(OwnedFd::from(ours.to_rt)).map_err(pipe_error)?,
+            from_rt: pipe::Receiver::from_owned_fd(OwnedFd::from(ours.from_rt)).map_err(pipe_error)?,
+            log_pipe: Some(pipe::Receiver::from_owned_fd(OwnedFd::from(ours.log)).map_err(pipe_error)?),
             decoder: Decoder::default(),
             workdir,
             started: Started {
@@ -241,7 +237,7 @@ impl Instance {
             log: Log::default(),
             buf: vec![0; 64 * 1024],
             next_memory_check: Instant::now(),
-            init_written: false,
+            init_written: ours.init_written,
         })
     }
 
