@@ -138,6 +138,28 @@ pub struct Cli {
     /// Keep each instance's log as DIR/inst-<id>-<function>.log (default: discarded).
     #[arg(long, value_name = "DIR", requires = "autoscale")]
     pub instance_logs: Option<PathBuf>,
+    /// Serve the course FaaS's REST API (register_function, execute_function, status,
+    /// result, openapi.json) at ADDR beside gRPC, e.g. 127.0.0.1:8000. No token guards
+    /// it: keep it on loopback or behind a proxy that authenticates.
+    #[arg(long, value_name = "ADDR", env = "VOLLEY_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// The Python (MAJOR.MINOR) REST clients pickle their functions with: a runtime on
+    /// another version refuses them clearly instead of crashing on them.
+    #[arg(long, value_name = "X.Y", default_value = crate::rest::DEFAULT_CLIENT_PYTHON, value_parser = parse_python_version)]
+    pub http_python: String,
+    /// The Python interpreter that runs python functions here (local mode) and in
+    /// instances (default: python3 on PATH).
+    #[arg(long, env = "VOLLEY_PYTHON", default_value = "python3")]
+    pub python: PathBuf,
+    /// A directory put first on python functions' `sys.path`; repeat for more (where
+    /// functions pickled by reference are imported from: the clients' checkout root).
+    #[arg(
+        long = "python-path",
+        value_name = "DIR",
+        env = "VOLLEY_PYTHON_PATH",
+        value_delimiter = ':'
+    )]
+    pub python_path: Vec<PathBuf>,
     /// Worker-port connections open at once; more are closed on accept.
     #[arg(long, env = "VOLLEY_MAX_WORKER_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_worker_connections: u64,
@@ -215,6 +237,14 @@ impl From<Cli> for Config {
                 fork_server: cli.fork_server,
                 ready_workers: cli.prewarm_workers,
             }),
+            rest: crate::rest::RestOptions {
+                client_python: cli.http_python,
+            },
+            interpreters: volley_worker::runtime::Interpreters {
+                python: cli.python,
+                python_path: cli.python_path,
+                ..Default::default()
+            },
             limits: crate::config::EdgeLimits {
                 worker_connections: cli.max_worker_connections as usize,
                 grpc_connections: cli.max_connections as usize,
@@ -223,6 +253,13 @@ impl From<Cli> for Config {
                 ..Default::default()
             },
         }
+    }
+}
+
+fn parse_python_version(s: &str) -> Result<String, String> {
+    match s.trim().split_once('.') {
+        Some((major, minor)) if major.parse::<u8>().is_ok() && minor.parse::<u8>().is_ok() => Ok(s.trim().to_owned()),
+        _ => Err(format!("expected MAJOR.MINOR such as 3.11, not {s:?}")),
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Config {
     pub autoscale: Option<AutoscaleConfig>,
     /// What peers may cost at the two ports.
     pub limits: EdgeLimits,
+    /// The REST edge's settings (it is on when `Listeners::http` is given).
+    pub rest: crate::rest::RestOptions,
+    /// The interpreters the local pool, instances and the fork server run user code with.
+    pub interpreters: volley_worker::runtime::Interpreters,
 }
 
 /// What one peer, and all of them, may cost at the gRPC port and the worker port: every
@@ -145,6 +149,8 @@ impl Default for Config {
             tls: None,
             autoscale: None,
             limits: EdgeLimits::default(),
+            rest: crate::rest::RestOptions::default(),
+            interpreters: volley_worker::runtime::Interpreters::default(),
         }
     }
 }

@@ -12,7 +12,9 @@
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
 //! - [`autoscale`] — the elastic pool's loop: scaler decisions carried out by a provisioner.
-//! - [`api`] — the gRPC service, health and reflection.
+//! - [`front`] — the front door both client edges share: submit, register, read back.
+//! - [`api`] — its gRPC edge: the service, health and reflection.
+//! - [`rest`] — its REST edge (`--http`): the course FaaS's four endpoints.
 //! - [`metrics`] — what is recorded as tasks pass: tasks by function and state, latency.
 //! - [`scrape`] — the Prometheus page (`--metrics`): those, and the core's queue and workers.
 //! - [`grpc_edge`] — the gRPC port's bounds below tonic: accept back-off, connection cap,
@@ -26,12 +28,14 @@ pub mod autoscale;
 pub mod cli;
 pub mod config;
 pub mod core;
+pub mod front;
 pub mod grpc_edge;
 pub mod metrics;
 pub mod persist;
 pub mod provision;
 pub mod reactor;
 pub mod registration;
+pub mod rest;
 pub mod scaler;
 pub mod scrape;
 pub mod security;
@@ -68,6 +72,8 @@ pub struct Listeners {
     pub workers: Option<std::net::TcpListener>,
     /// The Prometheus endpoint (`/metrics`); `None` turns metrics off.
     pub metrics: Option<tokio::net::TcpListener>,
+    /// The REST edge (`--http`); `None` turns it off.
+    pub http: Option<tokio::net::TcpListener>,
 }
 
 impl Listeners {
@@ -78,6 +84,7 @@ impl Listeners {
             grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
             workers: Some(std::net::TcpListener::bind("127.0.0.1:0")?),
             metrics: None,
+            http: None,
         })
     }
 }
@@ -97,6 +104,8 @@ pub struct Handle {
     pub recovered: usize,
     /// `http://…/metrics`, when metrics are on.
     pub metrics_url: Option<String>,
+    /// `http://…` of the REST edge, when it is on.
+    pub http_url: Option<String>,
 }
 
 /// Starts a dispatcher. Everything that can fail at start (store, recovery, binding the
@@ -148,7 +157,7 @@ pub async fn start(
     let (backend, worker_endpoint) = match config.mode {
         Mode::Local => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let runtimes = volley_worker::runtime::Runtimes::new(volley_worker::runtime::Interpreters::default())
+            let runtimes = volley_worker::runtime::Runtimes::new(config.interpreters.clone())
                 .context("preparing the directory for user functions")?;
             let pool = volley_worker::executor::SlotPool::start(config.local_slots as usize, tx, Arc::new(runtimes))
                 .context("starting the local pool")?;
@@ -247,10 +256,9 @@ pub async fn start(
     tracker.spawn(persist::run(shared.clone(), from_core, shutdown.clone()));
     tracker.spawn(reactor.run(backend, commands_rx, shutdown.clone()));
 
+    let front = front::Front::new(shared.clone(), commands_tx, max_job_ms, config.mode);
     let api = api::Api::new(
-        shared.clone(),
-        commands_tx,
-        max_job_ms,
+        front.clone(),
         api::ClusterFacts {
             mode: config.mode,
             worker_endpoint: worker_endpoint.clone().unwrap_or_default(),
@@ -258,6 +266,21 @@ pub async fn start(
             policy: config.policy.as_str(),
         },
     );
+    let http_url = match listeners.http {
+        Some(listener) => {
+            let addr = listener.local_addr().context("reading the REST address")?;
+            let counters = shared.rest.clone();
+            tracker.spawn(rest::serve(
+                listener,
+                front.clone(),
+                config.rest.clone(),
+                counters,
+                shutdown.clone(),
+            ));
+            Some(format!("http://{addr}"))
+        }
+        None => None,
+    };
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<DispatcherServer<api::Api>>().await;
     // Both reflection versions: grpcurl and grpcui speak v1, while grpcio-reflection,
@@ -312,6 +335,7 @@ pub async fn start(
         store: store.describe(),
         recovered: recovered_count,
         metrics_url,
+        http_url,
     };
     let run = async move {
         // In-flight calls get a grace period; long-lived watch streams and idle client

@@ -25,6 +25,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let (grpc_addr, worker_addr, metrics_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port), cli.metrics);
+    let http_addr = cli.http;
     let exposed_workers = !cli.bind.is_loopback();
     let config = Config::from(cli);
     if config.token.is_none() && (exposed_workers || !grpc_addr.ip().is_loopback()) {
@@ -48,19 +49,42 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         Some(addr) => Some(volley_proto::exposition::bind(addr).await?),
         None => None,
     };
+    let http = match http_addr {
+        Some(addr) => {
+            if !addr.ip().is_loopback() {
+                tracing::warn!("the REST API is served beyond loopback: it has no token; anyone who reaches {addr} can register and run Python functions");
+            }
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the REST address {addr} (--http)"))?,
+            )
+        }
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     let (mode, store) = (config.mode, volley_dispatcher::store::redact(&config.store));
-    let (handle, run) = volley_dispatcher::start(config, Listeners { grpc, workers, metrics }, shutdown.clone())
-        .await
-        .with_context(|| format!("starting the dispatcher on store '{store}'"))?;
+    let (handle, run) = volley_dispatcher::start(
+        config,
+        Listeners {
+            grpc,
+            workers,
+            metrics,
+            http,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("starting the dispatcher on store '{store}'"))?;
     // One line on stdout, for people and for launchers that read the chosen ports.
     println!(
-        "dispatcher ready mode={mode} grpc={} workers={} store={} recovered={} metrics={}",
+        "dispatcher ready mode={mode} grpc={} workers={} store={} recovered={} metrics={} http={}",
         handle.grpc_url,
         handle.worker_endpoint.as_deref().unwrap_or("none"),
         handle.store,
         handle.recovered,
-        handle.metrics_url.as_deref().unwrap_or("off")
+        handle.metrics_url.as_deref().unwrap_or("off"),
+        handle.http_url.as_deref().unwrap_or("off")
     );
     tokio::spawn(async move {
         stop_signal().await;

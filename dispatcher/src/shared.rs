@@ -39,6 +39,8 @@ pub struct Shared {
     /// The latest version of each user function registered since start, by name: what a
     /// new instance of it loads before it registers.
     pub latest_code: parking_lot::RwLock<std::collections::HashMap<String, Arc<volley_proto::function::UserCode>>>,
+    /// What the REST edge served and refused, when it is on.
+    pub rest: Arc<crate::rest::RestCounters>,
 }
 
 impl Shared {
@@ -114,6 +116,7 @@ impl Shared {
             grpc_edge: std::sync::OnceLock::new(),
             code: CodeShelf::default(),
             latest_code: parking_lot::RwLock::new(std::collections::HashMap::new()),
+            rest: Arc::default(),
             watchers_of_all: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHERS_OF_ALL)),
         }
     }

@@ -34,11 +34,20 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
 pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
 
 impl Outcome {
+    /// The error, if the task failed.
+    pub fn error(&self) -> Option<&str> {
+        match self {
+            Outcome::Completed(_) => None,
+            Outcome::Failed(error) | Outcome::Raised { error, .. } => Some(error),
+        }
+    }
+
     /// Replaces an outcome over [`MAX_RESULT_BYTES`] with a failure saying so: what the
     /// dispatcher keeps of a worker's answer.
     pub fn bound(&mut self) {
         let len = match self {
             Outcome::Completed(s) | Outcome::Failed(s) => s.len(),
+            Outcome::Raised { error, value } => error.len().max(value.len()),
         };
         if len > MAX_RESULT_BYTES {
             *self = Outcome::Failed(format!(
@@ -202,6 +211,14 @@ pub enum Outcome {
     Completed(String),
     /// The function failed with this error.
     Failed(String),
+    /// The function raised: the error, and the error as a value of the function's own
+    /// serialization (a dill function's pickled exception), which its clients read back.
+    Raised {
+        /// The error, as [`Outcome::Failed`] holds it.
+        error: String,
+        /// The error as a value, a JSON text.
+        value: String,
+    },
 }
 
 #[derive(Serialize)]

@@ -4,9 +4,13 @@ Speaks the protocol of docs/runtime-protocol.md on descriptors 3 (frames in) and
 (frames out); stdout and stderr stay the user's and become the task's log. Needs nothing
 beyond the standard library.
 
-The code is a `.py` file (handler `handle` or `module.handle`, the module being the file)
-or a `.zip` whose root holds the handler's module and its dependencies (handler
-`module.function`, default `main.handle`).
+The code is a `.py` file (handler `handle` or `module.handle`, the module being the file),
+a `.zip` whose root holds the handler's module and its dependencies (handler
+`module.function`, default `main.handle`), or a `.dill` file: a function pickled by dill,
+as the course FaaS's REST clients register them (handler: the Python version it was
+pickled with, `3.11`, or empty). A dill function's tasks carry base64 of dill's
+`((args...), {kwargs})`, and answer base64 of dill's pickle of the return value, or of the
+exception, whose text then starts with `Function Failure` (see `DillFunction`).
 """
 
 import importlib
@@ -62,7 +66,7 @@ except Exception:  # another Python's _json: the json module's own
 
 PROTOCOL_VERSION = 1
 MAX_FRAME_BYTES = 8 * 1024 * 1024
-INIT, READY, INIT_FAILED, INVOKE, RESULT, ERROR = 1, 2, 3, 4, 5, 6
+INIT, READY, INIT_FAILED, INVOKE, RESULT, ERROR, ERROR_VALUE = 1, 2, 3, 4, 5, 6, 7
 
 
 class Stream:
@@ -129,8 +133,94 @@ def failure(exc):
     return kind, str(exc), "".join(traceback.format_exception(type(exc), exc, tb))
 
 
+class VersionMismatch(Exception):
+    pass
+
+
+class DillFunction:
+    """A function registered as a dill pickle: called with base64 of `((args), {kwargs})`,
+    it answers base64 of the pickled return value. What it raises is answered as well
+    pickled (`failure_value`): the same exception, its text starting `Function Failure`
+    and `error_code` 500, so a client with none of Volley's modules reads it back, and
+    `isinstance` of the original type holds when that type is a builtin or the client's.
+    A payload that does not load, or is not callable, fails every task with why."""
+
+    def __init__(self, path, wanted):
+        running = "%d.%d" % sys.version_info[:2]
+        if wanted and wanted != running:
+            raise VersionMismatch(
+                "this function was pickled by Python %s; this worker's interpreter (%s) is Python %s, "
+                "and dill's pickles do not cross minor versions: start the worker with --python "
+                "naming a Python %s" % (wanted, sys.executable, sys.version.split()[0], wanted))
+        try:
+            import dill
+        except ImportError:
+            raise ImportError(
+                "dill is not installed for %s (Python %s): install it there (pip install dill), "
+                "or start the worker with --python naming an interpreter that has it"
+                % (sys.executable, sys.version.split()[0])) from None
+        import binascii
+        self.dill, self.binascii = dill, binascii
+        self.version = "%s dill %s" % (sys.version.split()[0], dill.__version__)
+        self.fn, self.broken = None, None
+        try:
+            with open(path, "rb") as f:
+                fn = dill.loads(f.read())
+            if not callable(fn):
+                raise TypeError("the registered payload is a %s, not a function" % type(fn).__name__)
+            self.fn = fn
+        except ModuleNotFoundError as exc:
+            self.broken = ModuleNotFoundError(
+                "%s (a function pickled by reference is imported from its module: start the worker "
+                "with --python-path at the client's checkout root, with the module's imports "
+                "installed)" % exc)
+        except Exception as exc:  # every task of it fails with why
+            self.broken = exc
+        if self.broken is not None:
+            self.broken_args = self.broken.args
+
+    def __call__(self, payload):
+        if self.broken is not None:
+            self.broken.args = self.broken_args  # as loaded, whatever the last task's answer did
+            raise self.broken
+        if not isinstance(payload, str):
+            raise TypeError("the task's payload is not base64 text")
+        args = self.dill.loads(self.binascii.a2b_base64(payload))
+        if not (isinstance(args, tuple) and len(args) == 2 and isinstance(args[0], (tuple, list))
+                and isinstance(args[1], dict)):
+            raise TypeError("the task's payload is not ((args...), {kwargs}): got %s" % _shape(args))
+        return self.base64(self.dill.dumps(self.fn(*args[0], **args[1])))
+
+    def base64(self, blob):
+        """Lines of 76 characters, as base64.encodebytes writes them."""
+        b2a = self.binascii.b2a_base64
+        return "".join(b2a(blob[i:i + 57]).decode("ascii") for i in range(0, len(blob), 57))
+
+    def failure_value(self, exc):
+        text = "Function Failure: %s: %s" % (type(exc).__name__, exc)
+        try:
+            exc.args = (text,)
+            exc.error_code = 500
+            blob = self.dill.dumps(exc)
+            if not str(self.dill.loads(blob)).startswith("Function Failure"):
+                raise ValueError("its text does not survive pickling")
+        except Exception:  # unpicklable, or a type whose text ignores its args
+            plain = Exception(text)
+            plain.error_code = 500
+            blob = self.dill.dumps(plain)
+        return self.base64(blob)
+
+
+def _shape(value):
+    if isinstance(value, tuple):
+        return "a %d-tuple" % len(value)
+    return "a %s" % type(value).__name__
+
+
 def load(code, handler):
     """Imports the user's code and returns its handler."""
+    if code.endswith(".dill"):
+        return DillFunction(code, handler)
     if code.endswith(".zip"):
         module_name, _, func = handler.rpartition(".")
         module_name = module_name or "main"
@@ -185,8 +275,9 @@ def main():
         stream.write(INIT_FAILED, *failure(exc))
         return 1
     init_us = int((time.perf_counter() - started) * 1e6)
-    version = "%d.%d.%d" % sys.version_info[:3]
+    version = getattr(handler, "version", None) or "%d.%d.%d" % sys.version_info[:3]
     stream.write(READY, "python", version, init_us)
+    valued = isinstance(handler, DillFunction)
     while True:
         frame = stream.read()
         if frame is None:
@@ -202,7 +293,11 @@ def main():
             result = encode(handler(decode(args)))
         except Exception as exc:
             flush()
-            stream.write(ERROR, task_id, *failure(exc))
+            described = failure(exc)
+            if valued:
+                stream.write(ERROR_VALUE, task_id, *described, encode(handler.failure_value(exc)))
+            else:
+                stream.write(ERROR, task_id, *described)
             continue
         flush()
         stream.write(RESULT, task_id, result)
@@ -324,6 +419,7 @@ def reap(children):
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--fork-server":
+    if len(sys.argv) >= 3 and sys.argv[1] == "--fork-server":
+        sys.path[0:0] = sys.argv[3:]  # --python-path
         sys.exit(fork_server(sys.argv[2]))
     sys.exit(main())

@@ -53,6 +53,16 @@ pub struct Cli {
     /// The Python interpreter that runs python functions (default: python3 on PATH).
     #[arg(long, env = "VOLLEY_PYTHON", default_value = "python3")]
     pub python: std::path::PathBuf,
+    /// A directory put first on python functions' `sys.path`; repeat for more. Where
+    /// functions pickled by reference (the course FaaS's clients) are imported from: the
+    /// client's checkout root.
+    #[arg(
+        long = "python-path",
+        value_name = "DIR",
+        env = "VOLLEY_PYTHON_PATH",
+        value_delimiter = ':'
+    )]
+    pub python_path: Vec<std::path::PathBuf>,
     /// The Node.js that runs node functions (default: node on PATH).
     #[arg(long, env = "VOLLEY_NODE", default_value = "node")]
     pub node: std::path::PathBuf,
@@ -115,6 +125,7 @@ impl From<Cli> for WorkerConfig {
         config.function = cli.function.filter(|f| !f.trim().is_empty());
         config.interpreters = crate::runtime::Interpreters {
             python: cli.python,
+            python_path: cli.python_path,
             node: cli.node,
             java: cli.java,
         };

@@ -88,9 +88,9 @@ fn each_language() -> Vec<(Language, Vec<u8>, &'static str, &'static str)> {
 }
 
 fn failed(o: &Outcome) -> &str {
-    match o {
-        Outcome::Failed(e) => e,
-        Outcome::Completed(r) => panic!("expected a failure, got the result {r}"),
+    match o.error() {
+        Some(e) => e,
+        None => panic!("expected a failure, got {o:?}"),
     }
 }
 

@@ -31,7 +31,7 @@ fn deploy(runtimes: &Runtimes, language: Language, file: &str, format: &str) -> 
 fn completed(o: Outcome) -> String {
     match o {
         Outcome::Completed(r) => r,
-        Outcome::Failed(e) => panic!("expected a result, got the failure {e}"),
+        other => panic!("expected a result, got {other:?}"),
     }
 }
 

@@ -1,18 +1,28 @@
-//! Stored and just-finished tasks as the API shows them, and store errors as statuses.
+//! Stored and just-finished tasks as the API shows them, and refusals as statuses.
 
 use crate::core::{Finished, InstanceStart};
+use crate::front::FrontError;
 use crate::store::{StoreError, TaskRecord, TaskState};
 use tonic::Status;
 use volley_proto::api;
 use volley_proto::wire::Outcome;
 
-pub(super) fn store_status(e: StoreError) -> Status {
+/// The status a refusal of the front door travels as.
+pub fn status(e: FrontError) -> Status {
     match e {
-        StoreError::Unavailable(why) => Status::unavailable(format!("task store unavailable: {why}")),
-        StoreError::Corrupt(why) => Status::data_loss(format!("task store holds unreadable data: {why}")),
-        StoreError::DataLoss(why) => Status::data_loss(format!("nothing was submitted: {why}")),
-        StoreError::Config(why) => Status::internal(format!("task store misconfigured: {why}")),
+        FrontError::Invalid(m) => Status::invalid_argument(m),
+        FrontError::NotFound(m) => Status::not_found(m),
+        FrontError::Exhausted(m) => Status::resource_exhausted(m),
+        FrontError::Unavailable(m) => Status::unavailable(m),
+        FrontError::Lost(m) => Status::data_loss(m),
+        FrontError::Precondition(m) => Status::failed_precondition(m),
+        FrontError::Internal(m) => Status::internal(m),
     }
+}
+
+/// The status a store error travels as.
+pub(super) fn store_status(e: StoreError) -> Status {
+    status(e.into())
 }
 
 pub(super) fn api_state(s: TaskState) -> api::TaskState {
@@ -62,6 +72,7 @@ pub fn finished_info(f: &Finished) -> api::TaskInfo {
     let (state, result, error) = match &f.outcome {
         Outcome::Completed(r) => (api::TaskState::Completed, r.clone(), String::new()),
         Outcome::Failed(e) => (api::TaskState::Failed, String::new(), e.clone()),
+        Outcome::Raised { error, value } => (api::TaskState::Failed, value.clone(), error.clone()),
     };
     api::TaskInfo {
         task_id: f.task.0,

@@ -91,7 +91,7 @@ impl Session {
                 Ok(tasks) => self.finished(tasks),
                 // Fell behind: the store has every terminal task, so catch up from it.
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    let tasks = finished_in_store(&self.api.shared, &mut self.pending, false).await?;
+                    let tasks = finished_in_store(&self.api.front.shared, &mut self.pending, false).await?;
                     self.finished(tasks);
                 }
                 Err(broadcast::error::RecvError::Closed) => {

@@ -302,9 +302,9 @@ impl SchedulerCore {
                 }
                 None => (None, None),
             };
-            match &r.outcome {
-                Outcome::Completed(_) => self.counters.completed += 1,
-                Outcome::Failed(e) => {
+            match r.outcome.error() {
+                None => self.counters.completed += 1,
+                Some(e) => {
                     self.counters.failed += 1;
                     if e.starts_with(INIT_FAILED) {
                         *self.init_failures.entry(entry.function.clone()).or_default() += 1;

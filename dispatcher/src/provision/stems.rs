@@ -95,10 +95,10 @@ impl Ready {
             self.fork_server = None;
         }
         if self.fork_server.is_none() {
-            let python = volley_worker::runtime::Interpreters::default().python;
-            match ForkServer::start_in(&python, dir) {
+            let interpreters = volley_worker::runtime::Interpreters::default();
+            match ForkServer::start_in(&interpreters, dir) {
                 Ok(s) => {
-                    tracing::info!(pid = s.pid(), python = %python.display(), "python fork server up");
+                    tracing::info!(pid = s.pid(), python = %interpreters.python.display(), "python fork server up");
                     self.fork_server = Some(s);
                 }
                 Err(e) => {

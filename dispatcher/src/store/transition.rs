@@ -23,7 +23,7 @@ pub enum Value<'a> {
 pub type Change<'a> = (TaskField, Value<'a>);
 
 /// The most fields one transition sets.
-const MAX_CHANGES: usize = 8;
+const MAX_CHANGES: usize = 9;
 
 /// The changes of one transition, held inline: the memory store applies them on the hot
 /// path of every task, where a heap allocation per transition shows in the throughput.
@@ -92,7 +92,9 @@ pub fn changes(t: &Transition) -> Changes<'_> {
         Transition::Finished(f) => {
             let (state, outcome) = match &f.outcome {
                 Outcome::Completed(r) => (TaskState::Completed, (TaskField::Result, Text(r))),
-                Outcome::Failed(e) => (TaskState::Failed, (TaskField::Error, Text(e))),
+                Outcome::Failed(e) | Outcome::Raised { error: e, .. } => {
+                    (TaskState::Failed, (TaskField::Error, Text(e)))
+                }
             };
             let mut c = Changes::of(&[
                 (TaskField::State, State(state)),
@@ -105,6 +107,9 @@ pub fn changes(t: &Transition) -> Changes<'_> {
             ]);
             if let Some(w) = &f.worker {
                 c.push((TaskField::Worker, Text(w)));
+            }
+            if let Outcome::Raised { value, .. } = &f.outcome {
+                c.push((TaskField::Result, Text(value)));
             }
             c
         }

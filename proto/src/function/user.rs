@@ -56,7 +56,7 @@ impl Language {
     /// The code formats (file extensions) its runtime loads; the first is the default.
     pub fn formats(self) -> &'static [&'static str] {
         match self {
-            Language::Python => &["py", "zip"],
+            Language::Python => &["py", "zip", "dill"],
             Language::Node => &["js"],
             Language::Java => &["jar"],
             Language::Native => &["bin"],

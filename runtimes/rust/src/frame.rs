@@ -24,6 +24,7 @@ const INIT_FAILED: u8 = 3;
 const INVOKE: u8 = 4;
 const RESULT: u8 = 5;
 const ERROR: u8 = 6;
+const ERROR_VALUE: u8 = 7;
 
 /// An error a user's code raised, or why it could not load.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -79,12 +80,16 @@ pub enum Frame {
         /// The handler's return value, JSON-encoded.
         result: String,
     },
-    /// Runtime → worker: the handler raised.
+    /// Runtime → worker: the handler raised. Sent as ERROR, or as ERROR_VALUE when it
+    /// carries `value`.
     Error {
         /// The task answered.
         task_id: u64,
         /// What was raised.
         failure: Failure,
+        /// The error as a value of the function's own serialization, for clients that read
+        /// failures in it (a dill function's pickled exception, base64); `None` for most.
+        value: Option<String>,
     },
 }
 
@@ -165,10 +170,17 @@ impl Frame {
                 out.extend_from_slice(&task_id.to_be_bytes());
                 put_text(&mut out, result);
             }
-            Frame::Error { task_id, failure } => {
-                out.push(ERROR);
+            Frame::Error {
+                task_id,
+                failure,
+                value,
+            } => {
+                out.push(if value.is_some() { ERROR_VALUE } else { ERROR });
                 out.extend_from_slice(&task_id.to_be_bytes());
                 put_failure(&mut out, failure);
+                if let Some(value) = value {
+                    put_text(&mut out, value);
+                }
             }
         }
         let len = (out.len() - 4) as u32;
@@ -206,6 +218,12 @@ impl Frame {
             ERROR => Frame::Error {
                 task_id: r.u64()?,
                 failure: r.failure()?,
+                value: None,
+            },
+            ERROR_VALUE => Frame::Error {
+                task_id: r.u64()?,
+                failure: r.failure()?,
+                value: Some(r.text()?),
             },
             other => return Err(FrameError::Kind(other)),
         };
@@ -358,7 +376,16 @@ mod tests {
                 task_id: 7,
                 result: "\"ok\"".into(),
             },
-            Frame::Error { task_id: 8, failure },
+            Frame::Error {
+                task_id: 8,
+                failure: failure.clone(),
+                value: None,
+            },
+            Frame::Error {
+                task_id: 9,
+                failure,
+                value: Some("gASVBQ==\n".into()),
+            },
         ]
     }
 
@@ -423,7 +450,7 @@ mod tests {
 
         #[test]
         fn any_texts_round_trip(id in any::<u64>(), a in ".*", b in ".*", c in ".*") {
-            let frame = Frame::Error { task_id: id, failure: Failure { kind: a, message: b, traceback: c } };
+            let frame = Frame::Error { task_id: id, failure: Failure { kind: a, message: b, traceback: c }, value: None };
             let bytes = frame.encode();
             prop_assert_eq!(Frame::decode(&bytes[4..]), Ok(frame));
         }

@@ -120,13 +120,18 @@ where
                     message: format!("args are not JSON: {e}"),
                     traceback: String::new(),
                 },
+                value: None,
             },
             Ok(event) => match catch(|| handler(event)) {
                 Ok(value) => Frame::Result {
                     task_id,
                     result: value.to_string(),
                 },
-                Err(failure) => Frame::Error { task_id, failure },
+                Err(failure) => Frame::Error {
+                    task_id,
+                    failure,
+                    value: None,
+                },
             },
         };
         std::io::stdout().flush()?;

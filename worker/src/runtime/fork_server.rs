@@ -39,25 +39,31 @@ impl ForkServer {
     /// Starts a fork server in `dir`, made for it and only this user may enter: the
     /// runtime program is written there, and the socket is `dir/fork-server.sock`. Blocks
     /// for the interpreter's start: call it off the async threads.
-    pub fn start_in(python: &Path, dir: &Path) -> Result<Self, RuntimeError> {
+    pub fn start_in(interpreters: &super::Interpreters, dir: &Path) -> Result<Self, RuntimeError> {
         use std::os::unix::fs::PermissionsExt;
         let prepared = std::fs::create_dir_all(dir)
             .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)))
             .and_then(|()| std::fs::write(dir.join("volley_runtime.py"), super::PYTHON_RUNTIME));
         prepared
             .map_err(|e| RuntimeError::Start(format!("cannot prepare {} for the fork server: {e}", dir.display())))?;
-        Self::start(python, &dir.join("volley_runtime.py"), dir)
+        Self::start(interpreters, &dir.join("volley_runtime.py"), dir)
     }
 
-    /// Starts `python -I program --fork-server DIR/fork-server.sock` in `dir` and waits
-    /// until it listens.
-    fn start(python: &Path, program: &Path, dir: &Path) -> Result<Self, RuntimeError> {
+    /// Starts `python -I program --fork-server DIR/fork-server.sock [PYTHON_PATH…]` in
+    /// `dir` and waits until it listens.
+    fn start(interpreters: &super::Interpreters, program: &Path, dir: &Path) -> Result<Self, RuntimeError> {
+        let python = &interpreters.python;
         use command_fds::{CommandFdExt, FdMapping};
         use std::io::Read;
         let socket = dir.join("fork-server.sock");
         let _ = std::fs::remove_file(&socket);
         let mut command = Command::new(python);
-        command.arg("-I").arg(program).arg("--fork-server").arg(&socket);
+        command
+            .arg("-I")
+            .arg(program)
+            .arg("--fork-server")
+            .arg(&socket)
+            .args(&interpreters.python_path);
         isolation::confine(&mut command, dir, "");
         let (mut ready, ready_w) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
         command

@@ -42,6 +42,9 @@ const NODE_RUNTIME: &str = include_str!("../../../runtimes/node/volley_runtime.j
 pub struct Interpreters {
     /// CPython 3.
     pub python: PathBuf,
+    /// Directories put first on Python runtimes' `sys.path` (`--python-path`): where
+    /// functions pickled by reference are imported from (a client's checkout root).
+    pub python_path: Vec<PathBuf>,
     /// Node.js.
     pub node: PathBuf,
     /// A JDK's `java`; its `javac` is looked for beside it, then on `PATH`.
@@ -49,12 +52,20 @@ pub struct Interpreters {
 }
 
 impl Default for Interpreters {
-    /// `VOLLEY_PYTHON`, `VOLLEY_NODE` and `VOLLEY_JAVA` when set (what `worker --python`
-    /// and the others read), else `python3`, `node` and `java` on `PATH`.
+    /// `VOLLEY_PYTHON`, `VOLLEY_PYTHON_PATH` (directories joined by `:`), `VOLLEY_NODE`
+    /// and `VOLLEY_JAVA` when set (what `worker --python` and the others read), else
+    /// `python3`, `node` and `java` on `PATH`.
     fn default() -> Self {
         let var = |name: &str, default: &str| std::env::var_os(name).map_or_else(|| default.into(), PathBuf::from);
         Self {
             python: var("VOLLEY_PYTHON", "python3"),
+            python_path: std::env::var_os("VOLLEY_PYTHON_PATH")
+                .map(|p| {
+                    std::env::split_paths(&p)
+                        .filter(|d| !d.as_os_str().is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
             node: var("VOLLEY_NODE", "node"),
             java: var("VOLLEY_JAVA", "java"),
         }
@@ -230,8 +241,8 @@ impl Runtimes {
                     tracing::warn!("the python fork server died; starting another");
                 }
                 if server.is_none() {
-                    let (python, dir) = (self.interpreters.python.clone(), self.root.join("fork-server"));
-                    let started = tokio::task::spawn_blocking(move || ForkServer::start_in(&python, &dir))
+                    let (interpreters, dir) = (self.interpreters.clone(), self.root.join("fork-server"));
+                    let started = tokio::task::spawn_blocking(move || ForkServer::start_in(&interpreters, &dir))
                         .await
                         .unwrap_or_else(|e| Err(RuntimeError::Start(format!("starting the fork server stopped: {e}"))));
                     match started {
@@ -318,7 +329,9 @@ impl Runtimes {
         Ok(match language {
             Language::Python => {
                 let mut c = Command::new(&self.interpreters.python);
-                c.args(["-I", "-c", PYTHON_LAUNCH]).arg(&self.python_dir);
+                c.args(["-I", "-c", PYTHON_LAUNCH])
+                    .arg(&self.python_dir)
+                    .args(&self.interpreters.python_path);
                 c
             }
             Language::Node => {
@@ -417,9 +430,10 @@ fn python_program_dir(fallback: &Path) -> PathBuf {
 }
 
 /// How the Python runtime starts: its module imported from `sys.argv[1]`, its bytecode
-/// written there and nowhere else (user code's directories stay clean).
+/// written there and nowhere else (user code's directories stay clean); then the
+/// `--python-path` directories that follow put first on `sys.path`.
 const PYTHON_LAUNCH: &str = "import sys; sys.path.insert(0, sys.argv[1]); sys.dont_write_bytecode = False; \
-import volley_runtime; sys.dont_write_bytecode = True; del sys.path[0]; sys.exit(volley_runtime.main())";
+import volley_runtime; sys.dont_write_bytecode = True; sys.path[0:1] = sys.argv[2:]; sys.exit(volley_runtime.main())";
 
 impl Drop for Runtimes {
     fn drop(&mut self) {

@@ -122,7 +122,21 @@ impl Instance {
                     (Outcome::Completed(result), true)
                 }
             }
-            Event::Frame(Frame::Error { task_id: id, failure }) if id == task_id => (Outcome::Failed(failure_text(&failure)), true),
+            Event::Frame(Frame::Error { task_id: id, failure, value }) if id == task_id => {
+                let error = failure_text(&failure);
+                match value {
+                    Some(value) if value.len() > MAX_RESULT_BYTES => (
+                        Outcome::Failed(format!("{error}\n(its value had {} bytes, over the limit of {MAX_RESULT_BYTES}, and was dropped)", value.len())),
+                        true,
+                    ),
+                    Some(value) if serde_json::from_str::<serde::de::IgnoredAny>(&value).is_err() => (
+                        Outcome::Failed(format!("runtime_protocol: the error's value is not JSON: {}", clip(&value, 200))),
+                        true,
+                    ),
+                    Some(value) => (Outcome::Raised { error, value }, true),
+                    None => (Outcome::Failed(error), true),
+                }
+            }
             Event::Frame(other) => (
                 Outcome::Failed(format!("runtime_protocol: expected the answer to task {task_id}, got {}", kind_of(&other))),
                 false,
