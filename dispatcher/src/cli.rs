@@ -143,6 +143,11 @@ pub struct Cli {
     /// it: keep it on loopback or behind a proxy that authenticates.
     #[arg(long, value_name = "ADDR", env = "VOLLEY_HTTP")]
     pub http: Option<SocketAddr>,
+    /// Seconds a task may wait for a worker before it fails (`no_worker`), so that every
+    /// accepted task ends even with no worker able to take it: REST clients poll for
+    /// ever. 0: wait for ever. Default: 300 with --http, else 0.
+    #[arg(long = "max-queue-wait", value_name = "SECS", env = "VOLLEY_MAX_QUEUE_WAIT")]
+    pub max_queue_wait_s: Option<f64>,
     /// The Python (MAJOR.MINOR) REST clients pickle their functions with: a runtime on
     /// another version refuses them clearly instead of crashing on them.
     #[arg(long, value_name = "X.Y", default_value = crate::rest::DEFAULT_CLIENT_PYTHON, value_parser = parse_python_version)]
@@ -237,6 +242,11 @@ impl From<Cli> for Config {
                 fork_server: cli.fork_server,
                 ready_workers: cli.prewarm_workers,
             }),
+            max_queue_wait: match cli.max_queue_wait_s {
+                Some(s) if s > 0.0 => Some(Duration::from_secs_f64(s.min(365.0 * 86_400.0))),
+                Some(_) => None,
+                None => cli.http.map(|_| DEFAULT_HTTP_QUEUE_WAIT),
+            },
             rest: crate::rest::RestOptions {
                 client_python: cli.http_python,
             },
@@ -255,6 +265,9 @@ impl From<Cli> for Config {
         }
     }
 }
+
+/// How long a task may wait for a worker when the REST edge is on and no bound is given.
+const DEFAULT_HTTP_QUEUE_WAIT: Duration = Duration::from_secs(300);
 
 fn parse_python_version(s: &str) -> Result<String, String> {
     match s.trim().split_once('.') {

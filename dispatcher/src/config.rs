@@ -51,6 +51,9 @@ pub struct Config {
     pub autoscale: Option<AutoscaleConfig>,
     /// What peers may cost at the two ports.
     pub limits: EdgeLimits,
+    /// The longest a task may wait for a worker before it fails `no_worker` (`None`: for
+    /// ever).
+    pub max_queue_wait: Option<Duration>,
     /// The REST edge's settings (it is on when `Listeners::http` is given).
     pub rest: crate::rest::RestOptions,
     /// The interpreters the local pool, instances and the fork server run user code with.
@@ -149,6 +152,7 @@ impl Default for Config {
             tls: None,
             autoscale: None,
             limits: EdgeLimits::default(),
+            max_queue_wait: None,
             rest: crate::rest::RestOptions::default(),
             interpreters: volley_worker::runtime::Interpreters::default(),
         }

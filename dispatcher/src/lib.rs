@@ -197,6 +197,7 @@ pub async fn start(
             policy: config.policy,
             lease: config.task_timeout,
             liveness: config.heartbeat * config.liveness,
+            max_queue_wait: config.max_queue_wait,
         },
         config.seed,
     );

@@ -54,6 +54,8 @@ pub struct CoreConfig {
     pub lease: Duration,
     /// Silence after which a worker is dead.
     pub liveness: Duration,
+    /// The longest a task may wait for a worker before it fails (`None`: for ever).
+    pub max_queue_wait: Option<Duration>,
 }
 
 /// How a worker's capacity is counted.

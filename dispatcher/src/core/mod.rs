@@ -6,6 +6,7 @@
 //! by [`Policy`] up to [`Capacity::Slots`]. Being pure, it is unit-tested without sockets.
 
 mod dispatch;
+mod expiry;
 mod interface;
 mod placement;
 mod queues;
@@ -13,6 +14,7 @@ mod queues;
 mod tests;
 mod views;
 
+pub use expiry::NO_WORKER;
 pub use interface::*;
 pub use placement::Policy;
 
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 use volley_proto::function::Job;
 use volley_proto::ids::{FunctionId, TaskId, WorkerId};
-use volley_proto::wire::{Outcome, TaskAssignment, TaskResult, INIT_FAILED};
+use volley_proto::wire::{TaskAssignment, TaskResult, INIT_FAILED};
 
 /// A map keyed by task id with a fast seeded hash: ids are looked up several times per
 /// task on the hot path, where SipHash costs more than the lookup itself.
@@ -30,7 +32,10 @@ pub type TaskMap<V> = foldhash::HashMap<TaskId, V>;
 pub type TaskSet = foldhash::HashSet<TaskId>;
 
 enum TaskState {
-    Queued,
+    /// Waiting for a worker since this time (µs since the epoch).
+    Queued {
+        since_us: u64,
+    },
     Assigned {
         worker: WorkerId,
         deadline: Instant,
@@ -213,11 +218,11 @@ impl SchedulerCore {
                 job: task.job,
                 attempts: task.attempts,
                 submitted_us: task.submitted_us,
-                state: TaskState::Queued,
+                state: TaskState::Queued { since_us: now.unix_us },
             };
             if entry.attempts >= self.config.max_attempts {
                 // Recovered after its last attempt was lost with the old dispatcher.
-                self.finish_lost(task.id, entry, None, LossReason::Disconnected, now, comm);
+                self.finish_lost(task.id, entry, None, LossReason::Disconnected.failure().to_owned(), now, comm);
                 continue;
             }
             match &mut run {
@@ -386,6 +391,7 @@ impl SchedulerCore {
                 }
             }
         }
+        self.expire_queued(now, comm);
         expired.sort_unstable();
         for (task, wid) in expired {
             let label = match (self.workers.get_mut(&wid), self.tasks.get(&task)) {
@@ -405,10 +411,10 @@ impl SchedulerCore {
             return;
         };
         if entry.attempts >= self.config.max_attempts {
-            self.finish_lost(task, entry, worker, reason, now, comm);
+            self.finish_lost(task, entry, worker, reason.failure().to_owned(), now, comm);
             return;
         }
-        entry.state = TaskState::Queued;
+        entry.state = TaskState::Queued { since_us: now.unix_us };
         self.counters.requeued += 1;
         comm.record(Transition::Requeued {
             task,
@@ -416,35 +422,5 @@ impl SchedulerCore {
         });
         self.queues.push_front(&entry.function, task);
         self.tasks.insert(task, entry);
-    }
-
-    fn finish_lost(
-        &mut self,
-        task: TaskId,
-        entry: TaskEntry,
-        worker: Option<Arc<str>>,
-        reason: LossReason,
-        now: Now,
-        comm: &mut impl Comm,
-    ) {
-        let dispatched_us = match entry.state {
-            TaskState::Assigned { dispatched_us, .. } => dispatched_us,
-            TaskState::Queued => 0,
-        };
-        self.counters.failed += 1;
-        comm.record(Transition::Finished(Finished {
-            task,
-            function_id: entry.function_id,
-            outcome: Outcome::Failed(reason.failure().to_owned()),
-            attempts: entry.attempts,
-            worker,
-            submitted_us: entry.submitted_us,
-            dispatched_us,
-            completed_us: now.unix_us,
-            wait_us: 0,
-            run_us: 0,
-            cold: None,
-            log: String::new(),
-        }));
     }
 }

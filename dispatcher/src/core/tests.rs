@@ -1,5 +1,6 @@
 use super::*;
 use std::time::Duration;
+use volley_proto::wire::Outcome;
 
 #[derive(Default)]
 struct TestComm {
@@ -47,6 +48,7 @@ fn config(policy: Policy, prefetch: u32) -> CoreConfig {
         policy,
         lease: Duration::from_secs(10),
         liveness: Duration::from_secs(1),
+        max_queue_wait: None,
     }
 }
 

@@ -214,3 +214,29 @@ fn a_lease_covers_the_wait_in_the_workers_queue() {
         .iter()
         .any(|r| matches!(r, Transition::Requeued { task: TaskId(21), .. })));
 }
+
+#[test]
+fn a_task_no_worker_takes_within_the_queue_bound_fails_and_others_still_run() {
+    let mut cfg = config(Policy::LeastLoaded, 0);
+    cfg.max_queue_wait = Some(Duration::from_secs(1));
+    let mut core = SchedulerCore::new(cfg, 1);
+    let mut comm = TestComm::default();
+    let t0 = Now::current();
+    core.submit(tasks(1..3), t0, &mut comm);
+    core.tick(t0.after(Duration::from_millis(900)), &mut comm);
+    comm.assert_empty();
+    core.submit(tasks(3..4), t0.after(Duration::from_millis(900)), &mut comm);
+
+    core.tick(t0.after(Duration::from_millis(1100)), &mut comm);
+    let lost = finished(&comm.take_records());
+    assert_eq!(lost.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(lost.iter().all(|(_, o)| o.error().is_some_and(|e| e.starts_with(NO_WORKER))), "{lost:?}");
+    assert_eq!(core.queued(), 1);
+    assert_eq!(core.counters().failed, 2);
+
+    // The task that has not waited so long still runs once a worker comes.
+    let a = core.add_worker(spec("a", 1, Capacity::Slots), t0.after(Duration::from_millis(1200)), &mut comm);
+    assert_eq!(comm.take_assigned(), vec![(a, 3, 1)]);
+    core.tick(t0.after(Duration::from_secs(5)), &mut comm);
+    assert!(finished(&comm.take_records()).is_empty(), "a dispatched task never expires from the queue");
+}
