@@ -161,9 +161,12 @@ pub async fn start(
                 .context("preparing the directory for user functions")?;
             let pool = volley_worker::executor::SlotPool::start(config.local_slots as usize, tx, Arc::new(runtimes))
                 .context("starting the local pool")?;
+            let (starts_tx, starts) = mpsc::unbounded_channel();
+            pool.report_starts(starts_tx);
             let local = Backend::Local {
                 pool,
                 results: rx,
+                starts,
                 slots: config.local_slots,
             };
             (local, None)

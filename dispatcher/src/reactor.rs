@@ -59,6 +59,8 @@ pub enum Backend {
         pool: SlotPool,
         /// Its results.
         results: mpsc::UnboundedReceiver<Vec<TaskResult>>,
+        /// The tasks its slots began that were sent while all were taken.
+        starts: mpsc::UnboundedReceiver<Vec<(volley_proto::ids::TaskId, u32)>>,
         /// Its slots.
         slots: u32,
     },
@@ -175,11 +177,16 @@ impl Reactor {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             match &mut backend {
-                Backend::Local { results, .. } => tokio::select! {
+                Backend::Local { results, starts, .. } => tokio::select! {
                     _ = shutdown.cancelled() => break,
                     Some(cmd) = commands.recv() => {
                         self.command(cmd);
                         self.drain_commands(&mut commands);
+                    }
+                    Some(began) = starts.recv() => {
+                        if let Some(local) = self.local_worker {
+                            self.core.started(local, &began, &mut self.outbox);
+                        }
                     }
                     Some(mut batch) = results.recv() => {
                         while let Ok(more) = results.try_recv() {
@@ -300,6 +307,7 @@ impl Reactor {
                         results.iter_mut().for_each(|r| r.outcome.bound());
                         self.core.results(id, results, now, &mut self.outbox)
                     }
+                    (FromWorker::Started(tasks), Some(id)) => self.core.started(id, &tasks, &mut self.outbox),
                     (FromWorker::Heartbeat { .. }, Some(id)) => self.core.heard_from(id, now),
                     (FromWorker::Goodbye { reason }, Some(id)) => {
                         info!(worker_id = %id, %reason, "worker said goodbye; requeueing its tasks");

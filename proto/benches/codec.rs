@@ -14,6 +14,7 @@ fn tasks(n: usize) -> ToWorker {
                 task_id: TaskId(1_000_000 + i),
                 attempt: 1,
                 job: if i % 2 == 0 { Job::Noop } else { Job::Sleep { ms: 100 } },
+                report_start: false,
             })
             .collect(),
     )

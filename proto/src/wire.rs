@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message changes shape or meaning (4: results return credits;
 /// 5: `Hello.function`; 6: `Hello.start`; 7: user code, `ToWorker::Code`, task logs).
-pub const PROTOCOL_VERSION: u16 = 7;
+pub const PROTOCOL_VERSION: u16 = 8;
 
 /// The most code one [`ToWorker::Code`] frame carries: a function's code is sent in
 /// as many such chunks as it needs, well inside the frame limit.
@@ -91,6 +91,8 @@ pub enum FromWorker {
     },
     /// Finished tasks; in pull mode, also one credit per result.
     Results(Vec<TaskResult>),
+    /// Tasks sent with `report_start` that a slot has begun: the task and its attempt.
+    Started(Vec<(TaskId, u32)>),
     /// Liveness, sent every heartbeat interval.
     Heartbeat {
         /// Tasks the worker holds (queued inside it or running).
@@ -185,6 +187,9 @@ pub struct TaskAssignment {
     pub attempt: u32,
     /// What to run.
     pub job: Job,
+    /// Say when a slot begins it ([`FromWorker::Started`]): the dispatcher sent it while
+    /// every slot was taken, and a task is RUNNING only once it executes.
+    pub report_start: bool,
 }
 
 /// The outcome of one attempt, sent back by a worker.
@@ -335,6 +340,7 @@ mod tests {
                 task_id: TaskId(1),
                 attempt: 1,
                 job: Job::Sleep { ms: 10 },
+                report_start: false,
             }]),
             ToWorker::Code {
                 digest: CodeDigest::of(b"print(1)"),

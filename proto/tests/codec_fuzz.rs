@@ -87,6 +87,7 @@ fn from_worker() -> impl Strategy<Value = FromWorker> {
             ),
         any::<u32>().prop_map(|credits| FromWorker::Ready { credits }),
         proptest::collection::vec(result(), 0..32).prop_map(FromWorker::Results),
+        proptest::collection::vec((any::<u64>().prop_map(TaskId), any::<u32>()), 0..32).prop_map(FromWorker::Started),
         any::<u32>().prop_map(|in_flight| FromWorker::Heartbeat { in_flight }),
         ".{0,32}".prop_map(|reason| FromWorker::Goodbye { reason }),
     ]
@@ -106,10 +107,13 @@ fn to_worker() -> impl Strategy<Value = ToWorker> {
             }
         ),
         proptest::collection::vec(
-            (any::<u64>(), any::<u32>(), job()).prop_map(|(id, attempt, job)| TaskAssignment {
-                task_id: TaskId(id),
-                attempt,
-                job
+            (any::<u64>(), any::<u32>(), job(), any::<bool>()).prop_map(|(id, attempt, job, report_start)| {
+                TaskAssignment {
+                    task_id: TaskId(id),
+                    attempt,
+                    job,
+                    report_start,
+                }
             }),
             0..32
         )

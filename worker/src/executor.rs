@@ -22,6 +22,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
 use volley_proto::function::{Job, UserCode};
+use volley_proto::ids::TaskId;
 use volley_proto::wire::{Outcome, TaskAssignment, TaskResult, INIT_FAILED};
 
 struct Queued {
@@ -45,11 +46,15 @@ struct Queue {
     closed: bool,
 }
 
+/// Where a pool says which tasks sent with `report_start` its slots began.
+pub type StartReports = UnboundedSender<Vec<(TaskId, u32)>>;
+
 /// The queue the slots share.
 #[derive(Default)]
 struct Jobs {
     queue: Mutex<Queue>,
     available: Notify,
+    starts: std::sync::OnceLock<StartReports>,
 }
 
 impl Jobs {
@@ -141,6 +146,11 @@ impl SlotPool {
         })
     }
 
+    /// Reports the start of every task sent with `report_start` to `starts` from now on.
+    pub fn report_starts(&self, starts: StartReports) {
+        let _ = self.jobs.starts.set(starts);
+    }
+
     /// Where user functions' code and runtimes live.
     pub fn runtimes(&self) -> &Arc<Runtimes> {
         &self.runtimes
@@ -225,7 +235,14 @@ async fn run_slot(
     let mut instance: Option<Instance> = None;
     while let Some(work) = jobs.take().await {
         let queued = match work {
-            Work::Task(q) => q,
+            Work::Task(q) => {
+                if q.assignment.report_start {
+                    if let Some(starts) = jobs.starts.get() {
+                        let _ = starts.send(vec![(q.assignment.task_id, q.assignment.attempt)]);
+                    }
+                }
+                q
+            }
             Work::Prewarm((code, reply)) => {
                 let started = match instance.as_ref().filter(|i| i.serves(&code)) {
                     Some(i) => Ok(i.started.clone()),
@@ -333,6 +350,7 @@ mod tests {
             task_id: TaskId(id),
             attempt: 1,
             job,
+            report_start: false,
         }
     }
 

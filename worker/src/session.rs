@@ -141,6 +141,7 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
         return Err(WorkerError::NoSlots);
     }
     let (results_tx, mut results_rx) = mpsc::unbounded_channel();
+    let (starts_tx, mut starts_rx) = mpsc::unbounded_channel();
     let runtimes = crate::runtime::Runtimes::with_options(config.interpreters.clone(), config.start_options.clone())
         .map_err(WorkerError::Runtimes)?;
     runtimes.refill().await;
@@ -150,6 +151,7 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
             source,
         }
     })?;
+    pool.report_starts(starts_tx);
     if config.stem_cell {
         info!(
             prewarmed = pool.runtimes().pids().len(),
@@ -209,7 +211,17 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
             m.registered();
         }
         info!(worker_id = %session.worker_id, mode = %session.mode, slots = config.slots, "registered with the dispatcher");
-        match serve(session, &config, &pool, &mut results_rx, &mut in_flight, &shutdown).await {
+        match serve(
+            session,
+            &config,
+            &pool,
+            &mut results_rx,
+            &mut starts_rx,
+            &mut in_flight,
+            &shutdown,
+        )
+        .await
+        {
             SessionEnd::Cancelled => return Ok(WorkerExit::Cancelled),
             SessionEnd::DispatcherShutdown => {
                 info!("dispatcher asked this worker to shut down");
@@ -292,6 +304,7 @@ async fn serve(
     config: &WorkerConfig,
     pool: &SlotPool,
     results: &mut mpsc::UnboundedReceiver<Vec<TaskResult>>,
+    starts: &mut mpsc::UnboundedReceiver<Vec<(volley_proto::ids::TaskId, u32)>>,
     in_flight: &mut u32,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
@@ -338,6 +351,15 @@ async fn serve(
                     m.finished(&done, *in_flight);
                 }
                 if let Err(e) = s.conn.send(&FromWorker::Results(done)).await {
+                    return lost(e);
+                }
+                last_sent = Instant::now();
+            }
+            Some(mut began) = starts.recv() => {
+                while let Ok(more) = starts.try_recv() {
+                    began.extend(more);
+                }
+                if let Err(e) = s.conn.send(&FromWorker::Started(began)).await {
                     return lost(e);
                 }
                 last_sent = Instant::now();

@@ -1,10 +1,40 @@
 //! A scheduling pass: waiting tasks onto workers with room, one function's queue at a
 //! time, the longest-waiting first across functions.
 
-use super::{placement, Capacity, Comm, Now, SchedulerCore, TaskAssignment, TaskState, Transition};
+use super::{placement, Capacity, Comm, Now, SchedulerCore, TaskAssignment, TaskEntry, TaskState, Transition};
 use std::sync::Arc;
+use volley_proto::ids::{TaskId, WorkerId};
 
 impl SchedulerCore {
+    /// Tasks a worker began that were sent while its slots were taken: RUNNING now, with
+    /// the time they were dispatched. A start of another attempt, or from another worker,
+    /// is stale and ignored.
+    pub fn started(&mut self, worker: WorkerId, tasks: &[(TaskId, u32)], comm: &mut impl Comm) {
+        let Some(w) = self.workers.get(&worker) else { return };
+        for &(task, attempt) in tasks {
+            if let Some(TaskEntry {
+                attempts,
+                state:
+                    TaskState::Assigned {
+                        worker: holder,
+                        dispatched_us,
+                        ..
+                    },
+                ..
+            }) = self.tasks.get(&task)
+            {
+                if *holder == worker && *attempts == attempt {
+                    comm.record(Transition::Running {
+                        task,
+                        attempt,
+                        worker: w.label.clone(),
+                        at_us: *dispatched_us,
+                    });
+                }
+            }
+        }
+    }
+
     /// Places waiting tasks on workers with room, the longest-waiting first across
     /// functions; a function none of whose workers has room sits this pass out.
     pub(super) fn schedule(&mut self, now: Now, comm: &mut impl Comm) {
@@ -71,6 +101,11 @@ impl SchedulerCore {
                 if w.in_flight.is_empty() {
                     w.idle_us += now.instant.saturating_duration_since(w.idle_since).as_micros() as u64;
                 }
+                // A slot-bound task starts on arrival if the worker has a slot free (fewer
+                // such tasks in flight than slots: its busy slots are among them). One sent
+                // beyond that waits in the worker, and is RUNNING only once the worker
+                // says it began: RUNNING means executing.
+                let executes = instant || w.in_flight.len() - (w.instant as usize) < w.spec.slots as usize;
                 w.in_flight.insert(task);
                 w.bytes += entry.job.wire_weight();
                 if instant {
@@ -79,18 +114,21 @@ impl SchedulerCore {
                     w.credits = w.credits.saturating_sub(1);
                 }
                 self.counters.dispatched += 1;
-                comm.record(Transition::Running {
-                    task,
-                    attempt: entry.attempts,
-                    worker: w.label.clone(),
-                    at_us: now.unix_us,
-                });
+                if executes {
+                    comm.record(Transition::Running {
+                        task,
+                        attempt: entry.attempts,
+                        worker: w.label.clone(),
+                        at_us: now.unix_us,
+                    });
+                }
                 comm.assign(
                     wid,
                     TaskAssignment {
                         task_id: task,
                         attempt: entry.attempts,
                         job: entry.job.clone(),
+                        report_start: !executes,
                     },
                 );
             }

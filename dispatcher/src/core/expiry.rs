@@ -15,7 +15,9 @@ impl SchedulerCore {
     /// `max_queue_wait`. Heads only: a queue is oldest first but for requeued tasks, which
     /// go to its front, so a task behind one waits at most one bound more.
     pub(super) fn expire_queued(&mut self, now: Now, comm: &mut impl Comm) {
-        let Some(bound) = self.config.max_queue_wait else { return };
+        let Some(bound) = self.config.max_queue_wait else {
+            return;
+        };
         let bound_us = bound.as_micros() as u64;
         let functions: Vec<Arc<str>> = self.queues.lengths().map(|(f, _)| f.clone()).collect();
         for function in functions {
@@ -35,7 +37,9 @@ impl SchedulerCore {
             }
             self.queues.took(&function, expired.len());
             for task in expired {
-                let Some(entry) = self.tasks.remove(&task) else { continue };
+                let Some(entry) = self.tasks.remove(&task) else {
+                    continue;
+                };
                 tracing::warn!(task_id = %task, function = %function, "no worker took the task within --max-queue-wait; it fails");
                 let why = format!(
                     "{NO_WORKER}no worker took the task within {:.0} s (--max-queue-wait)",

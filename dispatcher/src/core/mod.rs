@@ -33,9 +33,7 @@ pub type TaskSet = foldhash::HashSet<TaskId>;
 
 enum TaskState {
     /// Waiting for a worker since this time (µs since the epoch).
-    Queued {
-        since_us: u64,
-    },
+    Queued { since_us: u64 },
     Assigned {
         worker: WorkerId,
         deadline: Instant,
@@ -222,7 +220,14 @@ impl SchedulerCore {
             };
             if entry.attempts >= self.config.max_attempts {
                 // Recovered after its last attempt was lost with the old dispatcher.
-                self.finish_lost(task.id, entry, None, LossReason::Disconnected.failure().to_owned(), now, comm);
+                self.finish_lost(
+                    task.id,
+                    entry,
+                    None,
+                    LossReason::Disconnected.failure().to_owned(),
+                    now,
+                    comm,
+                );
                 continue;
             }
             match &mut run {

@@ -316,6 +316,7 @@ fn instant_tasks_take_no_slot_or_credit_and_are_bounded_by_their_own_window() {
 
 mod functions;
 mod losses;
+mod starts;
 
 #[test]
 fn a_workers_window_is_bounded_in_bytes_as_well_as_tasks() {

@@ -39,6 +39,7 @@ async fn a_worker_sent_frames_since_the_last_round_gets_no_heartbeat() {
         task_id: volley_proto::ids::TaskId(1),
         attempt: 1,
         job: volley_proto::function::Job::Noop,
+        report_start: false,
     }]);
     link.outgoing.send(&peer, &tasks);
     // The round after a frame skips the worker; the one after that does not.
@@ -62,6 +63,7 @@ async fn a_batch_over_the_frame_limit_leaves_in_frames_that_fit() {
             job: volley_proto::function::Job::Echo {
                 payload: payload.clone(),
             },
+            report_start: false,
         })
         .collect();
     link.outgoing.send_tasks(&peer, tasks);

@@ -230,13 +230,24 @@ fn a_task_no_worker_takes_within_the_queue_bound_fails_and_others_still_run() {
     core.tick(t0.after(Duration::from_millis(1100)), &mut comm);
     let lost = finished(&comm.take_records());
     assert_eq!(lost.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![1, 2]);
-    assert!(lost.iter().all(|(_, o)| o.error().is_some_and(|e| e.starts_with(NO_WORKER))), "{lost:?}");
+    assert!(
+        lost.iter()
+            .all(|(_, o)| o.error().is_some_and(|e| e.starts_with(NO_WORKER))),
+        "{lost:?}"
+    );
     assert_eq!(core.queued(), 1);
     assert_eq!(core.counters().failed, 2);
 
     // The task that has not waited so long still runs once a worker comes.
-    let a = core.add_worker(spec("a", 1, Capacity::Slots), t0.after(Duration::from_millis(1200)), &mut comm);
+    let a = core.add_worker(
+        spec("a", 1, Capacity::Slots),
+        t0.after(Duration::from_millis(1200)),
+        &mut comm,
+    );
     assert_eq!(comm.take_assigned(), vec![(a, 3, 1)]);
     core.tick(t0.after(Duration::from_secs(5)), &mut comm);
-    assert!(finished(&comm.take_records()).is_empty(), "a dispatched task never expires from the queue");
+    assert!(
+        finished(&comm.take_records()).is_empty(),
+        "a dispatched task never expires from the queue"
+    );
 }
