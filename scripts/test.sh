@@ -80,6 +80,15 @@ if [ ! -f target/zmq-venv/.volley-zmq-ready ]; then
   printf 'pyzmq==27.3.0' > target/zmq-venv/.volley-zmq-ready
 fi
 
+# The REST edge's tests: the course FaaS's client libraries (dill, requests) and
+# schemathesis, in target/rest-venv; its python also runs the tests' dill functions.
+if [ ! -f target/rest-venv/.volley-rest-ready ]; then
+  echo "== creating target/rest-venv with dill, requests and schemathesis (REST edge tests)"
+  python3 -m venv target/rest-venv
+  target/rest-venv/bin/python -m pip install --quiet dill==0.4.1 requests==2.34.2 schemathesis==4.32.5
+  printf 'dill==0.4.1\nrequests==2.34.2\nschemathesis==4.32.5' > target/rest-venv/.volley-rest-ready
+fi
+
 if ! redis-cli -u "$REDIS_URL" ping 2>/dev/null | grep -q PONG; then
   echo "== starting redis-server on 127.0.0.1:6379"
   mkdir -p /var/lib/redis /var/log/redis

@@ -28,7 +28,8 @@ pub struct Cli {
     /// Slots of the dispatcher's own pool in local mode.
     #[arg(short = 'w', long = "local-slots", env = "VOLLEY_LOCAL_SLOTS", default_value_t = 2)]
     pub local_slots: u32,
-    /// Task timeout in seconds: an attempt's lease, and the longest sleep/spin accepted.
+    /// Task timeout in seconds: the longest sleep/spin accepted and the longest a user
+    /// function may run (its default timeout); an attempt's lease is this plus 5 s.
     #[arg(
         short = 't',
         long = "task-timeout",
@@ -252,7 +253,8 @@ impl From<Cli> for Config {
             },
             interpreters: volley_worker::runtime::Interpreters {
                 python: cli.python,
-                python_path: cli.python_path,
+                // Runtimes run in directories of their own: a relative path would name nothing.
+                python_path: cli.python_path.iter().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone())).collect(),
                 ..Default::default()
             },
             limits: crate::config::EdgeLimits {

@@ -125,7 +125,8 @@ impl From<Cli> for WorkerConfig {
         config.function = cli.function.filter(|f| !f.trim().is_empty());
         config.interpreters = crate::runtime::Interpreters {
             python: cli.python,
-            python_path: cli.python_path,
+            // Runtimes run in directories of their own: a relative path would name nothing.
+            python_path: cli.python_path.iter().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone())).collect(),
             node: cli.node,
             java: cli.java,
         };

@@ -158,7 +158,9 @@ where
     if *method == wanted || (wanted == Method::GET && *method == Method::HEAD) {
         call().await
     } else {
-        Err(Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed"))
+        let mut refusal = Refusal::new(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+        refusal.allow = Some(if wanted == Method::GET { "GET, HEAD" } else { "POST" });
+        Err(refusal)
     }
 }
 
@@ -176,6 +178,8 @@ impl IntoResponse for Json {
 struct Refusal {
     status: StatusCode,
     detail: Value,
+    /// The methods a path takes, for a 405.
+    allow: Option<&'static str>,
 }
 
 impl Refusal {
@@ -183,6 +187,7 @@ impl Refusal {
         Self {
             status,
             detail: Value::String(detail.into()),
+            allow: None,
         }
     }
 
@@ -191,6 +196,7 @@ impl Refusal {
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
             detail: json!([{ "type": kind, "loc": [place, name], "msg": message.into() }]),
+            allow: None,
         }
     }
 }
@@ -198,7 +204,13 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let body = json!({ "detail": self.detail }).to_string();
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut response = (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        if let Some(allow) = self.allow {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static(allow));
+        }
+        response
     }
 }
 

@@ -21,7 +21,10 @@ pub fn document() -> Value {
                 "summary": "Register a Python function (base64 of its dill pickle)",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
                     "type": "object", "required": ["name", "payload"],
-                    "properties": { "name": { "type": "string" }, "payload": { "type": "string" } }
+                    "properties": {
+                        "name": { "type": "string", "minLength": 1, "maxLength": crate::front::MAX_NAME_CHARS, "pattern": "\\S" },
+                        "payload": { "type": "string", "minLength": 4, "description": "base64 of dill.dumps(fn)" }
+                    }
                 } } } },
                 "responses": {
                     "200": { "description": "Registered", "content": { "application/json": { "schema": {
@@ -38,7 +41,10 @@ pub fn document() -> Value {
                 "summary": "Run a registered function on base64 of dill's ((args...), {kwargs})",
                 "requestBody": { "required": true, "content": { "application/json": { "schema": {
                     "type": "object", "required": ["function_id", "payload"],
-                    "properties": { "function_id": { "type": "string", "format": "uuid" }, "payload": { "type": "string" } }
+                    "properties": {
+                        "function_id": { "type": "string", "format": "uuid" },
+                        "payload": { "type": "string", "minLength": 4, "description": "base64 of dill.dumps(((args...), {kwargs}))" }
+                    }
                 } } } },
                 "responses": {
                     "200": { "description": "Queued", "content": { "application/json": { "schema": {

@@ -27,6 +27,7 @@ pub struct Cluster {
     grpc_addr: SocketAddr,
     worker_endpoint: Option<String>,
     metrics_url: Option<String>,
+    http_url: Option<String>,
     dispatcher: Option<Child>,
     workers: Vec<Option<Child>>,
     log_dir: PathBuf,
@@ -51,6 +52,7 @@ impl Cluster {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             worker_endpoint: None,
             metrics_url: None,
+            http_url: None,
             dispatcher: None,
             workers: Vec::new(),
             log_dir,
@@ -99,6 +101,11 @@ impl Cluster {
     /// The dispatcher's `http://…/metrics`, when started with `--metrics`.
     pub fn metrics_url(&self) -> Option<&str> {
         self.metrics_url.as_deref()
+    }
+
+    /// `http://…` of the dispatcher's REST edge, when it was started with `--http`.
+    pub fn http_url(&self) -> Option<&str> {
+        self.http_url.as_deref()
     }
 
     /// Where this cluster's logs are.
@@ -166,6 +173,7 @@ impl Cluster {
         self.grpc_addr = grpc.parse().with_context(|| format!("bad grpc address in '{line}'"))?;
         self.worker_endpoint = field("workers=").filter(|w| w != "none");
         self.metrics_url = field("metrics=").filter(|m| m != "off");
+        self.http_url = field("http=").filter(|h| h != "off");
         self.dispatcher = Some(child);
         Ok(())
     }
@@ -185,6 +193,7 @@ impl Cluster {
             .args(["--mode", self.spec.mode.as_str()])
             .args(["--name", &format!("worker-{index}")])
             .args(extra)
+            .envs(self.spec.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_LOG", &self.spec.log_level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

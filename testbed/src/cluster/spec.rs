@@ -28,8 +28,8 @@ pub struct ClusterSpec {
     pub token: Option<Token>,
     /// TLS on the gRPC API.
     pub tls: Option<ClusterTls>,
-    /// Environment variables for the dispatcher (and so its instances), e.g. the
-    /// interpreters user functions run on (`VOLLEY_PYTHON`).
+    /// Environment variables for the dispatcher (and so its instances) and the cluster's
+    /// workers, e.g. the interpreters user functions run on (`VOLLEY_PYTHON`).
     pub env: Vec<(String, String)>,
 }
 
@@ -62,7 +62,8 @@ impl ClusterSpec {
         }
     }
 
-    /// Sets an environment variable for the dispatcher and the processes it starts.
+    /// Sets an environment variable for the dispatcher, the processes it starts and the
+    /// cluster's workers.
     pub fn env(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.env.push((name.into(), value.into()));
         self
