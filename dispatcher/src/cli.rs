@@ -123,12 +123,14 @@ pub struct Cli {
     pub init_ms: u64,
     /// Keep this many instances per language started ahead of any function, their
     /// runtimes up (`python=2,node=1`): a cold start of a user function then takes one
-    /// and pays only for loading its code. Not counted in --max-instances.
-    #[arg(long, value_name = "LANG=N,...", requires = "autoscale", value_parser = volley_worker::runtime::prewarm::parse)]
+    /// and pays only for loading its code. Not counted in --max-instances. In local
+    /// mode: runtimes of the local pool started ahead, as `worker --prewarm`.
+    #[arg(long, value_name = "LANG=N,...", value_parser = volley_worker::runtime::prewarm::parse)]
     pub prewarm: Option<volley_worker::runtime::prewarm::PrewarmSpec>,
     /// Fork every instance's Python runtimes from one fork server (a warm interpreter
     /// with the runtime loaded) on this host, instead of starting an interpreter each.
-    #[arg(long, requires = "autoscale")]
+    /// In local mode: the local pool's, as `worker --fork-server`.
+    #[arg(long)]
     pub fork_server: bool,
     /// Keep this many worker processes started ahead of any function with no runtime
     /// (stem cells of no language): a cold start of a user function in any language,
@@ -166,6 +168,10 @@ pub struct Cli {
         value_delimiter = ':'
     )]
     pub python_path: Vec<PathBuf>,
+    /// Modules python runtimes started ahead of their code (--prewarm, --fork-server)
+    /// import while they wait, e.g. `dill,requests`.
+    #[arg(long = "python-preload", value_name = "MODULES", env = "VOLLEY_PYTHON_PRELOAD")]
+    pub python_preload: Option<String>,
     /// Worker-port connections open at once; more are closed on accept.
     #[arg(long, env = "VOLLEY_MAX_WORKER_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_worker_connections: u64,
@@ -205,6 +211,7 @@ pub enum PolicyArg {
 
 impl From<Cli> for Config {
     fn from(cli: Cli) -> Self {
+        let elastic = cli.autoscale.is_some();
         Config {
             mode: match cli.mode {
                 ModeArg::Local => Mode::Local,
@@ -239,10 +246,19 @@ impl From<Cli> for Config {
                 slots: cli.instance_slots,
                 init: Duration::from_millis(cli.init_ms),
                 log_dir: cli.instance_logs,
-                prewarm: cli.prewarm.unwrap_or_default().0,
+                prewarm: cli.prewarm.clone().unwrap_or_default().0,
                 fork_server: cli.fork_server,
                 ready_workers: cli.prewarm_workers,
             }),
+            local_runtimes: volley_worker::runtime::StartOptions {
+                prewarm: if !elastic {
+                    cli.prewarm.clone().unwrap_or_default().0
+                } else {
+                    Vec::new()
+                },
+                fork_server: cli.fork_server && !elastic,
+                ..Default::default()
+            },
             max_queue_wait: match cli.max_queue_wait_s {
                 Some(s) if s > 0.0 => Some(Duration::from_secs_f64(s.min(365.0 * 86_400.0))),
                 Some(_) => None,
@@ -254,7 +270,16 @@ impl From<Cli> for Config {
             interpreters: volley_worker::runtime::Interpreters {
                 python: cli.python,
                 // Runtimes run in directories of their own: a relative path would name nothing.
-                python_path: cli.python_path.iter().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone())).collect(),
+                python_preload: cli
+                    .python_preload
+                    .as_deref()
+                    .map(volley_worker::runtime::preload_list)
+                    .unwrap_or_default(),
+                python_path: cli
+                    .python_path
+                    .iter()
+                    .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+                    .collect(),
                 ..Default::default()
             },
             limits: crate::config::EdgeLimits {

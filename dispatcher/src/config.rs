@@ -58,6 +58,8 @@ pub struct Config {
     pub rest: crate::rest::RestOptions,
     /// The interpreters the local pool, instances and the fork server run user code with.
     pub interpreters: volley_worker::runtime::Interpreters,
+    /// How the local pool starts runtimes (`--prewarm`, `--fork-server` in local mode).
+    pub local_runtimes: volley_worker::runtime::StartOptions,
 }
 
 /// What one peer, and all of them, may cost at the gRPC port and the worker port: every
@@ -155,6 +157,7 @@ impl Default for Config {
             max_queue_wait: None,
             rest: crate::rest::RestOptions::default(),
             interpreters: volley_worker::runtime::Interpreters::default(),
+            local_runtimes: Default::default(),
         }
     }
 }

@@ -153,6 +153,10 @@ pub async fn start(
 
     let tracker = TaskTracker::new();
     let grpc_addr = listeners.grpc.local_addr().context("reading the gRPC address")?;
+    let local_starts = !config.local_runtimes.prewarm.is_empty() || config.local_runtimes.fork_server;
+    if local_starts && config.mode != Mode::Local && config.autoscale.is_none() {
+        anyhow::bail!("--prewarm and --fork-server start the runtimes of the local pool (local mode) or of an elastic pool's instances (--autoscale); pull and push workers take their own");
+    }
     if config.autoscale.is_some() && config.mode == Mode::Local {
         anyhow::bail!("--autoscale needs workers: run in pull or push mode");
     }
@@ -162,8 +166,13 @@ pub async fn start(
     let (backend, worker_endpoint) = match config.mode {
         Mode::Local => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let runtimes = volley_worker::runtime::Runtimes::new(config.interpreters.clone())
-                .context("preparing the directory for user functions")?;
+            let runtimes = volley_worker::runtime::Runtimes::with_options(
+                config.interpreters.clone(),
+                config.local_runtimes.clone(),
+            )
+            .context("preparing the directory for user functions")?;
+            runtimes.refill().await;
+            runtimes.start_fork_server().await;
             let pool = volley_worker::executor::SlotPool::start(config.local_slots as usize, tx, Arc::new(runtimes))
                 .context("starting the local pool")?;
             let (starts_tx, starts) = mpsc::unbounded_channel();
@@ -237,6 +246,7 @@ pub async fn start(
             prewarm: a.prewarm.clone(),
             fork_server: a.fork_server,
             ready_workers: a.ready_workers,
+            interpreters: config.interpreters.clone(),
         });
         info!(policy = %a.policy.label(), max_instances = a.max_instances, worker_bin = %a.worker_bin.display(), "elastic pool on");
         reactor.set_autoscale(autoscale::Autoscaler::new(

@@ -249,7 +249,20 @@ def flush():
             pass
 
 
+def preload():
+    """Imports the modules `VOLLEY_PYTHON_PRELOAD` names (`dill,requests`), which a worker
+    sets only for runtimes started ahead of their code (prewarmed, the fork server): what
+    the functions it expects import first is then imported before any of them comes."""
+    names = os.environ.pop("VOLLEY_PYTHON_PRELOAD", "")
+    for name in filter(None, names.split(",")):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a missing module costs its functions the import, nothing else
+            sys.stderr.write("volley: cannot preload %s: %s: %s\n" % (name, type(exc).__name__, exc))
+
+
 def main():
+    preload()
     # The first compile() of a process sets the compiler up (0.7 ms here): done before
     # INIT, it is the runtime's start, not the user's init (and a prewarmed or forked
     # runtime has it done before its code comes).
@@ -316,7 +329,8 @@ def fork_server(socket_path):
     import signal
     import socket
 
-    compile(b"pass\n", "<volley>", "exec")  # inherited by every fork
+    preload()  # inherited by every fork, as is this:
+    compile(b"pass\n", "<volley>", "exec")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(socket_path)
     server.listen(64)

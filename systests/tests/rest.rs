@@ -49,7 +49,10 @@ fn python() -> PathBuf {
     let python = venv.join("bin/python");
     let ready = venv.join(".volley-rest-ready");
     if !ready.exists() {
-        output(Command::new("python3").args(["-m", "venv"]).arg(&venv), "python3 -m venv");
+        output(
+            Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        );
         output(
             Command::new(&python)
                 .args(["-m", "pip", "install", "--quiet"])
@@ -113,7 +116,10 @@ async fn a_runaway_function_a_lost_worker_and_no_worker_end_as_worker_failures()
         assert_eq!(v["status"], "FAILED", "{v}");
         assert_eq!(v["error_code"], 500, "{v}");
         let text = v["text"].as_str().unwrap_or_default();
-        assert!(text.starts_with("Worker Failure") && text.contains(cause), "{cause}: {v}");
+        assert!(
+            text.starts_with("Worker Failure") && text.contains(cause),
+            "{cause}: {v}"
+        );
     };
 
     // Past its deadline (the function's timeout is the dispatcher's task timeout, 2 s).

@@ -63,6 +63,11 @@ pub struct Cli {
         value_delimiter = ':'
     )]
     pub python_path: Vec<std::path::PathBuf>,
+    /// Modules python runtimes started ahead of their code (--prewarm, --fork-server)
+    /// import while they wait, e.g. `dill,requests`: a function that imports them then
+    /// finds them loaded.
+    #[arg(long = "python-preload", value_name = "MODULES", env = "VOLLEY_PYTHON_PRELOAD")]
+    pub python_preload: Option<String>,
     /// The Node.js that runs node functions (default: node on PATH).
     #[arg(long, env = "VOLLEY_NODE", default_value = "node")]
     pub node: std::path::PathBuf,
@@ -126,7 +131,16 @@ impl From<Cli> for WorkerConfig {
         config.interpreters = crate::runtime::Interpreters {
             python: cli.python,
             // Runtimes run in directories of their own: a relative path would name nothing.
-            python_path: cli.python_path.iter().map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone())).collect(),
+            python_path: cli
+                .python_path
+                .iter()
+                .map(|d| std::path::absolute(d).unwrap_or_else(|_| d.clone()))
+                .collect(),
+            python_preload: cli
+                .python_preload
+                .as_deref()
+                .map(crate::runtime::preload_list)
+                .unwrap_or_default(),
             node: cli.node,
             java: cli.java,
         };

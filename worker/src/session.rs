@@ -145,6 +145,7 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
     let runtimes = crate::runtime::Runtimes::with_options(config.interpreters.clone(), config.start_options.clone())
         .map_err(WorkerError::Runtimes)?;
     runtimes.refill().await;
+    runtimes.start_fork_server().await;
     let pool = SlotPool::start(config.slots as usize, results_tx, std::sync::Arc::new(runtimes)).map_err(|source| {
         WorkerError::Slots {
             slots: config.slots,

@@ -39,6 +39,8 @@ pub struct LocalConfig {
     pub fork_server: bool,
     /// Stem cells to keep with no runtime, for a user function of any language.
     pub ready_workers: u32,
+    /// The interpreters instances and the fork server run user code with.
+    pub interpreters: volley_worker::runtime::Interpreters,
 }
 
 /// The dispatcher's shared state, as the source of user functions' code.

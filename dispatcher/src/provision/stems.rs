@@ -27,6 +27,8 @@ pub struct Ready {
     next: u64,
     fork_server: Option<ForkServer>,
     fork_dir: Option<PathBuf>,
+    /// What the fork server runs on.
+    interpreters: volley_worker::runtime::Interpreters,
     /// Stem cells that died before they were used, or refused their assignment, and
     /// fork servers that died: each a failed start, replaced.
     pub failed_starts: u64,
@@ -65,6 +67,7 @@ impl Ready {
             next: 0,
             fork_server: None,
             fork_dir,
+            interpreters: config.interpreters.clone(),
             failed_starts: 0,
         };
         ready.keep_fork_server();
@@ -95,8 +98,8 @@ impl Ready {
             self.fork_server = None;
         }
         if self.fork_server.is_none() {
-            let interpreters = volley_worker::runtime::Interpreters::default();
-            match ForkServer::start_in(&interpreters, dir) {
+            let interpreters = &self.interpreters;
+            match ForkServer::start_in(interpreters, dir) {
                 Ok(s) => {
                     tracing::info!(pid = s.pid(), python = %interpreters.python.display(), "python fork server up");
                     self.fork_server = Some(s);
@@ -206,6 +209,13 @@ impl Ready {
         if let Some(socket) = self.fork_socket() {
             cmd.arg("--fork-server-socket").arg(socket);
         }
+        let python = &c.interpreters;
+        cmd.env("VOLLEY_PYTHON", &python.python)
+            .env("VOLLEY_PYTHON_PRELOAD", python.python_preload.join(","));
+        match std::env::join_paths(&python.python_path) {
+            Ok(path) => cmd.env("VOLLEY_PYTHON_PATH", path),
+            Err(_) => cmd.env_remove("VOLLEY_PYTHON_PATH"),
+        };
     }
 }
 

@@ -65,6 +65,7 @@ impl ForkServer {
             .arg(&socket)
             .args(&interpreters.python_path);
         isolation::confine(&mut command, dir, "");
+        interpreters.preloading(volley_proto::function::Language::Python, &mut command);
         let (mut ready, ready_w) = std::io::pipe().map_err(RuntimeError::io("a pipe"))?;
         command
             .fd_mappings(vec![FdMapping {

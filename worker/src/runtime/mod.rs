@@ -45,6 +45,9 @@ pub struct Interpreters {
     /// Directories put first on Python runtimes' `sys.path` (`--python-path`): where
     /// functions pickled by reference are imported from (a client's checkout root).
     pub python_path: Vec<PathBuf>,
+    /// Modules Python runtimes started ahead of their code (prewarmed ones, the fork
+    /// server) import while they wait (`--python-preload dill,requests`).
+    pub python_preload: Vec<String>,
     /// Node.js.
     pub node: PathBuf,
     /// A JDK's `java`; its `javac` is looked for beside it, then on `PATH`.
@@ -66,10 +69,31 @@ impl Default for Interpreters {
                         .collect()
                 })
                 .unwrap_or_default(),
+            python_preload: std::env::var("VOLLEY_PYTHON_PRELOAD")
+                .map(|m| preload_list(&m))
+                .unwrap_or_default(),
             node: var("VOLLEY_NODE", "node"),
             java: var("VOLLEY_JAVA", "java"),
         }
     }
+}
+
+impl Interpreters {
+    /// Has a runtime of `language` started ahead of its code import `--python-preload`.
+    pub fn preloading(&self, language: Language, command: &mut Command) {
+        if language == Language::Python && !self.python_preload.is_empty() {
+            command.env("VOLLEY_PYTHON_PRELOAD", self.python_preload.join(","));
+        }
+    }
+}
+
+/// Module names from `dill,requests` (commas or spaces between them).
+pub fn preload_list(text: &str) -> Vec<String> {
+    text.split([',', ' '])
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Why a runtime could not start or load its code.
@@ -234,31 +258,51 @@ impl Runtimes {
     ) -> Result<Instance, (String, Option<Pipes>)> {
         let socket = match forks {
             Forks::Shared(socket) => socket.clone(),
-            Forks::Own(server) => {
-                let mut server = server.lock().await;
-                if server.as_mut().is_some_and(|s| !s.alive()) {
-                    *server = None;
-                    tracing::warn!("the python fork server died; starting another");
-                }
-                if server.is_none() {
-                    let (interpreters, dir) = (self.interpreters.clone(), self.root.join("fork-server"));
-                    let started = tokio::task::spawn_blocking(move || ForkServer::start_in(&interpreters, &dir))
-                        .await
-                        .unwrap_or_else(|e| Err(RuntimeError::Start(format!("starting the fork server stopped: {e}"))));
-                    match started {
-                        Ok(s) => *server = Some(s),
-                        Err(e) => return Err((e.to_string(), Some(pipes))),
-                    }
-                }
-                match server.as_ref() {
-                    Some(s) => s.socket().to_path_buf(),
-                    None => return Err(("no fork server".into(), Some(pipes))),
-                }
-            }
+            Forks::Own(server) => match self.own_fork_server(server).await {
+                Ok(socket) => socket,
+                Err(e) => return Err((e, Some(pipes))),
+            },
         };
         Instance::forked(self, &socket, pipes, workdir.to_path_buf(), function)
             .await
             .map_err(|e| (e, None))
+    }
+
+    /// The socket of this worker's own fork server, started if it is not running (again
+    /// if it died).
+    async fn own_fork_server(&self, server: &tokio::sync::Mutex<Option<ForkServer>>) -> Result<PathBuf, String> {
+        let mut server = server.lock().await;
+        if server.as_mut().is_some_and(|s| !s.alive()) {
+            *server = None;
+            tracing::warn!("the python fork server died; starting another");
+        }
+        if server.is_none() {
+            let (interpreters, dir) = (self.interpreters.clone(), self.root.join("fork-server"));
+            let started = tokio::task::spawn_blocking(move || ForkServer::start_in(&interpreters, &dir))
+                .await
+                .unwrap_or_else(|e| Err(RuntimeError::Start(format!("starting the fork server stopped: {e}"))));
+            *server = Some(started.map_err(|e| e.to_string())?);
+        }
+        server
+            .as_ref()
+            .map(|s| s.socket().to_path_buf())
+            .ok_or_else(|| "no fork server".to_owned())
+    }
+
+    /// Starts this worker's own fork server now (`--fork-server`), so the first cold
+    /// start does not pay for it (nor for its `--python-preload`).
+    pub async fn start_fork_server(&self) {
+        if let Some(Forks::Own(server)) = &self.forks {
+            match self.own_fork_server(server).await {
+                Ok(socket) => tracing::info!(socket = %socket.display(), "python fork server up"),
+                Err(e) => {
+                    self.counts.failed();
+                    tracing::warn!(
+                        "cannot start the python fork server; it is tried again at the first python start: {e}"
+                    );
+                }
+            }
+        }
     }
 
     /// A fresh working directory for one runtime.
@@ -289,6 +333,7 @@ impl Runtimes {
         let workdir = self.workdir()?;
         let mut command = self.command(language, memory_mb, None).await?;
         isolation::confine(&mut command, &workdir, "");
+        self.interpreters.preloading(language, &mut command);
         Instance::spawn(self, language, command, Pipes::new()?, Origin::Prewarmed, workdir)
     }
 
