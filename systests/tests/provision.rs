@@ -30,6 +30,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         prewarm: Vec::new(),
         fork_server: false,
         ready_workers: 0,
+        interpreters: Default::default(),
     };
     let mut provisioner = LocalProvisioner::new(config.clone());
     let a = provisioner.start("resize", 0).expect("first instance");
@@ -137,6 +138,7 @@ async fn stem_cells_and_the_fork_server_that_die_are_failed_starts_and_are_repla
         prewarm: vec![(volley_proto::function::Language::Python, 2)],
         fork_server: true,
         ready_workers: 1,
+        interpreters: Default::default(),
     };
     let mut provisioner = LocalProvisioner::new(config);
     let stems = provisioner.ready().stem_pids();
