@@ -122,6 +122,8 @@ class Fields:
 
 
 def failure(exc):
+    if isinstance(exc, Refusal):
+        return type(exc).__name__, str(exc), ""
     import traceback
 
     kind = type(exc).__qualname__
@@ -133,7 +135,16 @@ def failure(exc):
     return kind, str(exc), "".join(traceback.format_exception(type(exc), exc, tb))
 
 
-class VersionMismatch(Exception):
+class Refusal(Exception):
+    """The runtime's own refusal to load a function: its message says it all, with no
+    traceback of the runtime's."""
+
+
+class VersionMismatch(Refusal):
+    pass
+
+
+class DillMissing(Refusal):
     pass
 
 
@@ -155,7 +166,7 @@ class DillFunction:
         try:
             import dill
         except ImportError:
-            raise ImportError(
+            raise DillMissing(
                 "dill is not installed for %s (Python %s): install it there (pip install dill), "
                 "or start the worker with --python naming an interpreter that has it"
                 % (sys.executable, sys.version.split()[0])) from None

@@ -165,3 +165,20 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     assert!(said.contains("passed"), "{said}");
     cluster.stop().await.expect("stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_on_another_python_refuses_the_clients_functions_clearly() {
+    // The clients say they pickle with Python 3.10; the runtimes run the venv's 3.11.
+    let cluster = cluster(Mode::Local, 0, 1, &["--http-python", "3.10"]).await;
+    let url = cluster.http_url().expect("the REST edge is on").to_owned();
+    let task = client(&["submit", &url, "double", "[2]"]);
+    let v = wait_json(&url, task.trim());
+    let text = v["text"].as_str().unwrap_or_default();
+    assert_eq!(v["status"], "FAILED", "{v}");
+    assert!(
+        text.starts_with("Worker Failure: init_failed: VersionMismatch") && text.contains("pickled by Python 3.10"),
+        "{v}"
+    );
+    assert!(text.contains("--python"), "the refusal says what to do: {v}");
+    cluster.stop().await.expect("stop");
+}

@@ -68,6 +68,26 @@ pub struct RestCounters {
     pub failed: AtomicU64,
 }
 
+impl RestCounters {
+    /// The counters as `/metrics` shows them (each prefixed `volley_`).
+    pub fn counters(&self) -> [(&'static str, &'static str, u64); 3] {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("rest_served", "REST requests answered 2xx.", load(&self.served)),
+            (
+                "rest_refused",
+                "REST requests refused with a 4xx: bad JSON or payloads, unknown or malformed ids, wrong routes.",
+                load(&self.refused),
+            ),
+            (
+                "rest_failed",
+                "REST requests answered 5xx: the store unavailable, the dispatcher stopping.",
+                load(&self.failed),
+            ),
+        ]
+    }
+}
+
 struct Edge {
     front: Front,
     options: RestOptions,

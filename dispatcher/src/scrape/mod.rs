@@ -253,6 +253,7 @@ impl Metrics {
                     refusals: (shared.grpc_edge.get().into_iter())
                         .flat_map(|g| g.stats.counters())
                         .chain(shared.worker_socket.get().into_iter().flat_map(|w| w.counters()))
+                        .chain(shared.rest.counters())
                         .collect(),
                     store_up: shared.store_healthy.load(Ordering::Acquire),
                 };
