@@ -4,7 +4,7 @@
 # and renders BENCHMARKS.md from them (scripts/render-benchmarks.py). Run whole, it
 # replaces BENCHMARKS.md; run for some questions, it renders into the output folder only.
 # Usage: scripts/benchmarks.sh [QUESTION ...]
-#   questions: cluster runtimes scaling openloop replay coldstart chaos (default: all)
+#   questions: cluster runtimes scaling openloop replay coldstart course chaos (default: all)
 # The whole set takes about an hour on the 2-core VM; the sweeps are most of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ cargo build --release --bins
 client=target/release/client
 trace=../shared/traces/azure2019-vswarm-sample
 questions=("$@")
-[ ${#questions[@]} -eq 0 ] && questions=(cluster runtimes scaling openloop replay coldstart chaos)
+[ ${#questions[@]} -eq 0 ] && questions=(cluster runtimes scaling openloop replay coldstart course chaos)
 
 run() { # name, command...
     local name=$1; shift
@@ -52,10 +52,12 @@ for q in "${questions[@]}"; do
         # The interpreters: VOLLEY_PYTHON, VOLLEY_NODE, VOLLEY_JAVA, else PATH's (the table says which).
         run coldstart-runtimes $client coldstart --runtimes python,node,java,native --trials 30 --keepalive 500ms \
             --runtimes-out "$out/coldstart-runtimes.csv" --plot "$out" ;;
+    course)
+        run course scripts/course-weak-scaling.sh --out "$out/course" ;;
     chaos)
         run chaos $client chaos --for 60s --modes push,pull --seed 7 --out "$out/chaos.json" ;;
     *)
-        echo "unknown question: $q (cluster runtimes scaling openloop replay coldstart chaos)" >&2
+        echo "unknown question: $q (cluster runtimes scaling openloop replay coldstart course chaos)" >&2
         exit 2 ;;
     esac
 done

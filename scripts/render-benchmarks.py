@@ -184,6 +184,33 @@ def chaos(path):
     return "\n" + "\n".join(out) + "\n"
 
 
+def course(path):
+    """The course FaaS's weak-scaling study through REST: TotalTime per mode and workers,
+    the 1 s sleeps' efficiency (5 s over TotalTime) and each mode against local."""
+    r = rows(path)
+    times = {(x["Mode"], x["OpType"], int(x["nWorkers"])): float(x["TotalTime"]) for x in r}
+    modes = [m for m in ("local", "pull", "push") if any(k[0] == m for k in times)]
+    workers = sorted({k[2] for k in times})
+    out = ["| mode | optype | " + " | ".join(f"{n} workers" if n > 1 else "1 worker" for n in workers) + " |",
+           "|---|---|" + "---:|" * len(workers)]
+    for optype in ("sleep", "no_op"):
+        for m in modes:
+            cells = [f"{times[(m, optype, n)]:.3f} s" if (m, optype, n) in times else "–" for n in workers]
+            out.append(f"| {m} | {optype} | " + " | ".join(cells) + " |")
+    top = workers[-1] if workers else 0
+    notes = []
+    for m in modes:
+        t = times.get((m, "sleep", top))
+        local = times.get(("local", "sleep", top))
+        if t:
+            ratio = f", {local / t:.3f} of local's speed" if local and m != "local" else ""
+            notes.append(f"{m} {t:.3f} s ({t - 5:+.3f} s from the ideal 5 s, efficiency {5 / t:.3f}{ratio})")
+    text = "\n" + "\n".join(out) + "\n"
+    if notes:
+        text += f"\nAt {top} workers, 1 s sleeps: " + "; ".join(notes) + ".\n"
+    return text
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dir", type=Path)
@@ -216,6 +243,9 @@ def main():
     parts.append(heading("Cold starts per language", a,
                          "client coldstart --runtimes python,node,java,native --trials 30 --keepalive 500ms"))
     parts.append(section(d, "coldstart-runtimes.log", lambda p: "\n" + tables_of(p)))
+    parts.append(heading("The course FaaS's clients through REST: weak scaling", a,
+                         "scripts/course-weak-scaling.sh (5 tasks per worker, a thread each, 100 ms polls)"))
+    parts.append(section(d, "course/performance_test.csv", course))
     parts.append(heading("Chaos", a, "client chaos --for 60s --modes push,pull --seed 7"))
     parts.append(section(d, "chaos.json", chaos))
     sys.stdout.write("".join(parts))

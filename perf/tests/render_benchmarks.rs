@@ -32,7 +32,9 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         ("coldstart-trials.csv", "coldstart-trials.csv"),
         ("coldstart-bursts.csv", "coldstart-bursts.csv"),
         ("chaos-seed7.json", "chaos.json"),
+        ("course-weak-scaling.csv", "course/performance_test.csv"),
     ] {
+        std::fs::create_dir_all(dir.join(to).parent().expect("a folder")).expect("folder");
         std::fs::copy(results.join(from), dir.join(to)).expect("a committed result");
     }
     std::fs::write(
@@ -48,6 +50,7 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         "## Trace replay",
         "## Cold starts",
         "## Cold starts per language",
+        "## The course FaaS's clients through REST",
         "## Chaos",
     ] {
         assert!(page.contains(section), "{section} missing:\n{page}");
@@ -61,6 +64,8 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("32,503 · 32,503 · 32,503"), "{page}");
     assert!(page.contains("| push | 11,770 | 0 | 0 | 0 |"), "{page}");
     assert!(page.contains("| pull | 347215 |"), "{page}");
+    assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
+    assert!(page.contains("pull 5.131 s (+0.131 s from the ideal 5 s, efficiency 0.975, 1.007 of local's speed)"), "{page}");
     // The runtimes bench did not run: said, not invented.
     assert!(
         page.contains("Not measured in this run: runtimes.log is missing."),
@@ -69,5 +74,5 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
 
     let empty = volley_testbed::fixtures::temp_dir("render-benchmarks-empty");
     let page = render(&empty);
-    assert_eq!(page.matches("Not measured in this run").count(), 8, "{page}");
+    assert_eq!(page.matches("Not measured in this run").count(), 9, "{page}");
 }
