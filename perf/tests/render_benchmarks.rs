@@ -65,7 +65,10 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("| push | 11,770 | 0 | 0 | 0 |"), "{page}");
     assert!(page.contains("| pull | 347215 |"), "{page}");
     assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
-    assert!(page.contains("pull 5.131 s (+0.131 s from the ideal 5 s, efficiency 0.975, 1.007 of local's speed)"), "{page}");
+    assert!(
+        page.contains("pull 5.131 s (+0.131 s from the ideal 5 s, efficiency 0.975, 1.007 of local's speed)"),
+        "{page}"
+    );
     // The runtimes bench did not run: said, not invented.
     assert!(
         page.contains("Not measured in this run: runtimes.log is missing."),

@@ -6,6 +6,7 @@
 //! - [`prewarm`] — runtimes started before their code is known, taken by the first
 //!   function of their language;
 //! - [`fork_server`] — Python runtimes forked from one warm interpreter;
+//! - `python` — how Python runtimes start: launch line, `--python-path`, preloads;
 //! - `failures` — how a runtime's failures read in a task's error;
 //! - `isolation` — what user code gets of the worker (environment, descriptors, rlimits);
 //! - `log` — a task's bounded stdout/stderr.
@@ -21,12 +22,15 @@ mod isolation;
 mod java;
 mod log;
 pub mod prewarm;
+mod python;
 
 use code_cache::CodeCache;
 use fork_server::ForkServer;
 use instance::{Instance, Origin, Pipes};
 use parking_lot::Mutex;
 use prewarm::{Shelf, StartCounts};
+pub use python::preload_list;
+use python::{python_program_dir, PYTHON_LAUNCH};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,24 +80,6 @@ impl Default for Interpreters {
             java: var("VOLLEY_JAVA", "java"),
         }
     }
-}
-
-impl Interpreters {
-    /// Has a runtime of `language` started ahead of its code import `--python-preload`.
-    pub fn preloading(&self, language: Language, command: &mut Command) {
-        if language == Language::Python && !self.python_preload.is_empty() {
-            command.env("VOLLEY_PYTHON_PRELOAD", self.python_preload.join(","));
-        }
-    }
-}
-
-/// Module names from `dill,requests` (commas or spaces between them).
-pub fn preload_list(text: &str) -> Vec<String> {
-    text.split([',', ' '])
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Why a runtime could not start or load its code.
@@ -434,7 +420,7 @@ impl Runtimes {
 /// `~/.cache/volley/<name>-<digest of key>` (or under `XDG_CACHE_HOME`): where
 /// programs compiled once per user and host are kept. `~/.cache/volley` must be this
 /// user's and private; `None` without a home.
-fn user_cache(name: &str, key: &[u8]) -> Option<PathBuf> {
+pub(super) fn user_cache(name: &str, key: &[u8]) -> Option<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
@@ -452,33 +438,6 @@ fn user_cache(name: &str, key: &[u8]) -> Option<PathBuf> {
     let digest = volley_proto::function::CodeDigest::of(key).to_string();
     Some(root.join(format!("{name}-{}", &digest[..16])))
 }
-
-/// The directory holding the Python runtime's module, its bytecode compiled once per
-/// user and interpreter (a runtime compiling its 300 lines at every start spent 3 ms on
-/// it): `~/.cache/volley/python-runtime-<digest>`, else `fallback`.
-fn python_program_dir(fallback: &Path) -> PathBuf {
-    let Some(dir) = user_cache("python-runtime", PYTHON_RUNTIME.as_bytes()) else {
-        return fallback.to_path_buf();
-    };
-    let file = dir.join("volley_runtime.py");
-    if std::fs::read(&file).is_ok_and(|b| b == PYTHON_RUNTIME.as_bytes()) {
-        return dir;
-    }
-    let partial = dir.join(format!("volley_runtime.py.{}", std::process::id()));
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&partial, PYTHON_RUNTIME))
-        .and_then(|()| std::fs::rename(&partial, &file));
-    if written.is_err() {
-        return fallback.to_path_buf();
-    }
-    dir
-}
-
-/// How the Python runtime starts: its module imported from `sys.argv[1]`, its bytecode
-/// written there and nowhere else (user code's directories stay clean); then the
-/// `--python-path` directories that follow put first on `sys.path`.
-const PYTHON_LAUNCH: &str = "import sys; sys.path.insert(0, sys.argv[1]); sys.dont_write_bytecode = False; \
-import volley_runtime; sys.dont_write_bytecode = True; sys.path[0:1] = sys.argv[2:]; sys.exit(volley_runtime.main())";
 
 impl Drop for Runtimes {
     fn drop(&mut self) {
