@@ -287,8 +287,10 @@ fn worker_start(worker: &Path, code: &Path, spec: &str, python: &str) -> anyhow:
         .spawn()?;
     let stderr = child.stderr.take().context("the worker's log")?;
     let mut found = None;
+    let mut said = Vec::new();
     for line in std::io::BufReader::new(stderr).lines() {
         let line = line?;
+        said.push(line.clone());
         if line.contains("runtime ready") {
             let field = |name: &str| -> Option<f64> {
                 line.split_whitespace()
@@ -307,7 +309,12 @@ fn worker_start(worker: &Path, code: &Path, spec: &str, python: &str) -> anyhow:
         nix::sys::signal::Signal::SIGTERM,
     );
     child.wait()?;
-    found.context("the worker did not report its runtime ready")
+    found.with_context(|| {
+        format!(
+            "the worker did not report its runtime ready; it said:\n{}",
+            said.join("\n")
+        )
+    })
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

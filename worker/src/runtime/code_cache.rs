@@ -107,9 +107,10 @@ impl CodeCache {
     }
 
     /// Keeps `file`, which holds the code of `digest`, without reading it: a hard link
-    /// (a copy, checked, across file systems). For the provisioner's file, written by the
-    /// worker's parent as the same user from code whose digest the store checked: a large
-    /// native function is not hashed again at every cold start.
+    /// (a copy, checked, across file systems, or when the file is not readable and
+    /// executable by its owner as the cache's own files are). For the provisioner's file,
+    /// written by the worker's parent as the same user from code whose digest the store
+    /// checked: a large native function is not hashed again at every cold start.
     pub fn adopt(&self, digest: CodeDigest, file: &Path) -> Result<PathBuf, CodeError> {
         if let Some(p) = self.state.lock().ready.get(&digest) {
             return Ok(p.clone());
@@ -119,7 +120,14 @@ impl CodeCache {
             path: path.clone(),
             source,
         };
-        match std::fs::hard_link(file, &path) {
+        use std::os::unix::fs::PermissionsExt;
+        let runnable = std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o500 == 0o500);
+        let linked = if runnable {
+            std::fs::hard_link(file, &path)
+        } else {
+            Err(std::io::ErrorKind::PermissionDenied.into())
+        };
+        match linked {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(_) => {
@@ -226,6 +234,22 @@ mod tests {
             cache.piece(wrong, MAX_CODE_BYTES as u64 + 1, 0, b""),
             Err(CodeError::TooLarge(_))
         ));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_adopted_file_its_owner_cannot_run_is_copied_runnable_and_left_as_it_was() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("volley-cache-adopt-{}", std::process::id()));
+        let cache = CodeCache::new(dir.join("cache")).unwrap();
+        let plain = dir.join("plain");
+        std::fs::write(&plain, b"#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let digest = CodeDigest::of(b"#!/bin/sh\n");
+        let kept = cache.adopt(digest, &plain).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&kept), 0o500, "the cache's copy runs");
+        assert_eq!(mode(&plain), 0o644, "the caller's file is not changed");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
