@@ -35,6 +35,7 @@ fn run(batch: usize, policy: Policy, capacity: Capacity) -> usize {
         lease: Duration::from_secs(300),
         liveness: Duration::from_secs(1),
         max_queue_wait: None,
+        report_starts: true,
     };
     let mut core = SchedulerCore::new(config, 1);
     let mut sink = Sink::default();

@@ -151,6 +151,12 @@ pub struct Cli {
     /// ever. 0: wait for ever. Default: 300 with --http, else 0.
     #[arg(long = "max-queue-wait", value_name = "SECS", env = "VOLLEY_MAX_QUEUE_WAIT")]
     pub max_queue_wait_s: Option<f64>,
+    /// When a task becomes RUNNING: `start`, once a slot begins it (a worker holding
+    /// tasks beyond its slots reports each start: one small message per such task), or
+    /// `dispatch`, as soon as it is sent (no message; RUNNING then includes the wait in
+    /// the worker).
+    #[arg(long, value_enum, env = "VOLLEY_RUNNING_FROM", default_value = "start")]
+    pub running_from: RunningFromArg,
     /// The Python (MAJOR.MINOR) REST clients pickle their functions with: a runtime on
     /// another version refuses them clearly instead of crashing on them.
     #[arg(long, value_name = "X.Y", default_value = crate::rest::DEFAULT_CLIENT_PYTHON, value_parser = parse_python_version)]
@@ -196,6 +202,15 @@ pub enum ModeArg {
     Pull,
     /// The dispatcher sends tasks to workers it picks.
     Push,
+}
+
+/// `--running-from` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RunningFromArg {
+    /// A slot began the task.
+    Start,
+    /// The task was sent to a worker.
+    Dispatch,
 }
 
 /// `--policy` values.
@@ -264,6 +279,7 @@ impl From<Cli> for Config {
                 Some(_) => None,
                 None => cli.http.map(|_| DEFAULT_HTTP_QUEUE_WAIT),
             },
+            running_from_start: matches!(cli.running_from, RunningFromArg::Start),
             rest: crate::rest::RestOptions {
                 client_python: cli.http_python,
             },

@@ -54,6 +54,9 @@ pub struct Config {
     /// The longest a task may wait for a worker before it fails `no_worker` (`None`: for
     /// ever).
     pub max_queue_wait: Option<Duration>,
+    /// RUNNING means a slot began the task (`--running-from start`, the default), not only
+    /// that it was sent (`dispatch`).
+    pub running_from_start: bool,
     /// The REST edge's settings (it is on when `Listeners::http` is given).
     pub rest: crate::rest::RestOptions,
     /// The interpreters the local pool, instances and the fork server run user code with.
@@ -155,6 +158,7 @@ impl Default for Config {
             autoscale: None,
             limits: EdgeLimits::default(),
             max_queue_wait: None,
+            running_from_start: true,
             rest: crate::rest::RestOptions::default(),
             interpreters: volley_worker::runtime::Interpreters::default(),
             local_runtimes: Default::default(),

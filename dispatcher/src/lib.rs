@@ -215,6 +215,7 @@ pub async fn start(
             lease: config.task_timeout + LEASE_GRACE,
             liveness: config.heartbeat * config.liveness,
             max_queue_wait: config.max_queue_wait,
+            report_starts: config.running_from_start,
         },
         config.seed,
     );

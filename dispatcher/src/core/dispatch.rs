@@ -105,7 +105,9 @@ impl SchedulerCore {
                 // such tasks in flight than slots: its busy slots are among them). One sent
                 // beyond that waits in the worker, and is RUNNING only once the worker
                 // says it began: RUNNING means executing.
-                let executes = instant || w.in_flight.len() - (w.instant as usize) < w.spec.slots as usize;
+                let executes = !self.config.report_starts
+                    || instant
+                    || w.in_flight.len() - (w.instant as usize) < w.spec.slots as usize;
                 w.in_flight.insert(task);
                 w.bytes += entry.job.wire_weight();
                 if instant {

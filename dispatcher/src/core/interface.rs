@@ -56,6 +56,10 @@ pub struct CoreConfig {
     pub liveness: Duration,
     /// The longest a task may wait for a worker before it fails (`None`: for ever).
     pub max_queue_wait: Option<Duration>,
+    /// A task sent while its worker's slots are all taken is RUNNING only once the worker
+    /// says a slot began it (`true`), or as soon as it is sent (`false`: one message less
+    /// per such task, and RUNNING then means dispatched).
+    pub report_starts: bool,
 }
 
 /// How a worker's capacity is counted.

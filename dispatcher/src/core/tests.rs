@@ -49,6 +49,7 @@ fn config(policy: Policy, prefetch: u32) -> CoreConfig {
         lease: Duration::from_secs(10),
         liveness: Duration::from_secs(1),
         max_queue_wait: None,
+        report_starts: true,
     }
 }
 
