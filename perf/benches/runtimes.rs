@@ -331,7 +331,11 @@ async fn main() -> anyhow::Result<()> {
             .label("bench-runtimes")
             .log_level("warn")
             // e.g. `--running-from dispatch`, to weigh what reporting starts costs.
-            .args(std::env::var("VOLLEY_BENCH_DISPATCHER_ARGS").unwrap_or_default().split_whitespace()),
+            .args(
+                std::env::var("VOLLEY_BENCH_DISPATCHER_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            ),
     )
     .await?;
     let mut client = connect(&cluster.grpc_url()).await?;

@@ -209,12 +209,17 @@ impl Ready {
         if let Some(socket) = self.fork_socket() {
             cmd.arg("--fork-server-socket").arg(socket);
         }
+        // Set when there is something to say: an empty variable is a missing value to
+        // the worker's flags.
         let python = &c.interpreters;
-        cmd.env("VOLLEY_PYTHON", &python.python)
-            .env("VOLLEY_PYTHON_PRELOAD", python.python_preload.join(","));
+        cmd.env("VOLLEY_PYTHON", &python.python);
         match std::env::join_paths(&python.python_path) {
-            Ok(path) => cmd.env("VOLLEY_PYTHON_PATH", path),
-            Err(_) => cmd.env_remove("VOLLEY_PYTHON_PATH"),
+            Ok(path) if !path.is_empty() => cmd.env("VOLLEY_PYTHON_PATH", path),
+            _ => cmd.env_remove("VOLLEY_PYTHON_PATH"),
+        };
+        match python.python_preload.join(",") {
+            modules if !modules.is_empty() => cmd.env("VOLLEY_PYTHON_PRELOAD", modules),
+            _ => cmd.env_remove("VOLLEY_PYTHON_PRELOAD"),
         };
     }
 }
