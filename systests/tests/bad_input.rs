@@ -222,8 +222,8 @@ async fn hostile_grpc_requests_are_refused_and_the_dispatcher_keeps_serving() {
     assert!(status.message().contains("UTF-8"), "{}", status.message());
 
     // Args past the per-task limit, and a message past the transport's limit.
-    let big = format!("\"{}\"", "x".repeat(2 * 1024 * 1024));
-    let status = client.execute(exec(big)).await.expect_err("2 MiB args");
+    let big = format!("\"{}\"", "x".repeat(volley_dispatcher::api::MAX_ARGS_BYTES + 1024));
+    let status = client.execute(exec(big)).await.expect_err("args past the limit");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("exceed the limit"), "{}", status.message());
     let huge = format!("\"{}\"", "x".repeat(8 * 1024 * 1024));
