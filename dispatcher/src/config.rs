@@ -6,6 +6,11 @@ use std::time::Duration;
 use volley_proto::auth::Token;
 use volley_proto::Mode;
 
+/// What an attempt's lease adds to the task timeout: a user function's own timeout (at
+/// most the task timeout, counted from when its runtime is handed the task) is then
+/// reported by its worker, as `timeout: …`, before the lease gives the attempt up.
+pub const LEASE_GRACE: Duration = Duration::from_secs(5);
+
 /// Everything a dispatcher needs besides its listeners.
 #[derive(Debug, Clone)]
 pub struct Config {

@@ -108,11 +108,6 @@ pub struct Handle {
     pub http_url: Option<String>,
 }
 
-/// What an attempt's lease adds to the task timeout: a user function's own timeout (at
-/// most the task timeout, counted from when its runtime is handed the task) is then
-/// reported by its worker, as `timeout: …`, before the lease gives the attempt up.
-pub const LEASE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Starts a dispatcher. Everything that can fail at start (store, recovery, binding the
 /// worker socket) fails here; the returned future runs until `shutdown` and then drains.
 pub async fn start(
@@ -212,7 +207,7 @@ pub async fn start(
             max_attempts: config.max_attempts,
             prefetch: config.prefetch,
             policy: config.policy,
-            lease: config.task_timeout + LEASE_GRACE,
+            lease: config.task_timeout + config::LEASE_GRACE,
             liveness: config.heartbeat * config.liveness,
             max_queue_wait: config.max_queue_wait,
             report_starts: config.running_from_start,

@@ -183,11 +183,9 @@ impl Reactor {
                         self.command(cmd);
                         self.drain_commands(&mut commands);
                     }
-                    Some(began) = starts.recv() => {
-                        if let Some(local) = self.local_worker {
-                            self.core.started(local, &began, &mut self.outbox);
-                        }
-                    }
+                    Some(began) = starts.recv() => if let Some(local) = self.local_worker {
+                        self.core.started(local, &began, &mut self.outbox);
+                    },
                     Some(mut batch) = results.recv() => {
                         while let Ok(more) = results.try_recv() {
                             batch.extend(more);

@@ -27,15 +27,7 @@ fn workspace() -> PathBuf {
 }
 
 fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    volley_testbed::fixtures::run_ok(cmd, what)
 }
 
 /// A Python with the stock gRPC packages, made once per workspace.
@@ -43,23 +35,7 @@ fn python() -> PathBuf {
     if let Some(p) = std::env::var_os("VOLLEY_PYTHON") {
         return PathBuf::from(p);
     }
-    let venv = workspace().join("target").join("py-venv");
-    let python = venv.join("bin").join("python");
-    let ready = venv.join(".volley-grpc-ready");
-    if !ready.exists() {
-        run(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv",
-        );
-        run(
-            Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(PACKAGES),
-            "pip install of the stock gRPC packages",
-        );
-        std::fs::write(&ready, PACKAGES.join("\n")).expect("marking the venv ready");
-    }
-    python
+    volley_testbed::fixtures::python_venv("py-venv", ".volley-grpc-ready", PACKAGES)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

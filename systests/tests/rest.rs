@@ -29,39 +29,15 @@ fn scripts() -> PathBuf {
 }
 
 fn output(cmd: &mut Command, what: &str) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    volley_testbed::fixtures::run_ok(cmd, what)
 }
 
 /// A Python with dill, requests and schemathesis, made once per workspace.
 fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("VOLLEY_REST_PYTHON") {
-        return PathBuf::from(p);
+    match std::env::var_os("VOLLEY_REST_PYTHON") {
+        Some(p) => PathBuf::from(p),
+        None => volley_testbed::fixtures::python_venv("rest-venv", ".volley-rest-ready", PACKAGES),
     }
-    let venv = workspace().join("target/rest-venv");
-    let python = venv.join("bin/python");
-    let ready = venv.join(".volley-rest-ready");
-    if !ready.exists() {
-        output(
-            Command::new("python3").args(["-m", "venv"]).arg(&venv),
-            "python3 -m venv",
-        );
-        output(
-            Command::new(&python)
-                .args(["-m", "pip", "install", "--quiet"])
-                .args(PACKAGES),
-            "pip install of dill, requests and schemathesis",
-        );
-        std::fs::write(&ready, PACKAGES.join("\n")).expect("marking the venv ready");
-    }
-    python
 }
 
 /// A cluster with the REST edge on, its runtimes on `python` with the client's modules.

@@ -252,3 +252,41 @@ pub fn temp_dir(label: &str) -> std::path::PathBuf {
     let _ = std::fs::create_dir_all(&dir);
     dir
 }
+
+/// The python of a virtual environment under the workspace's `target/`, made once from
+/// PyPI with `packages` (pinned) when missing: `VOLLEY_PYTHON`-style overrides are the
+/// caller's. `scripts/test.sh` makes the same environments ahead of the tests.
+pub fn python_venv(name: &str, marker: &str, packages: &[&str]) -> std::path::PathBuf {
+    let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(name);
+    let python = venv.join("bin/python");
+    let ready = venv.join(marker);
+    if !ready.exists() {
+        run_ok(
+            std::process::Command::new("python3").args(["-m", "venv"]).arg(&venv),
+            "python3 -m venv",
+        );
+        run_ok(
+            std::process::Command::new(&python)
+                .args(["-m", "pip", "install", "--quiet"])
+                .args(packages),
+            &format!("pip install {}", packages.join(" ")),
+        );
+        std::fs::write(&ready, packages.join("\n")).expect("marking the venv ready");
+    }
+    python
+}
+
+/// Runs `cmd` to success and returns its stdout; panics with both outputs otherwise.
+pub fn run_ok(cmd: &mut std::process::Command, what: &str) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
