@@ -239,6 +239,12 @@ async fn a_runtime_gets_only_its_pipes_and_a_directory_of_its_own() {
     let r = instance.run(&code, 2, 1, r#"{"env": "HOME"}"#).await;
     let Outcome::Completed(home) = r.outcome else { panic!() };
     assert!(home.contains("instances"), "{home}");
+    // Its own process group, in its directory, stdin empty, no signal blocked.
+    let r = instance.run(&code, 3, 1, r#"{"process": true}"#).await;
+    assert_eq!(
+        r.outcome,
+        Outcome::Completed(r#"{"group_leader":true,"stdin":"/dev/null","in_home":true,"blocked":0}"#.into())
+    );
 }
 
 #[tokio::test]

@@ -23,6 +23,7 @@ mod java;
 mod log;
 pub mod prewarm;
 mod python;
+mod spawn;
 
 use code_cache::CodeCache;
 use fork_server::ForkServer;

@@ -30,6 +30,14 @@ def handle(event):
     if "count" in event:
         COUNT += 1
         return [COUNT, os.getpid()]
+    if "process" in event:
+        blocked = [l.split()[1] for l in open("/proc/self/status") if l.startswith("SigBlk:")]
+        return {
+            "group_leader": os.getpgid(0) == os.getpid(),
+            "stdin": os.readlink("/proc/self/fd/0"),
+            "in_home": os.getcwd() == os.environ.get("HOME"),
+            "blocked": int(blocked[0], 16),
+        }
     if "fds" in event:
         return sorted(int(f) for f in os.listdir("/proc/self/fd"))
     return None

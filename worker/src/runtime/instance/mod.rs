@@ -7,6 +7,7 @@
 
 use super::failures::{clip, failure_text, kind_of};
 use super::log::Log;
+use super::spawn::Spawned;
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
 use parking_lot::Mutex;
@@ -18,7 +19,6 @@ use std::process::ExitStatus;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::net::unix::pipe;
-use tokio::process::Child;
 use tokio::time::Instant;
 use volley_proto::function::{CodeDigest, UserCode};
 use volley_proto::wire::{Outcome, MAX_RESULT_BYTES};
@@ -38,7 +38,7 @@ pub use start::{Origin, Started};
 
 /// The process behind an instance: a child of this worker, or one the fork server forked.
 enum Process {
-    Child(Child),
+    Child(Spawned),
     Forked(super::fork_server::Forked),
 }
 
@@ -298,11 +298,11 @@ impl Instance {
     }
 
     /// Kills the whole process group, so children the user's code started die too. The
-    /// runtime's own process is reaped by tokio (or the fork server) once it is gone.
+    /// runtime's own process is reaped by its owner (or the fork server) once it is gone.
     fn kill(&mut self) {
         let _ = killpg(Pid::from_raw(self.pid as i32), Signal::SIGKILL);
         if let Process::Child(child) = &mut self.process {
-            let _ = child.start_kill();
+            child.start_kill();
         }
     }
 }

@@ -8,7 +8,7 @@ use super::{Event, Instance, Process, MIN_INIT, PIPE_BUF};
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio::net::unix::pipe;
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ use volley_runtime::frame::{Decoder, Frame, FROM_RUNTIME_FD, PROTOCOL_VERSION, T
 /// How a runtime process came to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
-    /// Spawned for this code (fork and exec of the interpreter).
+    /// Spawned for this code (`posix_spawn` of the interpreter, or of a native function).
     Spawned,
     /// Forked from the Python fork server.
     Forked,
@@ -128,50 +128,41 @@ fn init_frame(code: &UserCode, code_path: &std::path::Path) -> Vec<u8> {
 }
 
 impl Instance {
-    /// Spawns `command` as a runtime on `pipes` (`origin`: spawned for its code, or
+    /// Spawns `command`, set up by `isolation::confine` (its environment is exactly the
+    /// variables set on it), as a runtime on `pipes` (`origin`: spawned for its code, or
     /// prewarmed).
     pub(in crate::runtime) fn spawn(
         runtimes: &Runtimes,
         language: volley_proto::function::Language,
-        mut command: Command,
+        command: Command,
         pipes: Pipes,
         origin: Origin,
         workdir: PathBuf,
     ) -> Result<Self, RuntimeError> {
-        use command_fds::{CommandFdExt, FdMapping};
         let began = std::time::Instant::now();
-        let [child_in, child_out, child_log] = pipes.child;
-        let child_err = child_log.try_clone().map_err(RuntimeError::io("a pipe"))?;
-        command
-            .fd_mappings(vec![
-                FdMapping {
-                    parent_fd: child_in,
-                    child_fd: TO_RUNTIME_FD,
-                },
-                FdMapping {
-                    parent_fd: child_out,
-                    child_fd: FROM_RUNTIME_FD,
-                },
-            ])
-            .map_err(|e| RuntimeError::Start(format!("descriptor mapping: {e}")))?;
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(child_log))
-            .stderr(Stdio::from(child_err));
-        let mut command = tokio::process::Command::from(command);
-        command.kill_on_drop(true);
-        let child = command.spawn().map_err(|e| {
+        let [child_in, child_out, child_log] = &pipes.child;
+        let spec = super::super::spawn::Spec {
+            program: std::path::Path::new(command.get_program()),
+            args: command.get_args().collect(),
+            env: command.get_envs().filter_map(|(k, v)| Some((k, v?))).collect(),
+            dir: command.get_current_dir().unwrap_or(&workdir),
+            fds: vec![
+                (child_in, TO_RUNTIME_FD),
+                (child_out, FROM_RUNTIME_FD),
+                (child_log, 1),
+                (child_log, 2),
+            ],
+        };
+        let child = super::super::spawn::Spawned::start(&spec).map_err(|e| {
             RuntimeError::Start(format!(
                 "cannot start the {language} runtime ({}): {e}{}",
-                command.as_std().get_program().to_string_lossy(),
+                command.get_program().to_string_lossy(),
                 runtimes.hint(language)
             ))
         })?;
         // The child holds its ends now; ours of its ends must close, or EOF never comes.
-        drop(command);
-        let pid = child
-            .id()
-            .ok_or_else(|| RuntimeError::Start("the runtime ended as it started".into()))?;
+        drop(pipes.child);
+        let pid = child.id();
         Self::adopt(
             runtimes,
             Process::Child(child),
