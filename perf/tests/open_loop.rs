@@ -26,6 +26,7 @@ async fn a_stalled_dispatcher_shows_up_in_latency_from_intended_send_time() {
         drain: Duration::from_secs(10),
         seed: 1,
         function: None,
+        transport: Default::default(),
     };
     let run = tokio::spawn(async move { load::run(&client, &spec).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -101,6 +102,7 @@ async fn under_overload_every_request_has_one_outcome_and_the_dispatcher_agrees(
         drain: Duration::from_millis(500),
         seed: 3,
         function: None,
+        transport: Default::default(),
     };
     let started = std::time::Instant::now();
     let r = load::run(&client, &load).await.expect("load");
@@ -163,6 +165,7 @@ fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
             drain: Duration::from_secs(15),
             seed: 4,
             function: None,
+            transport: load::transport::Transport::Unary,
         };
         let run = tokio::spawn(async move { load::run(&client, &load).await });
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -180,4 +183,99 @@ fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
         assert_eq!(r.agrees_with_dispatcher(), Some(true), "{r:?}");
         cluster.stop().await.expect("stop");
     });
+}
+
+#[test]
+fn a_stream_call_that_falls_far_behind_catches_up_by_itself() {
+    // The test's own runtime, on one thread, so the test can freeze it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        // As above, but results come on the ExecuteStream call itself.
+        let spec = ClusterSpec::new(Mode::Local, 0, 2)
+            .args(["--watch-buffer", "8"])
+            .label("lagging-watch");
+        let cluster = Cluster::start(spec).await.expect("cluster");
+        let channel = tonic::transport::Endpoint::from_shared(cluster.grpc_url())
+            .expect("url")
+            .initial_stream_window_size(Some(8 * 1024))
+            .connect()
+            .await
+            .expect("channel");
+        let client = volley_client::client_over(channel, None).expect("client");
+        let load = LoadSpec {
+            rate: 600.0,
+            arrival: Arrival::Uniform,
+            optype: volley_perf::workload::OpType::Sleep,
+            task_ms: 10,
+            duration: Duration::from_secs(2),
+            warmup: Duration::ZERO,
+            drain: Duration::from_secs(15),
+            seed: 4,
+            function: None,
+            transport: load::transport::Transport::Stream,
+        };
+        let run = tokio::spawn(async move { load::run(&client, &load).await });
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Freeze every task of this runtime while the backlog completes.
+        std::thread::sleep(Duration::from_millis(2000));
+        let r = run.await.expect("join").expect("load");
+        // The dispatcher's side of the call catches up from the store: the call never
+        // breaks, and nothing needs reading back.
+        assert_eq!((r.stream_breaks, r.recovered), (0, 0), "{r:?}");
+        assert_eq!(r.sent, 1199, "{r:?}");
+        assert_eq!(
+            (r.completed, r.failed, r.refused, r.unfinished, r.unknown),
+            (1199, 0, 0, 0, 0),
+            "{r:?}"
+        );
+        assert_eq!(r.agrees_with_dispatcher(), Some(true), "{r:?}");
+        cluster.stop().await.expect("stop");
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_call_broken_by_a_restart_is_reopened_and_every_request_has_one_outcome() {
+    let mut cluster = Cluster::start(ClusterSpec::new(Mode::Push, 1, 1).label("stream-restart"))
+        .await
+        .expect("cluster");
+    let client = volley_client::connect(&cluster.grpc_url()).await.expect("connect");
+    let spec = LoadSpec {
+        rate: 100.0,
+        arrival: Arrival::Uniform,
+        optype: volley_perf::workload::OpType::Noop,
+        task_ms: 0,
+        duration: Duration::from_secs(3),
+        warmup: Duration::ZERO,
+        drain: Duration::from_secs(3),
+        seed: 5,
+        function: None,
+        transport: load::transport::Transport::Stream,
+    };
+    let run = tokio::spawn(async move { load::run(&client, &spec).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    cluster.restart_dispatcher().await.expect("restart");
+    let r = run.await.expect("join").expect("load");
+
+    let summary = format!(
+        "sent {} completed {} failed {} refused {} unfinished {} unknown {} breaks {} ({}) first error {}",
+        r.sent, r.completed, r.failed, r.refused, r.unfinished, r.unknown, r.stream_breaks, r.last_break, r.first_error
+    );
+    assert!(r.adds_up(), "{summary}");
+    assert_eq!(r.sent, 299, "{summary}");
+    assert!(r.stream_breaks >= 1, "the call broke with the dispatcher: {summary}");
+    // Before the restart, tasks complete. After it, the call is reopened and the new
+    // dispatcher answers on it: a memory store forgot the function, so each request is
+    // refused as NotFound, not lost.
+    assert!(r.completed >= 80, "{summary}");
+    assert!(r.refused >= 150, "{summary}");
+    assert!(r.first_error.contains("NotFound"), "{summary}");
+    assert!(
+        r.unknown <= 5,
+        "only requests in flight at the kill are unknown: {summary}"
+    );
+    assert_eq!(r.failed, 0, "{summary}");
+    cluster.stop().await.expect("stop");
 }

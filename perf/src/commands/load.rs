@@ -36,6 +36,10 @@ pub struct LoadArgs {
     /// Task duration, ms (sleep and spin).
     #[arg(long, default_value_t = 100)]
     pub task_ms: u64,
+    /// How requests travel: stream (one ExecuteStream call carries every request and
+    /// result) or unary (ExecuteBatch per due batch, results from WatchResults).
+    #[arg(long, value_enum, default_value = "stream")]
+    pub transport: crate::studies::load::transport::Transport,
     /// How long to send (e.g. 30s, 12m).
     #[arg(long = "for", default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -164,6 +168,7 @@ impl LoadArgs {
             drain: self.drain,
             seed: self.seed,
             function: self.function.clone().map(|f| (f, self.args.clone())),
+            transport: self.transport,
         }
     }
 

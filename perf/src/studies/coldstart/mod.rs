@@ -311,7 +311,14 @@ async fn run_burst(cluster: &Cluster, pool: &Pool, b: &Burst) -> anyhow::Result<
         args: args.clone(),
     };
     let watch = PoolWatch::start(client.clone(), Duration::from_millis(50));
-    let driven = drive::drive(&client, schedule.clone(), requests, b.duration + b.drain).await?;
+    let driven = drive::drive(
+        &client,
+        Default::default(),
+        schedule.clone(),
+        requests,
+        b.duration + b.drain,
+    )
+    .await?;
     let info = client
         .clone()
         .cluster_info(api::ClusterInfoRequest {})

@@ -116,7 +116,14 @@ async fn window(client: &Client, function: u64, rate: f64, length: Duration) -> 
         function_id: function,
         args: String::new(),
     };
-    let driven = drive::drive(client, schedule.clone(), requests, length + Duration::from_secs(10)).await?;
+    let driven = drive::drive(
+        client,
+        Default::default(),
+        schedule.clone(),
+        requests,
+        length + Duration::from_secs(10),
+    )
+    .await?;
     let mut row = WarmRow {
         rate,
         ..Default::default()

@@ -62,7 +62,8 @@ impl RunClock {
     }
 }
 
-fn finish(t: &api::TaskInfo, clock: RunClock, at: Duration, recovered: bool) -> (u64, Finish) {
+/// A finished task's record, seen at `at` (`recovered`: read back by id).
+pub fn finish(t: &api::TaskInfo, clock: RunClock, at: Duration, recovered: bool) -> (u64, Finish) {
     (
         t.task_id,
         Finish {

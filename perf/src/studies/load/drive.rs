@@ -4,7 +4,8 @@
 
 use super::completions::{self, Event, RunClock};
 use super::ledger::Ledger;
-use super::{counters, pacer, process_cpu, LEAD, MAX_IN_FLIGHT};
+use super::transport::{Link, Reply, Transport};
+use super::{counters, pacer, process_cpu, LEAD};
 use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,10 +33,11 @@ pub struct Driven {
     pub after: Option<(String, api::Counters)>,
 }
 
-/// Sends request `i` (built by `requests(i)`) at `schedule[i]` from the start, collects
-/// every outcome, and stops at `until` from the start.
+/// Sends request `i` (built by `requests(i)`) at `schedule[i]` from the start over
+/// `transport`, collects every outcome, and stops at `until` from the start.
 pub async fn drive(
     client: &Client,
+    transport: Transport,
     schedule: Arc<Vec<Duration>>,
     requests: impl Fn(usize) -> api::ExecuteRequest,
     until: Duration,
@@ -45,11 +47,20 @@ pub async fn drive(
 
     let clock = RunClock::starting_in(LEAD);
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let live = completions::watch_all(client, clock, events_tx.clone()).await?;
+    let mut link = Link::open(client, transport).await.map_err(|s| {
+        anyhow::anyhow!(
+            "opening the {} link: {} ({:?})",
+            transport.as_str(),
+            s.message(),
+            s.code()
+        )
+    })?;
+    let live = match link.carries_results() {
+        true => None,
+        false => Some(completions::watch_all(client, clock, events_tx.clone()).await?),
+    };
     let (due_tx, mut due) = mpsc::unbounded_channel();
     let pacer = pacer::start(schedule.clone(), clock.start, due_tx).context("starting the pacer thread")?;
-    let (ack_tx, mut acks) = mpsc::unbounded_channel();
-    let mut sends = tokio::task::JoinSet::new();
     let mut ledger = Ledger::new(schedule.len());
     let mut catching_up: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut caught_up = std::collections::HashSet::new();
@@ -57,9 +68,9 @@ pub async fn drive(
     let mut last_transport_error = String::new();
     let deadline = tokio::time::Instant::from_std(clock.start + until);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    let (mut held, mut in_flight): (Option<std::ops::Range<usize>>, usize) = (None, 0);
+    let mut held: Option<std::ops::Range<usize>> = None;
     loop {
-        while in_flight < MAX_IN_FLIGHT {
+        while link.can_send() {
             let Some(range) = held.take() else { break };
             let end = range.end.min(range.start + pacer::MAX_DUE);
             if end < range.end {
@@ -69,19 +80,11 @@ pub async fn drive(
             let request = api::ExecuteBatchRequest {
                 tasks: (range.start..end).map(&requests).collect(),
             };
-            let (mut c, tx, d) = (
-                client.clone(),
-                ack_tx.clone(),
-                pacer::Due {
-                    first: range.start,
-                    end,
-                },
-            );
-            sends.spawn(async move {
-                let r = c.execute_batch(request).await.map(|r| r.into_inner().task_ids);
-                let _ = tx.send((d, r));
-            });
-            in_flight += 1;
+            let due = pacer::Due {
+                first: range.start,
+                end,
+            };
+            link.send(client, due, request).await;
         }
         if !pacing && held.is_none() && ledger.settled() {
             break;
@@ -95,24 +98,36 @@ pub async fn drive(
                 }
                 None => pacing = false,
             },
-            Some((d, r)) = acks.recv() => {
-                in_flight -= 1;
-                match r {
-                Ok(ids) if ids.len() == d.end - d.first => ledger.acknowledged(d.first..d.end, &ids),
-                Ok(ids) => {
+            reply = link.reply() => match reply {
+                Reply::Answer(d, Ok(ids)) if ids.len() == d.end - d.first => ledger.acknowledged(d.first..d.end, &ids),
+                Reply::Answer(d, Ok(ids)) => {
                     let why = format!("the dispatcher named {} tasks for {} requests", ids.len(), d.end - d.first);
                     ledger.refused(d.first..d.end, tonic::Code::Internal, &why);
                 }
                 // A status the dispatcher sent is a refusal; a transport error (it has a
                 // source: the connection, not the dispatcher, failed) leaves unknown
                 // whether the dispatcher took the tasks.
-                Err(s) if std::error::Error::source(&s).is_none() => ledger.refused(d.first..d.end, s.code(), s.message()),
-                Err(s) => {
+                Reply::Answer(d, Err(s)) if std::error::Error::source(&s).is_none() => {
+                    ledger.refused(d.first..d.end, s.code(), s.message())
+                }
+                Reply::Answer(d, Err(s)) => {
                     ledger.lost_in_transit(d.first..d.end);
                     last_transport_error = format!("{} ({:?})", s.message(), s.code());
                 }
+                Reply::Finished(tasks) => {
+                    let at = clock.now();
+                    tasks.iter().for_each(|t| {
+                        let (id, f) = completions::finish(t, clock, at, false);
+                        ledger.finished(id, f);
+                    });
                 }
-            }
+                Reply::Broke { why, unanswered } => {
+                    breaks += 1;
+                    unanswered.iter().for_each(|d| ledger.lost_in_transit(d.first..d.end));
+                    last_transport_error.clone_from(&why);
+                    last_break = why;
+                }
+            },
             Some(event) = events.recv() => match event {
                 Event::Finished(done) => done.into_iter().for_each(|(id, f)| ledger.finished(id, f)),
                 Event::Unknown(ids) => ids.into_iter().for_each(|id| ledger.unknown(id)),
@@ -122,7 +137,7 @@ pub async fn drive(
                 }
             },
             _ = tick.tick() => {
-                while sends.try_join_next().is_some() {}
+                link.tidy();
                 // After a break, results may have gone by unseen: once sending is over,
                 // read back by id whatever has no result yet.
                 if !pacing && (breaks > 0 || ledger.lost_early) {
@@ -135,9 +150,11 @@ pub async fn drive(
             _ = tokio::time::sleep_until(deadline) => break,
         }
     }
-    live.abort();
+    if let Some(live) = live {
+        live.abort();
+    }
     catching_up.iter().for_each(|h| h.abort());
-    sends.abort_all();
+    link.close();
     pacer.stop();
     let cpu = process_cpu().saturating_sub(cpu_before);
     let after = counters(client).await;

@@ -68,6 +68,7 @@ pub async fn run_grid_observed(
             drain: spec.drain,
             seed: spec.seed.wrapping_add(i as u64),
             function: None,
+            transport: Default::default(),
         };
         let label = format!("grid-{}-{rate}-{spin}", arrival.as_str());
         let result = spec.shape.run_observed(&label, &cell, tracker).await?;

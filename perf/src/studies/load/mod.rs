@@ -9,6 +9,7 @@
 //! - [`ledger`] — one fate per request: completed, failed, refused, unfinished (or unknown);
 //! - [`completions`] — the live stream of completions, and reading them back by id when it lags;
 //! - [`slo`], [`find_max`] — SLO verdicts and the search for the highest rate meeting one;
+//! - [`transport`] — requests and results on one `ExecuteStream` call, or unary calls;
 //! - [`grid`] — the rate × spin × arrival study.
 
 pub mod arrivals;
@@ -19,6 +20,7 @@ pub mod grid;
 pub mod ledger;
 pub mod pacer;
 pub mod slo;
+pub mod transport;
 
 pub use arrivals::{Arrival, Arrivals};
 pub use grid::{run_grid, GridSpec, Shape};
@@ -68,6 +70,8 @@ pub struct LoadSpec {
     /// A deployed function to send instead of the optype: its name (the latest version
     /// runs) and the arguments of every request.
     pub function: Option<(String, String)>,
+    /// How requests travel ([`transport`]).
+    pub transport: transport::Transport,
 }
 
 /// What one run measured. Outcome counts cover every request sent; rates and latency
@@ -207,7 +211,14 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
         function_id,
         args: args.clone(),
     };
-    let d = drive::drive(client, schedule.clone(), requests, spec.duration + spec.drain).await?;
+    let d = drive::drive(
+        client,
+        spec.transport,
+        schedule.clone(),
+        requests,
+        spec.duration + spec.drain,
+    )
+    .await?;
     let mut r = summarise(spec, &schedule, &d.ledger)?;
     if spec.function.is_some() {
         r.optype = task.clone();
