@@ -279,3 +279,46 @@ async fn a_stream_call_broken_by_a_restart_is_reopened_and_every_request_has_one
     assert_eq!(r.failed, 0, "{summary}");
     cluster.stop().await.expect("stop");
 }
+
+#[test]
+fn the_cpu_curve_has_a_row_per_mode_shape_and_rate_with_every_task_accounted_for() {
+    let dir = common::temp_dir("cpu-curve");
+    let said = common::run_ok(
+        std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))
+            .current_dir(&dir)
+            .args(["load", "--curve", "--rates", "200,600", "--curve-modes", "pull,push"])
+            .args([
+                "--curve-shapes",
+                "1x1,1x3",
+                "--for",
+                "1500ms",
+                "--warmup",
+                "300ms",
+                "--drain",
+                "3s",
+            ]),
+        "client load --curve",
+    );
+    let mut reader = csv::Reader::from_path(dir.join("cpu-curve.csv")).expect("cpu-curve.csv");
+    let rows: Vec<volley_perf::studies::load::curve::CurvePoint> =
+        reader.deserialize().map(|r| r.expect("a row")).collect();
+    assert_eq!(rows.len(), 2 * 2 * 2, "{said}");
+    for r in &rows {
+        // Every request completed (the study stops if the outcomes do not add up), and
+        // every role's cost was read.
+        assert_eq!(r.completed, r.sent, "{r:?}");
+        assert!(r.sent >= (r.target_rate * 1.2) as u64, "{r:?}");
+        assert!(
+            r.generator_us > 0.0 && r.dispatcher_us > 0.0 && r.worker_us > 0.0,
+            "{r:?}"
+        );
+        assert!(r.p50_ms > 0.0 && r.p99_ms >= r.p50_ms, "{r:?}");
+    }
+    let mut seen: Vec<(String, u32, f64)> = rows.iter().map(|r| (r.mode.clone(), r.slots, r.target_rate)).collect();
+    seen.dedup();
+    assert_eq!(seen.len(), 8, "one row per mode × shape × rate: {seen:?}");
+    for stem in ["cpu-curve-pull-1x1-stream", "cpu-curve-push-1x3-stream-latency"] {
+        assert!(dir.join(format!("{stem}.png")).is_file(), "{stem}.png: {said}");
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}

@@ -69,6 +69,18 @@ pub struct LoadArgs {
     /// Run the rate × spin × arrival grid on clusters started per cell.
     #[arg(long)]
     pub grid: bool,
+    /// Draw the CPU curve: CPU per task of the generator, the dispatcher and the workers
+    /// at each of --rates (default 1000,5000,20000,40000,80000), noop tasks, for each of
+    /// --curve-modes and --curve-shapes, each point --for long; writes cpu-curve.csv and
+    /// its charts beside --out.
+    #[arg(long, conflicts_with_all = ["grid", "find_max", "function", "fresh"])]
+    pub curve: bool,
+    /// --curve: the modes.
+    #[arg(long, value_delimiter = ',', default_value = "pull,push")]
+    pub curve_modes: Vec<Mode>,
+    /// --curve: cluster shapes, WORKERSxSLOTS.
+    #[arg(long, default_value = "1x1,1x8")]
+    pub curve_shapes: String,
     /// Rates: the grid's list (default 5,10,…,50) or --find-max's range (default 1000..100000).
     #[arg(long)]
     pub rates: Option<String>,
@@ -217,6 +229,9 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
         a.observe.assertions.is_none() || !(a.grid || a.find_max),
         "--assert judges a single run; --find-max and --grid search with --slo instead"
     );
+    if a.curve {
+        return curve(&a).await;
+    }
     let mut observed = Observed::start("load", &a.observe, METRICS, Some(a.seed))?;
     if a.find_max {
         let code = find_max(target, &a, as_json, &mut observed).await?;
@@ -231,15 +246,7 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
     }
     if a.grid {
         let rates = match &a.rates {
-            Some(text) if text.contains("..") => anyhow::bail!("the grid takes a list of rates (5,10,20), not a range"),
-            Some(text) => text
-                .split(',')
-                .map(|r| {
-                    r.trim()
-                        .parse::<f64>()
-                        .map_err(|_| anyhow::anyhow!("'{r}' is not a rate"))
-                })
-                .collect::<anyhow::Result<Vec<f64>>>()?,
+            Some(text) => parse_rates(text).map_err(|e| anyhow::anyhow!("the grid takes {e}"))?,
             None => (1..=10).map(|i| 5.0 * i as f64).collect(),
         };
         let spec = GridSpec {
@@ -278,6 +285,50 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
     }
     let own = if r.verdict.starts_with("fail") { 1 } else { 0 };
     Ok(crate::recording::observe::exit_code(own, verdict))
+}
+
+/// `--curve`: the CPU curve, its CSV and its charts.
+async fn curve(a: &LoadArgs) -> anyhow::Result<i32> {
+    use crate::studies::load::curve::{parse_shapes, run_curve, CurveSpec};
+    let rates = match &a.rates {
+        Some(text) => parse_rates(text)?,
+        None => vec![1000.0, 5000.0, 20000.0, 40000.0, 80000.0],
+    };
+    let spec = CurveSpec {
+        rates,
+        modes: a.curve_modes.clone(),
+        shapes: parse_shapes(&a.curve_shapes)?,
+        duration: a.duration,
+        warmup: a.warmup,
+        drain: a.drain,
+        arrival: a.arrival,
+        transport: a.transport,
+        seed: a.seed,
+    };
+    let out = a.out.with_file_name("cpu-curve.csv");
+    let points = run_curve(&spec, &out).await?;
+    println!("{} point(s) appended to {}", points.len(), out.display());
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    for chart in crate::presentation::plot::plot_curve(&points, dir)? {
+        println!("chart: {}", chart.display());
+    }
+    Ok(0)
+}
+
+fn parse_rates(text: &str) -> anyhow::Result<Vec<f64>> {
+    anyhow::ensure!(!text.contains(".."), "a list of rates (1000,5000), not a range");
+    text.split(',')
+        .map(|r| {
+            r.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| *r > 0.0)
+                .ok_or_else(|| anyhow::anyhow!("'{r}' is not a rate"))
+        })
+        .collect()
 }
 
 async fn find_max(target: &Target, a: &LoadArgs, as_json: bool, observed: &mut Observed) -> anyhow::Result<i32> {

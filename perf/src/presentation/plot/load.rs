@@ -115,3 +115,54 @@ pub(super) fn plot_grid(rows: &[LoadResult], out: &Path, written: &mut Vec<PathB
     }
     Ok(())
 }
+
+/// The CPU curve: CPU per task of each role against the offered rate, one chart per mode
+/// and cluster shape, the p50 and p99 latency on a second chart beside it.
+pub fn plot_curve(points: &[crate::studies::load::curve::CurvePoint]) -> Vec<(String, Lines)> {
+    let groups: BTreeSet<(String, usize, u32, String)> = points
+        .iter()
+        .map(|p| (p.mode.clone(), p.workers, p.slots, p.transport.clone()))
+        .collect();
+    let mut charts = Vec::new();
+    for (mode, workers, slots, transport) in groups {
+        let mut of: Vec<_> = points
+            .iter()
+            .filter(|p| p.mode == mode && p.workers == workers && p.slots == slots && p.transport == transport)
+            .collect();
+        of.sort_by(|a, b| a.offered_rate.total_cmp(&b.offered_rate));
+        let line = |f: &dyn Fn(&crate::studies::load::curve::CurvePoint) -> f64| -> Vec<(f64, f64)> {
+            of.iter().map(|p| (p.offered_rate, f(p))).collect()
+        };
+        let what = format!("{mode}, {workers} worker(s) × {slots} slot(s), {transport}");
+        let stem = format!("cpu-curve-{mode}-{workers}x{slots}-{transport}");
+        charts.push((
+            stem.clone(),
+            Lines {
+                title: format!("CPU per task against offered rate — {what}"),
+                x_label: "offered rate (requests/s)".into(),
+                y_label: "CPU per task (µs)".into(),
+                series: vec![
+                    ("generator".into(), line(&|p| p.generator_us)),
+                    ("dispatcher".into(), line(&|p| p.dispatcher_us)),
+                    ("workers".into(), line(&|p| p.worker_us)),
+                ],
+                workers_x: false,
+                y_range: None,
+                reference: None,
+            },
+        ));
+        charts.push((
+            format!("{stem}-latency"),
+            Lines {
+                title: format!("Latency from the intended send — {what}"),
+                x_label: "offered rate (requests/s)".into(),
+                y_label: "latency (ms)".into(),
+                series: vec![("p50".into(), line(&|p| p.p50_ms)), ("p99".into(), line(&|p| p.p99_ms))],
+                workers_x: false,
+                y_range: None,
+                reference: None,
+            },
+        ));
+    }
+    charts
+}

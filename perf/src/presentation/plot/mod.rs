@@ -85,6 +85,18 @@ pub fn plot_stacked(
     Ok(())
 }
 
+/// Draws the CPU curve's charts into `out` (`cpu-curve-<mode>-<shape>-<transport>` and
+/// its `-latency` twin); returns the files written.
+pub fn plot_curve(points: &[crate::studies::load::curve::CurvePoint], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    ensure_font()?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut written = Vec::new();
+    for (stem, chart) in load::plot_curve(points) {
+        render!(out, stem, draw_lines, &chart, &mut written);
+    }
+    Ok(written)
+}
+
 /// Draws every chart the given files allow into `out`; returns the files written.
 pub fn plot_all(
     perf: Option<&Path>,

@@ -10,10 +10,12 @@
 //! - [`completions`] — the live stream of completions, and reading them back by id when it lags;
 //! - [`slo`], [`find_max`] — SLO verdicts and the search for the highest rate meeting one;
 //! - [`transport`] — requests and results on one `ExecuteStream` call, or unary calls;
-//! - [`grid`] — the rate × spin × arrival study.
+//! - [`grid`] — the rate × spin × arrival study;
+//! - [`curve`] — CPU per task by role against the offered rate.
 
 pub mod arrivals;
 pub mod completions;
+pub mod curve;
 pub mod drive;
 pub mod find_max;
 pub mod grid;

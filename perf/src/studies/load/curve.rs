@@ -1,0 +1,198 @@
+//! The CPU curve: what one task costs each role — generator, dispatcher, workers — as
+//! the offered rate rises, beside the latency at that rate. Serverless traffic comes one
+//! invocation at a time, and a platform's cost per invocation is the figure an operator
+//! pays for; a batch benchmark hides it.
+//!
+//! One cluster per mode and shape, kept across its rates (a rate's cost is read as the
+//! difference of each process's CPU time before and after it, so starting the cluster is
+//! not charged to anyone); one open-loop run per rate.
+
+use super::transport::Transport;
+use super::{run, Arrival, LoadSpec};
+use crate::workload::OpType;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Duration;
+use volley_proto::Mode;
+
+/// What to measure.
+#[derive(Debug, Clone)]
+pub struct CurveSpec {
+    /// Offered rates, requests/s, ascending.
+    pub rates: Vec<f64>,
+    /// Scheduling modes.
+    pub modes: Vec<Mode>,
+    /// Cluster shapes: (worker processes, slots each).
+    pub shapes: Vec<(usize, u32)>,
+    /// Sending time per rate.
+    pub duration: Duration,
+    /// Warm-up per rate (not in the latency).
+    pub warmup: Duration,
+    /// Wait for stragglers per rate.
+    pub drain: Duration,
+    /// Arrival process.
+    pub arrival: Arrival,
+    /// How requests travel.
+    pub transport: Transport,
+    /// Arrivals' seed.
+    pub seed: u64,
+}
+
+/// One point of the curve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Scheduling mode.
+    pub mode: String,
+    /// Worker processes.
+    pub workers: usize,
+    /// Slots per worker.
+    pub slots: u32,
+    /// `stream` or `unary`.
+    pub transport: String,
+    /// Target rate, requests/s.
+    pub target_rate: f64,
+    /// Requests sent per second in the measured window.
+    pub offered_rate: f64,
+    /// Results completed per second in the measured window.
+    pub completed_rate: f64,
+    /// Whether the offered rate came within 20 % of the target.
+    pub rate_ok: bool,
+    /// Requests sent, warm-up included: what the CPU is divided by.
+    pub sent: u64,
+    /// Of those, completed.
+    pub completed: u64,
+    /// Latency from the intended send, median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// The generator's CPU per request, µs (its whole process while it drove the run).
+    pub generator_us: f64,
+    /// The dispatcher's CPU per request, µs.
+    pub dispatcher_us: f64,
+    /// Every worker process's CPU per request, together, µs.
+    pub worker_us: f64,
+}
+
+/// CPU time of each of `pids`, summed (a process that is gone counts nothing).
+fn cpu_of(pids: &[u32]) -> Duration {
+    pids.iter()
+        .filter_map(|p| volley_testbed::procstat::cpu_time(*p).ok())
+        .sum()
+}
+
+/// Runs every mode × shape × rate and appends each point to `out` as it is measured.
+pub async fn run_curve(spec: &CurveSpec, out: &Path) -> anyhow::Result<Vec<CurvePoint>> {
+    use volley_testbed::cluster::{Cluster, ClusterSpec};
+    let mut points = Vec::new();
+    for &mode in &spec.modes {
+        for &(workers, slots) in &spec.shapes {
+            let (procs, slots_each) = match mode {
+                Mode::Local => (0, workers as u32 * slots),
+                _ => (workers, slots),
+            };
+            let label = format!("curve-{mode}-{workers}x{slots}");
+            let cluster = Cluster::start(
+                ClusterSpec::new(mode, procs, slots_each)
+                    .label(&label)
+                    .log_level("warn"),
+            )
+            .await?;
+            let client = volley_client::connect(&cluster.grpc_url()).await?;
+            let dispatcher: Vec<u32> = cluster.dispatcher_pid().into_iter().collect();
+            let worker_pids = cluster.worker_pids();
+            for (i, &rate) in spec.rates.iter().enumerate() {
+                let load = LoadSpec {
+                    rate,
+                    arrival: spec.arrival,
+                    optype: OpType::Noop,
+                    task_ms: 0,
+                    duration: spec.duration,
+                    warmup: spec.warmup,
+                    drain: spec.drain,
+                    seed: spec.seed.wrapping_add(i as u64),
+                    function: None,
+                    transport: spec.transport,
+                };
+                let (d0, w0) = (cpu_of(&dispatcher), cpu_of(&worker_pids));
+                let r = run(&client, &load).await?;
+                let (d1, w1) = (cpu_of(&dispatcher), cpu_of(&worker_pids));
+                let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / r.sent.max(1) as f64;
+                let point = CurvePoint {
+                    mode: mode.to_string(),
+                    workers,
+                    slots,
+                    transport: spec.transport.as_str().to_owned(),
+                    target_rate: rate,
+                    offered_rate: r.offered_rate,
+                    completed_rate: r.completed_rate,
+                    rate_ok: r.rate_ok,
+                    sent: r.sent,
+                    completed: r.completed,
+                    p50_ms: r.p50_ms,
+                    p99_ms: r.p99_ms,
+                    generator_us: r.generator_cpu_ms * 1e3 / r.sent.max(1) as f64,
+                    dispatcher_us: per(d1.saturating_sub(d0)),
+                    worker_us: per(w1.saturating_sub(w0)),
+                };
+                anyhow::ensure!(
+                    r.adds_up(),
+                    "{label} at {rate}/s: the outcomes do not add up to the requests sent: {} sent, {} completed, {} failed, {} refused, {} unfinished, {} unknown",
+                    r.sent,
+                    r.completed,
+                    r.failed,
+                    r.refused,
+                    r.unfinished,
+                    r.unknown
+                );
+                println!(
+                    "{mode:<5} {workers}x{slots} {:>8.0}/s offered {:>8.0}/s  p50 {:>6.2} ms p99 {:>7.2} ms  CPU µs/task: generator {:>5.1} dispatcher {:>5.1} worker {:>5.1}{}",
+                    rate,
+                    point.offered_rate,
+                    point.p50_ms,
+                    point.p99_ms,
+                    point.generator_us,
+                    point.dispatcher_us,
+                    point.worker_us,
+                    if point.rate_ok { "" } else { "  (the generator fell short of the rate)" }
+                );
+                crate::recording::tables::append_rows(out, std::slice::from_ref(&point))?;
+                points.push(point);
+                // Let the last run's stragglers and timers settle before the next rate.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            cluster.stop().await?;
+        }
+    }
+    Ok(points)
+}
+
+/// Parses `1x2,2x1` into (workers, slots) pairs.
+pub fn parse_shapes(text: &str) -> anyhow::Result<Vec<(usize, u32)>> {
+    text.split(',')
+        .map(|s| {
+            let (w, k) = s
+                .trim()
+                .split_once('x')
+                .ok_or_else(|| anyhow::anyhow!("'{s}' is not WORKERSxSLOTS (e.g. 1x2)"))?;
+            let (w, k): (usize, u32) = (
+                w.parse().map_err(|_| anyhow::anyhow!("'{w}' is not a worker count"))?,
+                k.parse().map_err(|_| anyhow::anyhow!("'{k}' is not a slot count"))?,
+            );
+            anyhow::ensure!(w >= 1 && k >= 1, "'{s}': at least one worker of one slot");
+            Ok((w, k))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_shapes("1x2, 2x1").expect("shapes"), vec![(1, 2), (2, 1)]);
+        assert!(parse_shapes("2").unwrap_err().to_string().contains("WORKERSxSLOTS"));
+        assert!(parse_shapes("0x1").is_err());
+        assert!(parse_shapes("1xa").unwrap_err().to_string().contains("slot count"));
+    }
+}
