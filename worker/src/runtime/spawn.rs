@@ -19,7 +19,7 @@ use tokio::io::unix::AsyncFd;
 
 /// What a runtime process is started with. Its environment is exactly `env`, it leads a
 /// process group of its own, its signal mask is empty and its signals' actions are the
-/// defaults (the worker ignores SIGPIPE; user code must not).
+/// defaults (the worker ignores SIGPIPE; user code must not inherit that).
 #[derive(Debug)]
 pub struct Spec<'a> {
     /// The executable: a path, or a name looked for on the worker's `PATH` (which
@@ -119,9 +119,13 @@ impl Spawned {
         // SAFETY: every call is on the initialised `actions`, with C strings and
         // descriptors that outlive the posix_spawn below.
         let pid = unsafe {
-            let mut all: libc::sigset_t = std::mem::zeroed();
+            // An ignored signal stays ignored across exec, a handled one does not: of the
+            // worker's, only SIGPIPE is ignored. (Every signal here cost the child one
+            // more sigaction before its exec.)
+            let mut ignored: libc::sigset_t = std::mem::zeroed();
             let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigfillset(&mut all);
+            libc::sigemptyset(&mut ignored);
+            libc::sigaddset(&mut ignored, libc::SIGPIPE);
             libc::sigemptyset(&mut none);
             check(libc::posix_spawnattr_setflags(
                 &mut actions.attr,
@@ -129,7 +133,7 @@ impl Spawned {
             ))?;
             check(libc::posix_spawnattr_setpgroup(&mut actions.attr, 0))?;
             check(libc::posix_spawnattr_setsigmask(&mut actions.attr, &none))?;
-            check(libc::posix_spawnattr_setsigdefault(&mut actions.attr, &all))?;
+            check(libc::posix_spawnattr_setsigdefault(&mut actions.attr, &ignored))?;
             if !spec.fds.iter().any(|(_, n)| *n == 0) {
                 check(libc::posix_spawn_file_actions_addopen(
                     &mut actions.files,
