@@ -4,7 +4,7 @@
 # and renders BENCHMARKS.md from them (scripts/render-benchmarks.py). Run whole, it
 # replaces BENCHMARKS.md; run for some questions, it renders into the output folder only.
 # Usage: scripts/benchmarks.sh [QUESTION ...]
-#   questions: cluster runtimes scaling openloop replay coldstart course chaos (default: all)
+#   questions: cluster runtimes scaling openloop curve replay coldstart course chaos (default: all)
 # The whole set takes about an hour on the 2-core VM; the sweeps are most of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ cargo build --release --bins
 client=target/release/client
 trace=../shared/traces/azure2019-vswarm-sample
 questions=("$@")
-[ ${#questions[@]} -eq 0 ] && questions=(cluster runtimes scaling openloop replay coldstart course chaos)
+[ ${#questions[@]} -eq 0 ] && questions=(cluster runtimes scaling openloop curve replay coldstart course chaos)
 
 run() { # name, command...
     local name=$1; shift
@@ -41,6 +41,8 @@ for q in "${questions[@]}"; do
                 --optype noop --arrival poisson --for 4s --warmup 1s --drain 5s --fresh --mode "$mode" \
                 --workers 2 --slots 2 --out "$out/find-max.csv"
         done ;;
+    curve)
+        run cpu-curve $client load --curve --for 10s --warmup 2s --drain 5s --out "$out/load-curve.csv" ;;
     replay)
         run replay $client replay --trace "$trace" --functions 50 --minutes 540..560 --compress 10 \
             --max-memory-mb 8 --warmup-minutes 2 --cluster pull:2:16 --out "$out/replay.csv" \
@@ -57,7 +59,7 @@ for q in "${questions[@]}"; do
     chaos)
         run chaos $client chaos --for 60s --modes push,pull --seed 7 --out "$out/chaos.json" ;;
     *)
-        echo "unknown question: $q (cluster runtimes scaling openloop replay coldstart course chaos)" >&2
+        echo "unknown question: $q (cluster runtimes scaling openloop curve replay coldstart course chaos)" >&2
         exit 2 ;;
     esac
 done

@@ -211,6 +211,18 @@ def course(path):
     return text
 
 
+def cpu_curve(path):
+    """CPU per task by role against the offered rate (`client load --curve`)."""
+    out = ["| mode | workers × slots | target /s | offered /s | p50 ms | p99 ms | generator µs | dispatcher µs | workers µs |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for x in rows(path):
+        short = "" if x["rate_ok"] == "true" else " (short)"
+        out.append(f"| {x['mode']} | {x['workers']} × {x['slots']} | {num(x['target_rate']):,.0f} | "
+                   f"{num(x['offered_rate']):,.0f}{short} | {num(x['p50_ms']):.2f} | {num(x['p99_ms']):.2f} | "
+                   f"{num(x['generator_us']):.1f} | {num(x['dispatcher_us']):.1f} | {num(x['worker_us']):.1f} |")
+    return "\n" + "\n".join(out) + "\n"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("dir", type=Path)
@@ -235,6 +247,9 @@ def main():
                          "client load --find-max --slo 'p99<50ms,success>=0.999' --rates 1000..200000 --optype noop "
                          "--arrival poisson --fresh --workers 2 --slots 2"))
     parts.append(section(d, "find-max.csv", find_max))
+    parts.append(heading("Open loop: CPU per task against the offered rate", a,
+                         "client load --curve --for 10s --warmup 2s --drain 5s (noop, Poisson, one ExecuteStream call)"))
+    parts.append(section(d, "cpu-curve.csv", cpu_curve))
     parts.append(heading("Trace replay: the Azure Functions 2019 sample", a,
                          "client replay --functions 50 --minutes 540..560 --compress 10 --cluster pull:2:16"))
     parts.append(section(d, "replay.json", replay))

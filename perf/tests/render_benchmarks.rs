@@ -33,6 +33,7 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         ("coldstart-bursts.csv", "coldstart-bursts.csv"),
         ("chaos-seed7.json", "chaos.json"),
         ("course-weak-scaling.csv", "course/performance_test.csv"),
+        ("cpu-curve.csv", "cpu-curve.csv"),
     ] {
         std::fs::create_dir_all(dir.join(to).parent().expect("a folder")).expect("folder");
         std::fs::copy(results.join(from), dir.join(to)).expect("a committed result");
@@ -47,6 +48,7 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         "## Throughput, CPU per task and latency (2026-12-05, `abc1234`)",
         "## Scaling, closed loop",
         "## Open loop",
+        "## Open loop: CPU per task against the offered rate",
         "## Trace replay",
         "## Cold starts",
         "## Cold starts per language",
@@ -66,6 +68,10 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("| pull | 347215 |"), "{page}");
     assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
     assert!(
+        page.contains("| push | 1 × 1 | 5,000 | 5,020 | 0.14 | 0.46 | 30.3 | 36.1 | 11.0 |"),
+        "{page}"
+    );
+    assert!(
         page.contains("pull 5.131 s (+0.131 s from the ideal 5 s, efficiency 0.975, 1.007 of local's speed)"),
         "{page}"
     );
@@ -77,5 +83,5 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
 
     let empty = volley_testbed::fixtures::temp_dir("render-benchmarks-empty");
     let page = render(&empty);
-    assert_eq!(page.matches("Not measured in this run").count(), 9, "{page}");
+    assert_eq!(page.matches("Not measured in this run").count(), 10, "{page}");
 }
