@@ -12,6 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 
+/// Records room is made for at start, at most: 1 Mi of them reserve 2 Mi buckets of 16
+/// bytes, 32 MiB of address space, of which only the map's control bytes (2 MiB) are
+/// touched before use.
+const RESERVED_RECORDS: usize = 1 << 20;
+
 /// Tasks and functions in hash maps behind short, never-awaited locks.
 pub struct MemoryStore {
     tasks: Mutex<Tasks>,
@@ -24,7 +29,11 @@ pub struct MemoryStore {
 
 #[derive(Default)]
 struct Tasks {
-    records: TaskMap<TaskRecord>,
+    /// Boxed, and sized for the retention up front: the dispatcher's one thread holds this
+    /// lock, and growing a map of half a million records in place moved over 100 MB and
+    /// stalled every task for 30-60 ms (p99 5-8 ms at 40,000 noops/s, against 0.3 ms when
+    /// the map did not grow). A box moves in 8 bytes.
+    records: TaskMap<Box<TaskRecord>>,
     /// Finished tasks, oldest first, for retention.
     finished: VecDeque<TaskId>,
 }
@@ -33,8 +42,12 @@ impl MemoryStore {
     /// A store that keeps at most `retain_finished` finished tasks (unfinished ones are
     /// always kept).
     pub fn new(retain_finished: usize) -> Self {
+        let mut tasks = Tasks::default();
+        let expected = retain_finished.min(RESERVED_RECORDS);
+        tasks.records.reserve(expected);
+        tasks.finished.reserve(expected);
         Self {
-            tasks: Mutex::new(Tasks::default()),
+            tasks: Mutex::new(tasks),
             functions: RwLock::new(HashMap::new()),
             code: RwLock::new(HashMap::new()),
             next_task: AtomicU64::new(0),
@@ -108,7 +121,7 @@ impl TaskStore for MemoryStore {
         let mut t = self.tasks.lock();
         t.records.reserve(tasks.len());
         for (id, s) in ids.iter().zip(tasks) {
-            t.records.insert(*id, TaskRecord::queued(*id, s));
+            t.records.insert(*id, Box::new(TaskRecord::queued(*id, s)));
         }
         Ok(ids)
     }
@@ -134,12 +147,12 @@ impl TaskStore for MemoryStore {
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self.tasks.lock().records.get(&id).cloned())
+        Ok(self.tasks.lock().records.get(&id).map(|r| (**r).clone()))
     }
 
     async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Option<TaskRecord>>, StoreError> {
         let t = self.tasks.lock();
-        Ok(ids.iter().map(|id| t.records.get(id).cloned()).collect())
+        Ok(ids.iter().map(|id| t.records.get(id).map(|r| (**r).clone())).collect())
     }
 
     async fn recover_unfinished(&self) -> Result<Vec<TaskRecord>, StoreError> {
@@ -149,7 +162,7 @@ impl TaskStore for MemoryStore {
             .records
             .values()
             .filter(|r| !r.state.is_terminal())
-            .cloned()
+            .map(|r| (**r).clone())
             .collect();
         v.sort_by_key(|r| r.id);
         Ok(v)
