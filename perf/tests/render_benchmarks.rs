@@ -68,7 +68,7 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("| pull | 347215 |"), "{page}");
     assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
     assert!(
-        page.contains("| push | 1 × 1 | 5,000 | 5,020 | 0.14 | 0.46 | 30.3 | 36.1 | 11.0 |"),
+        page.contains("| push | 1 × 1 | 5,000 | 5,020 | 0.14 | 0.47 | 32.2 | 39.6 | 11.6 |"),
         "{page}"
     );
     assert!(
