@@ -133,17 +133,17 @@ async fn under_overload_every_request_has_one_outcome_and_the_dispatcher_agrees(
     cluster.stop().await.expect("stop");
 }
 
-#[test]
-fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
+/// 600 sleeps of 10 ms a second for 2 s over `transport`, on a connection whose HTTP/2
+/// window holds a few results, to a dispatcher whose watchers may fall 8 completion
+/// batches behind; the client freezes for 2 s while the backlog completes. Returns the
+/// run, its 1,199 requests all completed and agreed on by the dispatcher.
+fn frozen_client_run(transport: load::transport::Transport) -> load::LoadResult {
     // The test's own runtime, on one thread, so the test can freeze it.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
-        // A watcher may fall 8 completion batches behind; this one's HTTP/2 window holds a
-        // few results, so while the client is frozen the dispatcher's stream stalls and
-        // the watcher loses the live feed.
         let spec = ClusterSpec::new(Mode::Local, 0, 2)
             .args(["--watch-buffer", "8"])
             .label("lagging-watch");
@@ -165,15 +165,13 @@ fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
             drain: Duration::from_secs(15),
             seed: 4,
             function: None,
-            transport: load::transport::Transport::Unary,
+            transport,
         };
         let run = tokio::spawn(async move { load::run(&client, &load).await });
         tokio::time::sleep(Duration::from_millis(800)).await;
         // Freeze every task of this runtime while the backlog completes.
         std::thread::sleep(Duration::from_millis(2000));
         let r = run.await.expect("join").expect("load");
-        assert!(r.stream_breaks >= 1, "the live stream must have broken: {r:?}");
-        assert!(r.recovered > 0, "results read back by id: {r:?}");
         assert_eq!(r.sent, 1199, "{r:?}");
         assert_eq!(
             (r.completed, r.failed, r.refused, r.unfinished, r.unknown),
@@ -182,58 +180,24 @@ fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
         );
         assert_eq!(r.agrees_with_dispatcher(), Some(true), "{r:?}");
         cluster.stop().await.expect("stop");
-    });
+        r
+    })
+}
+
+#[test]
+fn a_result_stream_that_falls_far_behind_still_reports_every_result() {
+    // The WatchResults stream loses the live feed while the client is frozen.
+    let r = frozen_client_run(load::transport::Transport::Unary);
+    assert!(r.stream_breaks >= 1, "the live stream must have broken: {r:?}");
+    assert!(r.recovered > 0, "results read back by id: {r:?}");
 }
 
 #[test]
 fn a_stream_call_that_falls_far_behind_catches_up_by_itself() {
-    // The test's own runtime, on one thread, so the test can freeze it.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        // As above, but results come on the ExecuteStream call itself.
-        let spec = ClusterSpec::new(Mode::Local, 0, 2)
-            .args(["--watch-buffer", "8"])
-            .label("lagging-watch");
-        let cluster = Cluster::start(spec).await.expect("cluster");
-        let channel = tonic::transport::Endpoint::from_shared(cluster.grpc_url())
-            .expect("url")
-            .initial_stream_window_size(Some(8 * 1024))
-            .connect()
-            .await
-            .expect("channel");
-        let client = volley_client::client_over(channel, None).expect("client");
-        let load = LoadSpec {
-            rate: 600.0,
-            arrival: Arrival::Uniform,
-            optype: volley_perf::workload::OpType::Sleep,
-            task_ms: 10,
-            duration: Duration::from_secs(2),
-            warmup: Duration::ZERO,
-            drain: Duration::from_secs(15),
-            seed: 4,
-            function: None,
-            transport: load::transport::Transport::Stream,
-        };
-        let run = tokio::spawn(async move { load::run(&client, &load).await });
-        tokio::time::sleep(Duration::from_millis(800)).await;
-        // Freeze every task of this runtime while the backlog completes.
-        std::thread::sleep(Duration::from_millis(2000));
-        let r = run.await.expect("join").expect("load");
-        // The dispatcher's side of the call catches up from the store: the call never
-        // breaks, and nothing needs reading back.
-        assert_eq!((r.stream_breaks, r.recovered), (0, 0), "{r:?}");
-        assert_eq!(r.sent, 1199, "{r:?}");
-        assert_eq!(
-            (r.completed, r.failed, r.refused, r.unfinished, r.unknown),
-            (1199, 0, 0, 0, 0),
-            "{r:?}"
-        );
-        assert_eq!(r.agrees_with_dispatcher(), Some(true), "{r:?}");
-        cluster.stop().await.expect("stop");
-    });
+    // The dispatcher's side of the ExecuteStream call catches up from the store: the call
+    // never breaks, and nothing needs reading back.
+    let r = frozen_client_run(load::transport::Transport::Stream);
+    assert_eq!((r.stream_breaks, r.recovered), (0, 0), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
