@@ -134,7 +134,9 @@ impl Link {
                 events,
                 awaiting,
             } => {
-                if requests.is_none() {
+                // Reopened only once the old call's break was reported (its unanswered
+                // requests settled), so answers on the new call never meet old requests.
+                if requests.is_none() && events.is_none() {
                     if let Ok((r, e)) = call(client).await {
                         (*requests, *events) = (Some(r), Some(e));
                     }
