@@ -1,10 +1,13 @@
 //! `client load`: open-loop load at a target rate; with `--find-max`, the highest rate that
-//! meets an SLO; with `--grid`, the rate × spin × arrival study.
+//! meets an SLO; with `--grid`, the rate × spin × arrival study; with `--curve`, CPU per
+//! task by role against the offered rate.
+
+mod curve;
+mod find_max;
 
 use crate::recording::observe::{ObserveArgs, Observed};
 use crate::recording::sampler::Tracker;
 use crate::recording::verdict::{Kind, MetricDef};
-use crate::studies::load::find_max::{parse_range, Bisection};
 use crate::studies::load::slo::Slo;
 use crate::studies::load::{self as open_loop, Arrival, GridSpec, LoadResult, LoadSpec, Shape};
 use crate::workload::OpType;
@@ -230,11 +233,11 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
         "--assert judges a single run; --find-max and --grid search with --slo instead"
     );
     if a.curve {
-        return curve(&a).await;
+        return curve::curve(&a).await;
     }
     let mut observed = Observed::start("load", &a.observe, METRICS, Some(a.seed))?;
     if a.find_max {
-        let code = find_max(target, &a, as_json, &mut observed).await?;
+        let code = find_max::find_max(target, &a, as_json, &mut observed).await?;
         let tasks = observed
             .record
             .requests
@@ -246,7 +249,7 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
     }
     if a.grid {
         let rates = match &a.rates {
-            Some(text) => parse_rates(text).map_err(|e| anyhow::anyhow!("the grid takes {e}"))?,
+            Some(text) => curve::parse_rates(text).map_err(|e| anyhow::anyhow!("the grid takes {e}"))?,
             None => (1..=10).map(|i| 5.0 * i as f64).collect(),
         };
         let spec = GridSpec {
@@ -285,125 +288,6 @@ pub async fn run(target: &Target, a: LoadArgs, as_json: bool) -> anyhow::Result<
     }
     let own = if r.verdict.starts_with("fail") { 1 } else { 0 };
     Ok(crate::recording::observe::exit_code(own, verdict))
-}
-
-/// `--curve`: the CPU curve, its CSV and its charts.
-async fn curve(a: &LoadArgs) -> anyhow::Result<i32> {
-    use crate::studies::load::curve::{parse_shapes, run_curve, CurveSpec};
-    let rates = match &a.rates {
-        Some(text) => parse_rates(text)?,
-        None => vec![1000.0, 5000.0, 20000.0, 40000.0, 80000.0],
-    };
-    let spec = CurveSpec {
-        rates,
-        modes: a.curve_modes.clone(),
-        shapes: parse_shapes(&a.curve_shapes)?,
-        duration: a.duration,
-        warmup: a.warmup,
-        drain: a.drain,
-        arrival: a.arrival,
-        transport: a.transport,
-        seed: a.seed,
-    };
-    let out = a.out.with_file_name("cpu-curve.csv");
-    let points = run_curve(&spec, &out).await?;
-    println!("{} point(s) appended to {}", points.len(), out.display());
-    let dir = out
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
-    for chart in crate::presentation::plot::plot_curve(&points, dir)? {
-        println!("chart: {}", chart.display());
-    }
-    Ok(0)
-}
-
-fn parse_rates(text: &str) -> anyhow::Result<Vec<f64>> {
-    anyhow::ensure!(!text.contains(".."), "a list of rates (1000,5000), not a range");
-    text.split(',')
-        .map(|r| {
-            r.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|r| *r > 0.0)
-                .ok_or_else(|| anyhow::anyhow!("'{r}' is not a rate"))
-        })
-        .collect()
-}
-
-async fn find_max(target: &Target, a: &LoadArgs, as_json: bool, observed: &mut Observed) -> anyhow::Result<i32> {
-    let slo = a
-        .slo
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("--find-max needs --slo"))?;
-    let (lo, hi) = parse_range(a.rates.as_deref().unwrap_or("1000..100000"))?;
-    let mut search = Bisection::new(lo, hi, 1.05, a.max_probes)?;
-    let mut probes = Vec::new();
-    while let Some(rate) = search.next_rate() {
-        if !a.fresh {
-            cool_down(target, a.cool_down).await?;
-        }
-        let mut r = a.once(target, rate.round(), Some(observed.sampler())).await?;
-        observed.record.requests.extend(std::mem::take(&mut r.records));
-        let pass = r.verdict == "pass";
-        println!(
-            "probe {:>2}: {:>9.0}/s offered {:>9.0}/s completed {:>9.0}/s  p50 {:>8.2} ms p99 {:>8.2} ms  success {:.4}  {}",
-            probes.len() + 1,
-            rate,
-            r.offered_rate,
-            r.completed_rate,
-            r.p50_ms,
-            r.p99_ms,
-            r.success_rate,
-            r.verdict
-        );
-        search.record(rate, pass);
-        probes.push(r);
-    }
-    if as_json {
-        probes.iter().for_each(|r| print(r, true));
-    }
-    println!("{} probe row(s) appended to {}", probes.len(), a.out.display());
-    match search.best() {
-        Some(best) => {
-            let capped = if search.capped() {
-                " (the top of the range: the true maximum may be higher)"
-            } else {
-                ""
-            };
-            println!("highest offered rate meeting '{slo}': {best:.0}/s{capped}");
-            Ok(0)
-        }
-        None => {
-            println!("no rate in {lo:.0}..{hi:.0}/s meets '{slo}'");
-            Ok(1)
-        }
-    }
-}
-
-/// Waits until the dispatcher has nothing queued or running, then `pause` more.
-async fn cool_down(target: &Target, pause: Duration) -> anyhow::Result<()> {
-    let mut client = target.connect().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let info = client
-            .cluster_info(api::ClusterInfoRequest {})
-            .await
-            .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
-            .into_inner();
-        if info.queued + info.running == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the dispatcher still has {} queued and {} running after two minutes; probes would overlap",
-            info.queued,
-            info.running
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(pause).await;
-    Ok(())
 }
 
 /// A run's summary for a person, or its row as JSON.
