@@ -6,6 +6,7 @@
 use super::{finished_info, store_status, task_info};
 use crate::core::{Finished, TaskSet};
 use crate::shared::Shared;
+use crate::store::Settled;
 use futures::StreamExt;
 use prost::Message;
 use std::pin::Pin;
@@ -33,17 +34,17 @@ pub async fn finished_in_store(
     strict: bool,
 ) -> Result<Vec<api::TaskInfo>, Status> {
     let ids: Vec<TaskId> = pending.iter().copied().collect();
-    let records = shared.store.get_many(&ids).await.map_err(store_status)?;
+    let settled = shared.store.settled(&ids).await.map_err(store_status)?;
     let mut done = Vec::new();
-    for (id, rec) in ids.iter().zip(records) {
-        match rec {
-            Some(r) if r.state.is_terminal() => {
+    for (id, s) in ids.iter().zip(settled) {
+        match s {
+            Settled::Finished(r) => {
                 pending.remove(id);
                 done.push(task_info(&r));
             }
-            Some(_) => {}
-            None if strict => return Err(Status::not_found(format!("no task with id {id}"))),
-            None => {
+            Settled::Unfinished => {}
+            Settled::Unknown if strict => return Err(Status::not_found(format!("no task with id {id}"))),
+            Settled::Unknown => {
                 pending.remove(id);
             }
         }

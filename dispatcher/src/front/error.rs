@@ -53,6 +53,9 @@ impl From<StoreError> for FrontError {
             StoreError::Corrupt(why) => FrontError::Lost(format!("task store holds unreadable data: {why}")),
             StoreError::DataLoss(why) => FrontError::Lost(format!("nothing was submitted: {why}")),
             StoreError::Config(why) => FrontError::Internal(format!("task store misconfigured: {why}")),
+            StoreError::Fenced(epoch) => FrontError::Unavailable(format!(
+                "this dispatcher (epoch {epoch}) no longer leads: another took over; nothing was done, ask the leader"
+            )),
         }
     }
 }

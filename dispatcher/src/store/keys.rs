@@ -40,14 +40,27 @@ impl Keys {
         format!("{}code:{digest}", self.prefix)
     }
 
+    /// What every function's key starts with: the key is this and the id.
+    pub fn function_prefix(&self) -> String {
+        format!("{}function:", self.prefix)
+    }
+
     /// Hash of each function name's latest version number (HINCRBY).
     pub fn function_versions(&self) -> String {
         format!("{}function_versions", self.prefix)
     }
 
-    /// Hash of one task, with the fields of [`TaskField`].
+    /// One task's record ([`super::redis::layout`]; a hash with the fields of
+    /// [`TaskField`] in the layout before).
     pub fn task(&self, id: TaskId) -> String {
         format!("{}task:{}", self.prefix, id.0)
+    }
+
+    /// Writes [`Keys::task`] into `out`, for batches that build thousands of keys.
+    pub fn write_task(&self, out: &mut Vec<u8>, id: TaskId) {
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = write!(out, "{}task:{}", self.prefix, id.0);
     }
 
     /// Set of ids of tasks not yet COMPLETED or FAILED: what a restart recovers.
@@ -82,7 +95,8 @@ pub const FUNCTION_SPEC: &str = "spec";
 /// The function's version under its name, in its hash.
 pub const FUNCTION_VERSION: &str = "version";
 
-/// The fields of a task's hash.
+/// The fields of a task's hash, in the layout before [`super::redis::layout`]: what is
+/// read from old records, and what the memory store's records are set by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TaskField {
     /// Its function's id.

@@ -134,6 +134,21 @@ pub enum StoreError {
     /// The store address is wrong.
     #[error("bad store address: {0}")]
     Config(String),
+    /// This dispatcher's lease (of this epoch) was taken over: nothing was written, and
+    /// nothing will be.
+    #[error("fenced: epoch {0} no longer leads, another dispatcher took over; nothing was written")]
+    Fenced(u64),
+}
+
+/// What the store says of a task a client waits for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Settled {
+    /// Not yet COMPLETED or FAILED.
+    Unfinished,
+    /// Finished: its record.
+    Finished(TaskRecord),
+    /// No such task (or forgotten).
+    Unknown,
 }
 
 /// The task store.
@@ -162,6 +177,21 @@ pub trait TaskStore: Send + Sync {
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// Many tasks, in the order asked.
     async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Option<TaskRecord>>, StoreError>;
+    /// For each id, whether it finished (with its record), is unfinished, or is unknown:
+    /// what a client waiting for tasks asks first. Stores that can tell unfinished tasks
+    /// without reading their records override it.
+    async fn settled(&self, ids: &[TaskId]) -> Result<Vec<Settled>, StoreError> {
+        Ok(self
+            .get_many(ids)
+            .await?
+            .into_iter()
+            .map(|r| match r {
+                Some(r) if r.state.is_terminal() => Settled::Finished(r),
+                Some(_) => Settled::Unfinished,
+                None => Settled::Unknown,
+            })
+            .collect())
+    }
     /// Every task not yet COMPLETED or FAILED, for a dispatcher starting up.
     async fn recover_unfinished(&self) -> Result<Vec<TaskRecord>, StoreError>;
 }
@@ -175,6 +205,8 @@ pub struct StoreOptions {
     pub retain_finished: usize,
     /// How long Redis keeps a finished task; `None`: for ever.
     pub redis_finished_ttl: Option<std::time::Duration>,
+    /// The lease epoch every Redis write is fenced with (`--ha`); `None`: unfenced.
+    pub fence: Option<redis::Fence>,
 }
 
 impl Default for StoreOptions {
@@ -183,19 +215,30 @@ impl Default for StoreOptions {
             redis_prefix: "volley:".into(),
             retain_finished: 1_000_000,
             redis_finished_ttl: None,
+            fence: None,
         }
     }
 }
 
-/// Opens the store named on the command line: `memory` or `redis://host:port/db`.
+/// Opens the store named on the command line: `memory` or `redis://host:port/db`. A
+/// fence asks for Redis.
 pub async fn open(spec: &str, options: &StoreOptions) -> Result<Arc<dyn TaskStore>, StoreError> {
     let redis_prefix = options.redis_prefix.as_str();
     if spec == "memory" {
+        if options.fence.is_some() {
+            return Err(StoreError::Config(
+                "--ha needs a Redis store: leaders and standbys share their state there".into(),
+            ));
+        }
         return Ok(Arc::new(memory::MemoryStore::new(options.retain_finished)));
     }
     if spec.starts_with("redis://") || spec.starts_with("rediss://") || spec.starts_with("unix://") {
         let store = redis::RedisStore::connect(spec, redis_prefix).await?;
-        return Ok(Arc::new(store.with_finished_ttl(options.redis_finished_ttl)));
+        return Ok(Arc::new(
+            store
+                .with_finished_ttl(options.redis_finished_ttl)
+                .with_fence(options.fence.clone()),
+        ));
     }
     Err(StoreError::Config(format!(
         "'{}' is neither 'memory' nor a redis:// URL",

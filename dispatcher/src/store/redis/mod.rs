@@ -1,16 +1,19 @@
 //! The Redis store: durable, shared, and recoverable after a dispatcher restart.
 //!
-//! Layout (see [`super::keys`]): a hash per task with the fields of
-//! [`TaskField`], written as [`super::transition`] defines; a hash per function; and the
-//! `unfinished` set.
-//! Every batch of transitions is one pipelined round trip. The pipeline is not atomic:
-//! a task whose hash says terminal but is still in `unfinished` is cleaned up on recovery.
+//! Layout (see [`super::keys`] and [`layout`]): one string per task, written once when it
+//! is submitted and once when it finishes (and once per requeue); a hash per function;
+//! and the `unfinished` set, which is what a restart reads. Every batch of transitions
+//! is one round trip of a few commands ([`writes`]); under `--ha` it is one fenced
+//! script. A pipeline is not atomic: a task whose record says terminal but is still in
+//! `unfinished` is cleaned up on recovery.
 
 mod inspect;
+pub mod layout;
+mod running;
+pub mod writes;
 
-use super::keys::{Keys, TaskField, FUNCTION_NAME, FUNCTION_SPEC, FUNCTION_VERSION};
-use super::transition::{self, Change, Value};
-use super::{redact, FunctionRecord, StoreError, Submission, TaskRecord, TaskStore};
+use super::keys::{Keys, FUNCTION_NAME, FUNCTION_SPEC, FUNCTION_VERSION};
+use super::{redact, FunctionRecord, Settled, StoreError, Submission, TaskRecord, TaskStore};
 use crate::core::Transition;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -21,6 +24,8 @@ use std::time::Duration;
 use tracing::{debug, info};
 use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
+pub use writes::Fence;
+use writes::{Args, Batch};
 
 /// Task ids are reserved from Redis in blocks, so ids stay unique across restarts
 /// without a round trip per task.
@@ -39,8 +44,21 @@ if hi - size < floor then
 end
 return {hi, 0}
 "#;
-/// Tasks read per pipeline during recovery.
-const RECOVERY_CHUNK: usize = 1000;
+
+/// Registers a function in one atomic step, fenced like every write when `ARGV[1]`
+/// names an epoch key: id, version under its name, and its hash.
+const REGISTER: &str = r#"
+if ARGV[1] ~= '' and redis.call('GET', ARGV[1]) ~= ARGV[2] then
+  return redis.error_reply('FENCED epoch ' .. ARGV[2] .. ' no longer leads')
+end
+local id = redis.call('INCR', KEYS[1])
+local version = redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+redis.call('HSET', ARGV[5] .. id, ARGV[6], ARGV[3], ARGV[7], ARGV[4], ARGV[8], version)
+return {id, version}
+"#;
+
+/// Tasks read per round trip when many are read.
+const READ_CHUNK: usize = 1000;
 
 /// A store on one Redis database, under one key prefix.
 pub struct RedisStore {
@@ -50,6 +68,8 @@ pub struct RedisStore {
     shown: String,
     ids: Mutex<IdBlock>,
     finished_ttl_s: Option<u64>,
+    fence: Option<Fence>,
+    in_flight: running::InFlight,
 }
 
 #[derive(Default)]
@@ -68,12 +88,7 @@ impl RedisStore {
     pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
         let shown = redact(url);
         let client = redis::Client::open(url).map_err(|e| StoreError::Config(format!("{shown}: {e}")))?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(2)))
-            .set_response_timeout(Some(Duration::from_secs(5)))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_with_config(client, config)
+        let conn = ConnectionManager::new_with_config(client, connection_config())
             .await
             .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {shown}: {e}")))?;
         Ok(Self {
@@ -82,6 +97,8 @@ impl RedisStore {
             shown,
             ids: Mutex::new(IdBlock::default()),
             finished_ttl_s: None,
+            fence: None,
+            in_flight: running::InFlight::default(),
         })
     }
 
@@ -89,6 +106,12 @@ impl RedisStore {
     /// least one); `None` keeps every task.
     pub fn with_finished_ttl(mut self, ttl: Option<Duration>) -> Self {
         self.finished_ttl_s = ttl.map(|t| t.as_secs().max(1));
+        self
+    }
+
+    /// Writes only while Redis's epoch counter holds `fence`'s epoch: a leader's store.
+    pub fn with_fence(mut self, fence: Option<Fence>) -> Self {
+        self.fence = fence;
         self
     }
 
@@ -158,39 +181,55 @@ impl RedisStore {
         }
         Ok(first)
     }
-}
 
-fn parse_task(id: TaskId, h: HashMap<String, String>) -> Result<Option<TaskRecord>, StoreError> {
-    if h.is_empty() {
-        return Ok(None);
-    }
-    if !h.contains_key(TaskField::State.name()) {
-        return Err(StoreError::Corrupt(format!("task {id} has no valid state")));
-    }
-    let mut record = TaskRecord::empty(id);
-    for (name, value) in &h {
-        // Fields a newer release added are ignored; known ones must be readable.
-        if let Some(field) = TaskField::parse(name) {
-            record
-                .set(field, Value::Text(value))
-                .map_err(|why| StoreError::Corrupt(format!("task {id}: {why}")))?;
+    /// Reads tasks as stored, without what this dispatcher knows of those in flight.
+    async fn read(&self, ids: &[TaskId]) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut conn = self.conn.clone();
+        for chunk in ids.chunks(READ_CHUNK) {
+            let keys: Vec<String> = chunk.iter().map(|id| self.keys.task(*id)).collect();
+            let values: Vec<Option<Vec<u8>>> = redis::cmd("MGET")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let mut missing = Vec::new();
+            for (i, (id, value)) in chunk.iter().zip(values).enumerate() {
+                match value {
+                    Some(bytes) => out.push(Some(
+                        layout::parse(*id, &bytes).map_err(|why| StoreError::Corrupt(format!("task {id}: {why}")))?,
+                    )),
+                    None => {
+                        missing.push(i);
+                        out.push(None);
+                    }
+                }
+            }
+            // MGET answers nil for a key that holds a hash: a task of the old layout, or
+            // none at all.
+            if !missing.is_empty() {
+                let base = out.len() - chunk.len();
+                let mut pipe = redis::pipe();
+                for &i in &missing {
+                    pipe.cmd("HGETALL").arg(&keys[i]);
+                }
+                let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+                for (&i, h) in missing.iter().zip(&hashes) {
+                    out[base + i] = layout::from_hash(chunk[i], h)
+                        .map_err(|why| StoreError::Corrupt(format!("task {}: {why}", chunk[i])))?;
+                }
+            }
         }
+        Ok(out)
     }
-    Ok(Some(record))
 }
 
-/// One `HSET` of the given fields on `key`.
-fn hset(pipe: &mut redis::Pipeline, key: String, changes: &[Change<'_>]) {
-    let cmd = pipe.cmd("HSET").arg(key);
-    for (field, value) in changes {
-        cmd.arg(field.name());
-        match value {
-            Value::Text(t) => cmd.arg(*t),
-            Value::Number(n) => cmd.arg(*n),
-            Value::State(s) => cmd.arg(s.as_str()),
-        };
-    }
-    cmd.ignore();
+fn connection_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)))
+        .set_number_of_retries(2)
+        .set_max_delay(Duration::from_millis(500))
 }
 
 /// A function's hash as a record; `None` when the hash is absent.
@@ -209,18 +248,13 @@ fn function_record(id: FunctionId, h: &HashMap<String, String>) -> Result<Option
     }))
 }
 
-fn add_transition(pipe: &mut redis::Pipeline, keys: &Keys, t: &Transition, finished_ttl_s: Option<u64>) {
-    let task = transition::task_of(t);
-    hset(pipe, keys.task(task), &transition::changes(t));
-    if let Some(rare) = transition::rare_changes(t) {
-        hset(pipe, keys.task(task), &rare);
-    }
-    if matches!(t, Transition::Finished(_)) {
-        if let Some(ttl) = finished_ttl_s {
-            pipe.cmd("EXPIRE").arg(keys.task(task)).arg(ttl).ignore();
-        }
-        pipe.cmd("SREM").arg(keys.unfinished()).arg(task.0).ignore();
-    }
+/// A task id as a set member.
+fn member(args: &mut Args, id: TaskId) {
+    args.push(|b| {
+        use std::io::Write;
+        // Writing to a Vec cannot fail.
+        let _ = write!(b, "{}", id.0);
+    });
 }
 
 #[async_trait]
@@ -235,29 +269,31 @@ impl TaskStore for RedisStore {
     }
 
     async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<(FunctionId, u32), StoreError> {
+        let spec = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (fence_key, epoch) = match &self.fence {
+            Some(f) => (f.key.as_str(), f.epoch),
+            None => ("", 0),
+        };
         let mut conn = self.conn.clone();
-        let (id, version): (u64, u32) = redis::pipe()
-            .cmd("INCR")
+        let (id, version): (u64, u32) = redis::cmd("EVAL")
+            .arg(REGISTER)
+            .arg(2)
             .arg(self.keys.function_seq())
-            .cmd("HINCRBY")
             .arg(self.keys.function_versions())
+            .arg(fence_key)
+            .arg(epoch)
             .arg(name)
-            .arg(1)
+            .arg(spec)
+            .arg(self.keys.function_prefix())
+            .arg(FUNCTION_NAME)
+            .arg(FUNCTION_SPEC)
+            .arg(FUNCTION_VERSION)
             .query_async(&mut conn)
             .await
-            .map_err(unavailable)?;
-        let spec = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        redis::cmd("HSET")
-            .arg(self.keys.function(FunctionId(id)))
-            .arg(FUNCTION_NAME)
-            .arg(name)
-            .arg(FUNCTION_SPEC)
-            .arg(spec)
-            .arg(FUNCTION_VERSION)
-            .arg(version)
-            .query_async::<()>(&mut conn)
-            .await
-            .map_err(unavailable)?;
+            .map_err(|e| match e.code() {
+                Some("FENCED") => StoreError::Fenced(epoch),
+                _ => unavailable(e),
+            })?;
         Ok((FunctionId(id), version))
     }
 
@@ -322,55 +358,107 @@ impl TaskStore for RedisStore {
         }
         let first = self.take_ids(tasks.len() as u64).await?;
         let ids: Vec<TaskId> = (0..tasks.len() as u64).map(|i| TaskId(first + i)).collect();
-        let mut pipe = redis::pipe();
+        let mut batch = Batch::default();
         for (id, s) in ids.iter().zip(tasks) {
-            hset(&mut pipe, self.keys.task(*id), &transition::queued(s));
+            batch.mset.push(|b| self.keys.write_task(b, *id));
+            batch.mset.push(|b| layout::queued(b, s));
+            member(&mut batch.sadd, *id);
         }
-        pipe.cmd("SADD")
-            .arg(self.keys.unfinished())
-            .arg(ids.iter().map(|i| i.0).collect::<Vec<_>>())
-            .ignore();
         let mut conn = self.conn.clone();
-        if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-            self.withdraw_later(ids);
-            return Err(unavailable(e));
+        match batch
+            .send(&mut conn, &self.keys.unfinished(), None, self.fence.as_ref())
+            .await
+        {
+            Ok(()) => Ok(ids),
+            // Fenced: nothing was written, and this dispatcher is no longer the leader.
+            Err(e @ StoreError::Fenced(_)) => Err(e),
+            Err(e) => {
+                self.withdraw_later(ids);
+                Err(e)
+            }
         }
-        Ok(ids)
     }
 
     async fn record(&self, transitions: &[Transition]) -> Result<(), StoreError> {
         if transitions.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        self.in_flight.note(transitions);
+        let mut last_workers = self.in_flight.last_workers(transitions).into_iter();
+        let mut batch = Batch::default();
         for t in transitions {
-            add_transition(&mut pipe, &self.keys, t, self.finished_ttl_s);
+            match t {
+                Transition::Running { .. } => {}
+                Transition::Requeued { task, attempts } => {
+                    batch.append.push(|b| self.keys.write_task(b, *task));
+                    batch.append.push(|b| layout::requeued(b, *attempts));
+                }
+                Transition::Finished(f) => {
+                    let last = last_workers.next().flatten();
+                    let worker = f.worker.as_deref().or(last.as_deref()).unwrap_or("");
+                    batch.mset.push(|b| self.keys.write_task(b, f.task));
+                    batch.mset.push(|b| layout::finished(b, f, worker));
+                    if self.finished_ttl_s.is_some() {
+                        batch.expire.push(|b| self.keys.write_task(b, f.task));
+                    }
+                    member(&mut batch.srem, f.task);
+                }
+            }
         }
         let mut conn = self.conn.clone();
-        pipe.query_async::<()>(&mut conn).await.map_err(unavailable)
+        batch
+            .send(
+                &mut conn,
+                &self.keys.unfinished(),
+                self.finished_ttl_s,
+                self.fence.as_ref(),
+            )
+            .await?;
+        self.in_flight.forget_finished(transitions);
+        Ok(())
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
-        let mut conn = self.conn.clone();
-        let h: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.keys.task(id))
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        parse_task(id, h)
+        Ok(self.get_many(&[id]).await?.pop().flatten())
     }
 
     async fn get_many(&self, ids: &[TaskId]) -> Result<Vec<Option<TaskRecord>>, StoreError> {
+        let mut records = self.read(ids).await?;
+        for r in records.iter_mut().flatten() {
+            self.in_flight.overlay(r);
+        }
+        Ok(records)
+    }
+
+    async fn settled(&self, ids: &[TaskId]) -> Result<Vec<Settled>, StoreError> {
+        // Unfinished tasks are members of one set: one membership test each, and only
+        // the others' records are read.
+        let mut conn = self.conn.clone();
         let mut out = Vec::with_capacity(ids.len());
-        for chunk in ids.chunks(RECOVERY_CHUNK) {
-            let mut pipe = redis::pipe();
-            for id in chunk {
-                pipe.cmd("HGETALL").arg(self.keys.task(*id));
-            }
-            let mut conn = self.conn.clone();
-            let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-            for (id, h) in chunk.iter().zip(hashes) {
-                out.push(parse_task(*id, h)?);
+        for chunk in ids.chunks(READ_CHUNK * 10) {
+            let unfinished: Vec<bool> = redis::cmd("SMISMEMBER")
+                .arg(self.keys.unfinished())
+                .arg(chunk.iter().map(|id| id.0).collect::<Vec<_>>())
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            let others: Vec<TaskId> = chunk
+                .iter()
+                .zip(&unfinished)
+                .filter(|(_, u)| !**u)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut records = self.read(&others).await?.into_iter();
+            for u in unfinished {
+                out.push(if u {
+                    Settled::Unfinished
+                } else {
+                    match records.next().flatten() {
+                        Some(r) if r.state.is_terminal() => Settled::Finished(r),
+                        Some(_) => Settled::Unfinished,
+                        None => Settled::Unknown,
+                    }
+                });
             }
         }
         Ok(out)
@@ -385,23 +473,22 @@ impl TaskStore for RedisStore {
             .map_err(unavailable)?;
         ids.sort_unstable();
         let ids: Vec<TaskId> = ids.into_iter().map(TaskId).collect();
-        let records = self.get_many(&ids).await?;
+        let records = self.read(&ids).await?;
         let mut unfinished = Vec::new();
-        let mut stale = Vec::new();
+        let mut stale = Args::default();
         for (id, rec) in ids.iter().zip(records) {
             match rec {
                 Some(r) if !r.state.is_terminal() => unfinished.push(r),
-                _ => stale.push(id.0),
+                _ => member(&mut stale, *id),
             }
         }
-        if !stale.is_empty() {
-            redis::cmd("SREM")
-                .arg(self.keys.unfinished())
-                .arg(stale)
-                .query_async::<()>(&mut conn)
-                .await
-                .map_err(unavailable)?;
-        }
+        let cleanup = Batch {
+            srem: stale,
+            ..Batch::default()
+        };
+        cleanup
+            .send(&mut conn, &self.keys.unfinished(), None, self.fence.as_ref())
+            .await?;
         Ok(unfinished)
     }
 }

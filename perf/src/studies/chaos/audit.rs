@@ -82,6 +82,7 @@ pub(super) async fn audit(
     redis: &RedisServer,
     catalog: &Catalog,
     acknowledged: &[u64],
+    seq_of: &HashMap<u64, u64>,
     report: &mut ChaosReport,
 ) -> anyhow::Result<()> {
     let stored: Vec<TaskRecord> = store(redis).await?.all_tasks().await.context("reading every task")?;
@@ -95,7 +96,7 @@ pub(super) async fn audit(
         if !t.state.is_terminal() {
             report.unfinished += 1;
             report.problem(format!("task {} is {} at the end", t.id, t.state.as_str()));
-        } else if let Some(why) = catalog.check(t) {
+        } else if let Some(why) = catalog.check_stored(t, seq_of.get(&t.id.0).copied()) {
             report.wrong += 1;
             report.problem(why);
         }

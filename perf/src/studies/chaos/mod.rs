@@ -309,7 +309,15 @@ pub async fn run(spec: &ChaosSpec) -> anyhow::Result<ChaosReport> {
     report.acknowledged = ledger.acknowledged.len();
     report.unacknowledged = ledger.unacknowledged;
     report.refused = ledger.refused;
-    audit(&cluster, &redis, &catalog, &ledger.acknowledged, &mut report).await?;
+    audit(
+        &cluster,
+        &redis,
+        &catalog,
+        &ledger.acknowledged,
+        &ledger.seq_of,
+        &mut report,
+    )
+    .await?;
     cluster.stop().await?;
     Ok(report)
 }

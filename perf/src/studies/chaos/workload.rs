@@ -106,6 +106,23 @@ impl Catalog {
         (self.probe, String::new())
     }
 
+    /// Why a stored task's outcome is not what its function and arguments imply. A
+    /// finished task stored without its arguments (the Redis store drops them when it
+    /// finishes) gets them back from the sequence number it was made from; one that was
+    /// never acknowledged has none to check against, so only its state is checked.
+    pub(super) fn check_stored(&self, t: &TaskRecord, seq: Option<u64>) -> Option<String> {
+        if !t.args.is_empty() {
+            return self.check(t);
+        }
+        match seq {
+            Some(seq) => self.check(&TaskRecord {
+                args: self.task(seq).1,
+                ..t.clone()
+            }),
+            None => (!t.state.is_terminal()).then(|| format!("task {} is {}", t.id, t.state.as_str())),
+        }
+    }
+
     /// Why a stored task's outcome is not what its function and arguments imply.
     pub(super) fn check(&self, t: &TaskRecord) -> Option<String> {
         let Some(kind) = self.kinds.get(&t.function_id.0).copied().or_else(|| {
@@ -184,6 +201,9 @@ impl Catalog {
 #[derive(Default)]
 pub(super) struct Ledger {
     pub(super) acknowledged: Vec<u64>,
+    /// The sequence number each acknowledged task was made from: its arguments, which
+    /// the Redis store keeps only until the task finishes.
+    pub(super) seq_of: HashMap<u64, u64>,
     pub(super) unacknowledged: usize,
     pub(super) refused: usize,
 }
@@ -246,6 +266,7 @@ pub(super) async fn submit(
         if client.is_none() {
             client = volley_client::connect_with(&url, &access).await.ok();
         }
+        let first_seq = seq + 1;
         let tasks: Vec<api::ExecuteRequest> = (0..CHUNK)
             .map(|_| {
                 seq += 1;
@@ -265,7 +286,11 @@ pub(super) async fn submit(
         let answer = tokio::time::timeout(Duration::from_secs(5), call).await;
         let Ok(mut l) = ledger.lock() else { return };
         match answer {
-            Ok(Ok(r)) => l.acknowledged.extend(r.into_inner().task_ids),
+            Ok(Ok(r)) => {
+                let ids = r.into_inner().task_ids;
+                l.seq_of.extend(ids.iter().zip(first_seq..).map(|(id, seq)| (*id, seq)));
+                l.acknowledged.extend(ids);
+            }
             Ok(Err(s))
                 if matches!(
                     s.code(),
