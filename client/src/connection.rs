@@ -9,7 +9,11 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::service::Interceptor;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use volley_proto::api::dispatcher_client::DispatcherClient;
+use volley_proto::api::ClusterInfoRequest;
 use volley_proto::auth::{Token, AUTHORIZATION};
+
+/// How long a dispatcher of a list has to answer before the next is tried.
+const LEADER_ANSWERS_WITHIN: Duration = Duration::from_secs(1);
 
 /// A connected gRPC client.
 pub type Client = DispatcherClient<InterceptedService<Channel, AttachToken>>;
@@ -64,8 +68,41 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
 }
 
 /// Connects to a dispatcher with a token and/or TLS. A URL without a scheme is
-/// `https://` when a CA is given and `http://` otherwise.
+/// `https://` when a CA is given and `http://` otherwise. Several URLs separated by
+/// commas (dispatchers under `--ha`, of which only the leader listens) are all tried at
+/// once, and the first that answers is used.
 pub async fn connect_with(url: &str, access: &Access) -> anyhow::Result<Client> {
+    let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    if urls.len() <= 1 {
+        return connect_one(url.trim(), access, None).await;
+    }
+    let mut tries: futures::stream::FuturesUnordered<_> = urls.iter().map(|u| answering(u, access)).collect();
+    let mut failures = Vec::new();
+    while let Some(outcome) = futures::StreamExt::next(&mut tries).await {
+        match outcome {
+            Ok(client) => return Ok(client),
+            Err(e) => failures.push(format!("{e:#}")),
+        }
+    }
+    bail!("no dispatcher of the list answered: {}", failures.join("; "))
+}
+
+/// A client of `url` once it has answered a call. A stalled process (a leader stopped,
+/// about to be replaced) still accepts TCP connections in the kernel's name: only an
+/// answer tells a live leader.
+async fn answering(url: &str, access: &Access) -> anyhow::Result<Client> {
+    let mut client = connect_one(url, access, Some(LEADER_ANSWERS_WITHIN)).await?;
+    match tokio::time::timeout(LEADER_ANSWERS_WITHIN, client.cluster_info(ClusterInfoRequest {})).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(s)) => bail!("{url}: {}", s.message()),
+        Err(_) => bail!("{url}: no answer within {LEADER_ANSWERS_WITHIN:?}"),
+    }
+}
+
+/// Connects to one dispatcher. `watch`: one of a list under `--ha`, where a leader that
+/// stalls must be noticed and left within about this long: connecting, and then HTTP/2
+/// pings, are given that long to answer.
+async fn connect_one(url: &str, access: &Access, watch: Option<Duration>) -> anyhow::Result<Client> {
     let url = if url.contains("://") {
         url.to_owned()
     } else if access.ca_pem.is_some() {
@@ -80,8 +117,14 @@ pub async fn connect_with(url: &str, access: &Access) -> anyhow::Result<Client> 
                 volley_proto::text::quote(&url)
             )
         })?
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(watch.unwrap_or(Duration::from_secs(5)))
         .tcp_nodelay(true);
+    if let Some(within) = watch {
+        endpoint = endpoint
+            .http2_keep_alive_interval(within / 4)
+            .keep_alive_timeout(within / 2)
+            .keep_alive_while_idle(true);
+    }
     if url.starts_with("https://") {
         let mut tls = ClientTlsConfig::new();
         tls = match &access.ca_pem {

@@ -46,6 +46,15 @@ pub struct Cli {
     /// Prefix of every Redis key.
     #[arg(long, env = "VOLLEY_REDIS_PREFIX", default_value = "volley:")]
     pub redis_prefix: String,
+    /// Stand in for other dispatchers on the same Redis store and prefix: lead while
+    /// holding a lease there, wait as a standby otherwise (no port bound), and exit
+    /// (code 3) if another takes over. Workers and clients take a list of addresses.
+    #[arg(long, env = "VOLLEY_HA")]
+    pub ha: bool,
+    /// How long a leader's lease lasts unrenewed, in milliseconds: a dead or stalled
+    /// leader is replaced within about this long.
+    #[arg(long, env = "VOLLEY_HA_LEASE_MS", default_value_t = 1000)]
+    pub ha_lease_ms: u64,
     /// Heartbeat interval in milliseconds, both ways.
     #[arg(long, env = "VOLLEY_HEARTBEAT_MS", default_value_t = 250)]
     pub heartbeat_ms: u64,
@@ -237,6 +246,7 @@ impl From<Cli> for Config {
             task_timeout: Duration::from_secs_f64(cli.task_timeout_s.clamp(0.001, 7.0 * 86_400.0)),
             store: cli.store,
             redis_prefix: cli.redis_prefix,
+            leadership: None,
             heartbeat: Duration::from_millis(cli.heartbeat_ms.max(1)),
             liveness: cli.liveness.max(1),
             max_attempts: cli.max_attempts.max(1),

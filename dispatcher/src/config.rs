@@ -56,6 +56,8 @@ pub struct Config {
     pub autoscale: Option<AutoscaleConfig>,
     /// What peers may cost at the two ports.
     pub limits: EdgeLimits,
+    /// The lease this dispatcher leads by (`--ha`): its store writes are fenced by it.
+    pub leadership: Option<crate::ha::Leadership>,
     /// The longest a task may wait for a worker before it fails `no_worker` (`None`: for
     /// ever).
     pub max_queue_wait: Option<Duration>,
@@ -167,6 +169,7 @@ impl Default for Config {
             rest: crate::rest::RestOptions::default(),
             interpreters: volley_worker::runtime::Interpreters::default(),
             local_runtimes: Default::default(),
+            leadership: None,
         }
     }
 }

@@ -9,6 +9,7 @@
 //! - [`worker_link`] — the ZeroMQ ROUTER endpoint workers connect to.
 //! - [`registration`] — what a worker's `Hello` may say: every field bounded, names not
 //!   taken over by another process.
+//! - [`ha`] — dispatchers that stand in for each other: a lease in Redis, fenced writes.
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
 //! - [`autoscale`] — the elastic pool's loop: scaler decisions carried out by a provisioner.
@@ -30,6 +31,7 @@ pub mod config;
 pub mod core;
 pub mod front;
 pub mod grpc_edge;
+pub mod ha;
 pub mod metrics;
 pub mod persist;
 pub mod provision;
@@ -119,6 +121,7 @@ pub async fn start(
         redis_prefix: config.redis_prefix.clone(),
         retain_finished: config.retain_finished,
         redis_finished_ttl: config.redis_finished_ttl,
+        fence: config.leadership.as_ref().map(|l| l.fence()),
     };
     let store = store::open(&config.store, &options)
         .await
@@ -134,6 +137,7 @@ pub async fn start(
     if let Some(m) = &metrics {
         shared = shared.with_metrics(m.tasks.clone());
     }
+    shared.leadership = config.leadership.clone();
     let shared = Arc::new(shared);
     let max_job_ms = config.task_timeout.as_millis() as u64;
 

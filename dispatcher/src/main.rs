@@ -27,7 +27,38 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     let (grpc_addr, worker_addr, metrics_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port), cli.metrics);
     let http_addr = cli.http;
     let exposed_workers = !cli.bind.is_loopback();
-    let config = Config::from(cli);
+    let ha = cli.ha.then(|| volley_dispatcher::ha::HaConfig {
+        redis_url: cli.store.clone(),
+        prefix: cli.redis_prefix.clone(),
+        lease: std::time::Duration::from_millis(cli.ha_lease_ms.max(10)),
+        name: format!("grpc={grpc_addr} workers={worker_addr} pid={}", std::process::id()),
+    });
+    let mut config = Config::from(cli);
+    let shutdown = CancellationToken::new();
+    if let Some(ha) = ha {
+        if !config.store.contains("://") {
+            anyhow::bail!("--ha needs a Redis store (--store redis://…): leaders and standbys share their state there");
+        }
+        let waiting = shutdown.clone();
+        tokio::spawn(async move {
+            stop_signal().await;
+            waiting.cancel();
+        });
+        let leadership = volley_dispatcher::ha::lead(&ha, shutdown.clone())
+            .await
+            .context("waiting for the lease")?;
+        let deposed = leadership.clone();
+        tokio::spawn(async move {
+            deposed.deposed.cancelled().await;
+            tracing::error!(
+                epoch = deposed.epoch,
+                fenced_writes = deposed.fenced_writes.load(std::sync::atomic::Ordering::Relaxed),
+                "deposed: another dispatcher leads; exiting without draining"
+            );
+            std::process::exit(volley_dispatcher::ha::DEPOSED_EXIT);
+        });
+        config.leadership = Some(leadership);
+    }
     if config.token.is_none() && (exposed_workers || !grpc_addr.ip().is_loopback()) {
         tracing::warn!("listening beyond loopback without --token: anyone who reaches the ports can submit tasks or pose as a worker");
     }
@@ -62,7 +93,6 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let shutdown = CancellationToken::new();
     let (mode, store) = (config.mode, volley_dispatcher::store::redact(&config.store));
     let (handle, run) = volley_dispatcher::start(
         config,

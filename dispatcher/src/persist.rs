@@ -26,7 +26,10 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Vec<Transition>>
             }
         }
         if !write(&shared, &batch, &shutdown).await {
-            warn!(transitions = batch.len(), "gave up writing to the store while stopping");
+            warn!(
+                transitions = batch.len(),
+                "gave up writing a batch to the store (stopping, or deposed)"
+            );
             continue;
         }
         let finished: Vec<Finished> = batch
@@ -61,6 +64,15 @@ async fn write(shared: &Shared, batch: &[Transition], shutdown: &CancellationTok
                     info!("task store reachable again; pending transitions written");
                 }
                 return true;
+            }
+            Err(crate::store::StoreError::Fenced(epoch)) => {
+                warn!(
+                    epoch,
+                    transitions = batch.len(),
+                    "store write refused: another dispatcher leads"
+                );
+                shared.fenced();
+                return false;
             }
             Err(e) => {
                 if shared.store_healthy.swap(false, Ordering::AcqRel) {

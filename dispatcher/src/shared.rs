@@ -41,9 +41,19 @@ pub struct Shared {
     pub latest_code: parking_lot::RwLock<std::collections::HashMap<String, Arc<volley_proto::function::UserCode>>>,
     /// What the REST edge served and refused, when it is on.
     pub rest: Arc<crate::rest::RestCounters>,
+    /// The lease this dispatcher leads by, under `--ha`.
+    pub leadership: Option<crate::ha::Leadership>,
 }
 
 impl Shared {
+    /// Takes note of a store write refused because another dispatcher took over, so this
+    /// one stands down.
+    pub fn fenced(&self) {
+        if let Some(l) = &self.leadership {
+            l.fenced();
+        }
+    }
+
     /// The latest registered version of user function `name` and its code, if held.
     pub fn latest_user_code(&self, name: &str) -> Option<(Arc<volley_proto::function::UserCode>, bytes::Bytes)> {
         let code = self.latest_code.read().get(name).cloned()?;
@@ -117,6 +127,7 @@ impl Shared {
             code: CodeShelf::default(),
             latest_code: parking_lot::RwLock::new(std::collections::HashMap::new()),
             rest: Arc::default(),
+            leadership: None,
             watchers_of_all: Arc::new(tokio::sync::Semaphore::new(MAX_WATCHERS_OF_ALL)),
         }
     }

@@ -1,7 +1,7 @@
 //! The `client` command line: global flags, the command list, and dispatch to the
 //! operator commands (`volley_client::commands`) and the benchmark ones ([`crate::commands`]).
 
-use crate::commands::{chaos, coldstart, demo, load, plot, replay, runs, simulate, sweep};
+use crate::commands::{chaos, coldstart, demo, failover, load, plot, replay, runs, simulate, sweep};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volley_client::commands::{self as operator, submit::SubmitArgs, Target};
@@ -78,6 +78,10 @@ pub enum Command {
     /// workload while workers, the dispatcher and Redis are killed; then every task in
     /// the store is audited. Exits non-zero if anything was lost or wrong.
     Chaos(chaos::ChaosArgs),
+    /// Two dispatchers under --ha on a private redis-server, workers and an open-loop
+    /// load following the leader, and the leader SIGKILLed or SIGSTOPped mid-run: the
+    /// takeover, the latency around it, and an audit of every task in Redis.
+    Failover(failover::FailoverArgs),
     /// Scaling policies over a whole trace on a virtual clock (no processes), with the
     /// dispatcher's scaler core: cold starts against idle instance-time per policy.
     Simulate(simulate::SimulateArgs),
@@ -121,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Replay(args) => replay::run(&target, &args, cli.json).await,
         Command::Demo(args) => demo::run(&args, cli.json).await,
         Command::Chaos(args) => chaos::run(args, cli.json).await,
+        Command::Failover(args) => failover::run(&args, cli.json).await,
         Command::Simulate(args) => simulate::run(&args, cli.json),
         Command::Coldstart(args) => coldstart::run(&args, cli.json).await,
         Command::Runs(args) => runs::list(&args, cli.json),

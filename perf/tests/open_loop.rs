@@ -27,6 +27,7 @@ async fn a_stalled_dispatcher_shows_up_in_latency_from_intended_send_time() {
         seed: 1,
         function: None,
         transport: Default::default(),
+        follow: None,
     };
     let run = tokio::spawn(async move { load::run(&client, &spec).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -103,6 +104,7 @@ async fn under_overload_every_request_has_one_outcome_and_the_dispatcher_agrees(
         seed: 3,
         function: None,
         transport: Default::default(),
+        follow: None,
     };
     let started = std::time::Instant::now();
     let r = load::run(&client, &load).await.expect("load");
@@ -166,6 +168,7 @@ fn frozen_client_run(transport: load::transport::Transport) -> load::LoadResult 
             seed: 4,
             function: None,
             transport,
+            follow: None,
         };
         let run = tokio::spawn(async move { load::run(&client, &load).await });
         tokio::time::sleep(Duration::from_millis(800)).await;
@@ -217,6 +220,7 @@ async fn a_stream_call_broken_by_a_restart_is_reopened_and_every_request_has_one
         seed: 5,
         function: None,
         transport: load::transport::Transport::Stream,
+        follow: None,
     };
     let run = tokio::spawn(async move { load::run(&client, &spec).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;

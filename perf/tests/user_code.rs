@@ -30,6 +30,7 @@ async fn open_loop_load_drives_a_deployed_function_by_name() {
         seed: 7,
         function: Some(("double".into(), r#"{"n": 21}"#.into())),
         transport: Default::default(),
+        follow: None,
     };
     let r = load::run(&client, &spec).await.expect("load");
     assert!(r.sent > 200, "{r:?}");

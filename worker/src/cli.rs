@@ -13,7 +13,8 @@ pub struct Cli {
     /// Tasks run at once (execution slots, one thread each).
     #[arg(env = "VOLLEY_SLOTS")]
     pub slots: u32,
-    /// The dispatcher's worker endpoint, e.g. tcp://127.0.0.1:5555.
+    /// The dispatcher's worker endpoint, e.g. tcp://127.0.0.1:5555; several separated by
+    /// commas for dispatchers under --ha (the worker follows whichever leads).
     #[arg(env = "VOLLEY_DISPATCHER")]
     pub dispatcher: String,
     /// The mode this worker expects the dispatcher to run; refused if it differs.

@@ -22,7 +22,8 @@ use volley_proto::Mode;
 pub struct WorkerConfig {
     /// Tasks run at once.
     pub slots: u32,
-    /// The dispatcher's worker endpoint, e.g. `tcp://127.0.0.1:5555`.
+    /// The dispatcher's worker endpoint, e.g. `tcp://127.0.0.1:5555`, or several
+    /// separated by commas (dispatchers under `--ha`): the first that answers is used.
     pub dispatcher: String,
     /// The mode this worker expects; the dispatcher rejects a mismatch.
     pub expect_mode: Option<Mode>,
@@ -178,7 +179,7 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
     if let Some((code, path)) = &config.instance_code {
         let (runtime, conn) = tokio::join!(
             crate::provisioned::load_code(&pool, code.clone(), path),
-            WorkerConnection::connect(&config.dispatcher, config.connect_timeout)
+            connect_any(&config)
         );
         early = conn.ok();
         let runtime = runtime?;
@@ -239,6 +240,20 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
     }
 }
 
+/// Connects to the first dispatcher of the list that answers. Under `--ha` only the
+/// leader binds its port, so this finds the leader; with one address it is that one.
+async fn connect_any(config: &WorkerConfig) -> Result<WorkerConnection, ConnectionError> {
+    let endpoints: Vec<&str> = config.dispatcher.split(',').map(str::trim).collect();
+    let (last, others) = endpoints.split_last().unwrap_or((&"", &[]));
+    for endpoint in others {
+        match WorkerConnection::connect(endpoint, config.connect_timeout).await {
+            Ok(conn) => return Ok(conn),
+            Err(e) => debug!(%endpoint, "not reachable: {e}"),
+        }
+    }
+    WorkerConnection::connect(last, config.connect_timeout).await
+}
+
 enum RegisterError {
     Unreachable(String),
     Rejected(String),
@@ -253,9 +268,7 @@ async fn register(
     let unreachable = |e: ConnectionError| RegisterError::Unreachable(e.to_string());
     let mut conn = match conn {
         Some(c) => c,
-        None => WorkerConnection::connect(&config.dispatcher, config.connect_timeout)
-            .await
-            .map_err(unreachable)?,
+        None => connect_any(config).await.map_err(unreachable)?,
     };
     conn.send(&FromWorker::Hello {
         name: config.name.clone(),

@@ -27,7 +27,7 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
         println!(
             "{}",
             json!({
-                "mode": i.mode, "store": i.store, "worker_endpoint": i.worker_endpoint, "version": i.version,
+                "mode": i.mode, "store": i.store, "ha_epoch": i.ha_epoch, "ha_takeovers": i.ha_takeovers, "worker_endpoint": i.worker_endpoint, "version": i.version,
                 "policy": i.policy, "prefetch": i.prefetch, "queued": i.queued, "running": i.running,
                 "workers": workers,
                 "functions": functions,
@@ -45,6 +45,12 @@ pub async fn run(target: &Target, as_json: bool) -> anyhow::Result<i32> {
             "mode {} · store {} · policy {} · prefetch {} · volley {}",
             i.mode, i.store, i.policy, i.prefetch, i.version
         );
+        if i.ha_epoch > 0 {
+            println!(
+                "leader (--ha) of epoch {} · {} leaders before",
+                i.ha_epoch, i.ha_takeovers
+            );
+        }
         if !i.worker_endpoint.is_empty() {
             println!("workers connect to {}", i.worker_endpoint);
         }

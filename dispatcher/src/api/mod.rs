@@ -227,6 +227,8 @@ impl Dispatcher for Api {
         Ok(Response::new(api::ClusterInfoResponse {
             mode: self.facts.mode.to_string(),
             store: self.front.shared.store.describe(),
+            ha_epoch: self.front.shared.leadership.as_ref().map_or(0, |l| l.epoch),
+            ha_takeovers: self.front.shared.leadership.as_ref().map_or(0, |l| l.takeovers()),
             worker_endpoint: self.facts.worker_endpoint.clone(),
             workers: workers
                 .into_iter()

@@ -179,6 +179,9 @@ impl Front {
             Ok(ids) => ids,
             Err(e) => {
                 self.shared.admission.release(n);
+                if let StoreError::Fenced(_) = e {
+                    self.shared.fenced();
+                }
                 return Err(match e {
                     StoreError::Unavailable(why) => FrontError::Unavailable(format!(
                         "nothing was submitted, the task store is unavailable ({why}); submitting again is safe"

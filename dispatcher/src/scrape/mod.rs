@@ -35,6 +35,8 @@ struct ScrapeView {
     edge: [u64; 4],
     refusals: Vec<(&'static str, &'static str, u64)>,
     store_up: bool,
+    /// Epoch led, leaders before, writes fenced (all 0 without `--ha`).
+    ha: [u64; 3],
 }
 
 #[derive(Debug, Default)]
@@ -89,6 +91,27 @@ impl Collector for ClusterCollector {
             "1 while store writes succeed, 0 while they fail.",
             ConstGauge::new(i64::from(view.store_up)),
         )?;
+        if view.ha[0] > 0 {
+            let [epoch, takeovers, fenced] = view.ha;
+            put(
+                &mut e,
+                "ha_epoch",
+                "The lease epoch this dispatcher leads (--ha).",
+                ConstGauge::new(epoch as i64),
+            )?;
+            put(
+                &mut e,
+                "ha_takeovers",
+                "Leaders of this deployment before this one (takeovers and restarts).",
+                ConstGauge::new(takeovers as i64),
+            )?;
+            put(
+                &mut e,
+                "ha_fenced_writes",
+                "Store writes Redis refused because another dispatcher leads.",
+                ConstGauge::new(fenced as i64),
+            )?;
+        }
         let Some(s) = &view.snapshot else { return Ok(()) };
         let c = &s.counters;
         put(
@@ -256,6 +279,9 @@ impl Metrics {
                         .chain(shared.rest.counters())
                         .collect(),
                     store_up: shared.store_healthy.load(Ordering::Acquire),
+                    ha: shared.leadership.as_ref().map_or([0; 3], |l| {
+                        [l.epoch, l.takeovers(), l.fenced_writes.load(Ordering::Relaxed)]
+                    }),
                 };
                 volley_proto::exposition::encode(&metrics.registry)
             })

@@ -5,6 +5,7 @@
 pub mod chaos;
 pub mod coldstart;
 pub mod demo;
+pub mod failover;
 pub mod load;
 pub mod plot;
 pub mod replay;

@@ -11,6 +11,7 @@
 
 pub mod chaos;
 pub mod coldstart;
+pub mod failover;
 pub mod harness;
 pub mod load;
 pub mod replay;

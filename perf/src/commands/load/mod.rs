@@ -184,6 +184,7 @@ impl LoadArgs {
             seed: self.seed,
             function: self.function.clone().map(|f| (f, self.args.clone())),
             transport: self.transport,
+            follow: None,
         }
     }
 
@@ -210,7 +211,10 @@ impl LoadArgs {
                     crate::recording::observe::track_redis(s, &info.get_ref().store).await;
                 }
             }
-            open_loop::run(&client, &self.spec(rate)).await?
+            let mut spec = self.spec(rate);
+            // A list of dispatchers under --ha: follow the leader through a failover.
+            spec.follow = target.url.contains(',').then(|| target.clone());
+            open_loop::run(&client, &spec).await?
         };
         if let Some(slo) = &self.slo {
             r.verdict = slo.judge(&r).label();

@@ -313,6 +313,7 @@ async fn run_burst(cluster: &Cluster, pool: &Pool, b: &Burst) -> anyhow::Result<
     let watch = PoolWatch::start(client.clone(), Duration::from_millis(50));
     let driven = drive::drive(
         &client,
+        None,
         Default::default(),
         schedule.clone(),
         requests,

@@ -118,6 +118,7 @@ async fn window(client: &Client, function: u64, rate: f64, length: Duration) -> 
     };
     let driven = drive::drive(
         client,
+        None,
         Default::default(),
         schedule.clone(),
         requests,

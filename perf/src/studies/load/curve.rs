@@ -112,6 +112,7 @@ pub async fn run_curve(spec: &CurveSpec, out: &Path) -> anyhow::Result<Vec<Curve
                     seed: spec.seed.wrapping_add(i as u64),
                     function: None,
                     transport: spec.transport,
+                    follow: None,
                 };
                 let (d0, w0) = (cpu_of(&dispatcher), cpu_of(&worker_pids));
                 let r = run(&client, &load).await?;

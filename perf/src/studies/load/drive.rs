@@ -10,7 +10,11 @@ use anyhow::Context;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+use volley_client::commands::Target;
 use volley_client::Client;
+
+/// How long a run that lost its dispatcher tries the others of its list at a time.
+const FOLLOW_WITHIN: Duration = Duration::from_secs(3);
 use volley_proto::api;
 
 /// What a driven run leaves behind.
@@ -34,20 +38,24 @@ pub struct Driven {
 }
 
 /// Sends request `i` (built by `requests(i)`) at `schedule[i]` from the start over
-/// `transport`, collects every outcome, and stops at `until` from the start.
+/// `transport`, collects every outcome, and stops at `until` from the start. With
+/// `follow` (a list of dispatchers under `--ha`), a break reconnects to whichever of
+/// them answers, so the run goes on through a failover.
 pub async fn drive(
     client: &Client,
+    follow: Option<&Target>,
     transport: Transport,
     schedule: Arc<Vec<Duration>>,
     requests: impl Fn(usize) -> api::ExecuteRequest,
     until: Duration,
 ) -> anyhow::Result<Driven> {
-    let before = counters(client).await;
+    let mut client = client.clone();
+    let before = counters(&client).await;
     let cpu_before = process_cpu();
 
     let clock = RunClock::starting_in(LEAD);
     let (events_tx, mut events) = mpsc::unbounded_channel();
-    let mut link = Link::open(client, transport).await.map_err(|s| {
+    let mut link = Link::open(&client, transport).await.map_err(|s| {
         anyhow::anyhow!(
             "opening the {} link: {} ({:?})",
             transport.as_str(),
@@ -57,7 +65,7 @@ pub async fn drive(
     })?;
     let live = match link.carries_results() {
         true => None,
-        false => Some(completions::watch_all(client, clock, events_tx.clone()).await?),
+        false => Some(completions::watch_all(&client, clock, events_tx.clone()).await?),
     };
     let (due_tx, mut due) = mpsc::unbounded_channel();
     let pacer = pacer::start(schedule.clone(), clock.start, due_tx).context("starting the pacer thread")?;
@@ -84,7 +92,7 @@ pub async fn drive(
                 first: range.start,
                 end,
             };
-            link.send(client, due, request).await;
+            link.send(&client, due, request).await;
         }
         if !pacing && held.is_none() && ledger.settled() {
             break;
@@ -126,6 +134,11 @@ pub async fn drive(
                     unanswered.iter().for_each(|d| ledger.lost_in_transit(d.first..d.end));
                     last_transport_error.clone_from(&why);
                     last_break = why;
+                    if let Some(f) = follow {
+                        if let Ok(Ok(c)) = tokio::time::timeout(FOLLOW_WITHIN, f.connect()).await {
+                            client = c;
+                        }
+                    }
                 }
             },
             Some(event) = events.recv() => match event {
@@ -143,7 +156,7 @@ pub async fn drive(
                 if !pacing && (breaks > 0 || ledger.lost_early) {
                     let ids: Vec<u64> = ledger.unresolved_tasks().into_iter().filter(|id| caught_up.insert(*id)).collect();
                     if !ids.is_empty() {
-                        catching_up.extend(completions::catch_up(client, clock, ids, &events_tx));
+                        catching_up.extend(completions::catch_up(&client, clock, ids, &events_tx));
                     }
                 }
             }
@@ -157,7 +170,7 @@ pub async fn drive(
     link.close();
     pacer.stop();
     let cpu = process_cpu().saturating_sub(cpu_before);
-    let after = counters(client).await;
+    let after = counters(&client).await;
     Ok(Driven {
         ledger,
         clock,

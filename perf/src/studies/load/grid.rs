@@ -69,6 +69,7 @@ pub async fn run_grid_observed(
             seed: spec.seed.wrapping_add(i as u64),
             function: None,
             transport: Default::default(),
+            follow: None,
         };
         let label = format!("grid-{}-{rate}-{spin}", arrival.as_str());
         let result = spec.shape.run_observed(&label, &cell, tracker).await?;

@@ -74,6 +74,9 @@ pub struct LoadSpec {
     pub function: Option<(String, String)>,
     /// How requests travel ([`transport`]).
     pub transport: transport::Transport,
+    /// Dispatchers under `--ha` to follow through a failover: after a break the run
+    /// reconnects to whichever answers. `None`: the client's one dispatcher.
+    pub follow: Option<volley_client::commands::Target>,
 }
 
 /// What one run measured. Outcome counts cover every request sent; rates and latency
@@ -215,6 +218,7 @@ pub async fn run(client: &Client, spec: &LoadSpec) -> anyhow::Result<LoadResult>
     };
     let d = drive::drive(
         client,
+        spec.follow.as_ref(),
         spec.transport,
         schedule.clone(),
         requests,

@@ -146,6 +146,6 @@ pub async fn replay(
         function_id: function_ids[planned[i].invocation.function as usize],
         args: args[i].clone(),
     };
-    let driven = drive::drive(client, Default::default(), times, requests, length + spec.drain).await?;
+    let driven = drive::drive(client, None, Default::default(), times, requests, length + spec.drain).await?;
     Ok(records::collect(trace, functions, spec, planned, &driven))
 }

@@ -1,0 +1,385 @@
+//! Dispatchers that stand in for each other (`--ha`) on one Redis, and the Redis layout
+//! they share: a killed leader is replaced and every task finishes once; a stalled leader
+//! that wakes up writes nothing; tasks stored by the hash layout of earlier releases are
+//! recovered.
+
+use volley_testbed::fixtures as common;
+
+use common::*;
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+use volley_client::{connect, register_spec};
+use volley_proto::api;
+
+/// Short, so that takeovers in tests take well under a second.
+const LEASE_MS: &str = "400";
+
+/// One `dispatcher --ha` process: it binds nothing until it leads, then prints its
+/// ready line.
+struct Member {
+    child: Child,
+    grpc: String,
+    workers: String,
+    ready: Option<oneshot::Receiver<()>>,
+    log: std::path::PathBuf,
+}
+
+impl Member {
+    fn start(url: &str, prefix: &str, logs: &std::path::Path, label: &str) -> Member {
+        let (grpc_port, worker_port) = (free_port(), free_port());
+        let log = logs.join(format!("{label}.log"));
+        let mut child = Command::new(volley_testbed::binaries::path("dispatcher").expect("dispatcher binary"))
+            .args(["-m", "push", "--ha", "--ha-lease-ms", LEASE_MS, "--heartbeat-ms", "100"])
+            .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
+            .args(["-p", &worker_port.to_string()])
+            .args(["--store", url, "--redis-prefix", prefix])
+            .env("RUST_LOG", "info")
+            .env_remove("VOLLEY_TOKEN")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn dispatcher");
+        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.starts_with("dispatcher ready") {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+            }
+        });
+        Member {
+            child,
+            grpc: format!("http://127.0.0.1:{grpc_port}"),
+            workers: format!("tcp://127.0.0.1:{worker_port}"),
+            ready: Some(rx),
+            log,
+        }
+    }
+
+    /// Waits until it leads; false if it did not within `limit`.
+    async fn leads_within(&mut self, limit: Duration) -> bool {
+        let Some(rx) = self.ready.take() else { return true };
+        matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id().expect("running") as i32
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal");
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn worker(endpoints: &str, name: &str) -> Child {
+    Command::new(volley_testbed::binaries::path("worker").expect("worker binary"))
+        .args([
+            "2",
+            endpoints,
+            "--mode",
+            "push",
+            "--name",
+            name,
+            "--max-backoff-ms",
+            "200",
+        ])
+        .env_remove("VOLLEY_TOKEN")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn worker")
+}
+
+/// Polls every task until each is terminal, through whichever dispatcher of `urls` leads.
+async fn outcomes(urls: &str, ids: &[u64], limit: Duration) -> HashMap<u64, api::TaskInfo> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut done = HashMap::new();
+    while done.len() < ids.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} finished",
+            done.len(),
+            ids.len()
+        );
+        if let Ok(mut client) = connect(urls).await {
+            let pending: Vec<u64> = ids.iter().filter(|id| !done.contains_key(*id)).copied().collect();
+            for id in &pending {
+                let call = client.get_result(api::GetResultRequest { task_id: *id });
+                let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), call).await else {
+                    break;
+                };
+                let t = r.into_inner().task.expect("task");
+                if t.state == api::TaskState::Completed as i32 || t.state == api::TaskState::Failed as i32 {
+                    done.insert(*id, t);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    done
+}
+
+async fn submit(urls: &str, spec: &str, n: usize) -> Vec<u64> {
+    let mut client = connect(urls).await.expect("connect to the leader");
+    let (f, args) = register_spec(&mut client, spec).await.expect("register");
+    client
+        .execute_batch(api::ExecuteBatchRequest {
+            tasks: vec![api::ExecuteRequest { function_id: f, args }; n],
+        })
+        .await
+        .expect("submit")
+        .into_inner()
+        .task_ids
+}
+
+/// Every task's stored bytes under `prefix`, to compare before and after.
+async fn snapshot(url: &str, prefix: &str) -> HashMap<String, Vec<u8>> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}task:*"))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    let mut out = HashMap::new();
+    for k in keys {
+        let v: Vec<u8> = redis::cmd("GET").arg(&k).query_async(&mut conn).await.expect("get");
+        out.insert(k, v);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_of_two_standbys_takes_over_from_a_killed_leader_and_every_task_finishes_once() {
+    let url = redis_url();
+    let prefix = unique_prefix("ha-kill");
+    let logs = temp_dir("ha-kill");
+    let mut a = Member::start(&url, &prefix, &logs, "a");
+    assert!(
+        a.leads_within(Duration::from_secs(20)).await,
+        "first leads:\n{}",
+        a.log()
+    );
+    let mut b = Member::start(&url, &prefix, &logs, "b");
+    let mut c = Member::start(&url, &prefix, &logs, "c");
+    let urls = [&a, &b, &c].map(|m| m.grpc.as_str()).join(",");
+    let endpoints = [&a, &b, &c].map(|m| m.workers.as_str()).join(",");
+    let _workers = [worker(&endpoints, "w0"), worker(&endpoints, "w1")];
+
+    let ids = submit(&urls, "sleep:100", 40).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        !b.log().contains("leading") && !c.log().contains("leading"),
+        "standbys wait"
+    );
+    a.child.kill().await.expect("kill -9 the leader");
+    let killed = std::time::Instant::now();
+    let (mut b_ready, mut c_ready) = (b.ready.take().expect("b"), c.ready.take().expect("c"));
+    let b_first = tokio::select! {
+        _ = &mut b_ready => true,
+        _ = &mut c_ready => false,
+        _ = tokio::time::sleep(Duration::from_secs(10)) => panic!("no standby took over"),
+    };
+    let took = killed.elapsed();
+    let (leader, other, mut other_ready) = if b_first { (b, c, c_ready) } else { (c, b, b_ready) };
+    // Two leases later the other still stands by: one leader at a time.
+    let second = tokio::time::timeout(Duration::from_millis(1000), &mut other_ready).await;
+    assert!(second.is_err(), "both standbys lead:\n{}", other.log());
+
+    // Submitted after the takeover, through the same list of addresses.
+    let after = submit(&urls, "sleep:20", 20).await;
+    let all: Vec<u64> = ids.iter().chain(&after).copied().collect();
+    let done = outcomes(&urls, &all, Duration::from_secs(60)).await;
+    assert!(
+        done.values().all(|t| t.state == api::TaskState::Completed as i32),
+        "every task completes: {:?}",
+        done.values()
+            .filter(|t| t.state != api::TaskState::Completed as i32)
+            .collect::<Vec<_>>()
+    );
+    let log = leader.log();
+    assert!(log.contains("leading") && log.contains("epoch=2"), "{log}");
+    println!("takeover after kill -9 in {took:?}");
+    for mut m in [leader, other] {
+        m.signal(nix::sys::signal::Signal::SIGTERM);
+        let _ = m.child.wait().await;
+    }
+    purge(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pair_rides_out_a_redis_restart_with_one_leader_and_no_task_lost() {
+    let mut redis = volley_testbed::RedisServer::start(true).expect("redis-server");
+    let url = redis.url();
+    let prefix = unique_prefix("ha-redis");
+    let logs = temp_dir("ha-redis");
+    let mut a = Member::start(&url, &prefix, &logs, "a");
+    assert!(
+        a.leads_within(Duration::from_secs(20)).await,
+        "first leads:\n{}",
+        a.log()
+    );
+    let mut b = Member::start(&url, &prefix, &logs, "b");
+    let urls = format!("{},{}", a.grpc, b.grpc);
+    let endpoints = format!("{},{}", a.workers, b.workers);
+    let _workers = [worker(&endpoints, "w0"), worker(&endpoints, "w1")];
+    let ids = submit(&urls, "sleep:50", 60).await;
+
+    // Down for longer than a lease: when it is back, the lease has lapsed, and exactly
+    // one of the two leads (the old leader taking it back, or the standby taking over
+    // and the old leader exiting deposed).
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    redis.restart().expect("redis back");
+    let done = outcomes(&urls, &ids, Duration::from_secs(60)).await;
+    assert!(done.values().all(|t| t.state == api::TaskState::Completed as i32));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let a_alive = a.child.try_wait().expect("try_wait").is_none();
+    let b_leads = b.leads_within(Duration::from_millis(10)).await;
+    assert!(
+        a_alive != b_leads,
+        "exactly one leads: a alive {a_alive}, b leads {b_leads}\na:\n{}\nb:\n{}",
+        a.log(),
+        b.log()
+    );
+    if !a_alive {
+        assert!(a.log().contains("deposed"), "{}", a.log());
+    }
+    for m in [&mut a, &mut b] {
+        if m.child.try_wait().expect("try_wait").is_none() {
+            m.signal(nix::sys::signal::Signal::SIGTERM);
+            let _ = m.child.wait().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_leader_that_wakes_after_a_takeover_writes_nothing_and_exits() {
+    let url = redis_url();
+    let prefix = unique_prefix("ha-stall");
+    let logs = temp_dir("ha-stall");
+    let mut a = Member::start(&url, &prefix, &logs, "a");
+    assert!(
+        a.leads_within(Duration::from_secs(20)).await,
+        "first leads:\n{}",
+        a.log()
+    );
+    let mut b = Member::start(&url, &prefix, &logs, "b");
+    let urls = format!("{},{}", a.grpc, b.grpc);
+    let endpoints = format!("{},{}", a.workers, b.workers);
+    let _workers = [worker(&endpoints, "w0"), worker(&endpoints, "w1")];
+
+    let ids = submit(&urls, "sleep:200", 30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.signal(nix::sys::signal::Signal::SIGSTOP);
+    assert!(
+        b.leads_within(Duration::from_secs(10)).await,
+        "standby leads:\n{}",
+        b.log()
+    );
+    // The stalled leader's address is first in every list; the standby serves anyway.
+    let done = outcomes(&urls, &ids, Duration::from_secs(60)).await;
+    assert!(done.values().all(|t| t.state == api::TaskState::Completed as i32));
+
+    let before = snapshot(&url, &prefix).await;
+    assert_eq!(before.len(), ids.len());
+    a.signal(nix::sys::signal::Signal::SIGCONT);
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+        .await
+        .expect("the old leader exits once awake")
+        .expect("wait");
+    assert_eq!(status.code(), Some(3), "deposed exit code; log:\n{}", a.log());
+    assert!(a.log().contains("deposed"), "{}", a.log());
+    let after = snapshot(&url, &prefix).await;
+    assert!(before == after, "the old leader changed stored tasks");
+    b.signal(nix::sys::signal::Signal::SIGTERM);
+    let _ = b.child.wait().await;
+    purge(&url, &prefix).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_stored_as_hashes_by_earlier_releases_are_recovered_and_read() {
+    let url = redis_url();
+    let prefix = unique_prefix("old-layout");
+    let client = redis::Client::open(url.as_str()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    // What the hash layout wrote: a noop function, one finished task and two unfinished.
+    let spec = serde_json::to_string(&volley_proto::function::FunctionKind::Noop).expect("spec");
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET").arg(format!("{prefix}seq:function")).arg(1).ignore();
+    pipe.cmd("SET").arg(format!("{prefix}seq:task")).arg(3).ignore();
+    pipe.cmd("HSET")
+        .arg(format!("{prefix}function:1"))
+        .arg(&[("name", "noop"), ("spec", spec.as_str()), ("version", "1")])
+        .ignore();
+    pipe.cmd("HSET")
+        .arg(format!("{prefix}task:1"))
+        .arg(&[
+            ("function_id", "1"),
+            ("args", ""),
+            ("state", "completed"),
+            ("result", "null"),
+            ("attempts", "1"),
+            ("worker", "old-worker"),
+            ("submitted_us", "10"),
+            ("completed_us", "20"),
+        ])
+        .ignore();
+    for id in [2, 3] {
+        pipe.cmd("HSET")
+            .arg(format!("{prefix}task:{id}"))
+            .arg(&[
+                ("function_id", "1"),
+                ("args", ""),
+                ("state", if id == 2 { "queued" } else { "running" }),
+                ("attempts", "1"),
+                ("submitted_us", "10"),
+            ])
+            .ignore();
+    }
+    pipe.cmd("SADD")
+        .arg(format!("{prefix}unfinished"))
+        .arg(&[2, 3])
+        .ignore();
+    pipe.query_async::<()>(&mut conn).await.expect("write the old layout");
+
+    let spec = volley_testbed::ClusterSpec::new(volley_proto::Mode::Push, 1, 2)
+        .store(url.as_str())
+        .args(["--redis-prefix", prefix.as_str()])
+        .label("old-layout");
+    let cluster = volley_testbed::Cluster::start(spec).await.expect("cluster");
+    let done = outcomes(&cluster.grpc_url(), &[1, 2, 3], Duration::from_secs(30)).await;
+    assert_eq!(done[&1].worker, "old-worker", "an old finished task reads as it was");
+    assert_eq!(done[&1].result, "null");
+    for id in [2, 3] {
+        assert_eq!(done[&id].state, api::TaskState::Completed as i32, "{:?}", done[&id]);
+        assert_eq!(done[&id].attempts, 2, "its earlier attempt counts");
+    }
+    // New tasks take ids after the old ones, in the new layout.
+    let client = connect(&cluster.grpc_url()).await.expect("connect");
+    let outcome = volley_client::run_batch(&client, vec![(1, String::new()); 3], 3, Duration::from_secs(20))
+        .await
+        .expect("new tasks");
+    assert!(outcome
+        .tasks
+        .iter()
+        .all(|t| t.task_id > 3 && t.state == api::TaskState::Completed as i32));
+    cluster.stop().await.expect("stop");
+    purge(&url, &prefix).await;
+}
