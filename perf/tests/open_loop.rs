@@ -234,12 +234,16 @@ async fn a_stream_call_broken_by_a_restart_is_reopened_and_every_request_has_one
     assert!(r.adds_up(), "{summary}");
     assert_eq!(r.sent, 299, "{summary}");
     assert!(r.stream_breaks >= 1, "the call broke with the dispatcher: {summary}");
-    // Before the restart, tasks complete. After it, the call is reopened and the new
-    // dispatcher answers on it: a memory store forgot the function, so each request is
-    // refused as NotFound, not lost.
+    // Before the restart, tasks complete. While no dispatcher listens, requests are not
+    // sent (refused here, as UNAVAILABLE: nothing of them was stored). After it, the call
+    // is reopened and the new dispatcher answers on it: a memory store forgot the
+    // function, so each request is refused as NotFound, not lost.
     assert!(r.completed >= 80, "{summary}");
     assert!(r.refused >= 150, "{summary}");
-    assert!(r.first_error.contains("NotFound"), "{summary}");
+    assert!(
+        r.first_error.contains("NotFound") || r.first_error.contains("no call could be opened"),
+        "{summary}"
+    );
     assert!(
         r.unknown <= 5,
         "only requests in flight at the kill are unknown: {summary}"

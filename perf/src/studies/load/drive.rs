@@ -15,6 +15,8 @@ use volley_client::Client;
 
 /// How long a run that lost its dispatcher tries the others of its list at a time.
 const FOLLOW_WITHIN: Duration = Duration::from_secs(3);
+/// How often a run with no dispatcher tries its list again.
+const FOLLOW_EVERY: Duration = Duration::from_millis(50);
 use volley_proto::api;
 
 /// What a driven run leaves behind.
@@ -35,6 +37,18 @@ pub struct Driven {
     pub before: Option<(String, api::Counters)>,
     /// The same after.
     pub after: Option<(String, api::Counters)>,
+}
+
+/// Connects `client` to whichever dispatcher of `follow` answers, at most every
+/// [`FOLLOW_EVERY`]: while none does, every due request would try again.
+async fn reconnect(follow: &Target, client: &mut Client, last: &mut Option<std::time::Instant>) {
+    if last.is_some_and(|t| t.elapsed() < FOLLOW_EVERY) {
+        return;
+    }
+    *last = Some(std::time::Instant::now());
+    if let Ok(Ok(c)) = tokio::time::timeout(FOLLOW_WITHIN, follow.connect()).await {
+        *client = c;
+    }
 }
 
 /// Sends request `i` (built by `requests(i)`) at `schedule[i]` from the start over
@@ -77,6 +91,7 @@ pub async fn drive(
     let deadline = tokio::time::Instant::from_std(clock.start + until);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut held: Option<std::ops::Range<usize>> = None;
+    let mut last_follow: Option<std::time::Instant> = None;
     loop {
         while link.can_send() {
             let Some(range) = held.take() else { break };
@@ -129,15 +144,20 @@ pub async fn drive(
                         ledger.finished(id, f);
                     });
                 }
+                Reply::Unsent(d, why) => {
+                    ledger.refused(d.first..d.end, tonic::Code::Unavailable, &why);
+                    last_transport_error = why;
+                    if let Some(f) = follow {
+                        reconnect(f, &mut client, &mut last_follow).await;
+                    }
+                }
                 Reply::Broke { why, unanswered } => {
                     breaks += 1;
                     unanswered.iter().for_each(|d| ledger.lost_in_transit(d.first..d.end));
                     last_transport_error.clone_from(&why);
                     last_break = why;
                     if let Some(f) = follow {
-                        if let Ok(Ok(c)) = tokio::time::timeout(FOLLOW_WITHIN, f.connect()).await {
-                            client = c;
-                        }
+                        reconnect(f, &mut client, &mut last_follow).await;
                     }
                 }
             },

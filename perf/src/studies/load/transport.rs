@@ -52,6 +52,9 @@ pub enum Reply {
     /// Tasks of the call that finished (stream only; unary results come from
     /// `WatchResults`).
     Finished(Vec<api::TaskInfo>),
+    /// The request of `Due` was never sent: no call could be opened (no dispatcher
+    /// reachable), so nothing of it was stored.
+    Unsent(Due, String),
     /// The call broke: these requests will never be answered on it.
     Broke {
         /// Why.
@@ -80,6 +83,8 @@ pub enum Link {
         events: Option<Box<Streaming<api::ExecuteStreamResponse>>>,
         /// Requests sent and not yet answered, in order.
         awaiting: VecDeque<Due>,
+        /// Requests that could not be sent, and why.
+        unsent: VecDeque<(Due, String)>,
     },
 }
 
@@ -99,6 +104,7 @@ impl Link {
                     requests: Some(requests),
                     events: Some(events),
                     awaiting: VecDeque::new(),
+                    unsent: VecDeque::new(),
                 }
             }
         })
@@ -133,19 +139,27 @@ impl Link {
                 requests,
                 events,
                 awaiting,
+                unsent,
             } => {
                 // Reopened only once the old call's break was reported (its unanswered
                 // requests settled), so answers on the new call never meet old requests.
                 if requests.is_none() && events.is_none() {
-                    if let Ok((r, e)) = call(client).await {
-                        (*requests, *events) = (Some(r), Some(e));
+                    match call(client).await {
+                        Ok((r, e)) => (*requests, *events) = (Some(r), Some(e)),
+                        Err(s) => {
+                            unsent.push_back((
+                                due,
+                                format!("no call could be opened: {} ({:?})", s.message(), s.code()),
+                            ));
+                            return;
+                        }
                     }
                 }
-                awaiting.push_back(due);
-                if let Some(r) = requests {
-                    if r.send(request).is_err() {
-                        *requests = None;
-                    }
+                if requests.as_ref().is_some_and(|r| r.send(request).is_ok()) {
+                    awaiting.push_back(due);
+                } else {
+                    *requests = None;
+                    unsent.push_back((due, "the call had ended".into()));
                 }
             }
         }
@@ -165,7 +179,11 @@ impl Link {
                 requests,
                 events,
                 awaiting,
+                unsent,
             } => {
+                if let Some((due, why)) = unsent.pop_front() {
+                    return Reply::Unsent(due, why);
+                }
                 let broke =
                     |why: String, requests: &mut Option<_>, events: &mut Option<_>, awaiting: &mut VecDeque<Due>| {
                         (*requests, *events) = (None, None);
