@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q --bins
 TASKS=${TASKS:-300000}; RUNS=${RUNS:-2}
-bin=target/release; out=target/redis-durability; mkdir -p $out
+bin=target/release; out="$(pwd)/target/redis-durability"; mkdir -p "$out"
 port=6391
 pids=()
 stop() {

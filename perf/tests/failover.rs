@@ -14,6 +14,7 @@ async fn short_failover(fault: Fault) -> failover::FailoverReport {
         workers: 2,
         slots: 2,
         aof: false,
+        resume_after: Duration::from_secs(2),
         out: volley_testbed::fixtures::temp_dir(&format!("failover-{fault:?}")),
         seed: 3,
     };

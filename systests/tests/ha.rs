@@ -9,79 +9,38 @@ use common::*;
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
 use volley_client::{connect, register_spec};
 use volley_proto::api;
+use volley_testbed::cluster::Signal;
+use volley_testbed::HaMember;
 
 /// Short, so that takeovers in tests take well under a second.
-const LEASE_MS: &str = "400";
+const LEASE_MS: u64 = 400;
 
-/// One `dispatcher --ha` process: it binds nothing until it leads, then prints its
-/// ready line.
-struct Member {
-    child: Child,
-    grpc: String,
-    workers: String,
-    ready: Option<oneshot::Receiver<()>>,
-    log: std::path::PathBuf,
+/// `n` members on one Redis and prefix, the first leading, the others standing by,
+/// with two workers (2 slots each) following them; and the lists of their addresses.
+struct Group {
+    members: Vec<HaMember>,
+    urls: String,
+    _workers: [Child; 2],
 }
 
-impl Member {
-    fn start(url: &str, prefix: &str, logs: &std::path::Path, label: &str) -> Member {
-        let (grpc_port, worker_port) = (free_port(), free_port());
-        let log = logs.join(format!("{label}.log"));
-        let mut child = Command::new(volley_testbed::binaries::path("dispatcher").expect("dispatcher binary"))
-            .args(["-m", "push", "--ha", "--ha-lease-ms", LEASE_MS, "--heartbeat-ms", "100"])
-            .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
-            .args(["-p", &worker_port.to_string()])
-            .args(["--store", url, "--redis-prefix", prefix])
-            .env("RUST_LOG", "info")
-            .env_remove("VOLLEY_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn dispatcher");
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("dispatcher ready") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(());
-                    }
-                }
-            }
-        });
-        Member {
-            child,
-            grpc: format!("http://127.0.0.1:{grpc_port}"),
-            workers: format!("tcp://127.0.0.1:{worker_port}"),
-            ready: Some(rx),
-            log,
-        }
+async fn group(url: &str, prefix: &str, label: &str, n: usize) -> Group {
+    let logs = temp_dir(label);
+    let extra = ["--heartbeat-ms", "100"];
+    let mut first = HaMember::start(url, prefix, LEASE_MS, &logs, "a", &extra).expect("start");
+    first.leads(Duration::from_secs(20)).await.expect("the first leads");
+    let mut members = vec![first];
+    for label in ["b", "c"].iter().take(n - 1) {
+        members.push(HaMember::start(url, prefix, LEASE_MS, &logs, label, &extra).expect("start"));
     }
-
-    /// Waits until it leads; false if it did not within `limit`.
-    async fn leads_within(&mut self, limit: Duration) -> bool {
-        let Some(rx) = self.ready.take() else { return true };
-        matches!(tokio::time::timeout(limit, rx).await, Ok(Ok(())))
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id().expect("running") as i32
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal).expect("signal");
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+    let list = |f: fn(&HaMember) -> &str| members.iter().map(f).collect::<Vec<_>>().join(",");
+    let (urls, endpoints) = (list(|m| &m.grpc), list(|m| &m.workers));
+    Group {
+        _workers: [worker(&endpoints, "w0"), worker(&endpoints, "w1")],
+        urls,
+        members,
     }
 }
 
@@ -169,27 +128,21 @@ async fn snapshot(url: &str, prefix: &str) -> HashMap<String, Vec<u8>> {
 async fn one_of_two_standbys_takes_over_from_a_killed_leader_and_every_task_finishes_once() {
     let url = redis_url();
     let prefix = unique_prefix("ha-kill");
-    let logs = temp_dir("ha-kill");
-    let mut a = Member::start(&url, &prefix, &logs, "a");
-    assert!(
-        a.leads_within(Duration::from_secs(20)).await,
-        "first leads:\n{}",
-        a.log()
-    );
-    let mut b = Member::start(&url, &prefix, &logs, "b");
-    let mut c = Member::start(&url, &prefix, &logs, "c");
-    let urls = [&a, &b, &c].map(|m| m.grpc.as_str()).join(",");
-    let endpoints = [&a, &b, &c].map(|m| m.workers.as_str()).join(",");
-    let _workers = [worker(&endpoints, "w0"), worker(&endpoints, "w1")];
-
+    let Group {
+        mut members,
+        urls,
+        _workers,
+    } = group(&url, &prefix, "ha-kill", 3).await;
     let ids = submit(&urls, "sleep:100", 40).await;
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert!(
-        !b.log().contains("leading") && !c.log().contains("leading"),
+        members[1..].iter().all(|m| !m.log_text().contains("leading")),
         "standbys wait"
     );
-    a.child.kill().await.expect("kill -9 the leader");
+    members[0].child.kill().await.expect("kill -9 the leader");
     let killed = std::time::Instant::now();
+    let mut c = members.pop().expect("c");
+    let mut b = members.pop().expect("b");
     let (mut b_ready, mut c_ready) = (b.ready.take().expect("b"), c.ready.take().expect("c"));
     let b_first = tokio::select! {
         _ = &mut b_ready => true,
@@ -200,7 +153,7 @@ async fn one_of_two_standbys_takes_over_from_a_killed_leader_and_every_task_fini
     let (leader, other, mut other_ready) = if b_first { (b, c, c_ready) } else { (c, b, b_ready) };
     // Two leases later the other still stands by: one leader at a time.
     let second = tokio::time::timeout(Duration::from_millis(1000), &mut other_ready).await;
-    assert!(second.is_err(), "both standbys lead:\n{}", other.log());
+    assert!(second.is_err(), "both standbys lead:\n{}", other.log_text());
 
     // Submitted after the takeover, through the same list of addresses.
     let after = submit(&urls, "sleep:20", 20).await;
@@ -213,32 +166,23 @@ async fn one_of_two_standbys_takes_over_from_a_killed_leader_and_every_task_fini
             .filter(|t| t.state != api::TaskState::Completed as i32)
             .collect::<Vec<_>>()
     );
-    let log = leader.log();
+    let log = leader.log_text();
     assert!(log.contains("leading") && log.contains("epoch=2"), "{log}");
     println!("takeover after kill -9 in {took:?}");
-    for mut m in [leader, other] {
-        m.signal(nix::sys::signal::Signal::SIGTERM);
-        let _ = m.child.wait().await;
-    }
+    leader.stop().await;
+    other.stop().await;
     purge(&url, &prefix).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_rides_out_a_redis_restart_with_one_leader_and_no_task_lost() {
     let mut redis = volley_testbed::RedisServer::start(true).expect("redis-server");
-    let url = redis.url();
     let prefix = unique_prefix("ha-redis");
-    let logs = temp_dir("ha-redis");
-    let mut a = Member::start(&url, &prefix, &logs, "a");
-    assert!(
-        a.leads_within(Duration::from_secs(20)).await,
-        "first leads:\n{}",
-        a.log()
-    );
-    let mut b = Member::start(&url, &prefix, &logs, "b");
-    let urls = format!("{},{}", a.grpc, b.grpc);
-    let endpoints = format!("{},{}", a.workers, b.workers);
-    let _workers = [worker(&endpoints, "w0"), worker(&endpoints, "w1")];
+    let Group {
+        mut members,
+        urls,
+        _workers,
+    } = group(&redis.url(), &prefix, "ha-redis", 2).await;
     let ids = submit(&urls, "sleep:50", 60).await;
 
     // Down for longer than a lease: when it is back, the lease has lapsed, and exactly
@@ -250,66 +194,57 @@ async fn a_pair_rides_out_a_redis_restart_with_one_leader_and_no_task_lost() {
     let done = outcomes(&urls, &ids, Duration::from_secs(60)).await;
     assert!(done.values().all(|t| t.state == api::TaskState::Completed as i32));
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut b = members.pop().expect("b");
+    let mut a = members.pop().expect("a");
     let a_alive = a.child.try_wait().expect("try_wait").is_none();
-    let b_leads = b.leads_within(Duration::from_millis(10)).await;
+    let b_leads = b.ready.take().is_some_and(|mut r| r.try_recv().is_ok());
     assert!(
         a_alive != b_leads,
         "exactly one leads: a alive {a_alive}, b leads {b_leads}\na:\n{}\nb:\n{}",
-        a.log(),
-        b.log()
+        a.log_text(),
+        b.log_text()
     );
     if !a_alive {
-        assert!(a.log().contains("deposed"), "{}", a.log());
+        assert!(a.log_text().contains("deposed"), "{}", a.log_text());
     }
-    for m in [&mut a, &mut b] {
-        if m.child.try_wait().expect("try_wait").is_none() {
-            m.signal(nix::sys::signal::Signal::SIGTERM);
-            let _ = m.child.wait().await;
-        }
-    }
+    a.stop().await;
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_leader_that_wakes_after_a_takeover_writes_nothing_and_exits() {
     let url = redis_url();
     let prefix = unique_prefix("ha-stall");
-    let logs = temp_dir("ha-stall");
-    let mut a = Member::start(&url, &prefix, &logs, "a");
-    assert!(
-        a.leads_within(Duration::from_secs(20)).await,
-        "first leads:\n{}",
-        a.log()
-    );
-    let mut b = Member::start(&url, &prefix, &logs, "b");
-    let urls = format!("{},{}", a.grpc, b.grpc);
-    let endpoints = format!("{},{}", a.workers, b.workers);
-    let _workers = [worker(&endpoints, "w0"), worker(&endpoints, "w1")];
-
+    let Group {
+        mut members,
+        urls,
+        _workers,
+    } = group(&url, &prefix, "ha-stall", 2).await;
     let ids = submit(&urls, "sleep:200", 30).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    a.signal(nix::sys::signal::Signal::SIGSTOP);
-    assert!(
-        b.leads_within(Duration::from_secs(10)).await,
-        "standby leads:\n{}",
-        b.log()
-    );
+    members[0].signal(Signal::SIGSTOP).expect("stop");
+    members[1]
+        .leads(Duration::from_secs(10))
+        .await
+        .expect("the standby leads");
     // The stalled leader's address is first in every list; the standby serves anyway.
     let done = outcomes(&urls, &ids, Duration::from_secs(60)).await;
     assert!(done.values().all(|t| t.state == api::TaskState::Completed as i32));
 
     let before = snapshot(&url, &prefix).await;
     assert_eq!(before.len(), ids.len());
-    a.signal(nix::sys::signal::Signal::SIGCONT);
+    let b = members.pop().expect("b");
+    let mut a = members.pop().expect("a");
+    a.signal(Signal::SIGCONT).expect("resume");
     let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
         .await
         .expect("the old leader exits once awake")
         .expect("wait");
-    assert_eq!(status.code(), Some(3), "deposed exit code; log:\n{}", a.log());
-    assert!(a.log().contains("deposed"), "{}", a.log());
+    assert_eq!(status.code(), Some(3), "deposed exit code; log:\n{}", a.log_text());
+    assert!(a.log_text().contains("deposed"), "{}", a.log_text());
     let after = snapshot(&url, &prefix).await;
     assert!(before == after, "the old leader changed stored tasks");
-    b.signal(nix::sys::signal::Signal::SIGTERM);
-    let _ = b.child.wait().await;
+    b.stop().await;
     purge(&url, &prefix).await;
 }
 

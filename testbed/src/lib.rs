@@ -14,10 +14,12 @@
 pub mod binaries;
 pub mod cluster;
 pub mod fixtures;
+pub mod ha_member;
 pub mod procstat;
 pub mod redis_server;
 
 pub use cluster::{Cluster, ClusterSpec, ClusterTls};
+pub use ha_member::HaMember;
 pub use redis_server::RedisServer;
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.

@@ -31,6 +31,9 @@ pub struct FailoverArgs {
     /// Redis with AOF and fsync on every write (default: no persistence).
     #[arg(long)]
     pub aof: bool,
+    /// How long after the takeover a stalled leader is resumed.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    pub resume_after: Duration,
     /// Seed of the arrivals.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -52,6 +55,7 @@ pub async fn run(a: &FailoverArgs, as_json: bool) -> anyhow::Result<i32> {
             workers: a.workers,
             slots: a.slots,
             aof: a.aof,
+            resume_after: a.resume_after,
             out: a.out.join(format!("{fault:?}").to_lowercase()),
             seed: a.seed,
         };

@@ -18,15 +18,13 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-use tokio::sync::oneshot;
+use tokio::process::Command;
 use volley_client::commands::Target;
 use volley_client::{register_spec, Access};
 use volley_dispatcher::store::redis::RedisStore;
 use volley_dispatcher::store::TaskStore;
 use volley_proto::api;
-use volley_testbed::RedisServer;
+use volley_testbed::{HaMember, RedisServer};
 
 /// The key prefix of the pair.
 const PREFIX: &str = "volley:";
@@ -63,6 +61,8 @@ pub struct FailoverSpec {
     pub slots: u32,
     /// Redis with AOF, fsync on every write; otherwise no persistence.
     pub aof: bool,
+    /// How long after the takeover a stalled leader is resumed.
+    pub resume_after: Duration,
     /// Where the processes' logs go.
     pub out: PathBuf,
     /// Seed of the arrivals.
@@ -138,88 +138,14 @@ impl FailoverReport {
     }
 }
 
-struct Member {
-    child: Child,
-    grpc: String,
-    workers: String,
-    ready: Option<oneshot::Receiver<Instant>>,
-    log: PathBuf,
-}
-
-impl Member {
-    fn start(spec: &FailoverSpec, redis: &str, label: &str) -> anyhow::Result<Self> {
-        let (grpc_port, worker_port) = (volley_testbed::free_port()?, volley_testbed::free_port()?);
-        let log = spec.out.join(format!("dispatcher-{label}.log"));
-        let mut child = Command::new(volley_testbed::binaries::path("dispatcher")?)
-            .args([
-                "-m",
-                "push",
-                "--ha",
-                "--ha-lease-ms",
-                &spec.lease.as_millis().to_string(),
-            ])
-            .args(["--grpc", &format!("127.0.0.1:{grpc_port}")])
-            .args([
-                "-p",
-                &worker_port.to_string(),
-                "--store",
-                redis,
-                "--redis-prefix",
-                PREFIX,
-            ])
-            .env_remove("VOLLEY_TOKEN")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log)?)
-            .kill_on_drop(true)
-            .spawn()
-            .context("spawning a dispatcher")?;
-        let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-        let (tx, rx) = oneshot::channel();
-        tokio::spawn(async move {
-            let mut tx = Some(tx);
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.starts_with("dispatcher ready") {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(Instant::now());
-                    }
-                }
-            }
-        });
-        Ok(Self {
-            child,
-            grpc: format!("http://127.0.0.1:{grpc_port}"),
-            workers: format!("tcp://127.0.0.1:{worker_port}"),
-            ready: Some(rx),
-            log,
-        })
-    }
-
-    async fn leads(&mut self, limit: Duration) -> anyhow::Result<Instant> {
-        let rx = self.ready.take().context("already leading")?;
-        match tokio::time::timeout(limit, rx).await {
-            Ok(Ok(at)) => Ok(at),
-            _ => bail!(
-                "{} did not lead within {limit:?}; see {}",
-                self.grpc,
-                self.log.display()
-            ),
-        }
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) -> anyhow::Result<()> {
-        let pid = self.child.id().context("the dispatcher has exited")? as i32;
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).context("signalling the dispatcher")
-    }
-}
-
 /// Runs the scenario once.
 pub async fn run(spec: &FailoverSpec) -> anyhow::Result<FailoverReport> {
     std::fs::create_dir_all(&spec.out)?;
     let redis = RedisServer::start(spec.aof)?;
-    let mut a = Member::start(spec, &redis.url(), "a")?;
+    let lease_ms = spec.lease.as_millis() as u64;
+    let mut a = HaMember::start(&redis.url(), PREFIX, lease_ms, &spec.out, "a", &[])?;
     a.leads(Duration::from_secs(30)).await?;
-    let mut b = Member::start(spec, &redis.url(), "b")?;
+    let mut b = HaMember::start(&redis.url(), PREFIX, lease_ms, &spec.out, "b", &[])?;
     let endpoints = format!("{},{}", a.workers, b.workers);
     let mut workers = Vec::new();
     for i in 0..spec.workers {
@@ -272,7 +198,7 @@ pub async fn run(spec: &FailoverSpec) -> anyhow::Result<FailoverReport> {
         let took = b.leads(Duration::from_secs(30)).await?.saturating_duration_since(at);
         let mut exit = None;
         if spec.fault == Fault::Stall {
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(spec.resume_after).await;
             a.signal(nix::sys::signal::Signal::SIGCONT)?;
             let status = tokio::time::timeout(Duration::from_secs(15), a.child.wait())
                 .await
@@ -303,8 +229,7 @@ pub async fn run(spec: &FailoverSpec) -> anyhow::Result<FailoverReport> {
     }
     let fault_at = Duration::from_micros(fault_unix_us.saturating_sub(driven.clock.start_unix_us));
     latency(&mut report, &schedule, &driven.ledger, fault_at);
-    b.signal(nix::sys::signal::Signal::SIGTERM)?;
-    let _ = tokio::time::timeout(Duration::from_secs(10), b.child.wait()).await;
+    b.stop().await;
     drop(workers);
     Ok(report)
 }

@@ -7,6 +7,7 @@
 //! script. A pipeline is not atomic: a task whose record says terminal but is still in
 //! `unfinished` is cleaned up on recovery.
 
+mod ids;
 mod inspect;
 pub mod layout;
 mod running;
@@ -26,24 +27,6 @@ use volley_proto::function::{CodeDigest, FunctionKind};
 use volley_proto::ids::{FunctionId, TaskId};
 pub use writes::Fence;
 use writes::{Args, Batch};
-
-/// Task ids are reserved from Redis in blocks, so ids stay unique across restarts
-/// without a round trip per task.
-const ID_BLOCK: u64 = 4096;
-
-/// Takes a block of `ARGV[1]` task ids, never going below `ARGV[2]` (the highest id this
-/// process handed out); returns the block's last id and 1 if the counter had gone back.
-const TAKE_IDS: &str = r#"
-local size = tonumber(ARGV[1])
-local floor = tonumber(ARGV[2])
-local hi = redis.call('INCRBY', KEYS[1], size)
-if hi - size < floor then
-  hi = floor + size
-  redis.call('SET', KEYS[1], hi)
-  return {hi, 1}
-end
-return {hi, 0}
-"#;
 
 /// Registers a function in one atomic step, fenced like every write when `ARGV[1]`
 /// names an epoch key: id, version under its name, and its hash.
@@ -66,16 +49,10 @@ pub struct RedisStore {
     keys: Keys,
     /// The address with its password redacted: the only form ever shown.
     shown: String,
-    ids: Mutex<IdBlock>,
+    ids: Mutex<ids::IdBlock>,
     finished_ttl_s: Option<u64>,
     fence: Option<Fence>,
     in_flight: running::InFlight,
-}
-
-#[derive(Default)]
-struct IdBlock {
-    next: u64,
-    end: u64,
 }
 
 fn unavailable(e: redis::RedisError) -> StoreError {
@@ -95,7 +72,7 @@ impl RedisStore {
             conn,
             keys: Keys::new(prefix),
             shown,
-            ids: Mutex::new(IdBlock::default()),
+            ids: Mutex::new(ids::IdBlock::default()),
             finished_ttl_s: None,
             fence: None,
             in_flight: running::InFlight::default(),
@@ -140,46 +117,6 @@ impl RedisStore {
             }
             info!(tasks = ids.len(), "withdrew a submission whose write failed");
         });
-    }
-
-    async fn take_ids(&self, n: u64) -> Result<u64, StoreError> {
-        {
-            let mut block = self.ids.lock();
-            if block.end - block.next >= n {
-                let first = block.next;
-                block.next += n;
-                return Ok(first);
-            }
-        }
-        let size = n.max(ID_BLOCK);
-        // The counter may never go below the highest id this process handed out: a Redis
-        // that came back empty would start again at 1 and hand out ids of tasks still
-        // running here. The script raises it past that floor and says it had to.
-        let floor = self.ids.lock().end.saturating_sub(1);
-        let mut conn = self.conn.clone();
-        // EVAL, not EVALSHA: once per block of ids, so the script's bytes cost nothing.
-        let (hi, went_back): (u64, u64) = redis::cmd("EVAL")
-            .arg(TAKE_IDS)
-            .arg(1)
-            .arg(self.keys.task_seq())
-            .arg(size)
-            .arg(floor)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let first = hi - size + 1;
-        *self.ids.lock() = IdBlock {
-            next: first + n,
-            end: hi + 1,
-        };
-        if went_back == 1 {
-            return Err(StoreError::DataLoss(format!(
-                "Redis's task id counter was below {floor}, the highest id this dispatcher handed out: \
-                 Redis lost its data (restarted without persistence?); ids go on from {first}, but tasks \
-                 acknowledged before may be gone from the store"
-            )));
-        }
-        Ok(first)
     }
 
     /// Reads tasks as stored, without what this dispatcher knows of those in flight.
