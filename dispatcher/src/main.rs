@@ -35,6 +35,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
     });
     let mut config = Config::from(cli);
     let shutdown = CancellationToken::new();
+    let mut metrics = match metrics_addr {
+        Some(addr) => Some(volley_proto::exposition::bind(addr).await?),
+        None => None,
+    };
     if let Some(ha) = ha {
         if !config.store.contains("://") {
             anyhow::bail!("--ha needs a Redis store (--store redis://…): leaders and standbys share their state there");
@@ -44,9 +48,10 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             stop_signal().await;
             waiting.cancel();
         });
-        let leadership = volley_dispatcher::ha::lead(&ha, shutdown.clone())
+        let (leadership, leader_metrics) = volley_dispatcher::ha::stand_by(&ha, shutdown.clone(), metrics.take())
             .await
             .context("waiting for the lease")?;
+        metrics = leader_metrics;
         let deposed = leadership.clone();
         tokio::spawn(async move {
             deposed.deposed.cancelled().await;
@@ -75,10 +80,6 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
             std::net::TcpListener::bind(worker_addr)
                 .with_context(|| format!("binding the worker port {worker_addr}"))?,
         ),
-    };
-    let metrics = match metrics_addr {
-        Some(addr) => Some(volley_proto::exposition::bind(addr).await?),
-        None => None,
     };
     let http = match http_addr {
         Some(addr) => {

@@ -50,16 +50,31 @@ pub fn encode(registry: &Registry) -> Result<String, String> {
 
 /// Serves `GET /metrics` on `listener` until `shutdown`.
 pub async fn serve(listener: tokio::net::TcpListener, render: Render, shutdown: CancellationToken) {
+    serve_with(listener, render, shutdown, true).await
+}
+
+/// [`serve`], choosing whether scrapers may keep their connection: a page about to be
+/// replaced on the same address (a standby's) closes each one after its answer.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    render: Render,
+    shutdown: CancellationToken,
+    keep_alive: bool,
+) {
+    let connection = if keep_alive { "keep-alive" } else { "close" };
     let page = move || {
         let render = render.clone();
         async move {
             match render().await {
                 Ok(body) => (
                     StatusCode::OK,
-                    [(
-                        header::CONTENT_TYPE,
-                        prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
-                    )],
+                    [
+                        (
+                            header::CONTENT_TYPE,
+                            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                        ),
+                        (header::CONNECTION, connection),
+                    ],
                     body,
                 )
                     .into_response(),

@@ -174,6 +174,56 @@ async fn one_of_two_standbys_takes_over_from_a_killed_leader_and_every_task_fini
     purge(&url, &prefix).await;
 }
 
+/// The value of `name` on a `/metrics` page.
+fn gauge(page: &str, name: &str) -> Option<i64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_shows_its_role_on_its_metrics_address_and_the_leaders_page_after_a_takeover() {
+    let url = redis_url();
+    let prefix = unique_prefix("ha-metrics");
+    let logs = temp_dir("ha-metrics");
+    let mut a = HaMember::start(&url, &prefix, LEASE_MS, &logs, "a", &[]).expect("start");
+    a.leads(Duration::from_secs(20)).await.expect("a leads");
+    let address = format!("127.0.0.1:{}", free_port());
+    let mut b = HaMember::start(&url, &prefix, LEASE_MS, &logs, "b", &["--metrics", &address]).expect("start");
+    let page = format!("http://{address}/metrics");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let standby = loop {
+        // Its page is up at once; the leader's epoch once it polled the lease.
+        if let Ok((200, body)) = http_get(&page).await {
+            if gauge(&body, "volley_ha_epoch") == Some(1) {
+                break body;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no standby page:\n{}",
+            b.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(gauge(&standby, "volley_ha_leader"), Some(0), "{standby}");
+    assert_eq!(gauge(&standby, "volley_store_up"), Some(1), "{standby}");
+    assert!(
+        !standby.contains("volley_tasks_queued"),
+        "a standby has no tasks to show"
+    );
+
+    a.child.kill().await.expect("kill -9 the leader");
+    b.leads(Duration::from_secs(10)).await.expect("b takes over");
+    let (status, leader) = http_get(&page).await.expect("the leader's page, same address");
+    assert_eq!(status, 200);
+    assert_eq!(gauge(&leader, "volley_ha_leader"), Some(1), "{leader}");
+    assert_eq!(gauge(&leader, "volley_ha_epoch"), Some(2), "{leader}");
+    assert_eq!(gauge(&leader, "volley_ha_takeovers"), Some(1), "{leader}");
+    assert!(leader.contains("volley_tasks_queued"), "{leader}");
+    b.stop().await;
+    purge(&url, &prefix).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pair_rides_out_a_redis_restart_with_one_leader_and_no_task_lost() {
     let mut redis = volley_testbed::RedisServer::start(true).expect("redis-server");

@@ -11,11 +11,16 @@
 //!   it would do is valid any more. Its workers and clients find the new leader through
 //!   their address lists. Run dispatchers under a supervisor that restarts them; they
 //!   come back as standbys.
-//! - Standbys bind no port until they lead, so a worker or client that tries the
-//!   addresses in its list in turn reaches the leader and nothing else.
+//! - Standbys bind no gRPC or worker port until they lead, so a worker or client that
+//!   tries the addresses in its list in turn reaches the leader and nothing else. With
+//!   `--metrics` a standby serves its own page there ([`standby`]).
 //!
 //! No consensus of our own: Redis is the one authority, and an HA pair is as available
 //! as the Redis it shares.
+
+mod standby;
+
+pub use standby::{stand_by, StandbyView};
 
 use crate::store::redis::Fence;
 use crate::store::{redact, StoreError};
@@ -113,8 +118,8 @@ fn epoch_key(prefix: &str) -> String {
 }
 
 /// Waits as a standby until this dispatcher holds the lease, then keeps renewing it in
-/// the background until `stop` or until it is lost.
-pub async fn lead(config: &HaConfig, stop: CancellationToken) -> Result<Leadership, StoreError> {
+/// the background until `stop` or until it is lost. What it sees meanwhile goes to `view`.
+pub async fn lead(config: &HaConfig, stop: CancellationToken, view: &StandbyView) -> Result<Leadership, StoreError> {
     let shown = redact(&config.redis_url);
     let client =
         redis::Client::open(config.redis_url.as_str()).map_err(|e| StoreError::Config(format!("{shown}: {e}")))?;
@@ -142,13 +147,17 @@ pub async fn lead(config: &HaConfig, stop: CancellationToken) -> Result<Leadersh
             .await;
         match answer {
             Ok((0, holder)) => {
+                view.saw_holder(&holder);
                 if holder != last_holder {
                     info!(leader = %holder, "standing by");
                     last_holder = holder;
                 }
             }
             Ok((epoch, _)) => break epoch,
-            Err(e) => warn!("standing by, Redis unreachable: {e}"),
+            Err(e) => {
+                view.redis_up.store(false, Ordering::Relaxed);
+                warn!("standing by, Redis unreachable: {e}");
+            }
         }
         tokio::select! {
             _ = stop.cancelled() => {}

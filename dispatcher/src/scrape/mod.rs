@@ -95,8 +95,14 @@ impl Collector for ClusterCollector {
             let [epoch, takeovers, fenced] = view.ha;
             put(
                 &mut e,
+                "ha_leader",
+                "1 while this dispatcher leads (--ha), 0 while it stands by.",
+                ConstGauge::new(1),
+            )?;
+            put(
+                &mut e,
                 "ha_epoch",
-                "The lease epoch this dispatcher leads (--ha).",
+                "The lease epoch of the leader: this dispatcher's while it leads.",
                 ConstGauge::new(epoch as i64),
             )?;
             put(
