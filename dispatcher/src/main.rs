@@ -25,12 +25,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(cli: Cli) -> anyhow::Result<()> {
     let (grpc_addr, worker_addr, metrics_addr) = (cli.grpc, SocketAddr::new(cli.bind, cli.worker_port), cli.metrics);
-    let http_addr = cli.http;
+    let (http_addr, cli_lease_ms) = (cli.http, cli.ha_lease_ms.max(10));
     let exposed_workers = !cli.bind.is_loopback();
     let ha = cli.ha.then(|| volley_dispatcher::ha::HaConfig {
         redis_url: cli.store.clone(),
         prefix: cli.redis_prefix.clone(),
-        lease: std::time::Duration::from_millis(cli.ha_lease_ms.max(10)),
+        lease: std::time::Duration::from_millis(cli_lease_ms),
         name: format!("grpc={grpc_addr} workers={worker_addr} pid={}", std::process::id()),
     });
     let mut config = Config::from(cli);
@@ -71,13 +71,20 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("the gRPC API is served beyond loopback without TLS: requests, results and the token cross the network in clear");
     }
 
-    let grpc = tokio::net::TcpListener::bind(grpc_addr)
+    // A leader that just took over on this host may find its ports still held for a
+    // moment by the deposed one, exiting: it waits for them rather than failing.
+    let patience = match &config.leadership {
+        Some(_) => std::time::Duration::from_millis(2 * cli_lease_ms),
+        None => std::time::Duration::ZERO,
+    };
+    let grpc = patiently(patience, || tcp_listener(grpc_addr))
         .await
         .with_context(|| format!("binding the gRPC address {grpc_addr}"))?;
     let workers = match config.mode {
         Mode::Local => None,
         Mode::Pull | Mode::Push => Some(
-            std::net::TcpListener::bind(worker_addr)
+            patiently(patience, || std::net::TcpListener::bind(worker_addr))
+                .await
                 .with_context(|| format!("binding the worker port {worker_addr}"))?,
         ),
     };
@@ -87,7 +94,7 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
                 tracing::warn!("the REST API is served beyond loopback: it has no token; anyone who reaches {addr} can register and run Python functions");
             }
             Some(
-                tokio::net::TcpListener::bind(addr)
+                patiently(patience, || tcp_listener(addr))
                     .await
                     .with_context(|| format!("binding the REST address {addr} (--http)"))?,
             )
@@ -123,6 +130,35 @@ async fn serve(cli: Cli) -> anyhow::Result<()> {
         shutdown.cancel();
     });
     run.await
+}
+
+/// Binds with `bind`, trying again every 20 ms for up to `patience` while the address
+/// is in use.
+async fn patiently<T>(
+    patience: std::time::Duration,
+    mut bind: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        match bind() {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            bound => return bound,
+        }
+    }
+}
+
+/// A Tokio listener bound as `TcpListener::bind` binds it (address reuse, a backlog of
+/// 1024), but synchronously, so [`patiently`] can retry it.
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
 }
 
 async fn stop_signal() {

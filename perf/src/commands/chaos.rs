@@ -33,6 +33,13 @@ pub struct ChaosArgs {
     /// Skip the dispatcher SIGKILL + restart.
     #[arg(long)]
     pub no_dispatcher_restart: bool,
+    /// Run the dispatcher `--ha` with a standby on the same ports: the dispatcher fault
+    /// then SIGKILLs the leader and the standby takes over.
+    #[arg(long)]
+    pub ha: bool,
+    /// The lease of `--ha`, in milliseconds: how long a takeover may take.
+    #[arg(long, default_value_t = 1000)]
+    pub ha_lease_ms: u64,
     /// Skip the Redis SIGKILL + restart.
     #[arg(long)]
     pub no_redis_restart: bool,
@@ -76,6 +83,8 @@ pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
             worker_kills: a.kills,
             stall: !a.no_stall,
             restart_dispatcher: !a.no_dispatcher_restart,
+            ha: a.ha,
+            ha_lease_ms: a.ha_lease_ms,
             restart_redis: !a.no_redis_restart,
             seed: a.seed,
             tracker: Some(observed.sampler().clone()),

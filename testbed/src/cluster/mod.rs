@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
 use volley_client::{connect_with, Access, Client};
 use volley_proto::api;
 use volley_proto::Mode;
@@ -19,6 +20,7 @@ use volley_proto::Mode;
 static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
 
 mod spec;
+mod standby;
 pub use spec::{ClusterSpec, ClusterTls};
 
 /// A running dispatcher and its workers.
@@ -32,6 +34,8 @@ pub struct Cluster {
     workers: Vec<Option<Child>>,
     log_dir: PathBuf,
     dispatcher_starts: usize,
+    dispatcher_log: PathBuf,
+    standby: Option<standby::Standby>,
 }
 
 impl Cluster {
@@ -55,8 +59,10 @@ impl Cluster {
             http_url: None,
             dispatcher: None,
             workers: Vec::new(),
+            dispatcher_log: log_dir.join("dispatcher-0.log"),
             log_dir,
             dispatcher_starts: 0,
+            standby: None,
         };
         let worker_port = cluster.spec.worker_port;
         cluster.start_dispatcher(0, worker_port).await?;
@@ -114,6 +120,27 @@ impl Cluster {
     }
 
     async fn start_dispatcher(&mut self, grpc_port: u16, worker_port: u16) -> anyhow::Result<()> {
+        let (mut child, ready, log) = self.spawn_dispatcher(grpc_port, worker_port)?;
+        let line = match tokio::time::timeout(Duration::from_secs(30), ready).await {
+            Ok(Ok(line)) => line,
+            _ => {
+                let _ = child.kill().await;
+                bail!(
+                    "the dispatcher did not start; its log ({}):\n{}",
+                    log.display(),
+                    tail(&log, 20)
+                );
+            }
+        };
+        self.adopt(child, &line, log)
+    }
+
+    /// Spawns a dispatcher process; the receiver gets its ready line.
+    fn spawn_dispatcher(
+        &mut self,
+        grpc_port: u16,
+        worker_port: u16,
+    ) -> anyhow::Result<(Child, oneshot::Receiver<String>, PathBuf)> {
         let log = self.log_dir.join(format!("dispatcher-{}.log", self.dispatcher_starts));
         self.dispatcher_starts += 1;
         let mut cmd = Command::new(crate::binaries::path("dispatcher")?);
@@ -140,28 +167,23 @@ impl Cluster {
         }
         let mut child = cmd.spawn().context("spawning the dispatcher")?;
         let stdout = child.stdout.take().context("dispatcher stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), async {
-            while let Some(line) = lines.next_line().await? {
+        let (tx, rx) = oneshot::channel();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut tx = Some(tx);
+            while let Ok(Some(line)) = lines.next_line().await {
                 if line.starts_with("dispatcher ready") {
-                    return Ok::<_, std::io::Error>(Some(line));
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(line);
+                    }
                 }
             }
-            Ok(None)
-        })
-        .await;
-        let line = match ready {
-            Ok(Ok(Some(line))) => line,
-            _ => {
-                let _ = child.kill().await;
-                bail!(
-                    "the dispatcher did not start; its log ({}):\n{}",
-                    log.display(),
-                    tail(&log, 20)
-                );
-            }
-        };
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        });
+        Ok((child, rx, log))
+    }
+
+    /// Makes `child`, which printed `line`, this cluster's dispatcher.
+    fn adopt(&mut self, child: Child, line: &str, log: PathBuf) -> anyhow::Result<()> {
         let field = |key: &str| {
             line.split_whitespace()
                 .find_map(|kv| kv.strip_prefix(key))
@@ -175,6 +197,7 @@ impl Cluster {
         self.metrics_url = field("metrics=").filter(|m| m != "off");
         self.http_url = field("http=").filter(|h| h != "off");
         self.dispatcher = Some(child);
+        self.dispatcher_log = log;
         Ok(())
     }
 
@@ -303,24 +326,29 @@ impl Cluster {
     /// Starts the dispatcher again on the same ports; workers find it by themselves.
     pub async fn restart_dispatcher(&mut self) -> anyhow::Result<()> {
         self.kill_dispatcher().await?;
-        let grpc_port = self.grpc_addr.port();
+        let (grpc_port, worker_port) = self.ports();
+        self.start_dispatcher(grpc_port, worker_port).await
+    }
+
+    /// The dispatcher's gRPC and worker ports (0 for none).
+    fn ports(&self) -> (u16, u16) {
         let worker_port = self
             .worker_endpoint
             .as_deref()
             .and_then(|e| e.rsplit(':').next())
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        self.start_dispatcher(grpc_port, worker_port).await
+        (self.grpc_addr.port(), worker_port)
     }
 
     /// Fails with the log's tail if the dispatcher exited.
     pub fn check_dispatcher(&mut self) -> anyhow::Result<()> {
         if let Some(child) = self.dispatcher.as_mut() {
             if let Ok(Some(status)) = child.try_wait() {
-                let log = self
-                    .log_dir
-                    .join(format!("dispatcher-{}.log", self.dispatcher_starts - 1));
-                bail!("the dispatcher exited ({status}); its log:\n{}", tail(&log, 30));
+                bail!(
+                    "the dispatcher exited ({status}); its log:\n{}",
+                    tail(&self.dispatcher_log, 30)
+                );
             }
         }
         Ok(())
@@ -328,6 +356,9 @@ impl Cluster {
 
     /// Stops everything gracefully (SIGTERM, then SIGKILL after a grace period).
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(mut standby) = self.standby.take() {
+            let _ = standby.child.kill().await;
+        }
         if let Some(mut child) = self.dispatcher.take() {
             if let Some(pid) = child.id() {
                 let _ = signal_pid(pid, Signal::SIGTERM);

@@ -1,5 +1,5 @@
 //! The faults: when each strikes, and how a worker kill, a stall, a dispatcher restart
-//! and a Redis restart are injected and timed.
+//! (or a leader kill under `--ha`) and a Redis restart are injected and timed.
 
 use super::workload::{probe, Catalog};
 use super::{ms_since, ChaosReport, ChaosSpec, FAULT_TIMEOUT};
@@ -23,7 +23,12 @@ pub(super) fn schedule(spec: &ChaosSpec) -> Vec<(Duration, Fault)> {
         events.push((at(0.2), Fault::StallWorker));
     }
     if spec.restart_dispatcher {
-        events.push((at(0.45), Fault::RestartDispatcher));
+        let fault = if spec.ha {
+            Fault::KillLeader
+        } else {
+            Fault::RestartDispatcher
+        };
+        events.push((at(0.45), fault));
     }
     if spec.restart_redis {
         events.push((at(0.7), Fault::RestartRedis));
@@ -37,6 +42,7 @@ pub(super) enum Fault {
     KillWorker,
     StallWorker,
     RestartDispatcher,
+    KillLeader,
     RestartRedis,
 }
 
@@ -87,6 +93,7 @@ impl FaultContext<'_> {
             Fault::KillWorker => self.kill_worker().await,
             Fault::StallWorker => self.stall_worker().await,
             Fault::RestartDispatcher => self.restart_dispatcher().await,
+            Fault::KillLeader => self.kill_leader().await,
             Fault::RestartRedis => self.restart_redis().await,
         }
     }
@@ -130,15 +137,42 @@ impl FaultContext<'_> {
     }
 
     pub(super) async fn restart_dispatcher(&mut self) -> anyhow::Result<()> {
-        if let Ok(info) = self.cluster.info().await {
-            self.tally.saw(&info);
-        }
-        self.tally.bank();
+        self.bank_counters().await;
         let t0 = Instant::now();
         self.cluster.kill_dispatcher().await?;
         self.cluster.restart_dispatcher().await?;
         super::track(self.spec, self.cluster, self.redis);
         self.report.dispatcher_ready_ms.push(ms_since(t0));
+        self.recovered_since(t0).await?;
+        self.report.dispatcher_restarts += 1;
+        Ok(())
+    }
+
+    /// SIGKILLs the leader of the `--ha` pair; its standby takes over on the same ports,
+    /// and a new standby is started beside it.
+    pub(super) async fn kill_leader(&mut self) -> anyhow::Result<()> {
+        self.bank_counters().await;
+        let t0 = Instant::now();
+        let took = self.cluster.kill_leader(FAULT_TIMEOUT).await?;
+        self.report.takeover_ms.push(took.as_secs_f64() * 1e3);
+        self.cluster.start_standby()?;
+        super::track(self.spec, self.cluster, self.redis);
+        self.recovered_since(t0).await?;
+        self.report.leader_kills += 1;
+        Ok(())
+    }
+
+    /// The last counters of a dispatcher about to go, kept.
+    async fn bank_counters(&mut self) {
+        if let Ok(info) = self.cluster.info().await {
+            self.tally.saw(&info);
+        }
+        self.tally.bank();
+    }
+
+    /// After a dispatcher fault at `t0`: when every live worker was back, and when a new
+    /// task's result came.
+    async fn recovered_since(&mut self, t0: Instant) -> anyhow::Result<()> {
         let live = self.slots_of.len();
         let deadline = Instant::now() + FAULT_TIMEOUT;
         loop {
@@ -155,7 +189,6 @@ impl FaultContext<'_> {
         self.report.dispatcher_workers_back_ms.push(ms_since(t0));
         probe(self.cluster, self.catalog.probe, &mut self.report.probe_ids).await?;
         self.report.dispatcher_recover_ms.push(ms_since(t0));
-        self.report.dispatcher_restarts += 1;
         Ok(())
     }
 
@@ -168,6 +201,17 @@ impl FaultContext<'_> {
         probe(self.cluster, self.catalog.probe, &mut self.report.probe_ids).await?;
         self.report.redis_recover_ms.push(ms_since(t0));
         self.report.redis_restarts += 1;
+        if self.spec.ha {
+            // Down longer than a lease: once Redis is back, the standby may take the
+            // lease before the leader renews it, and the leader then exits deposed.
+            tokio::time::sleep(Duration::from_millis(2 * self.spec.ha_lease_ms)).await;
+            if self.cluster.replace_exited_leader(FAULT_TIMEOUT).await? {
+                self.tally.bank();
+                super::track(self.spec, self.cluster, self.redis);
+                self.report.leaders_deposed += 1;
+                probe(self.cluster, self.catalog.probe, &mut self.report.probe_ids).await?;
+            }
+        }
         Ok(())
     }
 

@@ -1,7 +1,8 @@
 //! The chaos scenario: a mixed workload runs on a Redis-backed cluster while faults are
 //! injected. Workers are SIGKILLed and replaced, one is stalled with SIGSTOP and then
 //! resumed (it comes back holding stale results), the dispatcher is SIGKILLed and
-//! restarted on the same Redis, and Redis itself is SIGKILLed and restarted (a private
+//! restarted on the same Redis (or, with `ha`, the leader of an `--ha` pair is SIGKILLed
+//! and its standby takes over on the same ports), and Redis itself is SIGKILLed and restarted (a private
 //! server with AOF, fsync on every write, so it keeps what it acknowledged). One
 //! single-slot worker and some 1 s tasks give slow work beside fast work.
 //!
@@ -56,8 +57,14 @@ pub struct ChaosSpec {
     pub worker_kills: usize,
     /// SIGSTOP one worker past its liveness, then SIGCONT it.
     pub stall: bool,
-    /// SIGKILL the dispatcher and restart it on the same Redis.
+    /// SIGKILL the dispatcher and restart it on the same Redis; with `ha`, SIGKILL the
+    /// leader and let the standby take over.
     pub restart_dispatcher: bool,
+    /// Run the dispatcher `--ha` with a standby on the same ports (a new standby is
+    /// started after each takeover, as a supervisor would).
+    pub ha: bool,
+    /// The lease of `--ha` (`--ha-lease-ms`).
+    pub ha_lease_ms: u64,
     /// SIGKILL Redis and restart it from its AOF.
     pub restart_redis: bool,
     /// The dispatcher's heartbeat interval.
@@ -81,6 +88,8 @@ impl Default for ChaosSpec {
             worker_kills: 8,
             stall: true,
             restart_dispatcher: true,
+            ha: false,
+            ha_lease_ms: 1000,
             restart_redis: true,
             heartbeat_ms: 100,
             liveness: 3,
@@ -127,6 +136,11 @@ pub struct ChaosReport {
     pub workers_stalled: usize,
     /// Dispatcher SIGKILL + restarts.
     pub dispatcher_restarts: usize,
+    /// Leaders SIGKILLed under `ha`, each replaced by its standby.
+    pub leader_kills: usize,
+    /// Leaders deposed around a Redis restart under `ha` (the standby took the lease
+    /// first once Redis was back), each replaced by the standby.
+    pub leaders_deposed: usize,
     /// Redis SIGKILL + restarts.
     pub redis_restarts: usize,
     /// Attempts lost and requeued, summed over dispatcher incarnations.
@@ -143,6 +157,8 @@ pub struct ChaosReport {
     pub stall_rejoin_ms: Vec<f64>,
     /// Milliseconds from the dispatcher's SIGKILL to its restart being ready.
     pub dispatcher_ready_ms: Vec<f64>,
+    /// Milliseconds from the leader's SIGKILL to its standby's ready line (`ha`).
+    pub takeover_ms: Vec<f64>,
     /// Milliseconds from the dispatcher's SIGKILL to every live worker registered again.
     pub dispatcher_workers_back_ms: Vec<f64>,
     /// Milliseconds from the dispatcher's SIGKILL to a new task's result.
@@ -175,11 +191,11 @@ impl ChaosReport {
             "chaos {} · {:.0} s · {}\n\
              tasks: {} acknowledged, {} stored ({} accepted without an answer), {} unanswered, {} refused\n\
              audit: {} lost, {} unfinished, {} wrong, {} API mismatches\n\
-             faults: {} workers killed, {} stalled, {} dispatcher restarts, {} Redis restarts\n\
+             faults: {} workers killed, {} stalled, {} dispatcher restarts, {} leaders killed, {} Redis restarts ({} leaders deposed)\n\
              requeues {} · duplicate executions {} · tasks retried {}\n\
              dead worker detected (SIGKILL): {}\n\
              stalled worker detected (SIGSTOP): {} · rejoined after SIGCONT: {}\n\
-             dispatcher restart: ready {} · workers back {} · first new result {}\n\
+             dispatcher restart: ready {} · takeover {} · workers back {} · first new result {}\n\
              Redis restart: first new result {}\n\
              drained in {:.1} s",
             self.mode,
@@ -197,7 +213,9 @@ impl ChaosReport {
             self.workers_killed,
             self.workers_stalled,
             self.dispatcher_restarts,
+            self.leader_kills,
             self.redis_restarts,
+            self.leaders_deposed,
             self.requeues,
             self.duplicate_executions,
             self.retried_tasks,
@@ -205,6 +223,7 @@ impl ChaosReport {
             ms(&self.stall_detect_ms),
             ms(&self.stall_rejoin_ms),
             ms(&self.dispatcher_ready_ms),
+            ms(&self.takeover_ms),
             ms(&self.dispatcher_workers_back_ms),
             ms(&self.dispatcher_recover_ms),
             ms(&self.redis_recover_ms),
@@ -235,9 +254,15 @@ pub async fn run(spec: &ChaosSpec) -> anyhow::Result<ChaosReport> {
     anyhow::ensure!(spec.mode != Mode::Local, "chaos needs workers: use pull or push mode");
     anyhow::ensure!(spec.workers >= 1, "chaos needs at least one worker");
     let mut redis = RedisServer::start(true)?;
+    let ha: Vec<String> = if spec.ha {
+        vec!["--ha".into(), "--ha-lease-ms".into(), spec.ha_lease_ms.to_string()]
+    } else {
+        Vec::new()
+    };
     let cluster_spec = ClusterSpec::new(spec.mode, spec.workers, spec.slots)
         .store(redis.url())
-        .label(format!("chaos-{}", spec.mode))
+        .label(format!("chaos-{}{}", spec.mode, if spec.ha { "-ha" } else { "" }))
+        .args(ha)
         .args([
             "--heartbeat-ms".to_owned(),
             spec.heartbeat_ms.to_string(),
@@ -249,6 +274,9 @@ pub async fn run(spec: &ChaosSpec) -> anyhow::Result<ChaosReport> {
             "30".to_owned(),
         ]);
     let mut cluster = Cluster::start(cluster_spec).await?;
+    if spec.ha {
+        cluster.start_standby()?;
+    }
     // The slow worker: one slot beside the fast ones.
     let slow = cluster.add_worker(1, &[]).await?;
     cluster

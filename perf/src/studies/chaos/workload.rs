@@ -212,36 +212,49 @@ pub(super) struct Ledger {
 /// waits for service after a fault. Every probe task submitted is noted in `ids`.
 pub(super) async fn probe(cluster: &Cluster, function_id: u64, ids: &mut Vec<u64>) -> anyhow::Result<()> {
     let deadline = Instant::now() + FAULT_TIMEOUT;
+    // What went wrong last, for the error if nothing completes in time.
+    let mut last = String::from("nothing tried");
     loop {
         if Instant::now() > deadline {
-            bail!("no task completed within {FAULT_TIMEOUT:?} of the fault");
+            bail!("no task completed within {FAULT_TIMEOUT:?} of the fault; last: {last}");
         }
-        let Ok(mut client) = cluster.connect().await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
+        let mut client = match cluster.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                last = format!("connecting: {e:#}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
         let request = api::ExecuteRequest {
             function_id,
             args: String::new(),
         };
-        let Ok(accepted) = client.execute(request).await else {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            continue;
+        let accepted = match client.execute(request).await {
+            Ok(a) => a,
+            Err(status) => {
+                last = format!("submitting: {status}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
         };
         let id = accepted.into_inner().task_id;
         ids.push(id);
-        let Ok(stream) = client
+        let stream = match client
             .watch_results(api::WatchResultsRequest { task_ids: vec![id] })
             .await
-        else {
-            continue;
+        {
+            Ok(s) => s,
+            Err(status) => {
+                last = format!("watching task {id}: {status}");
+                continue;
+            }
         };
         let mut stream = stream.into_inner();
-        let wait = tokio::time::timeout_at(deadline.into(), stream.next()).await;
-        if let Ok(Some(Ok(msg))) = wait {
-            if msg.tasks.iter().any(|t| t.task_id == id) {
-                return Ok(());
-            }
+        match tokio::time::timeout_at(deadline.into(), stream.next()).await {
+            Ok(Some(Ok(msg))) if msg.tasks.iter().any(|t| t.task_id == id) => return Ok(()),
+            Ok(other) => last = format!("watching task {id}: {other:?}"),
+            Err(_) => last = format!("task {id} accepted, no result"),
         }
         // The stream broke (another fault): the task is still in the store; try anew.
     }
