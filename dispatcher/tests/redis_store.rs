@@ -117,6 +117,37 @@ async fn each_transition_reads_back_and_a_restart_recovers_only_the_unfinished()
     restarted.purge().await.expect("purge");
 }
 
+/// A worker lost, its task requeued, run again and finished before the batch was sent:
+/// the record is finished, not queued behind its own result.
+#[tokio::test]
+async fn a_task_requeued_and_finished_in_one_batch_reads_finished_and_is_not_recovered() {
+    let p = prefix("requeue-finish");
+    let store = RedisStore::connect(&url(), &p).await.expect("redis");
+    let ids = store
+        .enqueue(&[Submission {
+            function_id: FunctionId(1),
+            args: "{}".into(),
+            submitted_us: 1,
+        }])
+        .await
+        .expect("enqueue");
+    let t = ids[0];
+    store.record(&[running(t, 1)]).await.expect("running");
+    store
+        .record(&[
+            Transition::Requeued { task: t, attempts: 1 },
+            running(t, 2),
+            finished(t, Outcome::Completed("ok".into()), Some("w-2")),
+        ])
+        .await
+        .expect("requeue and finish");
+    let r = store.get(t).await.expect("get").expect("stored");
+    assert_eq!((r.state, r.result.as_str()), (TaskState::Completed, "ok"));
+    let restarted = RedisStore::connect(&url(), &p).await.expect("redis");
+    assert!(restarted.recover_unfinished().await.expect("recover").is_empty());
+    restarted.purge().await.expect("purge");
+}
+
 #[tokio::test]
 async fn a_store_fenced_by_an_old_epoch_writes_nothing() {
     let p = prefix("fence");

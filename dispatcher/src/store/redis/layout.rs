@@ -102,8 +102,13 @@ pub fn parse(id: TaskId, mut bytes: &[u8]) -> Result<TaskRecord, String> {
                 r.state = TaskState::Queued;
             }
             REQUEUED => {
-                r.attempts = c.count()?;
-                r.state = TaskState::Queued;
+                let attempts = c.count()?;
+                // Finished is final: a requeue segment after it (appended out of order
+                // by releases before 2026-12-06) does not reopen the task.
+                if !r.state.is_terminal() {
+                    r.attempts = attempts;
+                    r.state = TaskState::Queued;
+                }
             }
             FINISHED => {
                 r.state = if c.byte()? == 1 {
@@ -271,6 +276,11 @@ mod tests {
         );
         assert_eq!((r.attempts, r.run_us, r.completed_us), (2, 300, f.completed_us));
         assert_eq!((r.cold.as_deref(), r.log.as_str()), (Some(&start), "printed\n"));
+        // A requeue segment behind a finish (written out of order by earlier releases)
+        // does not reopen the task.
+        requeued(&mut s, 3);
+        let r = parse(TaskId(9), &s).unwrap();
+        assert_eq!((r.state, r.attempts), (TaskState::Completed, 2));
 
         let f = finish(
             Outcome::Raised {

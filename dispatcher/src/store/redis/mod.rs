@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 use tracing::{debug, info};
 use volley_proto::function::{CodeDigest, FunctionKind};
@@ -322,10 +322,25 @@ impl TaskStore for RedisStore {
         }
         self.in_flight.note(transitions);
         let mut last_workers = self.in_flight.last_workers(transitions).into_iter();
+        // A task requeued and finished within one batch: the batch writes records before
+        // it appends segments, so the requeue would land after the finish and read as
+        // queued again. The finish replaces the whole string; the requeue is dropped.
+        let finished_here: HashSet<TaskId> = if transitions.iter().any(|t| matches!(t, Transition::Requeued { .. })) {
+            transitions
+                .iter()
+                .filter_map(|t| match t {
+                    Transition::Finished(f) => Some(f.task),
+                    _ => None,
+                })
+                .collect()
+        } else {
+            HashSet::new()
+        };
         let mut batch = Batch::default();
         for t in transitions {
             match t {
                 Transition::Running { .. } => {}
+                Transition::Requeued { task, .. } if finished_here.contains(task) => {}
                 Transition::Requeued { task, attempts } => {
                     batch.append.push(|b| self.keys.write_task(b, *task));
                     batch.append.push(|b| layout::requeued(b, *attempts));
