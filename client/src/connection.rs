@@ -14,6 +14,8 @@ use volley_proto::auth::{Token, AUTHORIZATION};
 
 /// How long a dispatcher of a list has to answer before the next is tried.
 const LEADER_ANSWERS_WITHIN: Duration = Duration::from_secs(1);
+/// How soon an address of a list that refused is tried again within one round.
+const RETRY_REFUSED: Duration = Duration::from_millis(20);
 
 /// A connected gRPC client.
 pub type Client = DispatcherClient<InterceptedService<Channel, AttachToken>>;
@@ -87,15 +89,31 @@ pub async fn connect_with(url: &str, access: &Access) -> anyhow::Result<Client> 
     bail!("no dispatcher of the list answered: {}", failures.join("; "))
 }
 
-/// A client of `url` once it has answered a call. A stalled process (a leader stopped,
-/// about to be replaced) still accepts TCP connections in the kernel's name: only an
-/// answer tells a live leader.
+/// A client of `url` once it has answered a call, trying again every
+/// [`RETRY_REFUSED`] until [`LEADER_ANSWERS_WITHIN`] has passed. A stalled process (a
+/// leader stopped, about to be replaced) still accepts TCP connections in the kernel's
+/// name: only an answer tells a live leader. A standby refuses connections until the
+/// moment it leads, which may fall within the round: so a refusal is tried again, and
+/// the new leader is found as soon as it listens rather than a round later.
 async fn answering(url: &str, access: &Access) -> anyhow::Result<Client> {
-    let mut client = connect_one(url, access, Some(LEADER_ANSWERS_WITHIN)).await?;
-    match tokio::time::timeout(LEADER_ANSWERS_WITHIN, client.cluster_info(ClusterInfoRequest {})).await {
-        Ok(Ok(_)) => Ok(client),
-        Ok(Err(s)) => bail!("{url}: {}", s.message()),
-        Err(_) => bail!("{url}: no answer within {LEADER_ANSWERS_WITHIN:?}"),
+    let deadline = tokio::time::Instant::now() + LEADER_ANSWERS_WITHIN;
+    loop {
+        let attempt = async {
+            let mut client = connect_one(url, access, Some(LEADER_ANSWERS_WITHIN)).await?;
+            match client.cluster_info(ClusterInfoRequest {}).await {
+                Ok(_) => Ok(client),
+                Err(s) => bail!("{url}: {}", s.message()),
+            }
+        };
+        let failure = match tokio::time::timeout_at(deadline, attempt).await {
+            Ok(Ok(client)) => return Ok(client),
+            Ok(Err(e)) => e,
+            Err(_) => bail!("{url}: no answer within {LEADER_ANSWERS_WITHIN:?}"),
+        };
+        if tokio::time::Instant::now() + RETRY_REFUSED >= deadline {
+            return Err(failure);
+        }
+        tokio::time::sleep(RETRY_REFUSED).await;
     }
 }
 

@@ -240,18 +240,36 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
     }
 }
 
-/// Connects to the first dispatcher of the list that answers. Under `--ha` only the
-/// leader binds its port, so this finds the leader; with one address it is that one.
+/// Connects to the dispatcher of the list that completes the handshake first. Under
+/// `--ha` only the leader binds its port, so this finds the leader; a stalled old
+/// leader, whose kernel still accepts connections, costs nothing when every address is
+/// tried at once. With one address it is that one.
 async fn connect_any(config: &WorkerConfig) -> Result<WorkerConnection, ConnectionError> {
     let endpoints: Vec<&str> = config.dispatcher.split(',').map(str::trim).collect();
-    let (last, others) = endpoints.split_last().unwrap_or((&"", &[]));
-    for endpoint in others {
-        match WorkerConnection::connect(endpoint, config.connect_timeout).await {
+    if let [only] = endpoints[..] {
+        return WorkerConnection::connect(only, config.connect_timeout).await;
+    }
+    let mut tries = tokio::task::JoinSet::new();
+    for endpoint in endpoints {
+        let (endpoint, timeout) = (endpoint.to_owned(), config.connect_timeout);
+        tries.spawn(async move {
+            let tried = WorkerConnection::connect(&endpoint, timeout).await;
+            (endpoint, tried)
+        });
+    }
+    let mut last = None;
+    // Dropping the set when one answered cancels the others.
+    while let Some(joined) = tries.join_next().await {
+        let Ok((endpoint, tried)) = joined else { continue };
+        match tried {
             Ok(conn) => return Ok(conn),
-            Err(e) => debug!(%endpoint, "not reachable: {e}"),
+            Err(e) => {
+                debug!(%endpoint, "not reachable: {e}");
+                last = Some(e);
+            }
         }
     }
-    WorkerConnection::connect(last, config.connect_timeout).await
+    Err(last.unwrap_or(ConnectionError::Closed))
 }
 
 enum RegisterError {
