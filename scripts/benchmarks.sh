@@ -4,7 +4,7 @@
 # and renders BENCHMARKS.md from them (scripts/render-benchmarks.py). Run whole, it
 # replaces BENCHMARKS.md; run for some questions, it renders into the output folder only.
 # Usage: scripts/benchmarks.sh [QUESTION ...]
-#   questions: cluster runtimes scaling openloop curve replay coldstart course chaos (default: all)
+#   questions: cluster runtimes scaling openloop curve replay coldstart course durability failover chaos (default: all)
 # The whole set takes about an hour on the 2-core VM; the sweeps are most of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ cargo build --release --bins
 client=target/release/client
 trace=../shared/traces/azure2019-vswarm-sample
 questions=("$@")
-[ ${#questions[@]} -eq 0 ] && questions=(cluster runtimes scaling openloop curve replay coldstart course chaos)
+[ ${#questions[@]} -eq 0 ] && questions=(cluster runtimes scaling openloop curve replay coldstart course durability failover chaos)
 
 run() { # name, command...
     local name=$1; shift
@@ -56,10 +56,19 @@ for q in "${questions[@]}"; do
             --runtimes-out "$out/coldstart-runtimes.csv" --plot "$out" ;;
     course)
         run course scripts/course-weak-scaling.sh --out "$out/course" ;;
+    durability)
+        run durability scripts/redis-durability.sh ;;
+    failover)
+        run failover-kill $client failover --faults kill --rate 5000 --for 30s --fault-at 10s --out "$out/failover-kill"
+        run failover-stall $client failover --faults stall --rate 5000 --for 30s --fault-at 10s --resume-after 2s \
+            --out "$out/failover-stall"
+        run failover-stall-long $client failover --faults stall --rate 5000 --for 20s --fault-at 5s --resume-after 8s \
+            --out "$out/failover-stall-long" ;;
     chaos)
-        run chaos $client chaos --for 60s --modes push,pull --seed 7 --out "$out/chaos.json" ;;
+        run chaos $client chaos --for 60s --modes push,pull --seed 7 --out "$out/chaos.json"
+        run chaos-ha $client chaos --for 60s --modes push,pull --seed 7 --ha --out "$out/chaos-ha.json" ;;
     *)
-        echo "unknown question: $q (cluster runtimes scaling openloop curve replay coldstart course chaos)" >&2
+        echo "unknown question: $q (cluster runtimes scaling openloop curve replay coldstart course durability failover chaos)" >&2
         exit 2 ;;
     esac
 done

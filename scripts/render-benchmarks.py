@@ -5,13 +5,15 @@ Usage: render-benchmarks.py DIR --revision REV --date YYYY-MM-DD > BENCHMARKS.md
 
 Reads, when present: cluster.log and runtimes.log (the tables the benches print),
 weak.csv and strong.csv (sweeps), find-max.csv, replay.json, coldstart-trials.csv,
-coldstart-bursts.csv, coldstart-runtimes.log and chaos.json. A question whose outputs are missing is said to be
+coldstart-bursts.csv, coldstart-runtimes.log, durability.log, the failover reports, chaos.json
+and chaos-ha.json. A question whose outputs are missing is said to be
 missing, never filled in.
 """
 
 import argparse
 import csv
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -177,11 +179,69 @@ def chaos(path):
     reports = json.loads(path.read_text())
     if isinstance(reports, dict):
         reports = [reports]
-    out = ["| mode | acknowledged | lost | unfinished | wrong | API mismatches | requeues |", "|---|---:|---:|---:|---:|---:|---:|"]
+    ha = any(r.get("takeover_ms") for r in reports)
+    out = ["| mode | acknowledged | lost | unfinished | wrong | API mismatches | requeues |"
+           + (" leader takeover | leaders deposed around the Redis restart |" if ha else ""),
+           "|---|---:|---:|---:|---:|---:|---:|" + ("---:|---:|" if ha else "")]
     for r in reports:
+        takeover = ", ".join(f"{t:,.0f} ms" for t in r.get("takeover_ms", [])) or "–"
         out.append(f"| {r['mode']} | {r['acknowledged']:,} | {r['lost']} | {r['unfinished']} | {r['wrong']} | "
-                   f"{r['api_mismatches']} | {r['requeues']} |")
+                   f"{r['api_mismatches']} | {r['requeues']} |"
+                   + (f" {takeover} | {r.get('leaders_deposed', 0)} |" if ha else ""))
     return "\n" + "\n".join(out) + "\n"
+
+
+def durability(path):
+    """scripts/redis-durability.sh's lines: tasks/s and CPU per task per store, as ranges
+    over its runs, and each run's rate against the memory store's of the same run."""
+    pattern = re.compile(r"^(\S+)\s+(\d+) tasks/s\s+dispatcher\s+([\d.]+) µs/task\s+redis\s+([\d.]+) µs/task"
+                         r"\s+redis commands/task ([\d.]+)")
+    runs, current = [], None
+    for line in path.read_text().splitlines():
+        if line.startswith("run "):
+            current = {}
+            runs.append(current)
+        m = pattern.match(line)
+        if m and current is not None:
+            current[m.group(1)] = [float(x) for x in m.groups()[1:]]
+    labels = [l for l in ("memory", "redis-off", "redis-aof-everysec", "redis-aof-always", "redis-off-ha")
+              if any(l in r for r in runs)]
+    span = lambda v, f: f"{f(min(v))} – {f(max(v))}" if min(v) != max(v) else f(v[0])
+    out = ["| store | tasks/s | ÷ memory | dispatcher µs/task | Redis µs/task | Redis commands/task |",
+           "|---|---:|---:|---:|---:|---:|"]
+    for l in labels:
+        got = [r[l] for r in runs if l in r]
+        ratio = [r[l][0] / r["memory"][0] for r in runs if l in r and "memory" in r and r["memory"][0]]
+        redis = "–" if l == "memory" else span([g[2] for g in got], lambda x: f"{x:.2f}")
+        cmds = "–" if l == "memory" else span([g[3] for g in got], lambda x: f"{x:.4f}")
+        out.append(f"| {l} | {span([g[0] for g in got], lambda x: f'{x:,.0f}')} | "
+                   f"{span(ratio, lambda x: f'{x:.2f}') if ratio else '–'} | "
+                   f"{span([g[1] for g in got], lambda x: f'{x:.2f}')} | {redis} | {cmds} |")
+    return "\n" + "\n".join(out) + "\n"
+
+
+def failover(d):
+    """The three `client failover` runs of scripts/benchmarks.sh, one row each."""
+    cases = [("SIGKILL", "failover-kill/kill/failover-kill.json"),
+             ("SIGSTOP, resumed 2 s after the takeover", "failover-stall/stall/failover-stall.json"),
+             ("SIGSTOP, resumed 8 s later", "failover-stall-long/stall/failover-stall.json")]
+    out = ["| fault | takeover | longest without a completion | p50 / p99 before | p50 / p99 in the window "
+           "| refused | in doubt | lost | not terminal | old leader's exit |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    found = False
+    for label, name in cases:
+        path = d / name
+        if not path.exists():
+            out.append(f"| {label} | not measured in this run | | | | | | | | |")
+            continue
+        found = True
+        r = json.loads(path.read_text())
+        pp = lambda w: f"{r[w]['p50_ms']:.2f} / {r[w]['p99_ms']:,.1f} ms"
+        exit_code = r.get("old_leader_exit")
+        out.append(f"| {label} | {r['takeover_ms']:,.0f} ms | {r['service_gap_ms']:,.0f} ms | {pp('before')} | "
+                   f"{pp('during')} | {r['refused']:,} | {r['in_doubt']:,} | {r['lost']} | {r['not_terminal']} | "
+                   f"{'–' if exit_code is None else exit_code} |")
+    return "\n" + "\n".join(out) + "\n" if found else missing("the failover reports")
 
 
 def course(path):
@@ -261,8 +321,17 @@ def main():
     parts.append(heading("The course FaaS's clients through REST: weak scaling", a,
                          "scripts/course-weak-scaling.sh (5 tasks per worker, a thread each, 100 ms polls)"))
     parts.append(section(d, "course/performance_test.csv", course))
+    parts.append(heading("The durable path: Redis against the memory store", a,
+                         "scripts/redis-durability.sh (300,000 noops, pull, 2 workers × 1 slot, two runs)"))
+    parts.append(section(d, "durability.log", durability))
+    parts.append(heading("Failover of an --ha pair under load", a,
+                         "client failover --faults kill|stall --rate 5000 (lease 1,000 ms, 2 push workers × 2 slots)"))
+    parts.append(failover(d))
     parts.append(heading("Chaos", a, "client chaos --for 60s --modes push,pull --seed 7"))
     parts.append(section(d, "chaos.json", chaos))
+    parts.append(heading("Chaos with an --ha pair, the leader killed", a,
+                         "client chaos --for 60s --modes push,pull --seed 7 --ha"))
+    parts.append(section(d, "chaos-ha.json", chaos))
     sys.stdout.write("".join(parts))
 
 

@@ -34,6 +34,10 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         ("chaos-seed7.json", "chaos.json"),
         ("course-weak-scaling.csv", "course/performance_test.csv"),
         ("cpu-curve.csv", "cpu-curve.csv"),
+        ("redis-durability.log", "durability.log"),
+        ("failover-kill.json", "failover-kill/kill/failover-kill.json"),
+        ("failover-stall.json", "failover-stall/stall/failover-stall.json"),
+        ("chaos-ha-seed7.json", "chaos-ha.json"),
     ] {
         std::fs::create_dir_all(dir.join(to).parent().expect("a folder")).expect("folder");
         std::fs::copy(results.join(from), dir.join(to)).expect("a committed result");
@@ -53,7 +57,10 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         "## Cold starts",
         "## Cold starts per language",
         "## The course FaaS's clients through REST",
+        "## The durable path: Redis against the memory store",
+        "## Failover of an --ha pair under load",
         "## Chaos",
+        "## Chaos with an --ha pair, the leader killed",
     ] {
         assert!(page.contains(section), "{section} missing:\n{page}");
     }
@@ -75,6 +82,21 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         page.contains("pull 5.131 s (+0.131 s from the ideal 5 s, efficiency 0.975, 1.007 of local's speed)"),
         "{page}"
     );
+    // The durable path as ranges over its two runs, each against the memory store of
+    // its run; the failovers row by row, the one not run said so; the leader's takeover.
+    assert!(
+        page.contains("| redis-off | 284,282 – 291,572 | 1.10 – 1.12 | 2.17 | 1.70 – 1.97 | 0.0012 – 0.0013 |"),
+        "{page}"
+    );
+    assert!(
+        page.contains("| SIGKILL | 993 ms | 1,068 ms | 0.29 / 2.4 ms | 0.39 / 1,012.9 ms | 8 | 15 | 0 | 0 | – |"),
+        "{page}"
+    );
+    assert!(
+        page.contains("| SIGSTOP, resumed 8 s later | not measured in this run |"),
+        "{page}"
+    );
+    assert!(page.contains("| push | 11,650 | 0 | 0 | 0 | 0 | 26 | 724 ms | 1 |"), "{page}");
     // The runtimes bench did not run: said, not invented.
     assert!(
         page.contains("Not measured in this run: runtimes.log is missing."),
@@ -83,5 +105,5 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
 
     let empty = volley_testbed::fixtures::temp_dir("render-benchmarks-empty");
     let page = render(&empty);
-    assert_eq!(page.matches("Not measured in this run").count(), 10, "{page}");
+    assert_eq!(page.matches("Not measured in this run").count(), 13, "{page}");
 }
