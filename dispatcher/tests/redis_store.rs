@@ -149,25 +149,33 @@ async fn a_task_requeued_and_finished_in_one_batch_reads_finished_and_is_not_rec
 }
 
 #[tokio::test]
-async fn a_store_fenced_by_an_old_epoch_writes_nothing() {
+async fn a_store_fenced_by_an_old_lease_writes_nothing_even_at_a_reused_epoch() {
     let p = prefix("fence");
-    let epoch_key = format!("{p}leader:epoch");
+    let fence_key = format!("{p}leader:fence");
     let client = redis::Client::open(url()).expect("url");
-    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    redis::cmd("SET")
-        .arg(&epoch_key)
-        .arg(4)
-        .query_async::<()>(&mut conn)
-        .await
-        .expect("set epoch");
-    let fence = |epoch| Fence {
-        key: epoch_key.clone(),
+    let conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let set_fence = |token: &'static str| {
+        let mut conn = conn.clone();
+        let key = fence_key.clone();
+        async move {
+            redis::cmd("SET")
+                .arg(key)
+                .arg(token)
+                .query_async::<()>(&mut conn)
+                .await
+                .expect("set the fence")
+        }
+    };
+    set_fence("4:aaaa").await;
+    let fence = |epoch, token: &str| Fence {
+        key: fence_key.clone(),
+        token: token.to_owned(),
         epoch,
     };
     let leader = RedisStore::connect(&url(), &p)
         .await
         .expect("redis")
-        .with_fence(Some(fence(4)));
+        .with_fence(Some(fence(4, "4:aaaa")));
     let ids = leader.enqueue(&[submission(1)]).await.expect("the leader writes");
     let (f, _) = leader
         .register_function("noop", &volley_proto::function::FunctionKind::Noop)
@@ -175,11 +183,7 @@ async fn a_store_fenced_by_an_old_epoch_writes_nothing() {
         .expect("the leader registers");
 
     // Another dispatcher took over.
-    redis::cmd("INCR")
-        .arg(&epoch_key)
-        .query_async::<()>(&mut conn)
-        .await
-        .expect("take over");
+    set_fence("5:bbbb").await;
     let before = leader.get(ids[0]).await.expect("get");
     let refused = leader
         .record(&[finished(ids[0], Outcome::Completed("1".into()), Some("w"))])
@@ -208,10 +212,18 @@ async fn a_store_fenced_by_an_old_epoch_writes_nothing() {
     let successor = RedisStore::connect(&url(), &p)
         .await
         .expect("redis")
-        .with_fence(Some(fence(5)));
+        .with_fence(Some(fence(5, "5:bbbb")));
     successor
         .record(&[finished(ids[0], Outcome::Completed("1".into()), Some("w"))])
         .await
         .expect("the new leader writes");
+
+    // Redis lost its data and counted epochs again: a third leader took the same epoch
+    // number. Its nonce is not the successor's, so the successor writes nothing.
+    set_fence("5:cccc").await;
+    assert!(matches!(
+        successor.enqueue(&[submission(3)]).await,
+        Err(StoreError::Fenced(5))
+    ));
     successor.purge().await.expect("purge");
 }

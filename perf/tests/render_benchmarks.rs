@@ -96,7 +96,10 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
         page.contains("| SIGSTOP, resumed 8 s later | not measured in this run |"),
         "{page}"
     );
-    assert!(page.contains("| push | 11,650 | 0 | 0 | 0 | 0 | 26 | 724 ms | 1 |"), "{page}");
+    assert!(
+        page.contains("| push | 11,650 | 0 | 0 | 0 | 0 | 26 | 724 ms | 1 |"),
+        "{page}"
+    );
     // The runtimes bench did not run: said, not invented.
     assert!(
         page.contains("Not measured in this run: runtimes.log is missing."),

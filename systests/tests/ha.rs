@@ -261,6 +261,39 @@ async fn a_pair_rides_out_a_redis_restart_with_one_leader_and_no_task_lost() {
     b.stop().await;
 }
 
+/// Redis without persistence restarted empty: epochs count from 1 again, so the next
+/// leader may take the very epoch the old one led. Its fence token differs, and the old
+/// leader stands down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_that_lost_its_data_deposes_the_leader_even_when_the_epoch_repeats() {
+    let mut redis = volley_testbed::RedisServer::start(false).expect("redis-server");
+    let prefix = unique_prefix("ha-amnesia");
+    let Group {
+        mut members,
+        urls,
+        _workers,
+    } = group(&redis.url(), &prefix, "ha-amnesia", 2).await;
+    let mut b = members.pop().expect("b");
+    let mut a = members.pop().expect("a");
+    assert!(a.log_text().contains("epoch=1"), "{}", a.log_text());
+    redis.restart().expect("redis back, empty");
+    let status = tokio::time::timeout(Duration::from_secs(10), a.child.wait())
+        .await
+        .expect("the old leader exits")
+        .expect("wait");
+    assert_eq!(status.code(), Some(3), "deposed; log:\n{}", a.log_text());
+    b.leads(Duration::from_secs(10)).await.expect("the standby leads");
+    assert!(
+        b.log_text().contains("leading epoch=1"),
+        "the epoch repeats:\n{}",
+        b.log_text()
+    );
+    let ids = submit(&urls, "sleep:20", 20).await;
+    let done = outcomes(&urls, &ids, Duration::from_secs(30)).await;
+    assert!(done.values().all(|t| t.state == api::TaskState::Completed as i32));
+    b.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_leader_that_wakes_after_a_takeover_writes_nothing_and_exits() {
     let url = redis_url();

@@ -2,7 +2,8 @@
 //! serves; the others wait, connected, and take over when it lapses.
 //!
 //! - The lease is one key, `SET … PX`, holding the leader's name and epoch; the epoch is
-//!   a counter that each new leader raises. Taking the lease and raising the epoch is one
+//!   a counter that each new leader raises. Taking the lease, raising the epoch and
+//!   setting the fence key to the leader's token (epoch and a random nonce) is one
 //!   script, so two standbys never both lead.
 //! - Every store write of a leader is fenced by its epoch ([`crate::store::redis::writes`]):
 //!   a leader that stalled past its lease (a long pause, `SIGSTOP`) and woke up after a
@@ -34,18 +35,20 @@ use tracing::{error, info, warn};
 /// The exit code of a dispatcher that lost its lease.
 pub const DEPOSED_EXIT: i32 = 3;
 
-/// Takes the lease if nobody holds it: raises the epoch and returns it, or 0 and the
-/// holder's value.
+/// Takes the lease if nobody holds it: raises the epoch, sets the fence key to
+/// `EPOCH:NONCE` and returns the epoch; or 0 and the holder's value.
 const ACQUIRE: &str = r#"
 local holder = redis.call('GET', KEYS[1])
 if holder then return {0, holder} end
 local epoch = redis.call('INCR', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1] .. ' epoch=' .. epoch, 'PX', ARGV[2])
+redis.call('SET', KEYS[3], epoch .. ':' .. ARGV[3])
 return {epoch, ''}
 "#;
 
 /// Extends the lease if it is still ours, or takes it back if it lapsed and nobody took
-/// over (the epoch is still ours); 0 when another leads.
+/// over (the fence still holds our token: a Redis that lost its data does not give it
+/// back); 0 when another leads.
 const RENEW: &str = r#"
 local holder = redis.call('GET', KEYS[1])
 if holder == ARGV[1] then
@@ -78,8 +81,10 @@ pub struct HaConfig {
 pub struct Leadership {
     /// The epoch it leads.
     pub epoch: u64,
-    /// The key of Redis's epoch counter.
-    pub epoch_key: String,
+    /// The fence key every write of this leader checks.
+    pub fence_key: String,
+    /// What it set there: `EPOCH:NONCE`, its alone.
+    pub token: String,
     /// Cancelled when the lease is lost or a write was fenced: the process must stop.
     pub deposed: CancellationToken,
     /// Store writes Redis refused because another epoch leads.
@@ -92,7 +97,8 @@ impl Leadership {
     /// The fence its store writes carry.
     pub fn fence(&self) -> Fence {
         Fence {
-            key: self.epoch_key.clone(),
+            key: self.fence_key.clone(),
+            token: self.token.clone(),
             epoch: self.epoch,
         }
     }
@@ -117,6 +123,10 @@ fn epoch_key(prefix: &str) -> String {
     format!("{prefix}leader:epoch")
 }
 
+fn fence_key(prefix: &str) -> String {
+    format!("{prefix}leader:fence")
+}
+
 /// Waits as a standby until this dispatcher holds the lease, then keeps renewing it in
 /// the background until `stop` or until it is lost. What it sees meanwhile goes to `view`.
 pub async fn lead(config: &HaConfig, stop: CancellationToken, view: &StandbyView) -> Result<Leadership, StoreError> {
@@ -126,7 +136,14 @@ pub async fn lead(config: &HaConfig, stop: CancellationToken, view: &StandbyView
     let mut conn = ConnectionManager::new(client)
         .await
         .map_err(|e| StoreError::Unavailable(format!("cannot reach Redis at {shown}: {e}")))?;
-    let (lease, epochs) = (lease_key(&config.prefix), epoch_key(&config.prefix));
+    let (lease, epochs, fences) = (
+        lease_key(&config.prefix),
+        epoch_key(&config.prefix),
+        fence_key(&config.prefix),
+    );
+    // Random, so no other leader's token is ever this one's, even from a Redis that lost
+    // its data and counts epochs from 1 again.
+    let nonce = format!("{:016x}", rand::random::<u64>());
     let ttl_ms = config.lease.as_millis().max(1) as u64;
     // A standby polls ten times a lease: a lapsed lease is taken within a tenth of it.
     let poll = (config.lease / 10).max(Duration::from_millis(10));
@@ -138,11 +155,13 @@ pub async fn lead(config: &HaConfig, stop: CancellationToken, view: &StandbyView
         }
         let answer: Result<(u64, String), _> = redis::cmd("EVAL")
             .arg(ACQUIRE)
-            .arg(2)
+            .arg(3)
             .arg(&lease)
             .arg(&epochs)
+            .arg(&fences)
             .arg(&config.name)
             .arg(ttl_ms)
+            .arg(&nonce)
             .query_async(&mut conn)
             .await;
         match answer {
@@ -166,9 +185,11 @@ pub async fn lead(config: &HaConfig, stop: CancellationToken, view: &StandbyView
     };
     let value = format!("{} epoch={epoch}", config.name);
     info!(epoch, waited_ms = began.elapsed().as_millis() as u64, "leading");
+    let token = format!("{epoch}:{nonce}");
     let leadership = Leadership {
         epoch,
-        epoch_key: epochs.clone(),
+        fence_key: fences.clone(),
+        token: token.clone(),
         deposed: CancellationToken::new(),
         fenced_writes: Arc::default(),
         waited: began.elapsed(),
@@ -187,10 +208,10 @@ pub async fn lead(config: &HaConfig, stop: CancellationToken, view: &StandbyView
                 .arg(RENEW)
                 .arg(2)
                 .arg(&lease)
-                .arg(&epochs)
+                .arg(&fences)
                 .arg(&value)
                 .arg(ttl_ms)
-                .arg(epoch)
+                .arg(&token)
                 .query_async(&mut conn)
                 .await;
             match renewed {

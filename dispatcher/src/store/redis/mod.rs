@@ -29,10 +29,10 @@ pub use writes::Fence;
 use writes::{Args, Batch};
 
 /// Registers a function in one atomic step, fenced like every write when `ARGV[1]`
-/// names an epoch key: id, version under its name, and its hash.
+/// names a fence key: id, version under its name, and its hash.
 const REGISTER: &str = r#"
 if ARGV[1] ~= '' and redis.call('GET', ARGV[1]) ~= ARGV[2] then
-  return redis.error_reply('FENCED epoch ' .. ARGV[2] .. ' no longer leads')
+  return redis.error_reply('FENCED lease ' .. ARGV[2] .. ' no longer leads')
 end
 local id = redis.call('INCR', KEYS[1])
 local version = redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
@@ -207,9 +207,9 @@ impl TaskStore for RedisStore {
 
     async fn register_function(&self, name: &str, kind: &FunctionKind) -> Result<(FunctionId, u32), StoreError> {
         let spec = serde_json::to_string(kind).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let (fence_key, epoch) = match &self.fence {
-            Some(f) => (f.key.as_str(), f.epoch),
-            None => ("", 0),
+        let (fence_key, token, epoch) = match &self.fence {
+            Some(f) => (f.key.as_str(), f.token.as_str(), f.epoch),
+            None => ("", "", 0),
         };
         let mut conn = self.conn.clone();
         let (id, version): (u64, u32) = redis::cmd("EVAL")
@@ -218,7 +218,7 @@ impl TaskStore for RedisStore {
             .arg(self.keys.function_seq())
             .arg(self.keys.function_versions())
             .arg(fence_key)
-            .arg(epoch)
+            .arg(token)
             .arg(name)
             .arg(spec)
             .arg(self.keys.function_prefix())

@@ -3,10 +3,12 @@
 //! tasks it carries: records go in one `MSET`, set members in one `SADD` or `SREM`;
 //! only requeues (`APPEND`) and expiries cost a command per task.
 //!
-//! Fencing: a dispatcher that holds the lease of epoch `e` writes only if Redis's epoch
-//! counter still reads `e`, checked by the script in the same atomic step as the
-//! writes. A leader that stalled past its lease and woke up after a standby took over
-//! (and raised the counter) writes nothing.
+//! Fencing: a dispatcher that took the lease writes only while Redis's fence key still
+//! holds the token it set then (its epoch and a random nonce), checked by the script in
+//! the same atomic step as the writes. A leader that stalled past its lease and woke up
+//! after a standby took over (and set its own token) writes nothing; nor does one whose
+//! Redis lost its data and counted epochs again from 1, since no two leaders ever share
+//! a nonce.
 
 use super::unavailable;
 use crate::store::StoreError;
@@ -18,7 +20,7 @@ const UNPACK: usize = 4000;
 /// Checks the epoch, then applies sections of `name, target, count, args…`.
 const FENCED_WRITE: &str = r#"
 if redis.call('GET', ARGV[1]) ~= ARGV[2] then
-  return redis.error_reply('FENCED epoch ' .. ARGV[2] .. ' no longer leads')
+  return redis.error_reply('FENCED lease ' .. ARGV[2] .. ' no longer leads')
 end
 local step = tonumber(ARGV[3])
 local i = 4
@@ -89,12 +91,15 @@ pub struct Batch {
     pub expire: Args,
 }
 
-/// The lease under which a dispatcher writes: Redis's epoch counter must still hold it.
+/// The lease under which a dispatcher writes: Redis's fence key must still hold its
+/// token.
 #[derive(Debug, Clone)]
 pub struct Fence {
-    /// The epoch counter's key.
+    /// The fence key.
     pub key: String,
-    /// The epoch this dispatcher leads.
+    /// What the leader set there when it took the lease: `EPOCH:NONCE`.
+    pub token: String,
+    /// The epoch this dispatcher leads, for errors and reports.
     pub epoch: u64,
 }
 
@@ -158,7 +163,7 @@ impl Batch {
 
     fn script(&self, unfinished: &str, ttl_s: Option<u64>, fence: &Fence) -> redis::ScriptInvocation<'static> {
         let mut cmd = fenced_write().prepare_invoke();
-        cmd.arg(&fence.key).arg(fence.epoch).arg(UNPACK);
+        cmd.arg(&fence.key).arg(&fence.token).arg(UNPACK);
         let expire = ttl_s.map(|t| ("EXPIRE", t.to_string(), &self.expire));
         let sections = [
             Some(("SADD", unfinished.to_owned(), &self.sadd)),
