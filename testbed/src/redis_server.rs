@@ -6,11 +6,22 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// What a server keeps across a SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// Nothing: it restarts empty.
+    Off,
+    /// AOF with `appendfsync everysec`: all but about the last second.
+    EverySec,
+    /// AOF with `appendfsync always`: every write it acknowledged.
+    Always,
+}
+
 /// A running `redis-server` on 127.0.0.1 and a port of its own.
 pub struct RedisServer {
     port: u16,
     dir: PathBuf,
-    append_only: bool,
+    persistence: Persistence,
     child: Option<Child>,
 }
 
@@ -18,13 +29,22 @@ impl RedisServer {
     /// Starts a server on a free port; `append_only` turns on AOF (fsync on every write) so
     /// a restart, even after SIGKILL, keeps every acknowledged write.
     pub fn start(append_only: bool) -> anyhow::Result<Self> {
+        Self::start_with(if append_only {
+            Persistence::Always
+        } else {
+            Persistence::Off
+        })
+    }
+
+    /// Starts a server on a free port that keeps what `persistence` says.
+    pub fn start_with(persistence: Persistence) -> anyhow::Result<Self> {
         let port = crate::free_port()?;
         let dir = std::env::temp_dir().join(format!("volley-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir)?;
         let mut server = Self {
             port,
             dir,
-            append_only,
+            persistence,
             child: None,
         };
         server.restart()?;
@@ -54,9 +74,22 @@ impl RedisServer {
         self.stop();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", if self.append_only { "yes" } else { "no" }])
-            // With AOF, every acknowledged write is on disk before the reply.
-            .args(["--appendfsync", "always"])
+            .args([
+                "--appendonly",
+                if self.persistence == Persistence::Off {
+                    "no"
+                } else {
+                    "yes"
+                },
+            ])
+            .args([
+                "--appendfsync",
+                if self.persistence == Persistence::EverySec {
+                    "everysec"
+                } else {
+                    "always"
+                },
+            ])
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())

@@ -40,6 +40,10 @@ pub struct ChaosArgs {
     /// The lease of `--ha`, in milliseconds: how long a takeover may take.
     #[arg(long, default_value_t = 1000)]
     pub ha_lease_ms: u64,
+    /// Run Redis with `appendfsync everysec` instead of `always`, to measure what a Redis
+    /// SIGKILL then loses (the audit's `lost`: acknowledged, gone).
+    #[arg(long)]
+    pub redis_everysec: bool,
     /// Skip the Redis SIGKILL + restart.
     #[arg(long)]
     pub no_redis_restart: bool,
@@ -86,6 +90,7 @@ pub async fn run(a: ChaosArgs, as_json: bool) -> anyhow::Result<i32> {
             ha: a.ha,
             ha_lease_ms: a.ha_lease_ms,
             restart_redis: !a.no_redis_restart,
+            redis_fsync_everysec: a.redis_everysec,
             seed: a.seed,
             tracker: Some(observed.sampler().clone()),
             ..ChaosSpec::default()

@@ -3,7 +3,8 @@
 //! resumed (it comes back holding stale results), the dispatcher is SIGKILLed and
 //! restarted on the same Redis (or, with `ha`, the leader of an `--ha` pair is SIGKILLed
 //! and its standby takes over on the same ports), and Redis itself is SIGKILLed and restarted (a private
-//! server with AOF, fsync on every write, so it keeps what it acknowledged). One
+//! server with AOF, fsync on every write, so it keeps what it acknowledged; or, to
+//! measure what that costs, `everysec`). One
 //! single-slot worker and some 1 s tasks give slow work beside fast work.
 //!
 //! At the end every task in the store is audited: exactly one terminal state, the
@@ -31,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use volley_proto::Mode;
 use volley_testbed::cluster::{Cluster, ClusterSpec};
-use volley_testbed::redis_server::RedisServer;
+use volley_testbed::redis_server::{Persistence, RedisServer};
 
 /// The Redis key prefix of the scenario's private server.
 pub(super) const PREFIX: &str = "volley:";
@@ -67,6 +68,9 @@ pub struct ChaosSpec {
     pub ha_lease_ms: u64,
     /// SIGKILL Redis and restart it from its AOF.
     pub restart_redis: bool,
+    /// Redis's AOF fsync: `always` keeps every acknowledged write across the kill;
+    /// `everysec` (to measure what it loses) about the last second of them.
+    pub redis_fsync_everysec: bool,
     /// The dispatcher's heartbeat interval.
     pub heartbeat_ms: u64,
     /// Heartbeats missed before a worker is dead.
@@ -91,6 +95,7 @@ impl Default for ChaosSpec {
             ha: false,
             ha_lease_ms: 1000,
             restart_redis: true,
+            redis_fsync_everysec: false,
             heartbeat_ms: 100,
             liveness: 3,
             seed: 7,
@@ -253,7 +258,11 @@ pub(super) fn track(spec: &ChaosSpec, cluster: &Cluster, redis: &RedisServer) {
 pub async fn run(spec: &ChaosSpec) -> anyhow::Result<ChaosReport> {
     anyhow::ensure!(spec.mode != Mode::Local, "chaos needs workers: use pull or push mode");
     anyhow::ensure!(spec.workers >= 1, "chaos needs at least one worker");
-    let mut redis = RedisServer::start(true)?;
+    let mut redis = RedisServer::start_with(if spec.redis_fsync_everysec {
+        Persistence::EverySec
+    } else {
+        Persistence::Always
+    })?;
     let ha: Vec<String> = if spec.ha {
         vec!["--ha".into(), "--ha-lease-ms".into(), spec.ha_lease_ms.to_string()]
     } else {
