@@ -200,6 +200,11 @@ pub struct Cli {
     /// HTTP/2 preface, headers) before it is closed.
     #[arg(long, env = "VOLLEY_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(10..=600_000))]
     pub handshake_timeout_ms: u64,
+    /// Microseconds an `ExecuteStream` call holds a request's acceptance back, waiting
+    /// for its outcome, so both reach the client in one write and one wake-up. Outcomes
+    /// are never held; only the acceptance of a task that takes longer waits this long.
+    #[arg(long, env = "VOLLEY_STREAM_ACK_LINGER_US", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub stream_ack_linger_us: u64,
 }
 
 /// `--mode` values.
@@ -308,6 +313,7 @@ impl From<Cli> for Config {
                     .collect(),
                 ..Default::default()
             },
+            stream_ack_linger: Duration::from_micros(cli.stream_ack_linger_us),
             limits: crate::config::EdgeLimits {
                 worker_connections: cli.max_worker_connections as usize,
                 grpc_connections: cli.max_connections as usize,

@@ -58,6 +58,9 @@ pub struct Config {
     pub limits: EdgeLimits,
     /// The lease this dispatcher leads by (`--ha`): its store writes are fenced by it.
     pub leadership: Option<crate::ha::Leadership>,
+    /// How long an `ExecuteStream` call holds a request's acceptance back for the
+    /// request's outcome, so both leave in one write (zero: at once).
+    pub stream_ack_linger: Duration,
     /// The longest a task may wait for a worker before it fails `no_worker` (`None`: for
     /// ever).
     pub max_queue_wait: Option<Duration>,
@@ -170,6 +173,7 @@ impl Default for Config {
             interpreters: volley_worker::runtime::Interpreters::default(),
             local_runtimes: Default::default(),
             leadership: None,
+            stream_ack_linger: Duration::ZERO,
         }
     }
 }

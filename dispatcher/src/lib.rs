@@ -283,6 +283,7 @@ pub async fn start(
             worker_endpoint: worker_endpoint.clone().unwrap_or_default(),
             prefetch: config.prefetch,
             policy: config.policy.as_str(),
+            ack_linger: config.stream_ack_linger,
         },
     );
     let http_url = match listeners.http {

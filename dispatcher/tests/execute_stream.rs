@@ -43,7 +43,22 @@ async fn events(d: &mut Dispatcher, requests: Vec<api::ExecuteBatchRequest>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_answered_in_order_and_every_accepted_task_reports_once() {
-    let mut d = Dispatcher::start(Mode::Local, |c| c.local_slots = 2).await;
+    answered_in_order_and_once(Duration::ZERO).await;
+}
+
+/// Acceptances held for their outcomes (`--stream-ack-linger-us`) change when they
+/// leave, never their order or what reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_linger_requests_are_still_answered_in_order_and_tasks_report_once() {
+    answered_in_order_and_once(Duration::from_millis(2)).await;
+}
+
+async fn answered_in_order_and_once(linger: Duration) {
+    let mut d = Dispatcher::start(Mode::Local, |c| {
+        c.local_slots = 2;
+        c.stream_ack_linger = linger;
+    })
+    .await;
     let noop = d.register(FunctionKind::Noop).await;
     let sleep = d.register(FunctionKind::Sleep { ms: 150 }).await;
     let got = events(
@@ -127,16 +142,36 @@ async fn next(stream: &mut tonic::Streaming<api::ExecuteStreamResponse>) -> Even
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_at_a_time_each_waits_for_its_outcome_on_the_open_call() {
-    let mut d = Dispatcher::start(Mode::Local, |_| {}).await;
-    let noop = d.register(FunctionKind::Noop).await;
+    one_at_a_time(Duration::ZERO, FunctionKind::Noop).await;
+}
+
+/// A task slower than the linger: its acceptance leaves when the linger ends, before
+/// the outcome, not with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_linger_a_slow_task_is_accepted_before_it_finishes() {
+    one_at_a_time(Duration::from_millis(2), FunctionKind::Sleep { ms: 300 }).await;
+}
+
+async fn one_at_a_time(linger: Duration, kind: FunctionKind) {
+    let mut d = Dispatcher::start(Mode::Local, |c| c.stream_ack_linger = linger).await;
+    let noop = d.register(kind.clone()).await;
+    let slow = matches!(kind, FunctionKind::Sleep { .. });
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
     let mut stream = d.client.execute_stream(requests).await.expect("opens").into_inner();
-    for _ in 0..20 {
+    for _ in 0..(if slow { 3 } else { 20 }) {
         tx.send(request(noop, 1)).await.expect("send");
+        let sent = std::time::Instant::now();
         let Event::Accepted(a) = next(&mut stream).await else {
             panic!("the answer comes before the outcome")
         };
+        if slow {
+            assert!(
+                sent.elapsed() < Duration::from_millis(250),
+                "accepted after {:?}: held until the outcome",
+                sent.elapsed()
+            );
+        }
         let Event::Finished(f) = next(&mut stream).await else {
             panic!("then the outcome")
         };

@@ -44,6 +44,8 @@ pub struct ClusterFacts {
     pub prefetch: u32,
     /// Placement policy name.
     pub policy: &'static str,
+    /// How long an `ExecuteStream` call holds an acceptance back for its outcome.
+    pub ack_linger: std::time::Duration,
 }
 
 /// The `volley.v1.Dispatcher` service: the front door's gRPC edge. Cheap to clone: an
@@ -196,10 +198,12 @@ impl Dispatcher for Api {
     ) -> Result<Response<session::SessionStream>, Status> {
         // Subscribe before the first request is read, so no task of the call finishes unseen.
         let completions = self.front.shared.completions.subscribe();
+        let linger = self.facts.ack_linger;
         Ok(Response::new(session::run(
             self.clone(),
             request.into_inner(),
             completions,
+            linger,
         )))
     }
 

@@ -5,6 +5,10 @@
 //! It exists for latency: a unary `Execute` costs HTTP/2 headers both ways and a new
 //! stream per task, and a stock client writes its request's headers and body in two
 //! syscalls. Here a task is one DATA frame each way.
+//!
+//! With a linger (`--stream-ack-linger-us`), an acceptance waits up to that long for
+//! the outcome of its tasks, so that a quick task's acceptance and outcome leave in one
+//! write and wake the client once. Outcomes are never held.
 
 use super::watch::{finished_in_store, recv_merged, split_messages};
 use super::{Api, MAX_WATCH};
@@ -13,6 +17,7 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::broadcast;
+use tokio::time::{Duration, Instant};
 use tokio_stream::Stream;
 use tonic::{Status, Streaming};
 use volley_proto::api::{self, execute_stream_response::Event};
@@ -30,6 +35,10 @@ struct Session {
     pending: TaskSet,
     /// Events decided, not yet sent.
     out: VecDeque<api::ExecuteStreamResponse>,
+    /// How long an acceptance may wait for an outcome to leave with.
+    linger: Duration,
+    /// Until when the acceptances in `out` wait.
+    hold_until: Option<Instant>,
 }
 
 fn event(event: Event) -> api::ExecuteStreamResponse {
@@ -49,6 +58,7 @@ pub fn run(
     api: Api,
     requests: Streaming<api::ExecuteBatchRequest>,
     completions: broadcast::Receiver<Arc<Vec<Finished>>>,
+    linger: Duration,
 ) -> SessionStream {
     let session = Session {
         api,
@@ -56,12 +66,19 @@ pub fn run(
         completions,
         pending: TaskSet::default(),
         out: VecDeque::new(),
+        linger,
+        hold_until: None,
     };
     Box::pin(futures::stream::unfold(Some(session), |state| async move {
         let mut s = state?;
         loop {
-            if let Some(next) = s.out.pop_front() {
-                return Some((Ok(next), Some(s)));
+            if !s.holding() {
+                if let Some(next) = s.out.pop_front() {
+                    if s.out.is_empty() {
+                        s.hold_until = None;
+                    }
+                    return Some((Ok(next), Some(s)));
+                }
             }
             if s.requests.is_none() && s.pending.is_empty() {
                 return None;
@@ -74,10 +91,19 @@ pub fn run(
 }
 
 impl Session {
-    /// Waits for the next request or the next completions of this call's tasks and
-    /// queues what they produce. An error ends the call.
+    /// Whether what is queued waits: acceptances only, within their linger, with tasks
+    /// of this call still to report.
+    fn holding(&self) -> bool {
+        self.hold_until.is_some_and(|t| Instant::now() < t)
+            && !self.pending.is_empty()
+            && !self.out.iter().any(|e| matches!(e.event, Some(Event::Finished(_))))
+    }
+
+    /// Waits for the next request or the next completions of this call's tasks (or the
+    /// end of a linger) and queues what they produce. An error ends the call.
     async fn turn(&mut self) -> Result<(), Status> {
         let waiting = !self.pending.is_empty();
+        let (holding, until) = (self.holding(), self.hold_until);
         let pending = &mut self.pending;
         tokio::select! {
             biased;
@@ -98,6 +124,8 @@ impl Session {
                     return Err(Status::unavailable("the dispatcher stopped before this call's tasks finished"));
                 }
             },
+            // Last: an outcome ready at the deadline still leaves with its acceptance.
+            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if holding => {}
         }
         Ok(())
     }
@@ -116,6 +144,9 @@ impl Session {
             Ok(ids) => {
                 self.api.reactor_first().await;
                 self.pending.extend(ids.iter().copied());
+                if !self.linger.is_zero() && self.hold_until.is_none() {
+                    self.hold_until = Some(Instant::now() + self.linger);
+                }
                 self.out.push_back(event(Event::Accepted(api::ExecuteBatchResponse {
                     task_ids: ids.into_iter().map(|TaskId(id)| id).collect(),
                 })));
