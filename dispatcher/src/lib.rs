@@ -10,6 +10,7 @@
 //! - [`registration`] — what a worker's `Hello` may say: every field bounded, names not
 //!   taken over by another process.
 //! - [`ha`] — dispatchers that stand in for each other: a lease in Redis, fenced writes.
+//! - [`listeners`] — the sockets a dispatcher serves on, bound by its caller.
 //! - [`persist`] — the store writer: transitions are stored before clients hear of them.
 //! - [`store`] — the [`store::TaskStore`] trait with memory and Redis backends.
 //! - [`autoscale`] — the elastic pool's loop: scaler decisions carried out by a provisioner.
@@ -32,6 +33,7 @@ pub mod core;
 pub mod front;
 pub mod grpc_edge;
 pub mod ha;
+pub mod listeners;
 pub mod metrics;
 pub mod persist;
 pub mod provision;
@@ -62,34 +64,10 @@ use volley_proto::wire::Outcome;
 use volley_proto::Mode;
 
 pub use config::Config;
+pub use listeners::Listeners;
 
 /// How long a stopping dispatcher lets in-flight gRPC calls finish.
 const DRAIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// Sockets the caller bound, so tests can use port 0.
-pub struct Listeners {
-    /// The gRPC API.
-    pub grpc: tokio::net::TcpListener,
-    /// The worker endpoint; required in pull and push mode, unused in local mode.
-    pub workers: Option<std::net::TcpListener>,
-    /// The Prometheus endpoint (`/metrics`); `None` turns metrics off.
-    pub metrics: Option<tokio::net::TcpListener>,
-    /// The REST edge (`--http`); `None` turns it off.
-    pub http: Option<tokio::net::TcpListener>,
-}
-
-impl Listeners {
-    /// Both sockets on 127.0.0.1, on ports the OS picks: for tests, benchmarks and
-    /// embedding a dispatcher in another process.
-    pub async fn loopback() -> std::io::Result<Self> {
-        Ok(Self {
-            grpc: tokio::net::TcpListener::bind("127.0.0.1:0").await?,
-            workers: Some(std::net::TcpListener::bind("127.0.0.1:0")?),
-            metrics: None,
-            http: None,
-        })
-    }
-}
 
 /// Facts about a started dispatcher.
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@
 //!   The dispatcher's local mode runs the same pool in-process.
 //! - [`session`] — connecting, registering, heartbeats, credits and results; rebuilds
 //!   the connection when the dispatcher goes silent.
+//! - [`leader`] — which dispatcher of a list of addresses to serve: the one that answers.
 //! - [`stem_cell`] — a worker started before its function is known, made an instance of
 //!   one by its provisioner.
 //! - [`metrics`] — the Prometheus page a worker serves with `--metrics ADDR`.
@@ -13,6 +14,7 @@
 pub mod builtins;
 pub mod cli;
 pub mod executor;
+pub mod leader;
 pub mod metrics;
 pub mod provisioned;
 pub mod runtime;

@@ -179,7 +179,7 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
     if let Some((code, path)) = &config.instance_code {
         let (runtime, conn) = tokio::join!(
             crate::provisioned::load_code(&pool, code.clone(), path),
-            connect_any(&config)
+            crate::leader::connect_any(&config.dispatcher, config.connect_timeout)
         );
         early = conn.ok();
         let runtime = runtime?;
@@ -240,38 +240,6 @@ pub async fn run(mut config: WorkerConfig, shutdown: CancellationToken) -> Resul
     }
 }
 
-/// Connects to the dispatcher of the list that completes the handshake first. Under
-/// `--ha` only the leader binds its port, so this finds the leader; a stalled old
-/// leader, whose kernel still accepts connections, costs nothing when every address is
-/// tried at once. With one address it is that one.
-async fn connect_any(config: &WorkerConfig) -> Result<WorkerConnection, ConnectionError> {
-    let endpoints: Vec<&str> = config.dispatcher.split(',').map(str::trim).collect();
-    if let [only] = endpoints[..] {
-        return WorkerConnection::connect(only, config.connect_timeout).await;
-    }
-    let mut tries = tokio::task::JoinSet::new();
-    for endpoint in endpoints {
-        let (endpoint, timeout) = (endpoint.to_owned(), config.connect_timeout);
-        tries.spawn(async move {
-            let tried = WorkerConnection::connect(&endpoint, timeout).await;
-            (endpoint, tried)
-        });
-    }
-    let mut last = None;
-    // Dropping the set when one answered cancels the others.
-    while let Some(joined) = tries.join_next().await {
-        let Ok((endpoint, tried)) = joined else { continue };
-        match tried {
-            Ok(conn) => return Ok(conn),
-            Err(e) => {
-                debug!(%endpoint, "not reachable: {e}");
-                last = Some(e);
-            }
-        }
-    }
-    Err(last.unwrap_or(ConnectionError::Closed))
-}
-
 enum RegisterError {
     Unreachable(String),
     Rejected(String),
@@ -286,7 +254,9 @@ async fn register(
     let unreachable = |e: ConnectionError| RegisterError::Unreachable(e.to_string());
     let mut conn = match conn {
         Some(c) => c,
-        None => connect_any(config).await.map_err(unreachable)?,
+        None => crate::leader::connect_any(&config.dispatcher, config.connect_timeout)
+            .await
+            .map_err(unreachable)?,
     };
     conn.send(&FromWorker::Hello {
         name: config.name.clone(),
