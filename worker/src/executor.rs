@@ -95,6 +95,44 @@ impl Jobs {
 /// A built-in job handed to a slot's OS thread, and where its result goes.
 type Blocking = (Queued, oneshot::Sender<TaskResult>);
 
+/// A slot's OS thread, for the built-ins that must occupy one; started with the first
+/// such job. An instance of a user function never needs it, and starting it was on
+/// every cold start's path (a thread, its stack and its malloc arena).
+struct SlotThread {
+    slot: usize,
+    executed: Arc<AtomicU64>,
+    sender: Option<std::sync::mpsc::Sender<Blocking>>,
+}
+
+impl SlotThread {
+    /// Hands `job` to the thread, starting it if need be; gives the job back if the
+    /// thread cannot be started or has gone.
+    fn send(&mut self, job: Blocking) -> Result<(), (Blocking, String)> {
+        if self.sender.is_none() {
+            let (to_thread, from_slot) = std::sync::mpsc::channel::<Blocking>();
+            let counter = self.executed.clone();
+            // Ends when its slot does (the channel closes), after the job in hand.
+            let started = std::thread::Builder::new()
+                .name(format!("volley-slot-{}", self.slot))
+                .spawn(move || {
+                    for (Queued { assignment, received }, reply) in from_slot {
+                        let _ = reply.send(run(assignment, received, &counter));
+                    }
+                });
+            if let Err(e) = started {
+                return Err((job, format!("the slot's thread cannot start: {e}")));
+            }
+            self.sender = Some(to_thread);
+        }
+        match &self.sender {
+            Some(sender) => sender
+                .send(job)
+                .map_err(|e| (e.0, "the slot's thread has gone".to_owned())),
+            None => Err((job, "the slot has no thread".to_owned())),
+        }
+    }
+}
+
 /// `N` slots running jobs, fed through one queue.
 pub struct SlotPool {
     jobs: Arc<Jobs>,
@@ -118,22 +156,17 @@ impl SlotPool {
         let slots = slots.max(1);
         let mut tasks = Vec::with_capacity(slots);
         for slot in 0..slots {
-            let (to_thread, from_slot) = std::sync::mpsc::channel::<Blocking>();
-            let counter = executed.clone();
-            // Ends when its slot does (the channel closes), after the job in hand.
-            std::thread::Builder::new()
-                .name(format!("volley-slot-{slot}"))
-                .spawn(move || {
-                    for (Queued { assignment, received }, reply) in from_slot {
-                        let _ = reply.send(run(assignment, received, &counter));
-                    }
-                })?;
+            let thread = SlotThread {
+                slot,
+                executed: executed.clone(),
+                sender: None,
+            };
             tasks.push(tokio::spawn(run_slot(
                 jobs.clone(),
                 results.clone(),
                 executed.clone(),
                 runtimes.clone(),
-                to_thread,
+                thread,
             )));
         }
         Ok(Self {
@@ -230,7 +263,7 @@ async fn run_slot(
     results: UnboundedSender<Vec<TaskResult>>,
     executed: Arc<AtomicU64>,
     runtimes: Arc<Runtimes>,
-    thread: std::sync::mpsc::Sender<Blocking>,
+    mut thread: SlotThread,
 ) {
     let mut instance: Option<Instance> = None;
     while let Some(work) = jobs.take().await {
@@ -275,12 +308,22 @@ async fn run_slot(
             }
             _ => {
                 let (tx, rx) = oneshot::channel();
-                if thread.send((queued, tx)).is_err() {
-                    return;
-                }
-                match rx.await {
-                    Ok(result) => result,
-                    Err(_) => return,
+                match thread.send((queued, tx)) {
+                    Ok(()) => match rx.await {
+                        Ok(result) => result,
+                        Err(_) => return,
+                    },
+                    Err(((queued, _), why)) => {
+                        tracing::error!("{why}; the task fails");
+                        TaskResult {
+                            task_id: queued.assignment.task_id,
+                            attempt: queued.assignment.attempt,
+                            outcome: Outcome::Failed(why),
+                            wait_us: queued.received.elapsed().as_micros() as u64,
+                            run_us: 0,
+                            log: String::new(),
+                        }
+                    }
                 }
             }
         };

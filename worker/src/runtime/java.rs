@@ -32,13 +32,13 @@ pub(super) fn classes(fallback: PathBuf, javac: PathBuf, hint: String) -> Result
     }
 }
 
-/// `~/.cache/volley/java-runtime-<digest of source and javac>`.
+/// `~/.cache/volley/java-runtime-<key of source and javac>`.
 fn cache_dir(javac: &Path) -> Option<PathBuf> {
+    use super::user_cache::{program_key, user_cache};
+    const SOURCE: u64 = program_key(JAVA_RUNTIME.as_bytes());
     let javac = std::fs::canonicalize(javac).unwrap_or_else(|_| javac.to_path_buf());
-    super::user_cache(
-        "java-runtime",
-        format!("{JAVA_RUNTIME}\0{}", javac.display()).as_bytes(),
-    )
+    let key = program_key(format!("{SOURCE:016x}\0{}", javac.display()).as_bytes());
+    user_cache("java-runtime", key)
 }
 
 /// Compiles the Java runtime into `dir` with `javac`.

@@ -24,6 +24,7 @@ mod log;
 pub mod prewarm;
 mod python;
 mod spawn;
+mod user_cache;
 
 use code_cache::CodeCache;
 use fork_server::ForkServer;
@@ -114,8 +115,11 @@ pub struct Runtimes {
     live: Arc<Mutex<HashSet<u32>>>,
     /// Runtimes started ahead of their code.
     shelf: Shelf,
-    /// Where the Python runtime's module is.
-    python_dir: PathBuf,
+    /// Where the Python runtime's module is, and the Node runtime's program: written
+    /// when a runtime of that language first starts, not at every worker's start (a
+    /// worker serving native code never needs them).
+    python_dir: tokio::sync::OnceCell<PathBuf>,
+    node_program: tokio::sync::OnceCell<PathBuf>,
     /// Where Python runtimes are forked from, when they are.
     forks: Option<Forks>,
     /// Starts by how they went.
@@ -167,9 +171,6 @@ impl Runtimes {
         // The fork server's socket is in here: nobody else may connect to it.
         std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
         std::fs::create_dir_all(root.join("instances"))?;
-        std::fs::write(root.join("programs/volley_runtime.py"), PYTHON_RUNTIME)?;
-        std::fs::write(root.join("programs/volley_runtime.js"), NODE_RUNTIME)?;
-        let python_dir = python_program_dir(&root.join("programs"));
         Ok(Self {
             interpreters,
             cache: CodeCache::new(root.join("code"))?,
@@ -178,7 +179,8 @@ impl Runtimes {
             instances: AtomicU64::new(0),
             live: Arc::new(Mutex::new(HashSet::new())),
             shelf: Shelf::new(&options.prewarm),
-            python_dir,
+            python_dir: tokio::sync::OnceCell::new(),
+            node_program: tokio::sync::OnceCell::new(),
             forks: match (options.fork_server_socket, options.fork_server) {
                 (Some(socket), _) => Some(Forks::Shared(socket)),
                 (None, true) => Some(Forks::Own(tokio::sync::Mutex::new(None))),
@@ -358,18 +360,32 @@ impl Runtimes {
     /// native function, its executable `path` (which a prewarmed runtime cannot have).
     async fn command(&self, language: Language, memory_mb: u64, path: Option<&Path>) -> Result<Command, RuntimeError> {
         let programs = self.root.join("programs");
+        let cannot =
+            |e: std::io::Error| RuntimeError::Start(format!("cannot write the {language} runtime's program: {e}"));
         Ok(match language {
             Language::Python => {
+                let dir = self
+                    .python_dir
+                    .get_or_try_init(|| async { python_program_dir(&programs) })
+                    .await
+                    .map_err(cannot)?;
                 let mut c = Command::new(&self.interpreters.python);
                 c.args(["-I", "-c", PYTHON_LAUNCH])
-                    .arg(&self.python_dir)
+                    .arg(dir)
                     .args(&self.interpreters.python_path);
                 c
             }
             Language::Node => {
+                let program = self
+                    .node_program
+                    .get_or_try_init(|| async {
+                        let path = programs.join("volley_runtime.js");
+                        std::fs::write(&path, NODE_RUNTIME).map(|()| path)
+                    })
+                    .await
+                    .map_err(cannot)?;
                 let mut c = Command::new(&self.interpreters.node);
-                c.arg(format!("--max-old-space-size={memory_mb}"))
-                    .arg(programs.join("volley_runtime.js"));
+                c.arg(format!("--max-old-space-size={memory_mb}")).arg(program);
                 c
             }
             Language::Java => {
@@ -416,28 +432,6 @@ impl Runtimes {
         };
         format!("; install it (Debian: {package}) or give the worker {flag} PATH")
     }
-}
-
-/// `~/.cache/volley/<name>-<digest of key>` (or under `XDG_CACHE_HOME`): where
-/// programs compiled once per user and host are kept. `~/.cache/volley` must be this
-/// user's and private; `None` without a home.
-pub(super) fn user_cache(name: &str, key: &[u8]) -> Option<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    let root = base.join("volley");
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&root)
-        .ok()?;
-    let meta = std::fs::metadata(&root).ok()?;
-    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o022 != 0 {
-        return None;
-    }
-    let digest = volley_proto::function::CodeDigest::of(key).to_string();
-    Some(root.join(format!("{name}-{}", &digest[..16])))
 }
 
 impl Drop for Runtimes {

@@ -2,7 +2,8 @@
 //! the launch line (with `--python-path` first on `sys.path`), and `--python-preload`,
 //! the modules runtimes started ahead of their code import while they wait.
 
-use super::{user_cache, Interpreters, PYTHON_RUNTIME};
+use super::user_cache::{program_key, user_cache};
+use super::{Interpreters, PYTHON_RUNTIME};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use volley_proto::function::Language;
@@ -27,23 +28,25 @@ pub fn preload_list(text: &str) -> Vec<String> {
 
 /// The directory holding the Python runtime's module, its bytecode compiled once per
 /// user and interpreter (a runtime compiling its 300 lines at every start spent 3 ms on
-/// it): `~/.cache/volley/python-runtime-<digest>`, else `fallback`.
-pub(super) fn python_program_dir(fallback: &Path) -> PathBuf {
-    let Some(dir) = user_cache("python-runtime", PYTHON_RUNTIME.as_bytes()) else {
-        return fallback.to_path_buf();
-    };
-    let file = dir.join("volley_runtime.py");
-    if std::fs::read(&file).is_ok_and(|b| b == PYTHON_RUNTIME.as_bytes()) {
-        return dir;
+/// it): `~/.cache/volley/python-runtime-<key>`, else `programs` (this worker's own, with
+/// the module written there).
+pub(super) fn python_program_dir(programs: &Path) -> std::io::Result<PathBuf> {
+    const KEY: u64 = program_key(PYTHON_RUNTIME.as_bytes());
+    if let Some(dir) = user_cache("python-runtime", KEY) {
+        let file = dir.join("volley_runtime.py");
+        if std::fs::read(&file).is_ok_and(|b| b == PYTHON_RUNTIME.as_bytes()) {
+            return Ok(dir);
+        }
+        let partial = dir.join(format!("volley_runtime.py.{}", std::process::id()));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&partial, PYTHON_RUNTIME))
+            .and_then(|()| std::fs::rename(&partial, &file));
+        if written.is_ok() {
+            return Ok(dir);
+        }
     }
-    let partial = dir.join(format!("volley_runtime.py.{}", std::process::id()));
-    let written = std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&partial, PYTHON_RUNTIME))
-        .and_then(|()| std::fs::rename(&partial, &file));
-    if written.is_err() {
-        return fallback.to_path_buf();
-    }
-    dir
+    std::fs::write(programs.join("volley_runtime.py"), PYTHON_RUNTIME)?;
+    Ok(programs.to_path_buf())
 }
 
 /// How the Python runtime starts: its module imported from `sys.argv[1]`, its bytecode
