@@ -227,7 +227,8 @@ impl Instance {
             },
             log: Log::default(),
             buf: vec![0; 64 * 1024],
-            next_memory_check: Instant::now(),
+            // A process just spawned holds nothing yet: its first check is one period on.
+            next_memory_check: Instant::now() + super::MEMORY_CHECK,
             init_written: ours.init_written,
         })
     }
