@@ -106,30 +106,31 @@ struct SlotThread {
 
 impl SlotThread {
     /// Hands `job` to the thread, starting it if need be; gives the job back if the
-    /// thread cannot be started or has gone.
+    /// thread cannot be started or has gone (the next job then starts a new one).
     fn send(&mut self, job: Blocking) -> Result<(), (Blocking, String)> {
-        if self.sender.is_none() {
-            let (to_thread, from_slot) = std::sync::mpsc::channel::<Blocking>();
-            let counter = self.executed.clone();
-            // Ends when its slot does (the channel closes), after the job in hand.
-            let started = std::thread::Builder::new()
-                .name(format!("volley-slot-{}", self.slot))
-                .spawn(move || {
-                    for (Queued { assignment, received }, reply) in from_slot {
-                        let _ = reply.send(run(assignment, received, &counter));
-                    }
-                });
-            if let Err(e) = started {
-                return Err((job, format!("the slot's thread cannot start: {e}")));
+        let sender = match &mut self.sender {
+            Some(sender) => sender,
+            None => {
+                let (to_thread, from_slot) = std::sync::mpsc::channel::<Blocking>();
+                let counter = self.executed.clone();
+                // Ends when its slot does (the channel closes), after the job in hand.
+                let started = std::thread::Builder::new()
+                    .name(format!("volley-slot-{}", self.slot))
+                    .spawn(move || {
+                        for (Queued { assignment, received }, reply) in from_slot {
+                            let _ = reply.send(run(assignment, received, &counter));
+                        }
+                    });
+                if let Err(e) = started {
+                    return Err((job, format!("the slot's thread cannot start: {e}")));
+                }
+                self.sender.insert(to_thread)
             }
-            self.sender = Some(to_thread);
-        }
-        match &self.sender {
-            Some(sender) => sender
-                .send(job)
-                .map_err(|e| (e.0, "the slot's thread has gone".to_owned())),
-            None => Err((job, "the slot has no thread".to_owned())),
-        }
+        };
+        sender.send(job).map_err(|e| {
+            self.sender = None;
+            (e.0, "the slot's thread has gone".to_owned())
+        })
     }
 }
 
