@@ -176,31 +176,40 @@ function warm() {
 function warmAhead() {
   const path = require('path');
   const dir = process.cwd();
-  const module = path.join(dir, '.volley-warm.js');
+  const warmModule = path.join(dir, '.volley-warm.js');
   const socket = path.join(dir, '.volley-warm.sock');
   let nowhere = null;
+  let finished = false;
+  // Once, whichever way the conversation ends; nothing of it may take the runtime down.
+  const done = () => {
+    if (finished) return;
+    finished = true;
+    server.close();
+    try { delete require.cache[require.resolve(warmModule)]; } catch (_) { /* never loaded */ }
+    fs.unlink(socket, () => {});
+    fs.unlink(warmModule, () => {});
+    if (nowhere !== null) fs.close(nowhere, () => {});
+  };
+  const server = net.createServer((peer) => {
+    peer.on('error', done);
+    peer.end(Buffer.concat([
+      encode(INIT, [PROTOCOL_VERSION, '', 'handle', warmModule]),
+      encode(INVOKE, [1n, 0, 0n, '{}']),
+    ]));
+  });
+  server.on('error', done);
   try {
-    fs.writeFileSync(module, 'exports.handle = async () => null;\n');
+    fs.writeFileSync(warmModule, 'exports.handle = async () => null;\n');
     nowhere = fs.openSync('/dev/null', 'w');
   } catch (_) {
+    done();
     return;
   }
   const rt = conversation(nowhere, null);
-  const server = net.createServer((peer) => {
-    peer.end(Buffer.concat([encode(INIT, [PROTOCOL_VERSION, '', 'handle', module]), encode(INVOKE, [1n, 0, 0n, '{}'])]));
-  });
-  const done = () => {
-    server.close();
-    fs.unlink(socket, () => {});
-    fs.unlink(module, () => {});
-    delete require.cache[module];
-    fs.closeSync(nowhere);
-  };
-  server.on('error', done);
   server.listen(socket, () => {
     const reader = net.connect(socket);
     reader.on('error', done);
-    frames(reader, (kind, fields) => onFrame(rt, kind, fields), done);
+    frames(reader, (kind, fields) => onFrame(rt, kind, fields).catch(done), done);
   });
 }
 

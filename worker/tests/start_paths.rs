@@ -164,6 +164,10 @@ async fn a_prewarmed_runtime_takes_a_deployed_function_and_the_shelf_is_refilled
         // Given its function only now, it still knows its name.
         let name = completed(i.run(&code, 1, 1, r#"{"env": "VOLLEY_FUNCTION"}"#).await.outcome);
         assert_eq!(name, "\"probe\"", "{language}");
+        // Whatever it did while it waited (Node holds a conversation with itself) has
+        // left nothing in the directory the function gets.
+        let left = completed(i.run(&code, 2, 1, r#"{"ls": true}"#).await.outcome);
+        assert_eq!(left, "[]", "{language}");
         runtimes.refill().await;
         let again = runtimes.start(&code).await.expect("from the refilled shelf");
         assert_eq!(again.started.origin, Origin::Prewarmed, "{language}");

@@ -40,4 +40,6 @@ def handle(event):
         }
     if "fds" in event:
         return sorted(int(f) for f in os.listdir("/proc/self/fd"))
+    if "ls" in event:
+        return sorted(os.listdir("."))
     return None
