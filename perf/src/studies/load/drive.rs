@@ -81,8 +81,8 @@ pub async fn drive(
         true => None,
         false => Some(completions::watch_all(&client, clock, events_tx.clone()).await?),
     };
-    let (due_tx, mut due) = mpsc::unbounded_channel();
-    let pacer = pacer::start(schedule.clone(), clock.start, due_tx).context("starting the pacer thread")?;
+    let mut pacer =
+        pacer::Pacer::new(schedule.clone(), clock.start, pacer::DEFAULT_SLACK).context("starting the pacer's timer")?;
     let mut ledger = Ledger::new(schedule.len());
     let mut catching_up: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     let mut caught_up = std::collections::HashSet::new();
@@ -113,7 +113,7 @@ pub async fn drive(
             break;
         }
         tokio::select! {
-            d = due.recv(), if pacing => match d {
+            d = pacer.next(), if pacing => match d.context("waiting for the pacer's timer")? {
                 Some(d) => {
                     // Past the in-flight bound, due requests wait here and leave together
                     // when an answer frees a stream: late (and counted so), never lost.
@@ -188,7 +188,6 @@ pub async fn drive(
     }
     catching_up.iter().for_each(|h| h.abort());
     link.close();
-    pacer.stop();
     let cpu = process_cpu().saturating_sub(cpu_before);
     let after = counters(&client).await;
     Ok(Driven {

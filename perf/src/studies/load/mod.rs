@@ -5,7 +5,7 @@
 //!
 //! - [`arrivals`] — the seeded schedule of intended send times;
 //! - [`drive`] — the engine: schedule in, one fate per request out;
-//! - [`pacer`] — a thread that hands over due requests on time, in batches at high rates;
+//! - [`pacer`] — a `timerfd` on the event loop that says which requests are due, in batches at high rates;
 //! - [`ledger`] — one fate per request: completed, failed, refused, unfinished (or unknown);
 //! - [`completions`] — the live stream of completions, and reading them back by id when it lags;
 //! - [`slo`], [`find_max`] — SLO verdicts and the search for the highest rate meeting one;
