@@ -1,7 +1,7 @@
 //! The `client` command line: global flags, the command list, and dispatch to the
 //! operator commands (`volley_client::commands`) and the benchmark ones ([`crate::commands`]).
 
-use crate::commands::{chaos, coldstart, demo, failover, load, plot, replay, runs, simulate, sweep};
+use crate::commands::{chaos, coldstart, demo, failover, floor, load, plot, replay, runs, simulate, sweep};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use volley_client::commands::{self as operator, submit::SubmitArgs, Target};
@@ -88,6 +88,12 @@ pub enum Command {
     /// The cold-start study on elastic pools it starts: scale from zero with every cold
     /// start explained stage by stage, a burst from nothing, concurrency 1 against many.
     Coldstart(coldstart::ColdstartArgs),
+    /// The machine's floor for one invocation: three bare processes pass a message along a
+    /// noop task's path at each rate; CPU per message of each, and the round trip.
+    Floor(floor::FloorArgs),
+    /// A process `client floor` starts.
+    #[command(subcommand, hide = true)]
+    FloorRole(floor::FloorRole),
     /// Lists the runs stored in a results database (`--db` of the benchmark commands).
     Runs(runs::RunsArgs),
     /// Two stored runs side by side: each measure, the relative change, and for sweep
@@ -128,6 +134,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Failover(args) => failover::run(&args, cli.json).await,
         Command::Simulate(args) => simulate::run(&args, cli.json),
         Command::Coldstart(args) => coldstart::run(&args, cli.json).await,
+        Command::Floor(args) => floor::run(&args).await,
+        Command::FloorRole(role) => floor::role(&role),
         Command::Runs(args) => runs::list(&args, cli.json),
         Command::Compare(args) => runs::run_compare(&args, cli.json),
         Command::Report(args) => runs::report(&args),

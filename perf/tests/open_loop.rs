@@ -284,6 +284,11 @@ fn the_cpu_curve_has_a_row_per_mode_shape_and_rate_with_every_task_accounted_for
             r.generator_us > 0.0 && r.dispatcher_us > 0.0 && r.worker_us > 0.0,
             "{r:?}"
         );
+        // The floor was measured at the same rate in the same run.
+        assert!(
+            r.floor_generator_us > 0.0 && r.floor_relay_us > 0.0 && r.floor_echo_us > 0.0 && r.floor_p50_ms > 0.0,
+            "{r:?}"
+        );
         assert!(r.p50_ms > 0.0 && r.p99_ms >= r.p50_ms, "{r:?}");
     }
     let mut seen: Vec<(String, u32, f64)> = rows.iter().map(|r| (r.mode.clone(), r.slots, r.target_rate)).collect();
@@ -291,6 +296,30 @@ fn the_cpu_curve_has_a_row_per_mode_shape_and_rate_with_every_task_accounted_for
     assert_eq!(seen.len(), 8, "one row per mode × shape × rate: {seen:?}");
     for stem in ["cpu-curve-pull-1x1-stream", "cpu-curve-push-1x3-stream-latency"] {
         assert!(dir.join(format!("{stem}.png")).is_file(), "{stem}.png: {said}");
+    }
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
+
+#[test]
+fn the_floor_has_a_row_per_rate_with_every_message_back_and_each_role_costed() {
+    let dir = common::temp_dir("floor");
+    let said = common::run_ok(
+        std::process::Command::new(volley_testbed::binaries::path("client").expect("client binary"))
+            .current_dir(&dir)
+            .args(["floor", "--rates", "300,900", "--for", "1s", "--arrival", "uniform"]),
+        "client floor",
+    );
+    let mut reader = csv::Reader::from_path(dir.join("floor.csv")).expect("floor.csv");
+    let rows: Vec<volley_perf::studies::floor::FloorPoint> = reader.deserialize().map(|r| r.expect("a row")).collect();
+    assert_eq!(
+        rows.iter().map(|r| (r.target_rate, r.sent)).collect::<Vec<_>>(),
+        vec![(300.0, 299), (900.0, 899)],
+        "one row per rate, each with every message of a uniform second (the generator fails if one does not come back): {said}"
+    );
+    for r in &rows {
+        assert!(r.generator_us > 0.0 && r.relay_us > 0.0 && r.echo_us > 0.0, "{r:?}");
+        assert!(r.relay_sys_us <= r.relay_us && r.echo_sys_us <= r.echo_us, "{r:?}");
+        assert!(r.p50_ms > 0.0 && r.p99_ms >= r.p50_ms, "{r:?}");
     }
     std::fs::remove_dir_all(&dir).expect("clean up");
 }

@@ -6,6 +6,7 @@ pub mod chaos;
 pub mod coldstart;
 pub mod demo;
 pub mod failover;
+pub mod floor;
 pub mod load;
 pub mod plot;
 pub mod replay;

@@ -34,7 +34,7 @@ pub(super) async fn curve(a: &LoadArgs) -> anyhow::Result<i32> {
 }
 
 /// A comma-separated list of rates.
-pub(super) fn parse_rates(text: &str) -> anyhow::Result<Vec<f64>> {
+pub(crate) fn parse_rates(text: &str) -> anyhow::Result<Vec<f64>> {
     anyhow::ensure!(!text.contains(".."), "a list of rates (1000,5000), not a range");
     text.split(',')
         .map(|r| {

@@ -3,6 +3,7 @@
 //! task by role against the offered rate.
 
 mod curve;
+pub(crate) use curve::parse_rates;
 mod find_max;
 
 use crate::recording::observe::{ObserveArgs, Observed};

@@ -145,6 +145,8 @@ pub fn plot_curve(points: &[crate::studies::load::curve::CurvePoint]) -> Vec<(St
                     ("generator".into(), line(&|p| p.generator_us)),
                     ("dispatcher".into(), line(&|p| p.dispatcher_us)),
                     ("workers".into(), line(&|p| p.worker_us)),
+                    ("floor: relay (the dispatcher's)".into(), line(&|p| p.floor_relay_us)),
+                    ("floor: echo (a worker's)".into(), line(&|p| p.floor_echo_us)),
                 ],
                 workers_x: false,
                 y_range: None,

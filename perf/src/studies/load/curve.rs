@@ -5,7 +5,9 @@
 //!
 //! One cluster per mode and shape, kept across its rates (a rate's cost is read as the
 //! difference of each process's CPU time before and after it, so starting the cluster is
-//! not charged to anyone); one open-loop run per rate.
+//! not charged to anyone); one open-loop run per rate. Each rate's [floor](crate::studies::floor)
+//! is measured first, in the same run, so each point also says how many times the
+//! machine's bare cost of carrying an invocation each role spends.
 
 use super::transport::Transport;
 use super::{run, Arrival, LoadSpec};
@@ -71,6 +73,25 @@ pub struct CurvePoint {
     pub dispatcher_us: f64,
     /// Every worker process's CPU per request, together, µs.
     pub worker_us: f64,
+    /// The floor's generator at this rate, µs per message (measured in the same run).
+    pub floor_generator_us: f64,
+    /// The floor's relay (the dispatcher's floor), µs per message.
+    pub floor_relay_us: f64,
+    /// The floor's echo (the worker's floor), µs per message.
+    pub floor_echo_us: f64,
+    /// The floor's round trip from the intended send, median, ms.
+    pub floor_p50_ms: f64,
+}
+
+impl CurvePoint {
+    /// Each role's CPU as a multiple of its floor: generator, dispatcher, workers.
+    pub fn over_floor(&self) -> (f64, f64, f64) {
+        (
+            self.generator_us / self.floor_generator_us,
+            self.dispatcher_us / self.floor_relay_us,
+            self.worker_us / self.floor_echo_us,
+        )
+    }
 }
 
 /// CPU time of each of `pids`, summed (a process that is gone counts nothing).
@@ -83,6 +104,14 @@ fn cpu_of(pids: &[u32]) -> Duration {
 /// Runs every mode × shape × rate and appends each point to `out` as it is measured.
 pub async fn run_curve(spec: &CurveSpec, out: &Path) -> anyhow::Result<Vec<CurvePoint>> {
     use volley_testbed::cluster::{Cluster, ClusterSpec};
+    let mut floors = Vec::new();
+    for (i, &rate) in spec.rates.iter().enumerate() {
+        let (arrival, duration, seed) = (spec.arrival, spec.duration, spec.seed.wrapping_add(i as u64));
+        let floor = tokio::task::spawn_blocking(move || crate::studies::floor::measure(rate, arrival, duration, seed))
+            .await??;
+        println!("{}", crate::commands::floor::describe(&floor));
+        floors.push(floor);
+    }
     let mut points = Vec::new();
     for &mode in &spec.modes {
         for &(workers, slots) in &spec.shapes {
@@ -134,6 +163,10 @@ pub async fn run_curve(spec: &CurveSpec, out: &Path) -> anyhow::Result<Vec<Curve
                     generator_us: r.generator_cpu_ms * 1e3 / r.sent.max(1) as f64,
                     dispatcher_us: per(d1.saturating_sub(d0)),
                     worker_us: per(w1.saturating_sub(w0)),
+                    floor_generator_us: floors[i].generator_us,
+                    floor_relay_us: floors[i].relay_us,
+                    floor_echo_us: floors[i].echo_us,
+                    floor_p50_ms: floors[i].p50_ms,
                 };
                 anyhow::ensure!(
                     r.adds_up(),
@@ -145,8 +178,9 @@ pub async fn run_curve(spec: &CurveSpec, out: &Path) -> anyhow::Result<Vec<Curve
                     r.unfinished,
                     r.unknown
                 );
+                let (g, d, w) = point.over_floor();
                 println!(
-                    "{mode:<5} {workers}x{slots} {:>8.0}/s offered {:>8.0}/s  p50 {:>6.2} ms p99 {:>7.2} ms  CPU µs/task: generator {:>5.1} dispatcher {:>5.1} worker {:>5.1}{}",
+                    "{mode:<5} {workers}x{slots} {:>8.0}/s offered {:>8.0}/s  p50 {:>6.2} ms p99 {:>7.2} ms  CPU µs/task: generator {:>5.1} dispatcher {:>5.1} worker {:>5.1}  (× floor {g:.1} · {d:.1} · {w:.1}){}",
                     rate,
                     point.offered_rate,
                     point.p50_ms,
