@@ -23,11 +23,29 @@ fn request(function_id: u64, n: usize) -> api::ExecuteBatchRequest {
     }
 }
 
+/// A call's opening, with a `volley-accept` header if given.
+fn call<S>(requests: S, accept: Option<&'static str>) -> tonic::Request<S> {
+    let mut call = tonic::Request::new(requests);
+    if let Some(value) = accept {
+        call.metadata_mut()
+            .insert("volley-accept", tonic::metadata::MetadataValue::from_static(value));
+    }
+    call
+}
+
 /// Every event of a call until it ends.
 async fn events(d: &mut Dispatcher, requests: Vec<api::ExecuteBatchRequest>) -> Vec<Event> {
+    events_with(d, requests, None).await
+}
+
+async fn events_with(
+    d: &mut Dispatcher,
+    requests: Vec<api::ExecuteBatchRequest>,
+    accept: Option<&'static str>,
+) -> Vec<Event> {
     let mut stream = d
         .client
-        .execute_stream(futures::stream::iter(requests))
+        .execute_stream(call(futures::stream::iter(requests), accept))
         .await
         .expect("the call opens")
         .into_inner();
@@ -43,17 +61,24 @@ async fn events(d: &mut Dispatcher, requests: Vec<api::ExecuteBatchRequest>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_are_answered_in_order_and_every_accepted_task_reports_once() {
-    answered_in_order_and_once(Duration::ZERO).await;
+    answered_in_order_and_once(Duration::ZERO, None).await;
+}
+
+/// A call that asks for its acceptances with its outcomes (`volley-accept:
+/// with-outcome`) gets them later, never out of order or with anything missing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_acceptances_sent_with_outcomes_requests_are_still_answered_in_order_and_tasks_report_once() {
+    answered_in_order_and_once(Duration::ZERO, Some("with-outcome")).await;
 }
 
 /// Acceptances held for their outcomes (`--stream-ack-linger-us`) change when they
 /// leave, never their order or what reports.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_linger_requests_are_still_answered_in_order_and_tasks_report_once() {
-    answered_in_order_and_once(Duration::from_millis(2)).await;
+    answered_in_order_and_once(Duration::from_millis(2), None).await;
 }
 
-async fn answered_in_order_and_once(linger: Duration) {
+async fn answered_in_order_and_once(linger: Duration, accept: Option<&'static str>) {
     let mut d = Dispatcher::start(Mode::Local, |c| {
         c.local_slots = 2;
         c.stream_ack_linger = linger;
@@ -61,7 +86,7 @@ async fn answered_in_order_and_once(linger: Duration) {
     .await;
     let noop = d.register(FunctionKind::Noop).await;
     let sleep = d.register(FunctionKind::Sleep { ms: 150 }).await;
-    let got = events(
+    let got = events_with(
         &mut d,
         vec![
             request(noop, 5),
@@ -70,6 +95,7 @@ async fn answered_in_order_and_once(linger: Duration) {
             request(noop, 0),
             request(noop, 1),
         ],
+        accept,
     )
     .await;
 
@@ -182,5 +208,82 @@ async fn one_at_a_time(linger: Duration, kind: FunctionKind) {
         .await
         .expect("ends");
     assert!(end.is_none(), "{end:?}");
+    d.stop().await;
+}
+
+/// With `volley-accept: with-outcome`, a slow task's acceptance waits for the call's next
+/// event: a refusal (which is never held) takes it along at once, and otherwise its own
+/// outcome, which it comes just before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_outcome_an_acceptance_leaves_with_the_next_refusal_or_just_before_its_outcome() {
+    let mut d = Dispatcher::start(Mode::Local, |_| {}).await;
+    let sleep = d.register(FunctionKind::Sleep { ms: 400 }).await;
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let mut stream = d
+        .client
+        .execute_stream(call(requests, Some("with-outcome")))
+        .await
+        .expect("opens")
+        .into_inner();
+
+    // Alone, the acceptance waits for the outcome and comes right before it.
+    tx.send(request(sleep, 1)).await.expect("send");
+    let sent = std::time::Instant::now();
+    let Event::Accepted(a) = next(&mut stream).await else {
+        panic!("the answer comes first")
+    };
+    assert!(
+        sent.elapsed() >= Duration::from_millis(300),
+        "accepted after {:?}, before its outcome could be",
+        sent.elapsed()
+    );
+    let Event::Finished(f) = next(&mut stream).await else {
+        panic!("then the outcome")
+    };
+    assert_eq!(f.tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(), a.task_ids);
+
+    // A refusal behind it is not held, and takes the acceptance along in order.
+    tx.send(request(sleep, 1)).await.expect("send");
+    tx.send(request(999, 1)).await.expect("send");
+    let sent = std::time::Instant::now();
+    let Event::Accepted(a) = next(&mut stream).await else {
+        panic!("the first request's answer comes first")
+    };
+    let Event::Refused(r) = next(&mut stream).await else {
+        panic!("then the second's")
+    };
+    assert_eq!(r.code, tonic::Code::NotFound as i32, "{}", r.message);
+    assert!(
+        sent.elapsed() < Duration::from_millis(300),
+        "the refusal was held {:?}",
+        sent.elapsed()
+    );
+    let Event::Finished(f) = next(&mut stream).await else {
+        panic!("then the outcome")
+    };
+    assert_eq!(f.tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(), a.task_ids);
+    drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("ends");
+    assert!(end.is_none(), "{end:?}");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_volley_accept_value_is_an_invalid_argument() {
+    let mut d = Dispatcher::start(Mode::Local, |_| {}).await;
+    let err = d
+        .client
+        .execute_stream(call(futures::stream::iter(Vec::new()), Some("later")))
+        .await
+        .expect_err("refused");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{}", err.message());
+    assert!(
+        err.message().contains("volley-accept") && err.message().contains("with-outcome"),
+        "{}",
+        err.message()
+    );
     d.stop().await;
 }

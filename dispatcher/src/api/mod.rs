@@ -197,13 +197,18 @@ impl Dispatcher for Api {
         request: Request<tonic::Streaming<api::ExecuteBatchRequest>>,
     ) -> Result<Response<session::SessionStream>, Status> {
         // Subscribe before the first request is read, so no task of the call finishes unseen.
+        let header = request.metadata().get(session::ACCEPT_HEADER);
+        let header = header
+            .map(|v| v.to_str())
+            .transpose()
+            .map_err(|_| Status::invalid_argument(format!("{}: not text", session::ACCEPT_HEADER)))?;
+        let acceptances = session::Acceptances::from_header(header, self.facts.ack_linger)?;
         let completions = self.front.shared.completions.subscribe();
-        let linger = self.facts.ack_linger;
         Ok(Response::new(session::run(
             self.clone(),
             request.into_inner(),
             completions,
-            linger,
+            acceptances,
         )))
     }
 

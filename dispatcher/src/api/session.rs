@@ -6,9 +6,11 @@
 //! stream per task, and a stock client writes its request's headers and body in two
 //! syscalls. Here a task is one DATA frame each way.
 //!
-//! With a linger (`--stream-ack-linger-us`), an acceptance waits up to that long for
-//! the outcome of its tasks, so that a quick task's acceptance and outcome leave in one
-//! write and wake the client once. Outcomes are never held.
+//! An acceptance may wait for an outcome to leave with, so that a quick task's acceptance
+//! and outcome leave in one write and wake the client once: up to a linger the operator
+//! sets (`--stream-ack-linger-us`), or, when the call asks with the `volley-accept:
+//! with-outcome` header, until the next outcome of the call, with no timer at all.
+//! Outcomes and refusals are never held.
 
 use super::watch::{finished_in_store, recv_merged, split_messages};
 use super::{Api, MAX_WATCH};
@@ -23,6 +25,34 @@ use tonic::{Status, Streaming};
 use volley_proto::api::{self, execute_stream_response::Event};
 use volley_proto::ids::TaskId;
 
+/// The header a call names its [`Acceptances`] with.
+pub const ACCEPT_HEADER: &str = "volley-accept";
+
+/// When a request's acceptance leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acceptances {
+    /// At once (the default), or after waiting up to this long for an outcome to leave with.
+    Linger(Duration),
+    /// With the call's next outcome (or refusal, or end): the client asked, with
+    /// `volley-accept: with-outcome`, because it needs ids only to match outcomes. A
+    /// task that runs long keeps its acceptance that long; a call that breaks meanwhile
+    /// leaves the client not knowing the ids of what it sent since the last outcome.
+    WithOutcome,
+}
+
+impl Acceptances {
+    /// What a call's `volley-accept` header asks for, given the operator's linger.
+    pub fn from_header(value: Option<&str>, linger: std::time::Duration) -> Result<Self, Status> {
+        match value {
+            None | Some("at-once") => Ok(Self::Linger(linger)),
+            Some("with-outcome") => Ok(Self::WithOutcome),
+            Some(other) => Err(Status::invalid_argument(format!(
+                "{ACCEPT_HEADER}: {other:?} is neither at-once nor with-outcome"
+            ))),
+        }
+    }
+}
+
 /// An `ExecuteStream` response stream.
 pub type SessionStream = Pin<Box<dyn Stream<Item = Result<api::ExecuteStreamResponse, Status>> + Send>>;
 
@@ -35,9 +65,9 @@ struct Session {
     pending: TaskSet,
     /// Events decided, not yet sent.
     out: VecDeque<api::ExecuteStreamResponse>,
-    /// How long an acceptance may wait for an outcome to leave with.
-    linger: Duration,
-    /// Until when the acceptances in `out` wait.
+    /// When acceptances leave.
+    acceptances: Acceptances,
+    /// Until when the acceptances in `out` wait, under a linger.
     hold_until: Option<Instant>,
 }
 
@@ -58,7 +88,7 @@ pub fn run(
     api: Api,
     requests: Streaming<api::ExecuteBatchRequest>,
     completions: broadcast::Receiver<Arc<Vec<Finished>>>,
-    linger: Duration,
+    acceptances: Acceptances,
 ) -> SessionStream {
     let session = Session {
         api,
@@ -66,7 +96,7 @@ pub fn run(
         completions,
         pending: TaskSet::default(),
         out: VecDeque::new(),
-        linger,
+        acceptances,
         hold_until: None,
     };
     Box::pin(futures::stream::unfold(Some(session), |state| async move {
@@ -91,12 +121,14 @@ pub fn run(
 }
 
 impl Session {
-    /// Whether what is queued waits: acceptances only, within their linger, with tasks
-    /// of this call still to report.
+    /// Whether what is queued waits: acceptances only, within their linger or until an
+    /// outcome, with tasks of this call still to report.
     fn holding(&self) -> bool {
-        self.hold_until.is_some_and(|t| Instant::now() < t)
-            && !self.pending.is_empty()
-            && !self.out.iter().any(|e| matches!(e.event, Some(Event::Finished(_))))
+        let waits = match self.acceptances {
+            Acceptances::Linger(_) => self.hold_until.is_some_and(|t| Instant::now() < t),
+            Acceptances::WithOutcome => true,
+        };
+        waits && !self.pending.is_empty() && self.out.iter().all(|e| matches!(e.event, Some(Event::Accepted(_))))
     }
 
     /// Waits for the next request or the next completions of this call's tasks (or the
@@ -107,12 +139,8 @@ impl Session {
         let pending = &mut self.pending;
         tokio::select! {
             biased;
-            message = next_request(&mut self.requests) => match message {
-                Ok(Some(request)) => self.submit(request).await,
-                Ok(None) => self.requests = None,
-                // The client's side broke (reset, bad frame): nobody is left to tell.
-                Err(status) => return Err(status),
-            },
+            // Outcomes first: under load, requests are always ready, and outcomes (with
+            // the acceptances that wait for them) would leave only when they ran out.
             done = recv_merged(&mut self.completions, |f| pending.remove(&f.task)), if waiting => match done {
                 Ok(tasks) => self.finished(tasks),
                 // Fell behind: the store has every terminal task, so catch up from it.
@@ -124,8 +152,14 @@ impl Session {
                     return Err(Status::unavailable("the dispatcher stopped before this call's tasks finished"));
                 }
             },
+            message = next_request(&mut self.requests) => match message {
+                Ok(Some(request)) => self.submit(request).await,
+                Ok(None) => self.requests = None,
+                // The client's side broke (reset, bad frame): nobody is left to tell.
+                Err(status) => return Err(status),
+            },
             // Last: an outcome ready at the deadline still leaves with its acceptance.
-            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if holding => {}
+            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if holding && until.is_some() => {}
         }
         Ok(())
     }
@@ -144,8 +178,10 @@ impl Session {
             Ok(ids) => {
                 self.api.reactor_first().await;
                 self.pending.extend(ids.iter().copied());
-                if !self.linger.is_zero() && self.hold_until.is_none() {
-                    self.hold_until = Some(Instant::now() + self.linger);
+                if let Acceptances::Linger(linger) = self.acceptances {
+                    if !linger.is_zero() && self.hold_until.is_none() {
+                        self.hold_until = Some(Instant::now() + linger);
+                    }
                 }
                 self.out.push_back(event(Event::Accepted(api::ExecuteBatchResponse {
                     task_ids: ids.into_iter().map(|TaskId(id)| id).collect(),
