@@ -10,6 +10,7 @@ use crate::recording::observe::{ObserveArgs, Observed};
 use crate::recording::sampler::Tracker;
 use crate::recording::verdict::{Kind, MetricDef};
 use crate::studies::load::slo::Slo;
+use crate::studies::load::transport::Transport;
 use crate::studies::load::{self as open_loop, Arrival, GridSpec, LoadResult, LoadSpec, Shape};
 use crate::workload::OpType;
 use std::collections::BTreeMap;
@@ -40,10 +41,13 @@ pub struct LoadArgs {
     /// Task duration, ms (sleep and spin).
     #[arg(long, default_value_t = 100)]
     pub task_ms: u64,
-    /// How requests travel: stream (one ExecuteStream call carries every request and
-    /// result) or unary (ExecuteBatch per due batch, results from WatchResults).
-    #[arg(long, value_enum, default_value = "stream")]
-    pub transport: crate::studies::load::transport::Transport,
+    /// How requests travel: stream-with-outcome (one ExecuteStream call carries every
+    /// request and result; each acceptance comes with the next outcome, one wake-up of
+    /// the generator per quick task instead of two), stream (acceptances at once), or
+    /// unary (ExecuteBatch per due batch, results from WatchResults). Following a list of
+    /// dispatchers (--ha), acceptances come at once.
+    #[arg(long, value_enum, default_value = "stream-with-outcome")]
+    pub transport: Transport,
     /// How long to send (e.g. 30s, 12m).
     #[arg(long = "for", default_value = "30s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
@@ -215,6 +219,11 @@ impl LoadArgs {
             let mut spec = self.spec(rate);
             // A list of dispatchers under --ha: follow the leader through a failover.
             spec.follow = target.url.contains(',').then(|| target.clone());
+            // Through a failover, an acceptance still held when the call broke would leave
+            // its request's fate unknown where it could have been known.
+            if spec.follow.is_some() && spec.transport == Transport::StreamWithOutcome {
+                spec.transport = Transport::Stream;
+            }
             open_loop::run(&client, &spec).await?
         };
         if let Some(slo) = &self.slo {

@@ -1,9 +1,14 @@
 //! How an open-loop run's requests reach the dispatcher and its results come back.
 //!
-//! - [`Transport::Stream`] (the default): one `ExecuteStream` call carries every request
+//! - [`Transport::Stream`]: one `ExecuteStream` call carries every request
 //!   and every result of the run, one HTTP/2 DATA frame each way per request. Answers
 //!   come back in request order on the same call, so no task id travels twice and no
 //!   task is spawned per request.
+//! - [`Transport::StreamWithOutcome`] (`client load`'s default): the same call, asking (`volley-accept:
+//!   with-outcome`) that each acceptance wait for the call's next outcome, so a quick
+//!   task's acceptance and outcome arrive in one write and wake the generator once. The
+//!   generator needs ids only to match outcomes; the price is that a call that breaks
+//!   leaves it not knowing whether the requests sent since the last outcome were taken.
 //! - [`Transport::Unary`]: an `ExecuteBatch` call per due batch (a new HTTP/2 stream,
 //!   headers both ways, a task per call) and one `WatchResults` stream of every
 //!   completion: what a stock gRPC client does, kept to measure the difference.
@@ -27,6 +32,10 @@ pub enum Transport {
     /// One `ExecuteStream` call for the whole run.
     #[default]
     Stream,
+    /// One `ExecuteStream` call, each acceptance sent with the next outcome.
+    #[value(name = "stream-with-outcome")]
+    #[serde(rename = "stream-with-outcome")]
+    StreamWithOutcome,
     /// `ExecuteBatch` per due batch, results from `WatchResults`.
     Unary,
 }
@@ -36,6 +45,7 @@ impl Transport {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Stream => "stream",
+            Self::StreamWithOutcome => "stream-with-outcome",
             Self::Unary => "unary",
         }
     }
@@ -75,8 +85,10 @@ pub enum Link {
         /// The calls.
         calls: tokio::task::JoinSet<()>,
     },
-    /// See [`Transport::Stream`].
+    /// See [`Transport::Stream`] and [`Transport::StreamWithOutcome`].
     Stream {
+        /// Whether acceptances come with outcomes.
+        with_outcome: bool,
         /// Where requests go; `None` after a break until the next send reopens the call.
         requests: Option<mpsc::UnboundedSender<api::ExecuteBatchRequest>>,
         /// The call's events.
@@ -98,9 +110,11 @@ impl Link {
                 answers: mpsc::unbounded_channel(),
                 calls: tokio::task::JoinSet::new(),
             },
-            Transport::Stream => {
-                let (requests, events) = call(client).await?;
+            Transport::Stream | Transport::StreamWithOutcome => {
+                let with_outcome = transport == Transport::StreamWithOutcome;
+                let (requests, events) = call(client, with_outcome).await?;
                 Self::Stream {
+                    with_outcome,
                     requests: Some(requests),
                     events: Some(events),
                     awaiting: VecDeque::new(),
@@ -136,6 +150,7 @@ impl Link {
                 *in_flight += 1;
             }
             Self::Stream {
+                with_outcome,
                 requests,
                 events,
                 awaiting,
@@ -144,7 +159,7 @@ impl Link {
                 // Reopened only once the old call's break was reported (its unanswered
                 // requests settled), so answers on the new call never meet old requests.
                 if requests.is_none() && events.is_none() {
-                    match call(client).await {
+                    match call(client, *with_outcome).await {
                         Ok((r, e)) => (*requests, *events) = (Some(r), Some(e)),
                         Err(s) => {
                             unsent.push_back((
@@ -180,6 +195,7 @@ impl Link {
                 events,
                 awaiting,
                 unsent,
+                ..
             } => {
                 if let Some((due, why)) = unsent.pop_front() {
                     return Reply::Unsent(due, why);
@@ -244,6 +260,7 @@ impl Link {
 /// Opens an `ExecuteStream` call: where its requests go, and its events.
 async fn call(
     client: &Client,
+    with_outcome: bool,
 ) -> Result<
     (
         mpsc::UnboundedSender<api::ExecuteBatchRequest>,
@@ -252,10 +269,13 @@ async fn call(
     tonic::Status,
 > {
     let (tx, rx) = mpsc::unbounded_channel();
-    let events = client
-        .clone()
-        .execute_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx))
-        .await?
-        .into_inner();
+    let mut request = tonic::Request::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx));
+    if with_outcome {
+        request.metadata_mut().insert(
+            "volley-accept",
+            tonic::metadata::MetadataValue::from_static("with-outcome"),
+        );
+    }
+    let events = client.clone().execute_stream(request).await?.into_inner();
     Ok((tx, Box::new(events)))
 }
