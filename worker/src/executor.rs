@@ -198,6 +198,18 @@ impl SlotPool {
     /// Runs the tasks that finish at once here and now, sending their results as one
     /// batch; queues the rest in order under one lock and wakes as many slots as needed.
     pub fn submit_all(&self, assignments: impl IntoIterator<Item = TaskAssignment>) {
+        let done = self.run_or_queue(assignments);
+        if !done.is_empty() {
+            // Fails only after the owner stopped listening.
+            let _ = self.results.send(done);
+        }
+    }
+
+    /// As [`Self::submit_all`], but the results of the tasks that finished at once are
+    /// returned, for the caller to send with its next write: through the results channel
+    /// they would wake the caller's own task once more per frame (a scheduler turn and
+    /// an `epoll_wait` for every noop a worker runs one at a time).
+    pub fn run_or_queue(&self, assignments: impl IntoIterator<Item = TaskAssignment>) -> Vec<TaskResult> {
         let received = Instant::now();
         let mut done = Vec::new();
         let added = {
@@ -213,10 +225,7 @@ impl SlotPool {
             queue.jobs.len() - before
         };
         self.jobs.wake(added, self.slots);
-        if !done.is_empty() {
-            // Fails only after the owner stopped listening.
-            let _ = self.results.send(done);
-        }
+        done
     }
 
     /// Starts a runtime for `code` in each slot before any task (an instance of a user

@@ -348,11 +348,7 @@ async fn serve(
                 while let Ok(more) = results.try_recv() {
                     done.extend(more);
                 }
-                *in_flight = in_flight.saturating_sub(done.len() as u32);
-                if let Some(m) = &config.metrics {
-                    m.finished(&done, *in_flight);
-                }
-                if let Err(e) = s.conn.send(&FromWorker::Results(done)).await {
+                if let Err(e) = report(&mut s.conn, done, in_flight, config).await {
                     return lost(e);
                 }
                 last_sent = Instant::now();
@@ -374,7 +370,13 @@ async fn serve(
                         if let Some(m) = &config.metrics {
                             m.received(tasks.len(), *in_flight);
                         }
-                        pool.submit_all(tasks);
+                        let done = pool.run_or_queue(tasks);
+                        if !done.is_empty() {
+                            if let Err(e) = report(&mut s.conn, done, in_flight, config).await {
+                                return lost(e);
+                            }
+                            last_sent = Instant::now();
+                        }
                     }
                     Ok(ToWorker::Code { digest, total, offset, data }) => {
                         last_heard = Instant::now();
@@ -418,4 +420,18 @@ async fn serve(
             }
         }
     }
+}
+
+/// Sends finished tasks' results in one frame, and counts them out of `in_flight`.
+async fn report(
+    conn: &mut WorkerConnection,
+    done: Vec<TaskResult>,
+    in_flight: &mut u32,
+    config: &WorkerConfig,
+) -> Result<(), ConnectionError> {
+    *in_flight = in_flight.saturating_sub(done.len() as u32);
+    if let Some(m) = &config.metrics {
+        m.finished(&done, *in_flight);
+    }
+    conn.send(&FromWorker::Results(done)).await
 }
