@@ -273,13 +273,18 @@ def course(path):
 
 def cpu_curve(path):
     """CPU per task by role against the offered rate (`client load --curve`)."""
-    out = ["| mode | workers × slots | target /s | offered /s | p50 ms | p99 ms | generator µs | dispatcher µs | workers µs |",
-           "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| mode | workers × slots | target /s | offered /s | p50 ms | p99 ms | generator µs | dispatcher µs | workers µs"
+           " | floor µs (generator · relay · echo) | × floor |",
+           "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for x in rows(path):
         short = "" if x["rate_ok"] == "true" else " (short)"
+        floor = [num(x.get(k) or "nan") for k in ("floor_generator_us", "floor_relay_us", "floor_echo_us")]
+        mine = [num(x["generator_us"]), num(x["dispatcher_us"]), num(x["worker_us"])]
+        times = " · ".join(f"{m / f:.1f}" if f > 0 else "–" for m, f in zip(mine, floor))
+        floors = " · ".join(f"{f:.1f}" for f in floor) if all(f > 0 for f in floor) else "–"
         out.append(f"| {x['mode']} | {x['workers']} × {x['slots']} | {num(x['target_rate']):,.0f} | "
                    f"{num(x['offered_rate']):,.0f}{short} | {num(x['p50_ms']):.2f} | {num(x['p99_ms']):.2f} | "
-                   f"{num(x['generator_us']):.1f} | {num(x['dispatcher_us']):.1f} | {num(x['worker_us']):.1f} |")
+                   f"{mine[0]:.1f} | {mine[1]:.1f} | {mine[2]:.1f} | {floors} | {times} |")
     return "\n" + "\n".join(out) + "\n"
 
 

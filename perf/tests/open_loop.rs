@@ -294,7 +294,10 @@ fn the_cpu_curve_has_a_row_per_mode_shape_and_rate_with_every_task_accounted_for
     let mut seen: Vec<(String, u32, f64)> = rows.iter().map(|r| (r.mode.clone(), r.slots, r.target_rate)).collect();
     seen.dedup();
     assert_eq!(seen.len(), 8, "one row per mode × shape × rate: {seen:?}");
-    for stem in ["cpu-curve-pull-1x1-stream", "cpu-curve-push-1x3-stream-latency"] {
+    for stem in [
+        "cpu-curve-pull-1x1-stream-with-outcome",
+        "cpu-curve-push-1x3-stream-with-outcome-latency",
+    ] {
         assert!(dir.join(format!("{stem}.png")).is_file(), "{stem}.png: {said}");
     }
     std::fs::remove_dir_all(&dir).expect("clean up");

@@ -75,7 +75,9 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("| pull | 347215 |"), "{page}");
     assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
     assert!(
-        page.contains("| push | 1 × 1 | 5,000 | 5,020 | 0.14 | 0.47 | 32.2 | 39.6 | 11.6 |"),
+        page.contains(
+            "| push | 1 × 1 | 5,000 | 5,020 | 0.37 | 1.98 | 61.6 | 75.5 | 20.3 | 37.8 · 26.3 · 12.3 | 1.6 · 2.9 · 1.6 |"
+        ),
         "{page}"
     );
     assert!(
