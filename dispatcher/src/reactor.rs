@@ -10,7 +10,7 @@ use crate::core::{
 use crate::registration;
 use crate::shared::{EdgeCounters, Shared};
 use crate::worker_link::{self, Inbound, InboundReader, Outgoing};
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -138,8 +138,8 @@ impl Reactor {
             config,
             outbox: Outbox::default(),
             peers: Peers {
-                by_peer: HashMap::new(),
-                by_worker: HashMap::new(),
+                by_peer: HashMap::default(),
+                by_worker: HashMap::default(),
             },
             to_store,
             local_worker: None,

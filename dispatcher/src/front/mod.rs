@@ -15,8 +15,8 @@ use crate::core::{NewTask, Now};
 use crate::reactor::Command;
 use crate::shared::{EdgeCounters, Shared};
 use crate::store::{StoreError, Submission, TaskRecord};
+use foldhash::HashMap;
 use parking_lot::RwLock;
-use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::mpsc;
 use volley_proto::function::FunctionKind;
@@ -77,7 +77,7 @@ impl Front {
         Self {
             shared,
             commands,
-            functions: Arc::new(RwLock::new(HashMap::new())),
+            functions: Arc::new(RwLock::new(HashMap::default())),
             max_job_ms,
             mode,
             uploads: functions::upload_places(),

@@ -9,8 +9,8 @@
 
 use crate::shared::{EdgeCounters, Shared};
 use bytes::Bytes;
+use foldhash::{HashMap, HashSet};
 use futures::FutureExt;
-use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,10 +145,10 @@ impl Outgoing {
     fn new(sender: RouterSender, tracker: TaskTracker, shared: Arc<Shared>) -> Self {
         Self {
             sender,
-            queues: HashMap::new(),
+            queues: HashMap::default(),
             tracker,
             dropped: 0,
-            recently_sent: HashSet::new(),
+            recently_sent: HashSet::default(),
             shared,
         }
     }
@@ -283,7 +283,7 @@ impl Outgoing {
             Lane {
                 queue,
                 backlog,
-                code_sent: HashSet::new(),
+                code_sent: HashSet::default(),
             }
         });
         // Nothing of this peer's is queued or being sent, so order holds. The socket's
@@ -428,7 +428,7 @@ pub fn start(
             receiver: conn.receiver,
             disconnects,
             shared,
-            logged: HashSet::new(),
+            logged: HashSet::default(),
         },
         outgoing,
         stats: conn.stats,
