@@ -16,6 +16,9 @@ use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+/// How long the generator waits for a reply before it gives the run up.
+const STALL: Duration = Duration::from_secs(10);
+
 /// What the generator saw.
 #[derive(Debug, Clone)]
 pub struct Run {
@@ -42,6 +45,7 @@ pub fn run(relay: &str, schedule: &[Duration]) -> anyhow::Result<Run> {
     let mut partial = Vec::with_capacity(MESSAGE);
     let cpu_start = cpu(UsageWho::RUSAGE_THREAD)?;
     let start = Instant::now() + Duration::from_millis(20);
+    let mut last_progress = start;
     while back < n {
         let now = Instant::now();
         out.clear();
@@ -52,6 +56,7 @@ pub fn run(relay: &str, schedule: &[Duration]) -> anyhow::Result<Run> {
         }
         if !out.is_empty() {
             stream.write_all(&out).context("writing to the relay")?;
+            last_progress = now;
         }
         if next < n && armed != Some(next) {
             let wait = (start + schedule[next] + DEFAULT_SLACK).saturating_duration_since(now);
@@ -68,7 +73,7 @@ pub fn run(relay: &str, schedule: &[Duration]) -> anyhow::Result<Run> {
                 PollFd::new(stream.as_fd(), PollFlags::POLLIN),
                 PollFd::new(timer.as_fd(), PollFlags::POLLIN),
             ];
-            poll(&mut fds, PollTimeout::NONE).context("poll")?;
+            poll(&mut fds, PollTimeout::from(1000u16)).context("poll")?;
             let ready = |f: &PollFd| f.revents().is_some_and(|r| !r.is_empty());
             (ready(&fds[0]), ready(&fds[1]))
         };
@@ -77,7 +82,13 @@ pub fn run(relay: &str, schedule: &[Duration]) -> anyhow::Result<Run> {
             nix::unistd::read(&timer, &mut expirations).context("reading the timer")?;
             armed = None;
         }
-        if readable {
+        if !readable {
+            anyhow::ensure!(
+                next == back || last_progress.elapsed() < STALL,
+                "no message came back for {STALL:?}: {back} of {next} sent back (is the floor's echo running?)"
+            );
+        } else {
+            last_progress = Instant::now();
             let got = stream.read(&mut input).context("reading the relay")?;
             anyhow::ensure!(got > 0, "the relay hung up with {} of {n} messages back", back);
             let at = Instant::now();
