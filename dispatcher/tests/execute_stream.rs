@@ -166,6 +166,45 @@ async fn next(stream: &mut tonic::Streaming<api::ExecuteStreamResponse>) -> Even
         .expect("a kind")
 }
 
+/// A call whose requests are sent one by one through the returned sender.
+async fn open_call(
+    d: &mut Dispatcher,
+    accept: Option<&'static str>,
+) -> (
+    tokio::sync::mpsc::Sender<api::ExecuteBatchRequest>,
+    tonic::Streaming<api::ExecuteStreamResponse>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+    let stream = d
+        .client
+        .execute_stream(call(requests, accept))
+        .await
+        .expect("opens")
+        .into_inner();
+    (tx, stream)
+}
+
+/// The next event is the outcome of the tasks `accepted` named.
+async fn outcome_of(stream: &mut tonic::Streaming<api::ExecuteStreamResponse>, accepted: &api::ExecuteBatchResponse) {
+    let Event::Finished(f) = next(stream).await else {
+        panic!("then the outcome")
+    };
+    assert_eq!(f.tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(), accepted.task_ids);
+}
+
+/// The client closes its side; the call ends with nothing more.
+async fn ends(
+    tx: tokio::sync::mpsc::Sender<api::ExecuteBatchRequest>,
+    mut stream: tonic::Streaming<api::ExecuteStreamResponse>,
+) {
+    drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("ends");
+    assert!(end.is_none(), "{end:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_task_at_a_time_each_waits_for_its_outcome_on_the_open_call() {
     one_at_a_time(Duration::ZERO, FunctionKind::Noop).await;
@@ -182,9 +221,7 @@ async fn one_at_a_time(linger: Duration, kind: FunctionKind) {
     let mut d = Dispatcher::start(Mode::Local, |c| c.stream_ack_linger = linger).await;
     let noop = d.register(kind.clone()).await;
     let slow = matches!(kind, FunctionKind::Sleep { .. });
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut stream = d.client.execute_stream(requests).await.expect("opens").into_inner();
+    let (tx, mut stream) = open_call(&mut d, None).await;
     for _ in 0..(if slow { 3 } else { 20 }) {
         tx.send(request(noop, 1)).await.expect("send");
         let sent = std::time::Instant::now();
@@ -198,16 +235,9 @@ async fn one_at_a_time(linger: Duration, kind: FunctionKind) {
                 sent.elapsed()
             );
         }
-        let Event::Finished(f) = next(&mut stream).await else {
-            panic!("then the outcome")
-        };
-        assert_eq!(f.tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(), a.task_ids);
+        outcome_of(&mut stream, &a).await;
     }
-    drop(tx);
-    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("ends");
-    assert!(end.is_none(), "{end:?}");
+    ends(tx, stream).await;
     d.stop().await;
 }
 
@@ -218,14 +248,7 @@ async fn one_at_a_time(linger: Duration, kind: FunctionKind) {
 async fn with_outcome_an_acceptance_leaves_with_the_next_refusal_or_just_before_its_outcome() {
     let mut d = Dispatcher::start(Mode::Local, |_| {}).await;
     let sleep = d.register(FunctionKind::Sleep { ms: 400 }).await;
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let requests = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-    let mut stream = d
-        .client
-        .execute_stream(call(requests, Some("with-outcome")))
-        .await
-        .expect("opens")
-        .into_inner();
+    let (tx, mut stream) = open_call(&mut d, Some("with-outcome")).await;
 
     // Alone, the acceptance waits for the outcome and comes right before it.
     tx.send(request(sleep, 1)).await.expect("send");
@@ -238,10 +261,7 @@ async fn with_outcome_an_acceptance_leaves_with_the_next_refusal_or_just_before_
         "accepted after {:?}, before its outcome could be",
         sent.elapsed()
     );
-    let Event::Finished(f) = next(&mut stream).await else {
-        panic!("then the outcome")
-    };
-    assert_eq!(f.tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(), a.task_ids);
+    outcome_of(&mut stream, &a).await;
 
     // A refusal behind it is not held, and takes the acceptance along in order.
     tx.send(request(sleep, 1)).await.expect("send");
@@ -259,15 +279,8 @@ async fn with_outcome_an_acceptance_leaves_with_the_next_refusal_or_just_before_
         "the refusal was held {:?}",
         sent.elapsed()
     );
-    let Event::Finished(f) = next(&mut stream).await else {
-        panic!("then the outcome")
-    };
-    assert_eq!(f.tasks.iter().map(|t| t.task_id).collect::<Vec<_>>(), a.task_ids);
-    drop(tx);
-    let end = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .expect("ends");
-    assert!(end.is_none(), "{end:?}");
+    outcome_of(&mut stream, &a).await;
+    ends(tx, stream).await;
     d.stop().await;
 }
 
