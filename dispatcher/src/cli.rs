@@ -147,6 +147,13 @@ pub struct Cli {
     /// counted in --max-instances.
     #[arg(long, default_value_t = 0, requires = "autoscale", value_parser = clap::value_parser!(u32).range(0..=64))]
     pub prewarm_workers: u32,
+    /// How a new instance's worker process starts: `fork`ed from a worker template (a
+    /// worker started with the pool, holding no function, no runtime and no thread), which
+    /// skips the exec, the loader and the worker's own start on every cold start; or a
+    /// new `exec` of the worker binary. Either way the instance is this dispatcher's child,
+    /// and its runtime a fresh process of its own.
+    #[arg(long, value_enum, default_value_t = InstanceStartArg::Fork, requires = "autoscale")]
+    pub instance_start: InstanceStartArg,
     /// Keep each instance's log as DIR/inst-<id>-<function>.log (default: discarded).
     #[arg(long, value_name = "DIR", requires = "autoscale")]
     pub instance_logs: Option<PathBuf>,
@@ -218,6 +225,15 @@ pub enum ModeArg {
     Push,
 }
 
+/// `--instance-start` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InstanceStartArg {
+    /// Forked from a worker template.
+    Fork,
+    /// An exec of the worker binary.
+    Exec,
+}
+
 /// `--running-from` values.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum RunningFromArg {
@@ -279,6 +295,7 @@ impl From<Cli> for Config {
                 prewarm: cli.prewarm.clone().unwrap_or_default().0,
                 fork_server: cli.fork_server,
                 ready_workers: cli.prewarm_workers,
+                fork_workers: cli.instance_start == InstanceStartArg::Fork,
             }),
             local_runtimes: volley_worker::runtime::StartOptions {
                 prewarm: if !elastic {

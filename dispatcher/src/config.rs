@@ -133,6 +133,8 @@ pub struct AutoscaleConfig {
     pub fork_server: bool,
     /// Stem cells with no runtime, for a user function of any language.
     pub ready_workers: u32,
+    /// Fork instances' workers from a worker template, not an exec each.
+    pub fork_workers: bool,
 }
 
 /// PEM files of the gRPC API's TLS identity.

@@ -225,6 +225,7 @@ pub async fn start(
             fork_server: a.fork_server,
             ready_workers: a.ready_workers,
             interpreters: config.interpreters.clone(),
+            fork_workers: a.fork_workers,
         });
         info!(policy = %a.policy.label(), max_instances = a.max_instances, worker_bin = %a.worker_bin.display(), "elastic pool on");
         reactor.set_autoscale(autoscale::Autoscaler::new(

@@ -225,6 +225,8 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
         [
             "python/fresh/empty",
             "python/fresh/heavy",
+            "python/fresh-exec/empty",
+            "python/fresh-exec/heavy",
             "python/ready-worker/empty",
             "python/ready-worker/heavy",
             "python/prewarm/empty",
@@ -233,6 +235,8 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
             "python/fork/heavy",
             "node/fresh/empty",
             "node/fresh/heavy",
+            "node/fresh-exec/empty",
+            "node/fresh-exec/heavy",
             "node/ready-worker/empty",
             "node/ready-worker/heavy",
             "node/prewarm/empty",
@@ -240,7 +244,7 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
         ],
         "every runtime and way of starting, two trials each: {said}"
     );
-    assert_eq!(trials.len(), 28);
+    assert_eq!(trials.len(), 36);
     for t in &trials {
         let stages = [
             "queued_us",
@@ -287,17 +291,18 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
         );
     }
     // A worker started ahead skips the worker's start (the spawn stage), not the
-    // interpreter's. The stage comes before any code loads, so both handlers' trials
-    // count: the best of four, not of two, on a machine running other tests.
+    // interpreter's; a worker forked from the template skips its exec. The stage comes
+    // before any code loads, so both handlers' trials count: the best of four, not of
+    // two, on a machine running other tests.
     for language in ["python", "node"] {
         let stage = |start: &str| {
             best(&format!("{language}/{start}/empty"), "spawn_us")
                 .min(best(&format!("{language}/{start}/heavy"), "spawn_us"))
         };
-        let (ready, fresh) = (stage("ready-worker"), stage("fresh"));
+        let (ready, forked, exec) = (stage("ready-worker"), stage("fresh"), stage("fresh-exec"));
         assert!(
-            ready * 2.0 < fresh,
-            "{language}: ready worker {ready} µs, fresh {fresh} µs"
+            ready * 2.0 < exec && forked * 2.0 < exec,
+            "{language}: ready worker {ready} µs, forked {forked} µs, exec'd {exec} µs"
         );
     }
     let forked = best("python/fork/empty", "runtime_us");
@@ -317,7 +322,7 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .expect("query");
-    assert_eq!((n, in_order, cases), (28, 28, 14), "one cold start per measured trial");
+    assert_eq!((n, in_order, cases), (36, 36, 18), "one cold start per measured trial");
 }
 
 #[test]

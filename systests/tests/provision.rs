@@ -31,6 +31,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         fork_server: false,
         ready_workers: 0,
         interpreters: Default::default(),
+        fork_workers: true,
     };
     let mut provisioner = LocalProvisioner::new(config.clone());
     let a = provisioner.start("resize", 0).expect("first instance");
@@ -139,6 +140,7 @@ async fn stem_cells_and_the_fork_server_that_die_are_failed_starts_and_are_repla
         fork_server: true,
         ready_workers: 1,
         interpreters: Default::default(),
+        fork_workers: false,
     };
     let mut provisioner = LocalProvisioner::new(config);
     let stems = provisioner.ready().stem_pids();
@@ -174,5 +176,119 @@ async fn stem_cells_and_the_fork_server_that_die_are_failed_starts_and_are_repla
             "{pid} outlived the provisioner"
         );
     }
+    cluster.stop().await.expect("stop");
+}
+
+/// The parent pid and command line of `pid`.
+fn parent_and_cmdline(pid: u32) -> (u32, String) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let ppid = after.split(' ').nth(1).and_then(|p| p.parse().ok()).expect("ppid");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
+    (ppid, String::from_utf8_lossy(&cmdline).replace('\0', " "))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_forked_from_the_worker_template_are_the_provisioners_children_and_outlive_it() {
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision-template"))
+        .await
+        .expect("cluster");
+    let config = LocalConfig {
+        worker_bin: volley_testbed::binaries::path("worker").expect("worker binary"),
+        endpoint: cluster.worker_endpoint().expect("endpoint").to_owned(),
+        slots: 1,
+        init_ms: 0,
+        max_instances: 3,
+        token: None,
+        log_dir: Some(cluster.log_dir().to_owned()),
+        code: None,
+        prewarm: Vec::new(),
+        fork_server: false,
+        ready_workers: 0,
+        interpreters: Default::default(),
+        fork_workers: true,
+    };
+    let mut provisioner = LocalProvisioner::new(config);
+    let template = provisioner.template_pid().expect("a worker template runs");
+    let a = provisioner.start("tpl", 0).expect("an instance");
+    let a_pid = provisioner.pids()[0];
+    let (parent, cmdline) = parent_and_cmdline(a_pid);
+    assert_eq!(parent, std::process::id(), "forked as the provisioner's child");
+    assert!(cmdline.contains("--template"), "forked, not exec'd: {cmdline}");
+    common::wait_until(&cluster, Duration::from_secs(15), "the forked instance", |i| {
+        i.workers.iter().any(|w| w.name == a.worker_name && w.pid == a_pid)
+    })
+    .await;
+    let mut client = cluster.connect().await.expect("client");
+    let (f, args) = common::register_named(&mut client, "tpl", "sleep:5").await;
+    let outcome = run_batch(&client, vec![(f, args.clone()); 4], 4, Duration::from_secs(30))
+        .await
+        .expect("batch");
+    assert_eq!(outcome.completed, 4);
+
+    // The template killed: the instance it forked goes on serving, and a start in that
+    // moment falls back to an exec of the binary; the next reap starts a new template.
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(template as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    );
+    assert!(common::gone_within(template, Duration::from_secs(5)).await);
+    let b = provisioner.start("tpl", 0).expect("an instance with no template");
+    let b_pid = provisioner.pids()[1];
+    let (parent, cmdline) = parent_and_cmdline(b_pid);
+    assert_eq!(parent, std::process::id());
+    assert!(!cmdline.contains("--template"), "exec'd: {cmdline}");
+    assert!(provisioner.reap().is_empty(), "no instance ended");
+    let again = provisioner.template_pid().expect("a new template");
+    assert_ne!(again, template);
+    let c = provisioner.start("tpl", 0).expect("a third instance");
+    let c_pid = provisioner.pids()[2];
+    assert!(parent_and_cmdline(c_pid).1.contains("--template"));
+    let info = common::wait_until(&cluster, Duration::from_secs(15), "three instances", |i| {
+        i.workers.iter().filter(|w| w.function == "tpl").count() == 3
+    })
+    .await;
+    assert!(
+        info.workers.iter().any(|w| w.name == a.worker_name),
+        "{:?}",
+        info.workers
+    );
+    let outcome = run_batch(&client, vec![(f, args); 9], 9, Duration::from_secs(30))
+        .await
+        .expect("batch");
+    assert_eq!(outcome.completed, 9);
+    let served: std::collections::HashSet<&str> = outcome
+        .tasks
+        .iter()
+        .map(|t| t.worker.split('#').next().unwrap_or_default())
+        .collect();
+    assert!(
+        served.contains(a.worker_name.as_str()),
+        "the orphaned template's instance served: {served:?}"
+    );
+
+    // A forked instance retired is waited for and said to have exited cleanly.
+    provisioner.retire(a.id).expect("retire");
+    let mut reaped = Vec::new();
+    for _ in 0..100 {
+        reaped.extend(provisioner.reap());
+        if !reaped.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(reaped.len(), 1, "{reaped:?}");
+    assert!(reaped[0].retired && reaped[0].how == "exit status: 0", "{reaped:?}");
+    assert!(!common::alive(a_pid), "reaped, not a zombie");
+
+    let left = [b_pid, c_pid, again];
+    drop(provisioner);
+    for pid in left {
+        assert!(
+            common::gone_within(pid, Duration::from_secs(5)).await,
+            "{pid} outlived the provisioner"
+        );
+    }
+    let _ = (b, c);
     cluster.stop().await.expect("stop");
 }

@@ -8,6 +8,8 @@
 //! - [`leader`] — which dispatcher of a list of addresses to serve: the one that answers.
 //! - [`stem_cell`] — a worker started before its function is known, made an instance of
 //!   one by its provisioner.
+//! - [`template`] — a worker that forks instances' workers on request (a zygote), so
+//!   a cold start skips the worker's exec.
 //! - [`metrics`] — the Prometheus page a worker serves with `--metrics ADDR`.
 //! - [`cli`] — the command line and its [`session::WorkerConfig`].
 
@@ -20,6 +22,7 @@ pub mod provisioned;
 pub mod runtime;
 pub mod session;
 pub mod stem_cell;
+pub mod template;
 
 pub use provisioned::ProcessStart;
 pub use session::{run, WorkerConfig, WorkerError};

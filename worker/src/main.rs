@@ -1,17 +1,39 @@
 //! The `worker` binary: parses its command line, serves its metrics, and runs a worker
-//! until a signal or the dispatcher stops it.
+//! until a signal or the dispatcher stops it; or, as `worker --template`, forks
+//! instances' workers on request, each of which then runs as a worker.
 
 use clap::Parser;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
 use volley_proto::telemetry;
 use volley_worker::cli::Cli;
+use volley_worker::template;
 use volley_worker::{ProcessStart, WorkerConfig};
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let main_began = std::time::Instant::now();
-    let cli = Cli::parse();
+    let (cli, main_began) = if std::env::args_os().nth(1).is_some_and(|a| a == template::FLAG) {
+        match template::serve() {
+            Ok(Some(forked)) => (Cli::parse_from(forked.args), forked.began),
+            Ok(None) => return ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("worker template: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        (Cli::parse(), main_began)
+    };
+    match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(runtime) => runtime.block_on(run(cli, main_began)),
+        Err(e) => {
+            eprintln!("worker: cannot start its event loop: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli, main_began: std::time::Instant) -> ExitCode {
     telemetry::init("info");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));

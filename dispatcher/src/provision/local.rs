@@ -3,10 +3,9 @@
 //! is reaped; dropping the provisioner kills what is left, and `--exit-with-parent` makes
 //! instances leave by themselves if the dispatcher is killed outright.
 
+use super::template::{Forked, InstanceProcess, Template};
 use super::{Exited, ProvisionError, Provisioner, Started};
 use crate::scaler::InstanceId;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,6 +40,9 @@ pub struct LocalConfig {
     pub ready_workers: u32,
     /// The interpreters instances and the fork server run user code with.
     pub interpreters: volley_worker::runtime::Interpreters,
+    /// Fork instances' workers from a worker template (see `template`) instead of
+    /// spawning the binary for each.
+    pub fork_workers: bool,
 }
 
 /// The dispatcher's shared state, as the source of user functions' code.
@@ -57,7 +59,7 @@ impl std::fmt::Debug for CodeSource {
 struct Instance {
     id: InstanceId,
     function: String,
-    child: Child,
+    child: InstanceProcess,
     /// When it was told to go.
     retired_at: Option<Instant>,
 }
@@ -73,19 +75,67 @@ pub struct LocalProvisioner {
     next_id: u64,
     /// Stem cells and the fork server.
     ready: super::stems::Ready,
+    /// The worker template, while it runs (with `fork_workers`).
+    template: Option<Template>,
+    /// When a template last failed to start or died: the next try waits `TEMPLATE_RETRY`.
+    template_failed_at: Option<Instant>,
 }
+
+/// How long after a template failed another is tried (instances are spawned meanwhile).
+const TEMPLATE_RETRY: Duration = Duration::from_secs(5);
 
 impl LocalProvisioner {
     /// A provisioner with no instance yet.
     pub fn new(config: LocalConfig) -> Self {
         let mut ready = super::stems::Ready::new(&config);
         ready.refill(&config);
-        Self {
+        let mut me = Self {
             config,
             instances: Vec::new(),
             next_id: 0,
             ready,
+            template: None,
+            template_failed_at: None,
+        };
+        me.keep_template();
+        me
+    }
+
+    /// Starts the worker template if it is wanted and not running.
+    fn keep_template(&mut self) {
+        if !self.config.fork_workers {
+            return;
         }
+        if self.template.as_mut().is_some_and(|t| !t.alive()) {
+            tracing::warn!("the worker template died; starting another");
+            self.template = None;
+        }
+        let waiting = self.template_failed_at.is_some_and(|at| at.elapsed() < TEMPLATE_RETRY);
+        if self.template.is_none() && !waiting {
+            let c = &self.config;
+            let mut cmd = Command::new(&c.worker_bin);
+            super::stems::instance_env(&mut cmd, c);
+            let log = c
+                .log_dir
+                .as_ref()
+                .and_then(|d| std::fs::File::create(d.join("template.log")).ok());
+            cmd.stderr(log.map_or_else(Stdio::null, Stdio::from));
+            match Template::start(cmd) {
+                Ok(t) => {
+                    tracing::info!(pid = t.pid(), "worker template up: instances are forked from it");
+                    self.template = Some(t);
+                }
+                Err(e) => {
+                    tracing::warn!(worker_bin = %c.worker_bin.display(), "cannot start the worker template; instances are spawned: {e}");
+                    self.template_failed_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// The worker template's process id, while it runs.
+    pub fn template_pid(&self) -> Option<u32> {
+        self.template.as_ref().map(Template::pid)
     }
 
     /// What it keeps ready: stem cells and the fork server.
@@ -122,6 +172,40 @@ impl LocalProvisioner {
             }
         }
         Some((path, (*code).clone()))
+    }
+
+    /// An instance forked from the template with `args`; `None` when there is no
+    /// template or it cannot serve (it is then replaced at the next reap).
+    fn fork(&mut self, args: &[String], log: Option<&std::path::Path>) -> Option<Forked> {
+        let template = self.template.as_mut()?;
+        match template.fork(args.to_vec(), log) {
+            Ok(forked) => Some(forked),
+            Err(e) => {
+                tracing::warn!("the worker template could not fork an instance; spawning it: {e}");
+                if e.kind() != std::io::ErrorKind::Other {
+                    self.template = None;
+                }
+                None
+            }
+        }
+    }
+
+    /// An instance spawned from the worker binary with `args`.
+    fn spawn(&self, function: &str, args: &[String], log: Option<&std::path::Path>) -> Result<Child, ProvisionError> {
+        let c = &self.config;
+        let mut cmd = Command::new(&c.worker_bin);
+        cmd.args(args).stdin(Stdio::null());
+        super::stems::instance_env(&mut cmd, c);
+        let log = log.and_then(|path| {
+            std::fs::File::create(path)
+                .inspect_err(|e| tracing::warn!(path = %path.display(), "cannot keep an instance's log: {e}"))
+                .ok()
+        });
+        cmd.stderr(log.map_or_else(Stdio::null, Stdio::from));
+        cmd.spawn().map_err(|e| ProvisionError::Start {
+            function: function.to_owned(),
+            why: format!("{}: {e}", c.worker_bin.display()),
+        })
     }
 
     /// Process ids of the instances alive, for tests and telemetry.
@@ -183,7 +267,7 @@ impl Provisioner for LocalProvisioner {
                 self.instances.push(Instance {
                     id,
                     function: function.to_owned(),
-                    child,
+                    child: InstanceProcess::Spawned(child),
                     retired_at: None,
                 });
                 return Ok(Started {
@@ -194,35 +278,33 @@ impl Provisioner for LocalProvisioner {
             }
         }
         let c = &self.config;
-        let mut cmd = Command::new(&c.worker_bin);
-        cmd.arg(c.slots.to_string())
-            .arg(&c.endpoint)
-            .args(["--function", function, "--name", &name, "--exit-with-parent"])
-            .args(["--init-ms", &c.init_ms.to_string()])
-            .arg(format!(
-                "--provisioned={decided_us},{}",
-                crate::core::Now::current().unix_us
-            ))
-            .stdin(Stdio::null());
-        self.ready.instance_args(&mut cmd, c);
+        let mut args: Vec<String> = vec![c.slots.to_string(), c.endpoint.clone()];
+        args.extend(["--function", function, "--name", &name, "--exit-with-parent"].map(str::to_owned));
+        args.extend(["--init-ms".to_owned(), c.init_ms.to_string()]);
+        args.push(format!(
+            "--provisioned={decided_us},{}",
+            crate::core::Now::current().unix_us
+        ));
+        if let Some(socket) = self.ready.fork_socket() {
+            args.extend(["--fork-server-socket".to_owned(), socket.to_string_lossy().into_owned()]);
+        }
         if let Some((path, user)) = code {
             let spec = serde_json::to_string(&user).map_err(|e| ProvisionError::Start {
                 function: function.to_owned(),
                 why: format!("cannot describe its code: {e}"),
             })?;
-            cmd.arg("--code").arg(path).arg("--code-spec").arg(spec);
+            args.extend([
+                "--code".to_owned(),
+                path.to_string_lossy().into_owned(),
+                "--code-spec".to_owned(),
+                spec,
+            ]);
         }
-        let log = c.log_dir.as_ref().and_then(|d| {
-            let path = d.join(format!("{name}.log"));
-            std::fs::File::create(&path)
-                .inspect_err(|e| tracing::warn!(path = %path.display(), "cannot keep an instance's log: {e}"))
-                .ok()
-        });
-        cmd.stderr(log.map_or_else(Stdio::null, Stdio::from));
-        let child = cmd.spawn().map_err(|e| ProvisionError::Start {
-            function: function.to_owned(),
-            why: format!("{}: {e}", c.worker_bin.display()),
-        })?;
+        let log = c.log_dir.as_ref().map(|d| d.join(format!("{name}.log")));
+        let child = match self.fork(&args, log.as_deref()) {
+            Some(forked) => InstanceProcess::Forked(forked),
+            None => InstanceProcess::Spawned(self.spawn(function, &args, log.as_deref())?),
+        };
         let spawned_at = Instant::now();
         self.instances.push(Instance {
             id,
@@ -245,20 +327,18 @@ impl Provisioner for LocalProvisioner {
             .ok_or(ProvisionError::Unknown(id))?;
         instance.retired_at = Some(Instant::now());
         // SIGTERM: the worker says goodbye, so anything it holds is requeued at once.
-        let pid = Pid::from_raw(instance.child.id() as i32);
-        if kill(pid, Signal::SIGTERM).is_err() {
-            let _ = instance.child.kill();
-        }
+        instance.child.terminate();
         Ok(())
     }
 
     fn reap(&mut self) -> Vec<Exited> {
         self.ready.refill(&self.config);
+        self.keep_template();
         let mut gone = Vec::new();
         self.instances.retain_mut(|i| match i.child.try_wait() {
             Ok(None) => {
                 if i.retired_at.is_some_and(|at| at.elapsed() > RETIRE_GRACE) {
-                    let _ = i.child.kill();
+                    i.child.kill();
                 }
                 true
             }
@@ -267,7 +347,7 @@ impl Provisioner for LocalProvisioner {
                     id: i.id,
                     function: i.function.clone(),
                     retired: i.retired_at.is_some(),
-                    how: status.to_string(),
+                    how: status,
                 });
                 false
             }
@@ -293,8 +373,7 @@ impl Drop for LocalProvisioner {
     /// A stopping dispatcher takes its instances with it.
     fn drop(&mut self) {
         for i in &mut self.instances {
-            let _ = i.child.kill();
-            let _ = i.child.wait();
+            i.child.kill_and_wait();
         }
     }
 }

@@ -5,10 +5,12 @@
 //! processes over SSH, and both would report exits from their own watch.
 //!
 //! - [`local`] — worker processes on this host;
-//! - [`stems`] — what it keeps ready ahead of demand: stem cells and a fork server.
+//! - [`stems`] — what it keeps ready ahead of demand: stem cells and a fork server;
+//! - [`template`] — the worker template new instances' workers are forked from.
 
 pub mod local;
 pub mod stems;
+pub mod template;
 
 use crate::scaler::InstanceId;
 use std::time::Instant;

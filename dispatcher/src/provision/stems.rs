@@ -200,28 +200,34 @@ impl Ready {
     /// What every instance's command line and environment share: the token, no
     /// metrics port, the fork server.
     pub fn instance_args(&self, cmd: &mut Command, c: &LocalConfig) {
-        cmd.env_remove("VOLLEY_TOKEN")
-            .env_remove("VOLLEY_METRICS")
-            .stdout(Stdio::null());
-        if let Some(token) = &c.token {
-            cmd.env("VOLLEY_TOKEN", token.expose());
-        }
+        instance_env(cmd, c);
         if let Some(socket) = self.fork_socket() {
             cmd.arg("--fork-server-socket").arg(socket);
         }
-        // Set when there is something to say: an empty variable is a missing value to
-        // the worker's flags.
-        let python = &c.interpreters;
-        cmd.env("VOLLEY_PYTHON", &python.python);
-        match std::env::join_paths(&python.python_path) {
-            Ok(path) if !path.is_empty() => cmd.env("VOLLEY_PYTHON_PATH", path),
-            _ => cmd.env_remove("VOLLEY_PYTHON_PATH"),
-        };
-        match python.python_preload.join(",") {
-            modules if !modules.is_empty() => cmd.env("VOLLEY_PYTHON_PRELOAD", modules),
-            _ => cmd.env_remove("VOLLEY_PYTHON_PRELOAD"),
-        };
     }
+}
+
+/// What every instance's environment holds: the token, no metrics port, the
+/// interpreters.
+pub fn instance_env(cmd: &mut Command, c: &LocalConfig) {
+    cmd.env_remove("VOLLEY_TOKEN")
+        .env_remove("VOLLEY_METRICS")
+        .stdout(Stdio::null());
+    if let Some(token) = &c.token {
+        cmd.env("VOLLEY_TOKEN", token.expose());
+    }
+    // Set when there is something to say: an empty variable is a missing value to
+    // the worker's flags.
+    let python = &c.interpreters;
+    cmd.env("VOLLEY_PYTHON", &python.python);
+    match std::env::join_paths(&python.python_path) {
+        Ok(path) if !path.is_empty() => cmd.env("VOLLEY_PYTHON_PATH", path),
+        _ => cmd.env_remove("VOLLEY_PYTHON_PATH"),
+    };
+    match python.python_preload.join(",") {
+        modules if !modules.is_empty() => cmd.env("VOLLEY_PYTHON_PRELOAD", modules),
+        _ => cmd.env_remove("VOLLEY_PYTHON_PRELOAD"),
+    };
 }
 
 /// A stem cell's kind, for logs: its language, or `any`.

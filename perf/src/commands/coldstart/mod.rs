@@ -29,10 +29,15 @@ pub struct ColdstartArgs {
     /// The languages of the runtimes scenario: python, node, java, native.
     #[arg(long, value_delimiter = ',', value_parser = parse_language)]
     pub runtimes: Vec<volley_proto::function::Language>,
-    /// How the runtimes scenario's instances start their runtime: fresh, ready-worker (a
+    /// How the runtimes scenario's instances start their runtime: fresh (a new worker
+    /// forked from the worker template), fresh-exec (a new worker exec'd), ready-worker (a
     /// fresh runtime in a worker started ahead), prewarm (stem cells with runtimes up),
     /// fork (Python's fork server); each where the language allows.
-    #[arg(long, value_delimiter = ',', default_value = "fresh,ready-worker,prewarm,fork")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "fresh,fresh-exec,ready-worker,prewarm,fork"
+    )]
     pub starts: Vec<crate::studies::coldstart::runtimes::StartWay>,
     /// The runtimes scenario's handlers: empty, heavy (a heavy import first).
     #[arg(long, value_delimiter = ',', default_value = "empty,heavy")]

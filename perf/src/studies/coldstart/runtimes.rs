@@ -1,5 +1,6 @@
 //! Cold starts of user functions, per language and per way of starting: a fresh
-//! interpreter in a new worker or in a worker started ahead (`--prewarm-workers`), a
+//! interpreter in a new worker (forked from the worker template, or exec'd) or in a
+//! worker started ahead (`--prewarm-workers`), a
 //! prewarmed one (a stem cell, `dispatcher --prewarm`), or one forked from the fork
 //! server (Python, `dispatcher --fork-server`); each with an empty handler and
 //! one with a heavy import. Every trial is a scale from zero on an elastic pool of one
@@ -17,8 +18,12 @@ use volley_proto::Mode;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StartWay {
-    /// A new worker starts a new interpreter.
+    /// A new worker, forked from the dispatcher's worker template, starts a new
+    /// interpreter (the dispatcher's default).
     Fresh,
+    /// A new worker exec'd from its binary (`dispatcher --instance-start exec`) starts a
+    /// new interpreter.
+    FreshExec,
     /// A worker started ahead of any function (`dispatcher --prewarm-workers 1`) starts a
     /// fresh interpreter: the language's whole start, none of the worker's.
     ReadyWorker,
@@ -33,6 +38,7 @@ impl StartWay {
     pub fn as_str(self) -> &'static str {
         match self {
             StartWay::Fresh => "fresh",
+            StartWay::FreshExec => "fresh-exec",
             StartWay::Prewarm => "prewarm",
             StartWay::Fork => "fork",
             StartWay::ReadyWorker => "ready-worker",
@@ -43,7 +49,7 @@ impl StartWay {
     /// nothing to prewarm or fork; only Python has a fork server).
     pub fn applies_to(self, language: Language) -> bool {
         match self {
-            StartWay::Fresh | StartWay::ReadyWorker => true,
+            StartWay::Fresh | StartWay::FreshExec | StartWay::ReadyWorker => true,
             StartWay::Prewarm => language != Language::Native,
             StartWay::Fork => language == Language::Python,
         }
@@ -97,6 +103,7 @@ pub async fn run_case(
     let mut extra_args = Vec::new();
     match case.start {
         StartWay::Fresh => {}
+        StartWay::FreshExec => extra_args.extend(["--instance-start".to_owned(), "exec".to_owned()]),
         StartWay::Prewarm => extra_args.extend(["--prewarm".to_owned(), format!("{}=1", language.name())]),
         StartWay::Fork => extra_args.push("--fork-server".to_owned()),
         StartWay::ReadyWorker => extra_args.extend(["--prewarm-workers".to_owned(), "1".to_owned()]),
