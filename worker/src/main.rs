@@ -12,9 +12,11 @@ use volley_worker::{ProcessStart, WorkerConfig};
 
 fn main() -> ExitCode {
     let main_began = std::time::Instant::now();
+    // Before a template forks anything: its instances inherit the logger, set up once.
+    telemetry::init("info");
     let (cli, main_began) = if std::env::args_os().nth(1).is_some_and(|a| a == template::FLAG) {
         match template::serve() {
-            Ok(Some(forked)) => (Cli::parse_from(forked.args), forked.began),
+            Ok(Some(forked)) => (forked.cli, forked.began),
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("worker template: {e}");
@@ -34,7 +36,6 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli, main_began: std::time::Instant) -> ExitCode {
-    telemetry::init("info");
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let metrics_addr = cli.metrics;

@@ -4,8 +4,10 @@
 //!
 //! A forked instance skips what an exec of the worker costs on every cold start — the
 //! exec itself, the dynamic loader's relocations (a copy-on-write fault per page of
-//! `.data.rel.ro`), libc's and std's start — and begins where `main` would: it parses the
-//! command line it was sent and builds its runtime. The template never builds one: an
+//! `.data.rel.ro`), libc's and std's start, the logger's set-up — and begins where
+//! `main` would, with its command line parsed by the template (a command line the worker
+//! would refuse is refused to the provisioner, with clap's message), and builds its
+//! event loop. The template never builds one: an
 //! epoll instance or a thread forked into every instance would be shared by all of them.
 //!
 //! What instances share: the template's memory image as it was at its start (the
@@ -30,6 +32,8 @@
 //! It exits when its input ends (its provisioner has gone).
 #![allow(unsafe_code)]
 
+use crate::cli::Cli;
+use clap::Parser;
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsFd, AsRawFd};
@@ -67,11 +71,12 @@ impl Reply {
     }
 }
 
-/// In a forked instance: its command line and the moment it began.
+/// In a forked instance: its command line, parsed, and the moment it began.
 #[derive(Debug)]
 pub struct Forked {
-    /// The command line, the program's name first, for the worker's parser.
-    pub args: Vec<OsString>,
+    /// The command line, parsed by the template before the fork: there the parser's
+    /// code and data are warm, in a new process every page of them would fault.
+    pub cli: Cli,
     /// When the fork returned in the instance: its `main`.
     pub began: Instant,
 }
@@ -95,6 +100,14 @@ pub fn serve() -> std::io::Result<Option<Forked>> {
                 continue;
             }
         };
+        let args = std::iter::once(OsString::from("worker")).chain(request.args.iter().map(OsString::from));
+        let cli = match Cli::try_parse_from(args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                send(reader.get_ref(), &Reply::Failed(e.to_string()))?;
+                continue;
+            }
+        };
         let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
         // SAFETY: clone without CLONE_VM and with no new stack is a fork: the child gets
         // a copy of this process, which has one thread (the template starts none), so
@@ -110,10 +123,7 @@ pub fn serve() -> std::io::Result<Option<Forked>> {
                 // Its descriptors are closed below with every other of the template's.
                 std::mem::forget(reader);
                 become_instance(request.log.as_deref())?;
-                let args = std::iter::once(OsString::from("worker"))
-                    .chain(request.args.into_iter().map(OsString::from))
-                    .collect();
-                return Ok(Some(Forked { args, began }));
+                return Ok(Some(Forked { cli, began }));
             }
             pid => send(reader.get_ref(), &Reply::Forked(pid as u32))?,
         }
