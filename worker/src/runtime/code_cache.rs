@@ -59,8 +59,7 @@ pub struct CodeCache {
 impl CodeCache {
     /// A cache writing under `dir` (created).
     pub fn new(dir: PathBuf) -> std::io::Result<Self> {
-        std::fs::create_dir_all(&dir)?;
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        private_dir(&dir)?;
         Ok(Self {
             dir,
             state: Mutex::new(State::default()),
@@ -190,6 +189,19 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.set_permissions(std::fs::Permissions::from_mode(0o500))?;
     drop(f);
     std::fs::rename(&tmp, path)
+}
+
+/// Makes `dir` a directory only this user may enter: one `mkdir` with its mode (a worker
+/// starts with a few of these on every cold start), or, if it is there already (a
+/// directory left by an earlier process of this pid), its mode set.
+pub(super) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        }
+        done => done,
+    }
 }
 
 #[cfg(test)]

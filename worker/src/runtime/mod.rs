@@ -167,10 +167,11 @@ impl Runtimes {
             std::process::id(),
             ROOTS.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(root.join("programs"))?;
         // The fork server's socket is in here: nobody else may connect to it.
-        std::fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        std::fs::create_dir_all(root.join("instances"))?;
+        code_cache::private_dir(&root)?;
+        for sub in ["programs", "instances"] {
+            std::fs::create_dir_all(root.join(sub))?;
+        }
         Ok(Self {
             interpreters,
             cache: CodeCache::new(root.join("code"))?,
