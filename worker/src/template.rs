@@ -85,6 +85,7 @@ pub struct Forked {
 /// instance (which then runs as a worker), `Ok(None)` in the template once its input
 /// ends, and an error if the template cannot go on.
 pub fn serve() -> std::io::Result<Option<Forked>> {
+    crate::runtime::programs::find_all(&crate::runtime::Interpreters::default());
     let input = UnixStream::from(std::io::stdin().as_fd().try_clone_to_owned()?);
     let mut reader = BufReader::new(input);
     let mut line = String::new();

@@ -17,11 +17,22 @@ pub(super) fn classes(fallback: PathBuf, javac: PathBuf, hint: String) -> Result
     if cached.join("VolleyRuntime.class").is_file() {
         return Ok(cached);
     }
+    compile_into(cached, &javac, &hint)
+}
+
+/// The user's cached classes for `javac`, if they are there: a few file lookups, no
+/// thread (a worker's first Java start need not hand this to the blocking pool).
+pub(super) fn cached(javac: &Path) -> Option<PathBuf> {
+    cache_dir(javac).filter(|dir| dir.join("VolleyRuntime.class").is_file())
+}
+
+/// Compiles the runtime into the user's cache at `cached`.
+fn compile_into(cached: PathBuf, javac: &Path, hint: &str) -> Result<PathBuf, String> {
     // Compiled beside it and renamed into place: a worker never sees half a directory,
     // and of two compiling at once, the first rename wins and both use it.
     let staging = cached.with_extension(format!("{}.partial", std::process::id()));
     let _ = std::fs::remove_dir_all(&staging);
-    compile(&staging, &javac, &hint)?;
+    compile(&staging, javac, hint)?;
     match std::fs::rename(&staging, &cached) {
         Ok(()) => Ok(cached),
         Err(_) if cached.join("VolleyRuntime.class").is_file() => {

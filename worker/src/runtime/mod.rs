@@ -6,6 +6,7 @@
 //! - [`prewarm`] — runtimes started before their code is known, taken by the first
 //!   function of their language;
 //! - [`fork_server`] — Python runtimes forked from one warm interpreter;
+//! - [`programs`] — where each language's runtime program is on this host;
 //! - `python` — how Python runtimes start: launch line, `--python-path`, preloads;
 //! - `failures` — how a runtime's failures read in a task's error;
 //! - `isolation` — what user code gets of the worker (environment, descriptors, rlimits);
@@ -22,6 +23,7 @@ mod isolation;
 mod java;
 mod log;
 pub mod prewarm;
+pub mod programs;
 mod python;
 mod spawn;
 mod user_cache;
@@ -367,7 +369,9 @@ impl Runtimes {
             Language::Python => {
                 let dir = self
                     .python_dir
-                    .get_or_try_init(|| async { python_program_dir(&programs) })
+                    .get_or_try_init(|| async {
+                        programs::python_dir().map_or_else(|| python_program_dir(&programs), Ok)
+                    })
                     .await
                     .map_err(cannot)?;
                 let mut c = Command::new(&self.interpreters.python);
@@ -381,7 +385,7 @@ impl Runtimes {
                     .node_program
                     .get_or_try_init(|| async {
                         let path = programs.join("volley_runtime.js");
-                        std::fs::write(&path, NODE_RUNTIME).map(|()| path)
+                        programs::node_program().map_or_else(|| std::fs::write(&path, NODE_RUNTIME).map(|()| path), Ok)
                     })
                     .await
                     .map_err(cannot)?;
@@ -412,8 +416,12 @@ impl Runtimes {
         let dir = self.root.join("programs/java");
         let javac = java::javac_beside(&self.interpreters.java);
         let hint = self.hint(Language::Java);
+        let java = &self.interpreters.java;
         self.java_classes
             .get_or_init(|| async move {
+                if let Some(found) = programs::java_classes(java).or_else(|| java::cached(&javac)) {
+                    return Ok(found);
+                }
                 tokio::task::spawn_blocking(move || java::classes(dir, javac, hint))
                     .await
                     .unwrap_or_else(|e| Err(format!("compiling the java runtime stopped: {e}")))

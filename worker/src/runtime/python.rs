@@ -31,22 +31,28 @@ pub fn preload_list(text: &str) -> Vec<String> {
 /// it): `~/.cache/volley/python-runtime-<key>`, else `programs` (this worker's own, with
 /// the module written there).
 pub(super) fn python_program_dir(programs: &Path) -> std::io::Result<PathBuf> {
-    const KEY: u64 = program_key(PYTHON_RUNTIME.as_bytes());
-    if let Some(dir) = user_cache("python-runtime", KEY) {
-        let file = dir.join("volley_runtime.py");
-        if std::fs::read(&file).is_ok_and(|b| b == PYTHON_RUNTIME.as_bytes()) {
-            return Ok(dir);
-        }
-        let partial = dir.join(format!("volley_runtime.py.{}", std::process::id()));
-        let written = std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&partial, PYTHON_RUNTIME))
-            .and_then(|()| std::fs::rename(&partial, &file));
-        if written.is_ok() {
-            return Ok(dir);
-        }
+    if let Some(dir) = python_program_dir_cached() {
+        return Ok(dir);
     }
     std::fs::write(programs.join("volley_runtime.py"), PYTHON_RUNTIME)?;
     Ok(programs.to_path_buf())
+}
+
+/// `~/.cache/volley/python-runtime-<key>`, the module written there if it is not that;
+/// `None` if the user has no cache to keep it in.
+pub(super) fn python_program_dir_cached() -> Option<PathBuf> {
+    const KEY: u64 = program_key(PYTHON_RUNTIME.as_bytes());
+    let dir = user_cache("python-runtime", KEY)?;
+    let file = dir.join("volley_runtime.py");
+    if std::fs::read(&file).is_ok_and(|b| b == PYTHON_RUNTIME.as_bytes()) {
+        return Some(dir);
+    }
+    let partial = dir.join(format!("volley_runtime.py.{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&partial, PYTHON_RUNTIME))
+        .and_then(|()| std::fs::rename(&partial, &file))
+        .ok()
+        .map(|()| dir)
 }
 
 /// How the Python runtime starts: its module imported from `sys.argv[1]`, its bytecode
