@@ -192,14 +192,20 @@ fn write_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 }
 
 /// Makes `dir` a directory only this user may enter: one `mkdir` with its mode (a worker
-/// starts with a few of these on every cold start), or, if it is there already (a
-/// directory left by an earlier process of this pid), its mode set.
+/// starts with a few of these on every cold start), its parents first if they are
+/// missing, or, if it is there already (left by an earlier process of this pid), its
+/// mode set.
 pub(super) fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+    let mkdir = || std::fs::DirBuilder::new().mode(0o700).create(dir);
+    match mkdir() {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match dir.parent() {
+            Some(parent) => std::fs::create_dir_all(parent).and_then(|()| mkdir()),
+            None => Err(e),
+        },
         done => done,
     }
 }
