@@ -12,17 +12,14 @@ use volley_dispatcher::provision::{ProvisionError, Provisioner};
 use volley_proto::Mode;
 use volley_testbed::{Cluster, ClusterSpec};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent() {
-    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision"))
-        .await
-        .expect("cluster");
-    let worker_bin = volley_testbed::binaries::path("worker").expect("worker binary");
-    let config = LocalConfig {
-        worker_bin: worker_bin.clone(),
+/// Instances of the real worker binary for `cluster`: one slot, two at most, no
+/// emulated init, logs kept, forked from a worker template.
+fn local_config(cluster: &Cluster) -> LocalConfig {
+    LocalConfig {
+        worker_bin: volley_testbed::binaries::path("worker").expect("worker binary"),
         endpoint: cluster.worker_endpoint().expect("endpoint").to_owned(),
         slots: 1,
-        init_ms: 100,
+        init_ms: 0,
         max_instances: 2,
         token: None,
         log_dir: Some(cluster.log_dir().to_owned()),
@@ -32,7 +29,19 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         ready_workers: 0,
         interpreters: Default::default(),
         fork_workers: true,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent() {
+    let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision"))
+        .await
+        .expect("cluster");
+    let config = LocalConfig {
+        init_ms: 100,
+        ..local_config(&cluster)
     };
+    let worker_bin = config.worker_bin.clone();
     let mut provisioner = LocalProvisioner::new(config.clone());
     let a = provisioner.start("resize", 0).expect("first instance");
     let b = provisioner.start("resize", 0).expect("second instance");
@@ -128,19 +137,11 @@ async fn stem_cells_and_the_fork_server_that_die_are_failed_starts_and_are_repla
         .await
         .expect("cluster");
     let config = LocalConfig {
-        worker_bin: volley_testbed::binaries::path("worker").expect("worker binary"),
-        endpoint: cluster.worker_endpoint().expect("endpoint").to_owned(),
-        slots: 1,
-        init_ms: 0,
-        max_instances: 2,
-        token: None,
-        log_dir: Some(cluster.log_dir().to_owned()),
-        code: None,
         prewarm: vec![(volley_proto::function::Language::Python, 2)],
         fork_server: true,
         ready_workers: 1,
-        interpreters: Default::default(),
         fork_workers: false,
+        ..local_config(&cluster)
     };
     let mut provisioner = LocalProvisioner::new(config);
     let stems = provisioner.ready().stem_pids();
@@ -193,22 +194,10 @@ async fn instances_forked_from_the_worker_template_are_the_provisioners_children
     let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision-template"))
         .await
         .expect("cluster");
-    let config = LocalConfig {
-        worker_bin: volley_testbed::binaries::path("worker").expect("worker binary"),
-        endpoint: cluster.worker_endpoint().expect("endpoint").to_owned(),
-        slots: 1,
-        init_ms: 0,
+    let mut provisioner = LocalProvisioner::new(LocalConfig {
         max_instances: 3,
-        token: None,
-        log_dir: Some(cluster.log_dir().to_owned()),
-        code: None,
-        prewarm: Vec::new(),
-        fork_server: false,
-        ready_workers: 0,
-        interpreters: Default::default(),
-        fork_workers: true,
-    };
-    let mut provisioner = LocalProvisioner::new(config);
+        ..local_config(&cluster)
+    });
     let template = provisioner.template_pid().expect("a worker template runs");
     let a = provisioner.start("tpl", 0).expect("an instance");
     let a_pid = provisioner.pids()[0];

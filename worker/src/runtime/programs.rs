@@ -3,7 +3,7 @@
 //! first runtime without a file operation or a thread for them. A worker started on its
 //! own finds each when its first runtime of that language starts.
 
-use super::user_cache::{program_key, user_cache};
+use super::user_cache::{kept, program_key};
 use super::{java, python, Interpreters, NODE_RUNTIME};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -51,15 +51,5 @@ pub(super) fn java_classes(java: &Path) -> Option<PathBuf> {
 /// `~/.cache/volley/node-runtime-<key>/volley_runtime.js`, written if it is not that.
 fn node_program_cached() -> Option<PathBuf> {
     const KEY: u64 = program_key(NODE_RUNTIME.as_bytes());
-    let dir = user_cache("node-runtime", KEY)?;
-    let file = dir.join("volley_runtime.js");
-    if std::fs::read(&file).is_ok_and(|b| b == NODE_RUNTIME.as_bytes()) {
-        return Some(file);
-    }
-    let partial = dir.join(format!("volley_runtime.js.{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&partial, NODE_RUNTIME))
-        .and_then(|()| std::fs::rename(&partial, &file))
-        .ok()
-        .map(|()| file)
+    kept("node-runtime", KEY, "volley_runtime.js", NODE_RUNTIME)
 }

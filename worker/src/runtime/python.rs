@@ -2,7 +2,7 @@
 //! the launch line (with `--python-path` first on `sys.path`), and `--python-preload`,
 //! the modules runtimes started ahead of their code import while they wait.
 
-use super::user_cache::{program_key, user_cache};
+use super::user_cache::{kept, program_key};
 use super::{Interpreters, PYTHON_RUNTIME};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,17 +42,8 @@ pub(super) fn python_program_dir(programs: &Path) -> std::io::Result<PathBuf> {
 /// `None` if the user has no cache to keep it in.
 pub(super) fn python_program_dir_cached() -> Option<PathBuf> {
     const KEY: u64 = program_key(PYTHON_RUNTIME.as_bytes());
-    let dir = user_cache("python-runtime", KEY)?;
-    let file = dir.join("volley_runtime.py");
-    if std::fs::read(&file).is_ok_and(|b| b == PYTHON_RUNTIME.as_bytes()) {
-        return Some(dir);
-    }
-    let partial = dir.join(format!("volley_runtime.py.{}", std::process::id()));
-    std::fs::create_dir_all(&dir)
-        .and_then(|()| std::fs::write(&partial, PYTHON_RUNTIME))
-        .and_then(|()| std::fs::rename(&partial, &file))
-        .ok()
-        .map(|()| dir)
+    let file = kept("python-runtime", KEY, "volley_runtime.py", PYTHON_RUNTIME)?;
+    file.parent().map(Path::to_path_buf)
 }
 
 /// How the Python runtime starts: its module imported from `sys.argv[1]`, its bytecode

@@ -40,6 +40,23 @@ pub(super) fn user_cache(name: &str, key: u64) -> Option<PathBuf> {
     Some(root.join(format!("{name}-{key:016x}")))
 }
 
+/// `text` as `file` in `~/.cache/volley/<name>-<key>` (`key`: [`program_key`] of `text`,
+/// computed at compile time), written whole (by a rename) unless it is there already; the
+/// file's path, or `None` without a cache to keep it in.
+pub(super) fn kept(name: &str, key: u64, file: &str, text: &str) -> Option<PathBuf> {
+    let dir = user_cache(name, key)?;
+    let path = dir.join(file);
+    if std::fs::read(&path).is_ok_and(|b| b == text.as_bytes()) {
+        return Some(path);
+    }
+    let partial = dir.join(format!("{file}.{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(&partial, text))
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .ok()
+        .map(|()| path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::program_key;
