@@ -12,11 +12,13 @@ use volley_worker::{ProcessStart, WorkerConfig};
 
 fn main() -> ExitCode {
     let main_began = std::time::Instant::now();
+    // The parent as early as it can be known: one gone before the watch starts is noticed.
+    let parent = nix::unistd::getppid();
     // Before a template forks anything: its instances inherit the logger, set up once.
     telemetry::init("info");
-    let (cli, main_began) = if std::env::args_os().nth(1).is_some_and(|a| a == template::FLAG) {
+    let (cli, main_began, parent) = if std::env::args_os().nth(1).is_some_and(|a| a == template::FLAG) {
         match template::serve() {
-            Ok(Some(forked)) => (forked.cli, forked.began),
+            Ok(Some(forked)) => (forked.cli, forked.began, forked.parent),
             Ok(None) => return ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("worker template: {e}");
@@ -24,10 +26,10 @@ fn main() -> ExitCode {
             }
         }
     } else {
-        (Cli::parse(), main_began)
+        (Cli::parse(), main_began, parent)
     };
     match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(runtime) => runtime.block_on(run(cli, main_began)),
+        Ok(runtime) => runtime.block_on(run(cli, main_began, parent)),
         Err(e) => {
             eprintln!("worker: cannot start its event loop: {e}");
             ExitCode::from(2)
@@ -35,12 +37,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, main_began: std::time::Instant) -> ExitCode {
+async fn run(cli: Cli, main_began: std::time::Instant, parent: nix::unistd::Pid) -> ExitCode {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
     let metrics_addr = cli.metrics;
     if cli.exit_with_parent {
-        tokio::spawn(exit_with_parent(shutdown.clone()));
+        tokio::spawn(exit_with_parent(shutdown.clone(), parent));
     }
     if cli.init_ms > 0 {
         tracing::info!(init_ms = cli.init_ms, "initialising (emulated runtime start-up)");
@@ -100,15 +102,14 @@ async fn run(cli: Cli, main_began: std::time::Instant) -> ExitCode {
 }
 
 /// Stops the worker once its parent has gone (it is re-parented, so the parent pid changes).
-async fn exit_with_parent(shutdown: CancellationToken) {
-    let parent = nix::unistd::getppid();
+async fn exit_with_parent(shutdown: CancellationToken, parent: nix::unistd::Pid) {
     loop {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         if nix::unistd::getppid() != parent {
             tracing::warn!(%parent, "the parent process is gone; stopping");
             shutdown.cancel();
             return;
         }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 

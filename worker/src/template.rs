@@ -79,6 +79,9 @@ pub struct Forked {
     pub cli: Cli,
     /// When the fork returned in the instance: its `main`.
     pub began: Instant,
+    /// Its parent, the template's, as the template knew it before the fork: if that one
+    /// is gone by the time the instance looks, the instance was orphaned at birth.
+    pub parent: nix::unistd::Pid,
 }
 
 /// Serves requests on standard input until it ends. Returns `Ok(Some(_))` in each forked
@@ -109,6 +112,7 @@ pub fn serve() -> std::io::Result<Option<Forked>> {
                 continue;
             }
         };
+        let parent = nix::unistd::getppid();
         let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
         // SAFETY: clone without CLONE_VM and with no new stack is a fork: the child gets
         // a copy of this process, which has one thread (the template starts none), so
@@ -124,7 +128,7 @@ pub fn serve() -> std::io::Result<Option<Forked>> {
                 // Its descriptors are closed below with every other of the template's.
                 std::mem::forget(reader);
                 become_instance(request.log.as_deref())?;
-                return Ok(Some(Forked { cli, began }));
+                return Ok(Some(Forked { cli, began, parent }));
             }
             pid => send(reader.get_ref(), &Reply::Forked(pid as u32))?,
         }
