@@ -32,6 +32,18 @@ fn local_config(cluster: &Cluster) -> LocalConfig {
     }
 }
 
+/// What `provisioner` reaps first, waiting up to 5 s for anything to be reaped.
+async fn first_reaped(provisioner: &mut LocalProvisioner) -> Vec<volley_dispatcher::provision::Exited> {
+    for _ in 0..100 {
+        let reaped = provisioner.reap();
+        if !reaped.is_empty() {
+            return reaped;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Vec::new()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent() {
     let cluster = Cluster::start(ClusterSpec::new(Mode::Push, 0, 1).label("provision"))
@@ -71,14 +83,7 @@ async fn local_instances_start_bound_serve_retire_and_never_outlive_their_parent
         i.workers.len() == 1
     })
     .await;
-    let mut reaped = Vec::new();
-    for _ in 0..100 {
-        reaped.extend(provisioner.reap());
-        if !reaped.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reaped = first_reaped(&mut provisioner).await;
     assert_eq!(reaped.len(), 1);
     assert!(reaped[0].retired && reaped[0].id == a.id, "{reaped:?}");
     assert_eq!(provisioner.running(), 1);
@@ -258,14 +263,7 @@ async fn instances_forked_from_the_worker_template_are_the_provisioners_children
 
     // A forked instance retired is waited for and said to have exited cleanly.
     provisioner.retire(a.id).expect("retire");
-    let mut reaped = Vec::new();
-    for _ in 0..100 {
-        reaped.extend(provisioner.reap());
-        if !reaped.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let reaped = first_reaped(&mut provisioner).await;
     assert_eq!(reaped.len(), 1, "{reaped:?}");
     assert!(reaped[0].retired && reaped[0].how == "exit status: 0", "{reaped:?}");
     assert!(!common::alive(a_pid), "reaped, not a zombie");
