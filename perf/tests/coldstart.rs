@@ -262,7 +262,12 @@ fn user_function_cold_starts_are_split_into_language_user_and_platform_per_runti
         let platform = sum - num(t, "runtime_us") - num(t, "init_us") - num(t, "finish_us");
         assert_eq!(platform, num(t, "platform_us"), "{t:?}");
         assert_eq!(num(t, "ready_us"), num(t, "runtime_us") + num(t, "init_us"));
-        assert!(num(t, "bare_p50_us") > 0.0 && !t["interpreter"].is_empty() && !t["version"].is_empty());
+        assert!(
+            num(t, "bare_us") > 0.0
+                && num(t, "bare_p50_us") > 0.0
+                && !t["interpreter"].is_empty()
+                && !t["version"].is_empty()
+        );
         assert!(num(t, "warm_us") > 0.0);
     }
     // One run's best trials side by side (a trial that follows the last closely can find

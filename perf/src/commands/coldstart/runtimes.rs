@@ -36,6 +36,7 @@ struct Row {
     finish_us: u64,
     ready_us: u64,
     platform_us: u64,
+    bare_us: u64,
     bare_p50_us: u64,
 }
 
@@ -63,6 +64,7 @@ impl Row {
             finish_us: s.finish_us,
             ready_us: ready_us(s),
             platform_us: s.platform_us(),
+            bare_us: t.reference_us.unwrap_or(0),
             bare_p50_us,
         }
     }
@@ -110,19 +112,11 @@ async fn cases(
     for &language in &a.runtimes {
         let subject = Subject::resolve(language)?;
         eprintln!(
-            "{language}: {} ({}); {} bare starts, then {} trials per case",
+            "{language}: {} ({}); {} trials per case, each beside a bare start",
             subject.interpreter.display(),
             subject.version,
-            a.trials,
             a.trials
         );
-        // One first, unmeasured, as for every case: the page cache warm.
-        subject.bare_start_us(scratch)?;
-        let mut bare = (0..a.trials)
-            .map(|_| subject.bare_start_us(scratch))
-            .collect::<anyhow::Result<Vec<u64>>>()?;
-        bare.sort_unstable();
-        let bare_p50 = bare[bare.len() / 2];
         for &start in starts.iter().filter(|s| s.applies_to(language)) {
             for &handler in &handlers {
                 if handler == Handler::Heavy && language == Language::Native {
@@ -152,7 +146,8 @@ async fn cases(
                 tasks += infos.len() as u64;
                 record_tasks(observed, &infos, Some(&label));
                 let of_case: Vec<&Trial> = trials.iter().map(|t: &RuntimeTrial| &t.trial).collect();
-                let summary = runtimes::summarise(&label, &of_case, &bare);
+                let summary = runtimes::summarise(&label, &of_case);
+                let bare_p50 = (summary.bare_ms * 1e3).round() as u64;
                 if as_json {
                     println!("{}", serde_json::to_string(&summary)?);
                 }

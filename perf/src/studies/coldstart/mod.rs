@@ -161,7 +161,17 @@ pub struct Trial {
     pub stages: Breakdown,
     /// extra − the stages up to dispatch: what the breakdown leaves unexplained, µs.
     pub residual_us: i64,
+    /// The reference start timed beside this trial (the bare interpreter's), µs.
+    pub reference_us: Option<u64>,
 }
+
+/// A start timed beside each trial, in the trial's conditions, µs: the bare interpreter
+/// the runtimes' study compares a runtime's start with.
+pub type Reference<'a> = &'a dyn Fn() -> anyhow::Result<u64>;
+
+/// The quiet on each side of a reference start: the retired instance's exit is over
+/// before it, and its own exit before the cold start.
+const REFERENCE_QUIET: Duration = Duration::from_millis(100);
 
 /// Scale-from-zero trials on a running pool: each waits until the pool has no instance
 /// of the function, sends one task (cold), then one more (warm).
@@ -173,21 +183,36 @@ pub async fn scale_from_zero(
 ) -> anyhow::Result<(Vec<Trial>, Vec<api::TaskInfo>)> {
     let client = cluster.connect().await?;
     let (function, args) = register_spec(&mut client.clone(), spec).await?;
-    trials_of(&client, function, &args, trials, progress).await
+    trials_of(&client, function, &args, trials, None, progress).await
 }
 
-/// Scale-from-zero trials of a registered function.
+/// Scale-from-zero trials of a registered function; with a `reference`, that start is
+/// timed in each trial once the pool is at zero, before the cold task, so the two are
+/// timed in the same conditions (a machine idle for the keep-alive, caches as cold) and
+/// drift over the run moves both alike.
 pub async fn trials_of(
     client: &Client,
     function: u64,
     args: &str,
     trials: usize,
+    reference: Option<Reference<'_>>,
     mut progress: impl FnMut(&Trial),
 ) -> anyhow::Result<(Vec<Trial>, Vec<api::TaskInfo>)> {
     let mut out = Vec::with_capacity(trials);
     let mut tasks = Vec::new();
     for trial in 1..=trials {
         wait_for_zero(client, Duration::from_secs(60)).await?;
+        let reference_us = match reference {
+            Some(start) => {
+                tokio::time::sleep(REFERENCE_QUIET).await;
+                // Timed with a blocking wait, the most exact clock for a spawn to exit:
+                // nothing else of this client's is in flight between trials.
+                let us = start()?;
+                tokio::time::sleep(REFERENCE_QUIET).await;
+                Some(us)
+            }
+            None => None,
+        };
         let cold = one(client, function, args).await?;
         let warm = one(client, function, args).await?;
         let stages = Breakdown::of(&cold).ok_or_else(|| {
@@ -207,6 +232,7 @@ pub async fn trials_of(
             extra_us,
             stages,
             residual_us: extra_us - stages.waited_us() as i64,
+            reference_us,
         };
         progress(&t);
         out.push(t);

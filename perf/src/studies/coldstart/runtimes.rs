@@ -134,8 +134,11 @@ pub async fn run_case(
             .await
             .map_err(|s| anyhow::anyhow!("deploying the {} handler: {}", case.label(), s.message()))?
             .function_id;
-        trials_of(&client, function, "", 1, |_| {}).await?;
-        trials_of(&client, function, "", trials, progress).await
+        trials_of(&client, function, "", 1, None, |_| {}).await?;
+        // One first, unmeasured, as the unmeasured trial: the page cache warm.
+        case.subject.bare_start_us(scratch)?;
+        let bare = || case.subject.bare_start_us(scratch);
+        trials_of(&client, function, "", trials, Some(&bare), progress).await
     }
     .await;
     cluster.stop().await?;
@@ -179,14 +182,18 @@ pub struct CaseSummary {
     pub warm_ms: f64,
 }
 
-/// Medians over `trials` of one case; `bare_us` the bare starts measured in the run.
-pub fn summarise(case: &str, trials: &[&Trial], bare_us: &[u64]) -> CaseSummary {
+/// Medians over `trials` of one case, with the bare starts timed beside them.
+pub fn summarise(case: &str, trials: &[&Trial]) -> CaseSummary {
     let pick = |p: f64, f: &dyn Fn(&Trial) -> u64| -> f64 {
         let mut v: Vec<f64> = trials.iter().map(|t| f(t) as f64 / 1e3).collect();
         v.sort_by(f64::total_cmp);
         crate::stats::percentile(&v, p).unwrap_or(0.0)
     };
-    let mut bare: Vec<f64> = bare_us.iter().map(|us| *us as f64 / 1e3).collect();
+    let mut bare: Vec<f64> = trials
+        .iter()
+        .filter_map(|t| t.reference_us)
+        .map(|us| us as f64 / 1e3)
+        .collect();
     bare.sort_by(f64::total_cmp);
     let bare_ms = crate::stats::percentile(&bare, 0.5).unwrap_or(0.0);
     let ready_ms = pick(0.5, &|t| ready_us(&t.stages));
