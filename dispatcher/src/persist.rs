@@ -1,6 +1,7 @@
 //! The store writer: applies the core's transitions in order, one round trip per batch,
 //! and only then tells clients. While the store is down it retries, so nothing the core
-//! decided is lost; clients simply hear later.
+//! decided is lost; clients simply hear later. A store that needs no I/O (the embedded
+//! one) is written in the reactor's own turn instead ([`write_now`]): no hop to this task.
 
 use crate::core::{Finished, Transition};
 use crate::shared::Shared;
@@ -32,22 +33,42 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Vec<Transition>>
             );
             continue;
         }
-        let finished: Vec<Finished> = batch
-            .into_iter()
-            .filter_map(|t| match t {
-                Transition::Finished(f) => Some(f),
-                _ => None,
-            })
-            .collect();
-        if !finished.is_empty() {
-            if let Some(m) = &shared.metrics {
-                m.finished(&finished);
-            }
-            shared.admission.release(finished.len());
-            // No watcher is not an error.
-            let _ = shared.completions.send(Arc::new(finished));
-        }
+        published(&shared, batch);
     }
+}
+
+/// What follows a batch's write: its finished tasks are counted, their admission
+/// released, and their watchers told. Only ever after the batch is in the store.
+pub fn published(shared: &Shared, batch: Vec<Transition>) {
+    let finished: Vec<Finished> = batch
+        .into_iter()
+        .filter_map(|t| match t {
+            Transition::Finished(f) => Some(f),
+            _ => None,
+        })
+        .collect();
+    if !finished.is_empty() {
+        if let Some(m) = &shared.metrics {
+            m.finished(&finished);
+        }
+        shared.admission.release(finished.len());
+        // No watcher is not an error.
+        let _ = shared.completions.send(Arc::new(finished));
+    }
+}
+
+/// Writes `batch` at once if the store can (the embedded store), with what follows;
+/// `Err(batch)` when it must go to the store writer.
+pub fn write_now(shared: &Shared, batch: Vec<Transition>) -> Result<(), Vec<Transition>> {
+    let started = shared.metrics.as_ref().map(|_| std::time::Instant::now());
+    if !shared.store.record_now(&batch) {
+        return Err(batch);
+    }
+    if let (Some(m), Some(started)) = (&shared.metrics, started) {
+        m.store_write(started.elapsed());
+    }
+    published(shared, batch);
+    Ok(())
 }
 
 async fn write(shared: &Shared, batch: &[Transition], shutdown: &CancellationToken) -> bool {

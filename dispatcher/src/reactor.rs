@@ -175,10 +175,14 @@ impl Reactor {
         }
         let mut tick = tokio::time::interval(self.config.heartbeat);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Made once: a fresh `cancelled()` each turn would join and leave the token's
+        // waiter list, under its lock, every turn.
+        let stopping = shutdown.cancelled();
+        tokio::pin!(stopping);
         loop {
             match &mut backend {
                 Backend::Local { results, starts, .. } => tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = &mut stopping => break,
                     Some(cmd) = commands.recv() => {
                         self.command(cmd);
                         self.drain_commands(&mut commands);
@@ -197,7 +201,7 @@ impl Reactor {
                     _ = tick.tick() => self.core.tick(Now::current(), &mut self.outbox),
                 },
                 Backend::Remote { inbound, outgoing } => tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = &mut stopping => break,
                     Some(cmd) = commands.recv() => {
                         self.command(cmd);
                         self.drain_commands(&mut commands);
@@ -441,6 +445,9 @@ impl Reactor {
         }
         if !self.outbox.transitions.is_empty() {
             let batch = std::mem::take(&mut self.outbox.transitions);
+            let Err(batch) = crate::persist::write_now(&self.shared, batch) else {
+                return;
+            };
             if self.to_store.send(batch).is_err() {
                 warn!("store writer is gone; transitions not persisted");
             }

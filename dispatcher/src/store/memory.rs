@@ -65,6 +65,26 @@ impl MemoryStore {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Applies transitions in order, then forgets the oldest finished tasks over the bound.
+    fn apply(&self, transitions: &[Transition]) {
+        let mut guard = self.tasks.lock();
+        let tasks = &mut *guard;
+        for t in transitions {
+            let id = super::transition::task_of(t);
+            if let Some(rec) = tasks.records.get_mut(&id) {
+                rec.apply(t);
+                if matches!(t, Transition::Finished(_)) {
+                    tasks.finished.push_back(id);
+                }
+            }
+        }
+        while tasks.finished.len() > self.retain_finished {
+            if let Some(old) = tasks.finished.pop_front() {
+                tasks.records.remove(&old);
+            }
+        }
+    }
 }
 
 #[async_trait]
@@ -127,23 +147,13 @@ impl TaskStore for MemoryStore {
     }
 
     async fn record(&self, transitions: &[Transition]) -> Result<(), StoreError> {
-        let mut guard = self.tasks.lock();
-        let tasks = &mut *guard;
-        for t in transitions {
-            let id = super::transition::task_of(t);
-            if let Some(rec) = tasks.records.get_mut(&id) {
-                rec.apply(t);
-                if matches!(t, Transition::Finished(_)) {
-                    tasks.finished.push_back(id);
-                }
-            }
-        }
-        while tasks.finished.len() > self.retain_finished {
-            if let Some(old) = tasks.finished.pop_front() {
-                tasks.records.remove(&old);
-            }
-        }
+        self.apply(transitions);
         Ok(())
+    }
+
+    fn record_now(&self, transitions: &[Transition]) -> bool {
+        self.apply(transitions);
+        true
     }
 
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError> {
@@ -209,5 +219,28 @@ mod tests {
         assert!(store.get(ids[5]).await.unwrap().is_some_and(|r| r.state.is_terminal()));
         assert!(store.get(ids[9]).await.unwrap().is_some());
         assert_eq!(store.recover_unfinished().await.unwrap().len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_write_at_once_leaves_what_the_store_writer_would() {
+        let (written, at_once) = (MemoryStore::new(2), MemoryStore::new(2));
+        let sub = Submission {
+            function_id: FunctionId(1),
+            args: "[1]".into(),
+            submitted_us: 7,
+        };
+        let ids = written.enqueue(&vec![sub.clone(); 5]).await.unwrap();
+        at_once.enqueue(&vec![sub; 5]).await.unwrap();
+        let batch: Vec<Transition> = ids[..4].iter().map(|id| finish(*id)).collect();
+        written.record(&batch).await.unwrap();
+        assert!(at_once.record_now(&batch), "the embedded store writes at once");
+        for id in ids {
+            assert_eq!(
+                written.get(id).await.unwrap(),
+                at_once.get(id).await.unwrap(),
+                "task {id:?}"
+            );
+        }
+        assert_eq!(at_once.len(), 3, "the 2 newest finished and the unfinished one");
     }
 }

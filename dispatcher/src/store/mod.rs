@@ -173,6 +173,13 @@ pub trait TaskStore: Send + Sync {
     async fn enqueue(&self, tasks: &[Submission]) -> Result<Vec<TaskId>, StoreError>;
     /// Applies transitions in order (mark running, requeue, complete, fail).
     async fn record(&self, transitions: &[Transition]) -> Result<(), StoreError>;
+    /// Applies transitions at once, as [`record`](Self::record) would, when this store
+    /// needs no I/O and cannot fail for it; `false` (the default) when they must go
+    /// through `record` on the store writer. Lets the reactor skip the writer's task
+    /// hop, twice per task, on the embedded store. A store answers the same every time.
+    fn record_now(&self, _transitions: &[Transition]) -> bool {
+        false
+    }
     /// One task.
     async fn get(&self, id: TaskId) -> Result<Option<TaskRecord>, StoreError>;
     /// Many tasks, in the order asked.
