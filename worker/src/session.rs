@@ -329,10 +329,13 @@ async fn serve(
     // Any frame proves this worker alive; a heartbeat is due only after a quiet interval.
     let mut last_sent = Instant::now();
     let mut bad_frames: u64 = 0;
+    // One waiter on `shutdown` for the session, not one joined and left per message.
+    let stopping = shutdown.cancelled();
+    tokio::pin!(stopping);
     loop {
         tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
+            _ = &mut stopping => {
                 let mut done = Vec::new();
                 while let Ok(batch) = results.try_recv() {
                     done.extend(batch);

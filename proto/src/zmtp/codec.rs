@@ -119,12 +119,21 @@ impl Decoder {
 
 /// Appends a frame's header for a body of `len` bytes.
 pub fn put_header(out: &mut BytesMut, flags: u8, len: usize) {
+    let (header, n) = header(flags, len);
+    out.put_slice(&header[..n]);
+}
+
+/// A frame's header for a body of `len` bytes, and how many of the 9 bytes it uses.
+pub fn header(flags: u8, len: usize) -> ([u8; 9], usize) {
+    let mut header = [0u8; 9];
     if len > 255 {
-        out.put_u8(flags | LONG);
-        out.put_u64(len as u64);
+        header[0] = flags | LONG;
+        header[1..9].copy_from_slice(&(len as u64).to_be_bytes());
+        (header, 9)
     } else {
-        out.put_u8(flags & !LONG);
-        out.put_u8(len as u8);
+        header[0] = flags & !LONG;
+        header[1] = len as u8;
+        (header, 2)
     }
 }
 

@@ -1,4 +1,6 @@
-//! The dispatcher's ROUTER socket: one listener, a reader and a writer task per peer.
+//! The dispatcher's ROUTER socket: one listener, a reader and a writer task per peer. A
+//! send to a peer whose writer holds nothing goes straight into its socket, in the
+//! sender's turn: on an idle cluster that saves a task hop and a wake-up per frame.
 //!
 //! What a peer may cost is bounded at every step: connections by [`RouterLimits::max_peers`]
 //! (more are closed at once and counted); the handshake by a timeout; a peer the
@@ -12,7 +14,7 @@
 use super::handshake::handshake;
 use super::limits::{RouterLimits, RouterStats};
 use super::reader::{Message, MessageReader};
-use super::writer::{hang_up, write};
+use super::writer::{hang_up, write, Outbound, PeerOut, Sent};
 use super::ZmtpError;
 use bytes::{Bytes, BytesMut};
 use parking_lot::RwLock;
@@ -50,7 +52,8 @@ pub enum PeerEvent {
 }
 
 struct Peer {
-    queue: mpsc::Sender<Bytes>,
+    queue: mpsc::Sender<Outbound>,
+    out: Arc<PeerOut>,
     limit: Arc<AtomicUsize>,
     close: CancellationToken,
 }
@@ -121,26 +124,24 @@ pub struct RouterSender {
 }
 
 impl RouterSender {
-    /// Queues one single-part message for `peer`, waiting while its queue is full.
+    /// Sends one single-part message to `peer`: straight into its socket when nothing is
+    /// queued for it, else queued for its writer, waiting while that queue is full.
     pub async fn send(&self, peer: &PeerId, frame: Bytes) -> Result<(), ZmtpError> {
-        let queue = match self.try_send(peer, frame) {
-            Ok(()) => return Ok(()),
-            Err(TrySend::Full(queue, frame)) => (queue, frame),
-            Err(TrySend::Gone) => return Err(ZmtpError::UnknownPeer),
+        let (queue, frame) = {
+            let peers = self.peers.read();
+            let Some(p) = peers.get(peer) else {
+                return Err(ZmtpError::UnknownPeer);
+            };
+            match p.out.send(&p.queue, frame) {
+                Sent::Done => return Ok(()),
+                Sent::Gone => return Err(ZmtpError::UnknownPeer),
+                Sent::Full(frame) => (p.queue.clone(), frame),
+            }
         };
-        queue.0.send(queue.1).await.map_err(|_| ZmtpError::UnknownPeer)
-    }
-
-    fn try_send(&self, peer: &PeerId, frame: Bytes) -> Result<(), TrySend> {
-        let peers = self.peers.read();
-        let Some(p) = peers.get(peer) else {
-            return Err(TrySend::Gone);
-        };
-        match p.queue.try_send(frame) {
-            Ok(()) => Ok(()),
-            Err(mpsc::error::TrySendError::Full(f)) => Err(TrySend::Full(p.queue.clone(), f)),
-            Err(mpsc::error::TrySendError::Closed(_)) => Err(TrySend::Gone),
-        }
+        queue
+            .send(Outbound::Frame(frame))
+            .await
+            .map_err(|_| ZmtpError::UnknownPeer)
     }
 
     /// The peer is known to the application now: it may send messages up to the full
@@ -157,11 +158,6 @@ impl RouterSender {
             p.close.cancel();
         }
     }
-}
-
-enum TrySend {
-    Full(mpsc::Sender<Bytes>, Bytes),
-    Gone,
 }
 
 /// What every connection task of the socket shares.
@@ -266,12 +262,14 @@ impl Connection {
             return;
         }
         let (rd, wr) = stream.into_split();
+        let out = Arc::new(PeerOut::new(wr));
         let (queue, frames) = mpsc::channel(self.limits.peer_queue.max(1));
         let limit = Arc::new(AtomicUsize::new(self.limits.stranger_message));
         self.peers.write().insert(
             id.clone(),
             Peer {
                 queue,
+                out: out.clone(),
                 limit: limit.clone(),
                 close: close.clone(),
             },
@@ -280,7 +278,7 @@ impl Connection {
         let _ = self.events.send(PeerEvent::Accepted(id.clone()));
 
         let writer = tokio::spawn(write(
-            wr,
+            out,
             frames,
             close.clone(),
             self.limits.write_timeout,
@@ -303,6 +301,9 @@ impl Connection {
         close: &CancellationToken,
     ) {
         let admit_by = tokio::time::Instant::now() + self.limits.admit_timeout;
+        // One waiter on `close` for the connection's life, not three per message.
+        let closed = close.cancelled();
+        tokio::pin!(closed);
         loop {
             let stranger = limit.load(Ordering::Acquire) <= self.limits.stranger_message;
             let admit_deadline = async {
@@ -313,7 +314,7 @@ impl Connection {
                 }
             };
             let received = tokio::select! {
-                _ = close.cancelled() => return,
+                _ = &mut closed => return,
                 _ = admit_deadline => {
                     // Only a peer that stays a stranger past its deadline is closed; one
                     // admitted meanwhile is let through on the next turn.
@@ -343,7 +344,7 @@ impl Connection {
             };
             let cost = message.len().clamp(1, self.limits.inbound_bytes) as u32;
             let budget = tokio::select! {
-                _ = close.cancelled() => return,
+                _ = &mut closed => return,
                 p = self.budget.clone().acquire_many_owned(cost) => p,
             };
             let Ok(budget) = budget else { return };
@@ -353,7 +354,7 @@ impl Connection {
                 _budget: budget,
             };
             tokio::select! {
-                _ = close.cancelled() => return,
+                _ = &mut closed => return,
                 sent = self.inbound.send(item) => if sent.is_err() { return },
             }
         }
