@@ -11,6 +11,7 @@
 mod convert;
 mod functions;
 pub mod session;
+mod wake_gate;
 pub mod watch;
 
 use convert::{api_state, store_status};

@@ -12,6 +12,7 @@
 //! with-outcome` header, until the next outcome of the call, with no timer at all.
 //! Outcomes and refusals are never held.
 
+use super::wake_gate::WakeGate;
 use super::watch::{finished_in_store, recv_merged, split_messages};
 use super::{Api, MAX_WATCH};
 use crate::core::{Finished, TaskSet};
@@ -99,7 +100,7 @@ pub fn run(
         acceptances,
         hold_until: None,
     };
-    Box::pin(futures::stream::unfold(Some(session), |state| async move {
+    let events: SessionStream = Box::pin(futures::stream::unfold(Some(session), |state| async move {
         let mut s = state?;
         loop {
             if !s.holding() {
@@ -117,7 +118,8 @@ pub fn run(
                 return Some((Err(status), None));
             }
         }
-    }))
+    }));
+    Box::pin(WakeGate::new(events))
 }
 
 impl Session {
