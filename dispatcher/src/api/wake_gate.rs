@@ -1,10 +1,11 @@
 //! A stream that is polled again only when something it waits on woke it.
 //!
-//! hyper polls a response body again whenever h2 hands its stream send capacity back,
-//! after each DATA frame, whether or not the body has anything new: an `ExecuteStream`
-//! session was polled about 7 times per task where 5 do the work, and each spurious poll
-//! went through every future the session waits on (the completions channel, the request
-//! stream and its h2 locks). Behind this gate such a poll costs an atomic swap.
+//! hyper polls an `ExecuteStream` response body far more often than the session's own
+//! futures ask: under callgrind at 500 tasks/s, 5.9 polls per task, of which 1.8 followed
+//! a wake of the session's futures (h2 handing the stream send capacity back after each
+//! DATA frame is the likely source of the rest). Each of those polls went through every
+//! future the session waits on: the completions channel, the request stream and its h2
+//! locks. Behind this gate such a poll costs a lock and an atomic load.
 
 use futures::Stream;
 use std::pin::Pin;
