@@ -262,7 +262,7 @@ impl Connection {
             return;
         }
         let (rd, wr) = stream.into_split();
-        let out = Arc::new(PeerOut::new(wr));
+        let out = Arc::new(PeerOut::new(wr, close.clone()));
         let (queue, frames) = mpsc::channel(self.limits.peer_queue.max(1));
         let limit = Arc::new(AtomicUsize::new(self.limits.stranger_message));
         self.peers.write().insert(

@@ -55,6 +55,8 @@ pub struct PeerOut {
     /// overtake them. Sends set it while they queue, the writer clears it once it has
     /// written everything, both under this lock, so no frame is left unwritten or reordered.
     busy: Mutex<bool>,
+    /// Cancelled when a direct write fails, as the writer does: the connection closes.
+    close: CancellationToken,
 }
 
 /// What became of a send.
@@ -68,11 +70,12 @@ pub enum Sent {
 }
 
 impl PeerOut {
-    /// A peer's way out, idle.
-    pub fn new(socket: OwnedWriteHalf) -> Self {
+    /// A peer's way out, idle; a failed write cancels `close`.
+    pub fn new(socket: OwnedWriteHalf, close: CancellationToken) -> Self {
         Self {
             socket,
             busy: Mutex::new(false),
+            close,
         }
     }
 
@@ -96,7 +99,10 @@ impl PeerOut {
         let written = match self.socket.try_write_vectored(&parts) {
             Ok(w) => w,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
-            Err(_) => return Sent::Gone,
+            Err(_) => {
+                self.close.cancel();
+                return Sent::Gone;
+            }
         };
         if written == n + frame.len() {
             return Sent::Done;
