@@ -3,17 +3,14 @@
 //! decisions in batches: one `Tasks` frame per worker, one store write per turn.
 
 use crate::autoscale::Autoscaler;
-use crate::core::{
-    Capacity, Comm, CoreCounters, FunctionLoad, InstanceStart, LossReason, NewTask, Now, SchedulerCore, Transition,
-    WorkerSpec, WorkerView,
-};
+use crate::core::{Capacity, Comm, InstanceStart, LossReason, Now, SchedulerCore, Transition, WorkerSpec};
 use crate::registration;
 use crate::shared::{EdgeCounters, Shared};
 use crate::worker_link::{self, Inbound, InboundReader, Outgoing};
 use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use volley_proto::auth::Token;
@@ -25,31 +22,11 @@ use volley_proto::Mode;
 use volley_worker::executor::SlotPool;
 
 pub use crate::registration::MAX_WORKER_SLOTS;
+pub use inbox::{Command, Snapshot};
+
+mod inbox;
 /// Messages handled per turn before the reactor flushes.
 const DRAIN_LIMIT: usize = 1024;
-
-/// Requests from the gRPC edge.
-pub enum Command {
-    /// Stored tasks to schedule.
-    Submit(Vec<NewTask>),
-    /// A snapshot for `ClusterInfo`.
-    Snapshot(oneshot::Sender<Snapshot>),
-}
-
-/// What `ClusterInfo` reports of the core.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// Registered workers.
-    pub workers: Vec<WorkerView>,
-    /// Tasks waiting.
-    pub queued: usize,
-    /// Tasks held by workers.
-    pub running: usize,
-    /// Core event counts.
-    pub counters: CoreCounters,
-    /// Per function: queue, running, instances.
-    pub functions: Vec<FunctionLoad>,
-}
 
 /// Where the reactor's tasks run: its own pool, or workers over ZeroMQ.
 pub enum Backend {
