@@ -100,7 +100,9 @@ pub fn run(
         acceptances,
         hold_until: None,
     };
-    let events: SessionStream = Box::pin(futures::stream::unfold(Some(session), |state| async move {
+    // Boxed: `unfold` moves its state in and out of each item's future, and a session
+    // (the request stream above all) is hundreds of bytes.
+    let events: SessionStream = Box::pin(futures::stream::unfold(Some(Box::new(session)), |state| async move {
         let mut s = state?;
         loop {
             if !s.holding() {
@@ -178,7 +180,10 @@ impl Session {
         }
         match self.api.submit(&request.tasks, true).await {
             Ok(ids) => {
-                self.api.reactor_first().await;
+                // With-outcome acceptances write nothing now: there is no reply to overtake.
+                if self.acceptances != Acceptances::WithOutcome {
+                    self.api.reactor_first().await;
+                }
                 self.pending.extend(ids.iter().copied());
                 if let Acceptances::Linger(linger) = self.acceptances {
                     if !linger.is_zero() && self.hold_until.is_none() {
