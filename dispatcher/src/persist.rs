@@ -39,7 +39,7 @@ pub async fn run(shared: Arc<Shared>, mut rx: UnboundedReceiver<Vec<Transition>>
 
 /// What follows a batch's write: its finished tasks are counted, their admission
 /// released, and their watchers told. Only ever after the batch is in the store.
-pub fn published(shared: &Shared, batch: Vec<Transition>) {
+pub fn published(shared: &Shared, batch: impl IntoIterator<Item = Transition>) {
     let finished: Vec<Finished> = batch
         .into_iter()
         .filter_map(|t| match t {
@@ -57,18 +57,19 @@ pub fn published(shared: &Shared, batch: Vec<Transition>) {
     }
 }
 
-/// Writes `batch` at once if the store can (the embedded store), with what follows;
-/// `Err(batch)` when it must go to the store writer.
-pub fn write_now(shared: &Shared, batch: Vec<Transition>) -> Result<(), Vec<Transition>> {
+/// Writes `batch` at once if the store can (the embedded store), with what follows, and
+/// empties it, keeping its buffer for the next turn; false, with `batch` untouched, when it
+/// must go to the store writer.
+pub fn write_now(shared: &Shared, batch: &mut Vec<Transition>) -> bool {
     let started = shared.metrics.as_ref().map(|_| std::time::Instant::now());
-    if !shared.store.record_now(&batch) {
-        return Err(batch);
+    if !shared.store.record_now(batch) {
+        return false;
     }
     if let (Some(m), Some(started)) = (&shared.metrics, started) {
         m.store_write(started.elapsed());
     }
-    published(shared, batch);
-    Ok(())
+    published(shared, batch.drain(..));
+    true
 }
 
 async fn write(shared: &Shared, batch: &[Transition], shutdown: &CancellationToken) -> bool {

@@ -226,6 +226,20 @@ pub enum Outcome {
     },
 }
 
+/// A `ToWorker::Tasks` frame over borrowed tasks: encodes to the same bytes, so a sender
+/// can keep its buffer of assignments from one batch to the next.
+pub struct TasksRef<'a>(pub &'a [TaskAssignment]);
+
+/// `Tasks`' place among `ToWorker`'s variants; `a_borrowed_tasks_frame_is_the_owned_one`
+/// checks it.
+const TASKS_VARIANT: u32 = 1;
+
+impl Serialize for TasksRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_newtype_variant("ToWorker", TASKS_VARIANT, "Tasks", self.0)
+    }
+}
+
 #[derive(Serialize)]
 struct EnvelopeRef<'a, M> {
     version: u16,
@@ -290,6 +304,22 @@ pub fn encode_with_version<M: Serialize>(version: u16, msg: &M) -> Result<Vec<u8
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_borrowed_tasks_frame_is_the_owned_one() {
+        let (_, to) = samples();
+        let tasks: Vec<TaskAssignment> = to
+            .into_iter()
+            .flat_map(|m| match m {
+                ToWorker::Tasks(t) => t,
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!(!tasks.is_empty());
+        let owned = encode(&ToWorker::Tasks(tasks.clone())).expect("encodes");
+        assert_eq!(encode(&TasksRef(&tasks)).expect("encodes"), owned);
+        assert_eq!(decode::<ToWorker>(&owned).expect("decodes"), ToWorker::Tasks(tasks));
+    }
 
     fn samples() -> (Vec<FromWorker>, Vec<ToWorker>) {
         let from = vec![

@@ -13,7 +13,7 @@
 //! Outcomes and refusals are never held.
 
 use super::wake_gate::WakeGate;
-use super::watch::{finished_in_store, recv_merged, split_messages};
+use super::watch::{finished_in_store, for_each_message, recv_merged};
 use super::{Api, MAX_WATCH};
 use crate::core::{Finished, TaskSet};
 use std::collections::VecDeque;
@@ -199,9 +199,7 @@ impl Session {
     }
 
     fn finished(&mut self, tasks: Vec<api::TaskInfo>) {
-        for message in split_messages(tasks) {
-            self.out.push_back(event(Event::Finished(message)));
-        }
+        for_each_message(tasks, |message| self.out.push_back(event(Event::Finished(message))));
     }
 }
 

@@ -58,14 +58,27 @@ pub async fn finished_in_store(
 /// returns to `wire::MAX_RESULT_BYTES`, both far below it.
 pub fn split_messages(tasks: Vec<api::TaskInfo>) -> Vec<api::WatchResultsResponse> {
     let mut messages = Vec::new();
+    for_each_message(tasks, |m| messages.push(m));
+    messages
+}
+
+/// [`split_messages`], each message handed to `emit` as it is cut. Tasks that fit in one
+/// message (nearly always) leave in their own vector: nothing is copied or allocated.
+pub fn for_each_message(tasks: Vec<api::TaskInfo>, mut emit: impl FnMut(api::WatchResultsResponse)) {
+    if tasks.is_empty() {
+        return;
+    }
+    let costs = || tasks.iter().map(|task| entry_cost(task.encoded_len()));
+    if tasks.len() <= MAX_TASKS_PER_MESSAGE && costs().sum::<usize>() <= MAX_MESSAGE_BYTES {
+        emit(api::WatchResultsResponse { tasks });
+        return;
+    }
     let mut current = Vec::new();
     let mut bytes = 0;
     for task in tasks {
-        let len = task.encoded_len();
-        // Field tag, length prefix, body: what one repeated entry costs on the wire.
-        let cost = 1 + prost::length_delimiter_len(len) + len;
+        let cost = entry_cost(task.encoded_len());
         if !current.is_empty() && (bytes + cost > MAX_MESSAGE_BYTES || current.len() >= MAX_TASKS_PER_MESSAGE) {
-            messages.push(api::WatchResultsResponse {
+            emit(api::WatchResultsResponse {
                 tasks: std::mem::take(&mut current),
             });
             bytes = 0;
@@ -74,9 +87,13 @@ pub fn split_messages(tasks: Vec<api::TaskInfo>) -> Vec<api::WatchResultsRespons
         current.push(task);
     }
     if !current.is_empty() {
-        messages.push(api::WatchResultsResponse { tasks: current });
+        emit(api::WatchResultsResponse { tasks: current });
     }
-    messages
+}
+
+/// Field tag, length prefix, body: what one repeated entry of `len` bytes costs on the wire.
+fn entry_cost(len: usize) -> usize {
+    1 + prost::length_delimiter_len(len) + len
 }
 
 fn chunked(tasks: Vec<api::TaskInfo>) -> impl Stream<Item = Result<api::WatchResultsResponse, Status>> {
@@ -228,6 +245,14 @@ mod tests {
         assert_eq!(messages.len(), 3);
         assert_eq!(messages[0].tasks.len(), MAX_TASKS_PER_MESSAGE);
         assert!(split_messages(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn tasks_that_fit_leave_as_one_message_in_order() {
+        let messages = split_messages((1..=3).map(|i| task(i, 100)).collect());
+        assert_eq!(messages.len(), 1);
+        let ids: Vec<u64> = messages[0].tasks.iter().map(|t| t.task_id).collect();
+        assert_eq!(ids, [1, 2, 3]);
     }
 
     #[test]

@@ -390,6 +390,7 @@ impl Reactor {
 
     fn forget_removed(&mut self) {
         for id in self.outbox.removed.drain(..) {
+            self.outbox.assignments.remove(&id);
             if let Some(a) = &mut self.autoscale {
                 a.worker_gone(id);
             }
@@ -410,21 +411,23 @@ impl Reactor {
         // Tasks leave before their transitions go to the store writer, whose turn would
         // otherwise come first. The writer never waited for them: durability rests on
         // the records written at submission and on leases, not on this order.
-        for (worker, tasks) in self.outbox.assignments.drain() {
+        // Each worker's buffer stays for its next batch: no allocation per turn.
+        for (worker, tasks) in self.outbox.assignments.iter_mut().filter(|(_, t)| !t.is_empty()) {
             match backend {
-                Backend::Local { pool, .. } => pool.submit_all(self.shared.code.given(&pool.runtimes().cache, tasks)),
+                Backend::Local { pool, .. } => {
+                    pool.submit_all(self.shared.code.given(&pool.runtimes().cache, std::mem::take(tasks)))
+                }
                 Backend::Remote { outgoing, .. } => {
-                    if let Some(peer) = self.peers.by_worker.get(&worker) {
+                    if let Some(peer) = self.peers.by_worker.get(worker) {
                         outgoing.send_tasks(peer, tasks);
                     }
+                    tasks.clear();
                 }
             }
         }
-        if !self.outbox.transitions.is_empty() {
+        if !self.outbox.transitions.is_empty() && !crate::persist::write_now(&self.shared, &mut self.outbox.transitions)
+        {
             let batch = std::mem::take(&mut self.outbox.transitions);
-            let Err(batch) = crate::persist::write_now(&self.shared, batch) else {
-                return;
-            };
             if self.to_store.send(batch).is_err() {
                 warn!("store writer is gone; transitions not persisted");
             }

@@ -224,23 +224,21 @@ impl Outgoing {
     /// Queues `tasks` for `peer` in as many frames as their encoded size needs: a batch
     /// over [`wire::MAX_FRAME_BYTES`] is halved until each part fits, in order. A single
     /// task cannot be too large (arguments are bounded far below the frame limit).
-    pub fn send_tasks(&mut self, peer: &PeerId, tasks: Vec<TaskAssignment>) {
-        self.send_code(peer, &tasks);
-        let msg = ToWorker::Tasks(tasks);
-        match wire::encode(&msg) {
+    pub fn send_tasks(&mut self, peer: &PeerId, tasks: &[TaskAssignment]) {
+        self.send_code(peer, tasks);
+        match wire::encode(&wire::TasksRef(tasks)) {
             Ok(frame) => {
                 if self.enqueue(peer, Bytes::from(frame)) {
                     self.recently_sent.insert(peer.clone());
                 }
             }
             Err(CodecError::TooLarge { .. }) => {
-                let ToWorker::Tasks(mut tasks) = msg else { return };
                 if tasks.len() < 2 {
                     warn!(peer = %peer, "a single task's frame exceeds the frame limit; its lease will fail it");
                     return;
                 }
-                let second = tasks.split_off(tasks.len() / 2);
-                self.send_tasks(peer, tasks);
+                let (first, second) = tasks.split_at(tasks.len() / 2);
+                self.send_tasks(peer, first);
                 self.send_tasks(peer, second);
             }
             Err(e) => warn!("cannot encode tasks for a worker: {e}"),

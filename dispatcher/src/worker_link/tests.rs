@@ -66,7 +66,7 @@ async fn a_batch_over_the_frame_limit_leaves_in_frames_that_fit() {
             report_start: false,
         })
         .collect();
-    link.outgoing.send_tasks(&peer, tasks);
+    link.outgoing.send_tasks(&peer, &tasks);
     let mut ids = Vec::new();
     let mut frames = 0;
     while ids.len() < 200 {
