@@ -7,7 +7,7 @@ use super::handshake::handshake;
 use super::reader::{Message, MessageReader};
 use super::writer::COPY_BELOW;
 use super::{tcp_address, ZmtpError};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -56,16 +56,25 @@ impl Dealer {
     /// Sends one single-part message. Not cancel-safe: a send cut short leaves the stream
     /// in the middle of a frame, so a caller that gives up on one must drop the connection.
     pub async fn send(&mut self, body: &[u8]) -> Result<(), ZmtpError> {
-        let writing = async {
-            self.out.clear();
-            put_header(&mut self.out, 0, body.len());
-            if body.len() < COPY_BELOW {
-                self.out.extend_from_slice(body);
-                self.wr.write_all(&self.out).await
-            } else {
-                self.wr.write_all(&self.out).await?;
-                self.wr.write_all(body).await
+        self.out.clear();
+        put_header(&mut self.out, 0, body.len());
+        let copied = body.len() < COPY_BELOW;
+        if copied {
+            self.out.extend_from_slice(body);
+            // Nearly always the socket takes a small frame whole: no timer, no clock read.
+            match self.wr.try_write(&self.out) {
+                Ok(n) if n == self.out.len() => return Ok(()),
+                Ok(n) => self.out.advance(n),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e.into()),
             }
+        }
+        let writing = async {
+            self.wr.write_all(&self.out).await?;
+            if !copied {
+                self.wr.write_all(body).await?;
+            }
+            Ok::<_, std::io::Error>(())
         };
         match tokio::time::timeout(self.send_timeout, writing).await {
             Ok(r) => Ok(r?),
