@@ -324,10 +324,13 @@ async fn serve(
     }
     let mut heartbeat = tokio::time::interval(s.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let silence_limit = s.heartbeat * s.liveness;
-    let mut last_heard = Instant::now();
-    // Any frame proves this worker alive; a heartbeat is due only after a quiet interval.
-    let mut last_sent = Instant::now();
+    // Kept in heartbeat intervals, not clock readings: a task's frames set a flag, and
+    // only the tick reads a clock. The dispatcher is lost after `liveness` whole intervals
+    // with nothing heard; any frame sent proves this worker alive, so a heartbeat goes
+    // only after an interval with nothing sent.
+    let mut heard = true;
+    let mut silent_intervals: u32 = 0;
+    let mut sent = true;
     let mut bad_frames: u64 = 0;
     // One waiter on `shutdown` for the session, not one joined and left per message.
     let stopping = shutdown.cancelled();
@@ -354,7 +357,7 @@ async fn serve(
                 if let Err(e) = report(&mut s.conn, done, in_flight, config).await {
                     return lost(e);
                 }
-                last_sent = Instant::now();
+                sent = true;
             }
             Some(mut began) = starts.recv() => {
                 while let Ok(more) = starts.try_recv() {
@@ -363,12 +366,12 @@ async fn serve(
                 if let Err(e) = s.conn.send(&FromWorker::Started(began)).await {
                     return lost(e);
                 }
-                last_sent = Instant::now();
+                sent = true;
             }
             msg = s.conn.recv() => {
                 match msg {
                     Ok(ToWorker::Tasks(tasks)) => {
-                        last_heard = Instant::now();
+                        heard = true;
                         *in_flight += tasks.len() as u32;
                         if let Some(m) = &config.metrics {
                             m.received(tasks.len(), *in_flight);
@@ -378,11 +381,11 @@ async fn serve(
                             if let Err(e) = report(&mut s.conn, done, in_flight, config).await {
                                 return lost(e);
                             }
-                            last_sent = Instant::now();
+                            sent = true;
                         }
                     }
                     Ok(ToWorker::Code { digest, total, offset, data }) => {
-                        last_heard = Instant::now();
+                        heard = true;
                         match pool.runtimes().cache.piece(digest, total, offset, &data) {
                             Ok(Some(path)) => debug!(%digest, bytes = total, path = %path.display(), "code received"),
                             Ok(None) => {}
@@ -394,7 +397,7 @@ async fn serve(
                             }
                         }
                     }
-                    Ok(ToWorker::Heartbeat) | Ok(ToWorker::Welcome { .. }) => last_heard = Instant::now(),
+                    Ok(ToWorker::Heartbeat) | Ok(ToWorker::Welcome { .. }) => heard = true,
                     Ok(ToWorker::Shutdown) => return SessionEnd::DispatcherShutdown,
                     Ok(ToWorker::Reject { reason }) => return SessionEnd::Rejected(reason),
                     Err(e @ (ConnectionError::Codec(_) | ConnectionError::Frames(_))) => {
@@ -410,16 +413,19 @@ async fn serve(
                 }
             }
             _ = heartbeat.tick() => {
-                if last_heard.elapsed() > silence_limit {
-                    return SessionEnd::Lost(format!("nothing heard for {:?}", last_heard.elapsed()));
+                silent_intervals = if std::mem::take(&mut heard) { 0 } else { silent_intervals + 1 };
+                if silent_intervals >= s.liveness {
+                    return SessionEnd::Lost(format!(
+                        "nothing heard for {silent_intervals} heartbeat intervals ({:?})",
+                        s.heartbeat * silent_intervals
+                    ));
                 }
-                if last_sent.elapsed() < s.heartbeat {
+                if std::mem::take(&mut sent) {
                     continue;
                 }
                 if let Err(e) = s.conn.send(&FromWorker::Heartbeat { in_flight: *in_flight }).await {
                     return lost(e);
                 }
-                last_sent = Instant::now();
             }
         }
     }
