@@ -197,7 +197,7 @@ pub async fn start(
         config.seed,
     );
     let (to_store, from_core) = mpsc::unbounded_channel();
-    let (commands_tx, commands_rx) = mpsc::channel(1024);
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let mut reactor = Reactor::new(
         core,
         ReactorConfig {
@@ -239,7 +239,6 @@ pub async fn start(
     if !recovered.is_empty() {
         commands_tx
             .send(reactor::Command::Submit(recovered))
-            .await
             .context("queueing recovered tasks")?;
     }
     let metrics_url = match (listeners.metrics, &metrics) {

@@ -221,7 +221,6 @@ impl Dispatcher for Api {
         self.front
             .commands
             .send(Command::Snapshot(reply))
-            .await
             .map_err(|_| Status::unavailable("the dispatcher is shutting down"))?;
         let Snapshot {
             workers,

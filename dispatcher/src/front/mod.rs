@@ -12,13 +12,13 @@ pub use error::FrontError;
 pub use functions::{checked_name, MAX_UPLOADS};
 
 use crate::core::{NewTask, Now};
-use crate::reactor::Command;
+use crate::reactor::{Command, Inbox};
 use crate::shared::{EdgeCounters, Shared};
 use crate::store::{StoreError, Submission, TaskRecord};
 use foldhash::HashMap;
 use parking_lot::RwLock;
 use std::sync::Arc;
-use tokio::sync::mpsc;
+
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::{FunctionId, TaskId};
 use volley_proto::Mode;
@@ -63,7 +63,7 @@ pub struct Front {
     /// Shared state.
     pub shared: Arc<Shared>,
     /// Where work goes to the reactor.
-    pub commands: mpsc::Sender<Command>,
+    pub commands: Inbox,
     functions: Arc<RwLock<HashMap<FunctionId, Known>>>,
     /// The longest task the dispatcher allows, ms.
     pub max_job_ms: u64,
@@ -73,7 +73,7 @@ pub struct Front {
 
 impl Front {
     /// The front door over shared state, sending work to the reactor.
-    pub fn new(shared: Arc<Shared>, commands: mpsc::Sender<Command>, max_job_ms: u64, mode: Mode) -> Self {
+    pub fn new(shared: Arc<Shared>, commands: Inbox, max_job_ms: u64, mode: Mode) -> Self {
         Self {
             shared,
             commands,
@@ -206,7 +206,7 @@ impl Front {
                 submitted_us: s.submitted_us,
             })
             .collect();
-        self.commands.send(Command::Submit(tasks)).await.map_err(|_| {
+        self.commands.send(Command::Submit(tasks)).map_err(|_| {
             FrontError::Unavailable(
                 "the dispatcher is shutting down; tasks are stored and will run after a restart on a durable store"
                     .into(),

@@ -2,7 +2,13 @@
 //! for `ClusterInfo`.
 
 use crate::core::{CoreCounters, FunctionLoad, NewTask, WorkerView};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
+
+/// Where the edges send their [`Command`]s. Unbounded, because it needs no bound of its
+/// own: a submission is admitted (`--max-queued`) before it is sent, and a snapshot's
+/// asker waits for its answer. A bounded channel's permits cost every task a semaphore
+/// acquire and release, under a lock.
+pub type Inbox = mpsc::UnboundedSender<Command>;
 
 /// Requests from the gRPC edge.
 pub enum Command {

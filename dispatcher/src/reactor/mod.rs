@@ -22,7 +22,7 @@ use volley_proto::Mode;
 use volley_worker::executor::SlotPool;
 
 pub use crate::registration::MAX_WORKER_SLOTS;
-pub use inbox::{Command, Snapshot};
+pub use inbox::{Command, Inbox, Snapshot};
 
 mod inbox;
 /// Messages handled per turn before the reactor flushes.
@@ -134,7 +134,7 @@ impl Reactor {
     pub async fn run(
         mut self,
         mut backend: Backend,
-        mut commands: mpsc::Receiver<Command>,
+        mut commands: mpsc::UnboundedReceiver<Command>,
         shutdown: CancellationToken,
     ) {
         if let Backend::Local { slots, .. } = &backend {
@@ -220,7 +220,7 @@ impl Reactor {
         }
     }
 
-    fn drain_commands(&mut self, commands: &mut mpsc::Receiver<Command>) {
+    fn drain_commands(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) {
         for _ in 0..DRAIN_LIMIT {
             match commands.try_recv() {
                 Ok(cmd) => self.command(cmd),

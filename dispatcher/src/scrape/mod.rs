@@ -3,7 +3,7 @@
 //! through a reactor snapshot and the edge's counters.
 
 use crate::metrics::TaskMetrics;
-use crate::reactor::{Command, Snapshot};
+use crate::reactor::{Command, Inbox, Snapshot};
 use crate::shared::Shared;
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
@@ -14,7 +14,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use volley_proto::exposition::Render;
 
 mod per_function;
@@ -258,7 +258,7 @@ impl Metrics {
     }
 
     /// The page renderer: asks the reactor for a snapshot, then encodes everything.
-    pub fn render(self: &Arc<Self>, shared: Arc<Shared>, commands: mpsc::Sender<Command>) -> Render {
+    pub fn render(self: &Arc<Self>, shared: Arc<Shared>, commands: Inbox) -> Render {
         let metrics = self.clone();
         Arc::new(move || {
             let (metrics, shared, commands) = (metrics.clone(), shared.clone(), commands.clone());
@@ -266,7 +266,6 @@ impl Metrics {
                 let (reply, answer) = oneshot::channel();
                 commands
                     .send(Command::Snapshot(reply))
-                    .await
                     .map_err(|_| "the dispatcher is shutting down".to_owned())?;
                 let snapshot = answer.await.map_err(|_| "the dispatcher is shutting down".to_owned())?;
                 let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
