@@ -88,7 +88,10 @@ pub async fn drive(
     let mut caught_up = std::collections::HashSet::new();
     let (mut pacing, mut breaks, mut last_break) = (true, 0u64, String::new());
     let mut last_transport_error = String::new();
-    let deadline = tokio::time::Instant::from_std(clock.start + until);
+    // Made once: a fresh `sleep_until` each turn would enter and leave the timer wheel
+    // on every request and reply.
+    let deadline = tokio::time::sleep_until(tokio::time::Instant::from_std(clock.start + until));
+    tokio::pin!(deadline);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut held: Option<std::ops::Range<usize>> = None;
     let mut last_follow: Option<std::time::Instant> = None;
@@ -180,7 +183,7 @@ pub async fn drive(
                     }
                 }
             }
-            _ = tokio::time::sleep_until(deadline) => break,
+            _ = &mut deadline => break,
         }
     }
     if let Some(live) = live {
