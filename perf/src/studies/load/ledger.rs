@@ -4,7 +4,8 @@
 //! status), unfinished when the drain ends, or — only if the dispatcher no longer knows the
 //! task — unknown, which the run reports as an error rather than guessing.
 
-use std::collections::HashMap;
+// Task ids are the dispatcher's counters, not an attacker's keys: a fast hash will do.
+use foldhash::{HashMap, HashMapExt};
 use std::time::Duration;
 
 /// How a finished task came back.
