@@ -76,7 +76,7 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
     assert!(
         page.contains(
-            "| push | 1 × 1 | 5,000 | 5,020 | 0.23 | 0.61 | 41.3 | 49.4 | 18.1 | 29.0 · 18.9 · 8.7 | 1.4 · 2.6 · 2.1 |"
+            "| push | 1 × 1 | 5,000 | 5,020 | 0.19 | 1.29 | 34.1 | 38.0 | 14.1 | 21.6 · 13.5 · 7.7 | 1.6 · 2.8 · 1.8 |"
         ),
         "{page}"
     );
