@@ -18,7 +18,6 @@ use crate::store::{StoreError, Submission, TaskRecord};
 use foldhash::HashMap;
 use parking_lot::RwLock;
 use std::sync::Arc;
-
 use volley_proto::function::FunctionKind;
 use volley_proto::ids::{FunctionId, TaskId};
 use volley_proto::Mode;

@@ -27,6 +27,9 @@ pub use inbox::{Command, Inbox, Snapshot};
 mod inbox;
 /// Messages handled per turn before the reactor flushes.
 const DRAIN_LIMIT: usize = 1024;
+/// Entries a buffer the reactor reuses keeps room for between turns: a burst's larger
+/// buffer is given back, not held for the dispatcher's life (per worker, for assignments).
+const KEPT_CAPACITY: usize = 1024;
 
 /// Where the reactor's tasks run: its own pool, or workers over ZeroMQ.
 pub enum Backend {
@@ -422,13 +425,18 @@ impl Reactor {
                         outgoing.send_tasks(peer, tasks);
                     }
                     tasks.clear();
+                    tasks.shrink_to(KEPT_CAPACITY);
                 }
             }
         }
-        if !self.outbox.transitions.is_empty() && !crate::persist::write_now(&self.shared, &mut self.outbox.transitions)
-        {
-            let batch = std::mem::take(&mut self.outbox.transitions);
-            if self.to_store.send(batch).is_err() {
+        if !self.outbox.transitions.is_empty() {
+            if crate::persist::write_now(&self.shared, &mut self.outbox.transitions) {
+                self.outbox.transitions.shrink_to(KEPT_CAPACITY);
+            } else if self
+                .to_store
+                .send(std::mem::take(&mut self.outbox.transitions))
+                .is_err()
+            {
                 warn!("store writer is gone; transitions not persisted");
             }
         }
