@@ -44,7 +44,7 @@ measure() {
   if [ -n "${RATE:-}" ]; then
     # Every request counts (no warm-up); the load's own line says how many went.
     valgrind --tool=callgrind --callgrind-out-file="$out/c.$mode.$n" "$CLIENT" --dispatcher "$grpc" load \
-      --rate "$RATE" --arrival poisson --optype noop --for "$(( n / RATE ))s" --warmup 0s --drain 3s > "$out/load.$mode.$n" 2>&1
+      --rate "$RATE" --arrival poisson --optype noop --for "$(( n / RATE ))s" --warmup 0s --drain 3s --out "$out/load.$mode.$n.csv" > "$out/load.$mode.$n" 2>&1
     grep -o '[0-9]* sent' "$out/load.$mode.$n" | head -1 | cut -d' ' -f1 > "$out/n.$mode.$n"
   else
     "$CLIENT" --dispatcher "$grpc" submit noop --count "$n" --wait --timeout-s 600 > /dev/null
