@@ -9,6 +9,8 @@ fn main() -> Result<(), Box<dyn Error>> {
     let out = PathBuf::from(env::var("OUT_DIR")?);
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("volley_descriptor.bin"))
+        // prost's encoding, decoded from one contiguous slice (src/grpc_codec.rs).
+        .codec_path("crate::grpc_codec::SliceCodec")
         .compile_protos(&["volley/v1/dispatcher.proto"], &["."])?;
     println!("cargo:rerun-if-changed=volley/v1/dispatcher.proto");
     Ok(())

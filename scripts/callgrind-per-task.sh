@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 N1=${1:-10000}
 N2=${2:-30000}
 BIN=${VOLLEY_BIN_DIR:-target/release}
-CLIENT=target/release/client
+# The load generator from the same build when there is one.
+CLIENT=$BIN/client
+[ -x "$CLIENT" ] || CLIENT=target/release/client
 export RUST_LOG=${RUST_LOG:-warn}
 out=$(mktemp -d)
 pids=()
@@ -68,4 +70,6 @@ for mode in ${MODES:-local pull push}; do
   [ -z "${RATE:-}" ] || c=$(per_task c "$mode")
   echo "| $mode | $d | $w | $c |"
 done
+# KEEP=DIR keeps the callgrind files for callgrind_annotate.
+if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$out"/[dwc].* "$KEEP"/; fi
 rm -rf "$out"

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod connection;
 pub mod exposition;
 pub mod function;
+pub mod grpc_codec;
 pub mod ids;
 pub mod telemetry;
 pub mod text;
