@@ -1,7 +1,7 @@
 //! A scheduling pass: waiting tasks onto workers with room, one function's queue at a
 //! time, the longest-waiting first across functions.
 
-use super::{placement, Capacity, Comm, Now, SchedulerCore, TaskAssignment, TaskEntry, TaskState, Transition};
+use super::{Capacity, Comm, Now, SchedulerCore, TaskAssignment, TaskEntry, TaskState, Transition};
 use std::sync::Arc;
 use volley_proto::ids::{TaskId, WorkerId};
 
@@ -54,7 +54,7 @@ impl SchedulerCore {
                     if !rounds.is_empty() {
                         rounds.iter_mut().for_each(|(_, r)| r.share());
                     }
-                    let mut fresh = placement::Round::default();
+                    let mut fresh = self.spare_rounds.pop().unwrap_or_default();
                     if !rounds.is_empty() {
                         fresh.share();
                     }
@@ -136,7 +136,10 @@ impl SchedulerCore {
             }
             self.queues.took(&function, taken);
         }
-        rounds.clear();
+        self.spare_rounds.extend(rounds.drain(..).map(|(_, mut round)| {
+            round.reset();
+            round
+        }));
         self.pass_heads = heads;
         self.pass_rounds = rounds;
     }

@@ -145,6 +145,8 @@ pub struct SchedulerCore {
     pass_heads: std::collections::BinaryHeap<std::cmp::Reverse<(i64, Arc<str>)>>,
     /// A scheduling pass's placement rounds, one per function (empty between passes).
     pass_rounds: Vec<(Arc<str>, placement::Round)>,
+    /// Rounds of passes past, reset, their heaps' storage kept.
+    spare_rounds: Vec<placement::Round>,
     /// Idle time of instances that have left, µs, by function.
     departed_idle_us: BTreeMap<Arc<str>, u64>,
     /// Tasks per function whose code failed to load on a worker (`init_failed`).
@@ -164,6 +166,7 @@ impl SchedulerCore {
             counters: CoreCounters::default(),
             pass_heads: std::collections::BinaryHeap::new(),
             pass_rounds: Vec::new(),
+            spare_rounds: Vec::new(),
             departed_idle_us: BTreeMap::new(),
             init_failures: BTreeMap::new(),
         }

@@ -91,6 +91,14 @@ impl Round {
     pub(super) fn share(&mut self) {
         self.shared = true;
     }
+
+    /// As new, keeping the heap's storage for the next pass.
+    pub(super) fn reset(&mut self) {
+        self.instant = None;
+        self.heap.clear();
+        self.last = None;
+        self.shared = false;
+    }
 }
 
 impl Round {
@@ -105,11 +113,13 @@ impl Round {
         if self.instant != Some(instant) {
             self.instant = Some(instant);
             self.last = None;
-            self.heap = workers
-                .iter()
-                .filter(|(_, w)| open(w))
-                .map(|(id, w)| Reverse(Load::of(*id, w)))
-                .collect();
+            self.heap.clear();
+            self.heap.extend(
+                workers
+                    .iter()
+                    .filter(|(_, w)| open(w))
+                    .map(|(id, w)| Reverse(Load::of(*id, w))),
+            );
         } else if let Some(id) = self.last.take() {
             if let Some(w) = workers.get(&id).filter(|w| open(w)) {
                 if instant {

@@ -63,16 +63,16 @@ impl RunClock {
 }
 
 /// A finished task's record, seen at `at` (`recovered`: read back by id).
-pub fn finish(t: &api::TaskInfo, clock: RunClock, at: Duration, recovered: bool) -> (u64, Finish) {
+pub fn finish(t: api::TaskInfo, clock: RunClock, at: Duration, recovered: bool) -> (u64, Finish) {
     (
         t.task_id,
         Finish {
             completed: t.state == api::TaskState::Completed as i32,
-            error: t.error.clone(),
+            error: t.error,
             at,
             done_at: clock.from_unix_us(t.completed_us),
             recovered,
-            worker: t.worker.clone(),
+            worker: t.worker,
             run_us: t.run_us,
             cold: t.cold,
         },
@@ -100,7 +100,7 @@ pub async fn watch_all(
                 match item {
                     Ok(msg) => {
                         let at = clock.now();
-                        let done = msg.tasks.iter().map(|t| finish(t, clock, at, false)).collect();
+                        let done = msg.tasks.into_iter().map(|t| finish(t, clock, at, false)).collect();
                         if tx.send(Event::Finished(done)).is_err() {
                             return;
                         }
@@ -172,8 +172,11 @@ async fn watch_ids(
             Ok(msg) => {
                 let done = msg
                     .tasks
-                    .iter()
-                    .map(|t| finish(t, clock, clock.from_unix_us(t.completed_us), true))
+                    .into_iter()
+                    .map(|t| {
+                        let at = clock.from_unix_us(t.completed_us);
+                        finish(t, clock, at, true)
+                    })
                     .collect();
                 if tx.send(Event::Finished(done)).is_err() {
                     break;
@@ -200,12 +203,8 @@ async fn one_by_one(
         match client.get_result(api::GetResultRequest { task_id: id }).await {
             Ok(r) => match r.into_inner().task {
                 Some(t) if t.state == api::TaskState::Completed as i32 || t.state == api::TaskState::Failed as i32 => {
-                    let _ = tx.send(Event::Finished(vec![finish(
-                        &t,
-                        clock,
-                        clock.from_unix_us(t.completed_us),
-                        true,
-                    )]));
+                    let at = clock.from_unix_us(t.completed_us);
+                    let _ = tx.send(Event::Finished(vec![finish(t, clock, at, true)]));
                 }
                 _ => pending.push(id),
             },

@@ -142,7 +142,7 @@ pub async fn drive(
                 }
                 Reply::Finished(tasks) => {
                     let at = clock.now();
-                    tasks.iter().for_each(|t| {
+                    tasks.into_iter().for_each(|t| {
                         let (id, f) = completions::finish(t, clock, at, false);
                         ledger.finished(id, f);
                     });
