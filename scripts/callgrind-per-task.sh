@@ -7,7 +7,8 @@
 # RATE/s (Poisson) for N/RATE seconds, itself under callgrind too (the generator's column),
 # the worker with two slots: the open-loop figure of BENCHMARKS.md's curve section.
 # Usage: scripts/callgrind-per-task.sh [N1=10000] [N2=30000]   (needs `cargo build --release`
-# and valgrind; VOLLEY_BIN_DIR picks other dispatcher and worker binaries; MODES picks the
+# and valgrind; VOLLEY_BIN_DIR picks other dispatcher, worker and client binaries; KEEP=DIR
+# keeps the callgrind files; MODES picks the
 # modes, default "local pull push"; VOLLEY_DISPATCHER_ARGS adds dispatcher flags, e.g.
 # "--metrics 127.0.0.1:0" to count what the Prometheus counters cost; RATE, e.g.
 # `RATE=500 MODES=push scripts/callgrind-per-task.sh 3000 8000`).
