@@ -162,8 +162,13 @@ impl Session {
                 // The client's side broke (reset, bad frame): nobody is left to tell.
                 Err(status) => return Err(status),
             },
-            // Last: an outcome ready at the deadline still leaves with its acceptance.
-            _ = tokio::time::sleep_until(until.unwrap_or_else(Instant::now)), if holding && until.is_some() => {}
+            // Last: an outcome ready at the deadline still leaves with its acceptance. In
+            // an async block, so a turn with no deadline reads no clock and makes no timer.
+            _ = async {
+                if let Some(until) = until {
+                    tokio::time::sleep_until(until).await;
+                }
+            }, if holding && until.is_some() => {}
         }
         Ok(())
     }
