@@ -76,7 +76,7 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
     assert!(
         page.contains(
-            "| push | 1 × 1 | 5,000 | 5,020 | 0.19 | 1.29 | 34.1 | 38.0 | 14.1 | 21.6 · 13.5 · 7.7 | 1.6 · 2.8 · 1.8 |"
+            "| push | 1 × 1 | 5,000 | 5,020 | 0.24 | 0.80 | 43.4 | 47.4 | 18.3 | 32.1 · 21.0 · 10.2 | 1.4 · 2.3 · 1.8 |"
         ),
         "{page}"
     );
