@@ -282,7 +282,13 @@ def cpu_curve(path):
         mine = [num(x["generator_us"]), num(x["dispatcher_us"]), num(x["worker_us"])]
         times = " · ".join(f"{m / f:.1f}" if f > 0 else "–" for m, f in zip(mine, floor))
         floors = " · ".join(f"{f:.1f}" for f in floor) if all(f > 0 for f in floor) else "–"
-        out.append(f"| {x['mode']} | {x['workers']} × {x['slots']} | {num(x['target_rate']):,.0f} | "
+        point = x.get("point") or "listed"
+        target = f"{num(x['target_rate']):,.0f}"
+        if point == "highest":
+            target += " (highest meeting the SLO)"
+        elif point == "highest-capped":
+            target += " (the search's ceiling met the SLO)"
+        out.append(f"| {x['mode']} | {x['workers']} × {x['slots']} | {target} | "
                    f"{num(x['offered_rate']):,.0f}{short} | {num(x['p50_ms']):.2f} | {num(x['p99_ms']):.2f} | "
                    f"{mine[0]:.1f} | {mine[1]:.1f} | {mine[2]:.1f} | {floors} | {times} |")
     return "\n" + "\n".join(out) + "\n"

@@ -268,14 +268,41 @@ fn the_cpu_curve_has_a_row_per_mode_shape_and_rate_with_every_task_accounted_for
                 "300ms",
                 "--drain",
                 "3s",
+                // One probe above the listed rates: 1,200/s, the search's ceiling.
+                "--curve-probes",
+                "1",
+                "--curve-up-to",
+                "1200",
             ]),
         "client load --curve",
     );
     let mut reader = csv::Reader::from_path(dir.join("cpu-curve.csv")).expect("cpu-curve.csv");
-    let rows: Vec<volley_perf::studies::load::curve::CurvePoint> =
+    let all: Vec<volley_perf::studies::load::curve::CurvePoint> =
         reader.deserialize().map(|r| r.expect("a row")).collect();
+    let (highest, rows): (Vec<_>, Vec<_>) = all.into_iter().partition(|r| r.point.starts_with("highest"));
     assert_eq!(rows.len(), 2 * 2 * 2, "{said}");
-    for r in &rows {
+    // Each cluster's highest sustained rate: the probe at the ceiling if it met the SLO
+    // (capped: the truth may lie higher), else the highest listed rate that did.
+    assert_eq!(highest.len(), 2 * 2, "one per mode × shape: {highest:?}\n{said}");
+    for h in &highest {
+        let listed_best = rows
+            .iter()
+            .filter(|r| (&r.mode, r.slots) == (&h.mode, h.slots) && r.passed())
+            .map(|r| r.target_rate)
+            .fold(0.0, f64::max);
+        assert!(h.passed(), "{h:?}");
+        assert!(h.target_rate >= listed_best, "{h:?}");
+        if h.point == "highest-capped" {
+            assert_eq!(h.target_rate, 1200.0, "{h:?}");
+        }
+        if listed_best == 600.0 {
+            // Every listed rate met the SLO: the one probe went to the ceiling.
+            let probe = format!("curve-{}-1x{}: probe 1 at 1200/s", h.mode, h.slots);
+            assert!(said.contains(&probe), "{probe}: {said}");
+            assert!(h.target_rate == 600.0 || h.point == "highest-capped", "{h:?}");
+        }
+    }
+    for r in rows.iter().chain(&highest) {
         // Every request completed (the study stops if the outcomes do not add up), and
         // every role's cost was read.
         assert_eq!(r.completed, r.sent, "{r:?}");

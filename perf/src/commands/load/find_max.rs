@@ -2,10 +2,8 @@
 
 use super::{print, LoadArgs};
 use crate::recording::observe::Observed;
-use crate::studies::load::find_max::{parse_range, Bisection};
-use std::time::Duration;
+use crate::studies::load::find_max::{cool_down, parse_range, Bisection};
 use volley_client::commands::Target;
-use volley_proto::api;
 
 /// `--find-max`: bisects the rate range for the highest rate meeting `--slo`.
 pub(super) async fn find_max(
@@ -23,7 +21,7 @@ pub(super) async fn find_max(
     let mut probes = Vec::new();
     while let Some(rate) = search.next_rate() {
         if !a.fresh {
-            cool_down(target, a.cool_down).await?;
+            cool_down(&target.connect().await?, a.cool_down).await?;
         }
         let mut r = a.once(target, rate.round(), Some(observed.sampler())).await?;
         observed.record.requests.extend(std::mem::take(&mut r.records));
@@ -61,29 +59,4 @@ pub(super) async fn find_max(
             Ok(1)
         }
     }
-}
-
-/// Waits until the dispatcher has nothing queued or running, then `pause` more.
-async fn cool_down(target: &Target, pause: Duration) -> anyhow::Result<()> {
-    let mut client = target.connect().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
-        let info = client
-            .cluster_info(api::ClusterInfoRequest {})
-            .await
-            .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
-            .into_inner();
-        if info.queued + info.running == 0 {
-            break;
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "the dispatcher still has {} queued and {} running after two minutes; probes would overlap",
-            info.queued,
-            info.running
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(pause).await;
-    Ok(())
 }

@@ -61,8 +61,9 @@ pub struct LoadArgs {
     /// Seed of the arrival process.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Judge the run (or each probe) by this SLO, e.g. 'p99<50ms,success>=0.999'; a
-    /// single run that misses it exits 1.
+    /// Judge the run (or each probe, or each point of the curve and its search for the
+    /// highest rate) by this SLO, e.g. 'p99<50ms,success>=0.999'; a single run that
+    /// misses it exits 1.
     #[arg(long)]
     pub slo: Option<Slo>,
     /// Find the highest offered rate that meets --slo, by bisection over --rates lo..hi.
@@ -79,8 +80,8 @@ pub struct LoadArgs {
     pub grid: bool,
     /// Draw the CPU curve: CPU per task of the generator, the dispatcher and the workers
     /// at each of --rates (default 1000,5000,20000,40000,80000), noop tasks, for each of
-    /// --curve-modes and --curve-shapes, each point --for long; writes cpu-curve.csv and
-    /// its charts beside --out.
+    /// --curve-modes and --curve-shapes, each point --for long, then the highest rate each
+    /// cluster sustains (--curve-probes); writes cpu-curve.csv and its charts beside --out.
     #[arg(long, conflicts_with_all = ["grid", "find_max", "function", "fresh"])]
     pub curve: bool,
     /// --curve: the modes.
@@ -89,6 +90,14 @@ pub struct LoadArgs {
     /// --curve: cluster shapes, WORKERSxSLOTS.
     #[arg(long, default_value = "1x1,1x8")]
     pub curve_shapes: String,
+    /// --curve: after the listed rates, search each cluster for the highest rate that
+    /// meets --slo (default 'p99<50ms,success>=0.999'), to within 10 %, with at most this
+    /// many more runs; 0: no search.
+    #[arg(long, default_value_t = 5)]
+    pub curve_probes: usize,
+    /// --curve: the top of that search when every listed rate meets the SLO, requests/s.
+    #[arg(long, default_value_t = 200_000.0)]
+    pub curve_up_to: f64,
     /// Rates: the grid's list (default 5,10,…,50) or --find-max's range (default 1000..100000).
     #[arg(long)]
     pub rates: Option<String>,

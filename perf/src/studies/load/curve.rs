@@ -8,14 +8,27 @@
 //! not charged to anyone); one open-loop run per rate. Each rate's [floor](crate::studies::floor)
 //! is measured first, in the same run, so each point also says how many times the
 //! machine's bare cost of carrying an invocation each role spends.
+//!
+//! After the listed rates, each cluster is searched for the highest rate it sustains: the
+//! highest that meets an SLO, bisected between the highest listed rate that met it and
+//! the lowest above that did not (or the search's ceiling). That point is the curve's
+//! last, with its own floor: what an invocation costs when the system runs flat out.
 
+use super::find_max::{cool_down, Bisection};
+use super::slo::Slo;
 use super::transport::Transport;
 use super::{run, Arrival, LoadSpec};
+use crate::studies::floor::FloorPoint;
 use crate::workload::OpType;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Duration;
+use volley_client::Client;
 use volley_proto::Mode;
+
+/// The search's resolution: it stops when the lowest failing rate is within 10 % of the
+/// highest passing one.
+const RESOLUTION: f64 = 1.10;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -38,6 +51,19 @@ pub struct CurveSpec {
     pub transport: Transport,
     /// Arrivals' seed.
     pub seed: u64,
+    /// The search for the highest sustained rate, if any.
+    pub highest: Option<HighestSearch>,
+}
+
+/// How the highest sustained rate is searched for.
+#[derive(Debug, Clone)]
+pub struct HighestSearch {
+    /// What sustaining a rate means.
+    pub slo: Slo,
+    /// The top of the range searched when every listed rate meets the SLO.
+    pub up_to: f64,
+    /// Probes at most, beyond the listed rates.
+    pub probes: usize,
 }
 
 /// One point of the curve.
@@ -81,6 +107,18 @@ pub struct CurvePoint {
     pub floor_echo_us: f64,
     /// The floor's round trip from the intended send, median, ms.
     pub floor_p50_ms: f64,
+    /// `listed` (one of the study's rates), `highest` (the highest rate found to meet the
+    /// SLO) or `highest-capped` (the search's ceiling met it: the true maximum may be
+    /// higher). Files from before the search have no such column: their rows are listed.
+    #[serde(default = "listed")]
+    pub point: String,
+    /// The SLO's verdict on this point (`pass` or `fail: …`); empty without a search.
+    #[serde(default)]
+    pub verdict: String,
+}
+
+fn listed() -> String {
+    "listed".into()
 }
 
 impl CurvePoint {
@@ -92,6 +130,18 @@ impl CurvePoint {
             self.worker_us / self.floor_echo_us,
         )
     }
+
+    /// Whether the point met the search's SLO.
+    pub fn passed(&self) -> bool {
+        self.verdict == "pass"
+    }
+
+    fn set_floor(&mut self, floor: &FloorPoint) {
+        self.floor_generator_us = floor.generator_us;
+        self.floor_relay_us = floor.relay_us;
+        self.floor_echo_us = floor.echo_us;
+        self.floor_p50_ms = floor.p50_ms;
+    }
 }
 
 /// CPU time of each of `pids`, summed (a process that is gone counts nothing).
@@ -101,18 +151,196 @@ fn cpu_of(pids: &[u32]) -> Duration {
         .sum()
 }
 
-/// Runs every mode × shape × rate and appends each point to `out` as it is measured.
+/// The floor at `rate`, measured on a thread of its own (it blocks).
+async fn floor_at(spec: &CurveSpec, rate: f64, seed: u64) -> anyhow::Result<FloorPoint> {
+    let (arrival, duration) = (spec.arrival, spec.duration);
+    let floor =
+        tokio::task::spawn_blocking(move || crate::studies::floor::measure(rate, arrival, duration, seed)).await??;
+    println!("{}", crate::commands::floor::describe(&floor));
+    Ok(floor)
+}
+
+/// One cluster of the study, and what measures it.
+struct Rig<'a> {
+    spec: &'a CurveSpec,
+    label: String,
+    mode: Mode,
+    workers: usize,
+    slots: u32,
+    client: Client,
+    dispatcher: Vec<u32>,
+    worker_pids: Vec<u32>,
+}
+
+impl Rig<'_> {
+    /// One open-loop run at `rate`, each role's CPU read around it; no floor yet.
+    async fn measure(&self, rate: f64, seed: u64) -> anyhow::Result<CurvePoint> {
+        let spec = self.spec;
+        let load = LoadSpec {
+            rate,
+            arrival: spec.arrival,
+            optype: OpType::Noop,
+            task_ms: 0,
+            duration: spec.duration,
+            warmup: spec.warmup,
+            drain: spec.drain,
+            seed,
+            function: None,
+            transport: spec.transport,
+            follow: None,
+        };
+        let (d0, w0) = (cpu_of(&self.dispatcher), cpu_of(&self.worker_pids));
+        let r = run(&self.client, &load).await?;
+        let (d1, w1) = (cpu_of(&self.dispatcher), cpu_of(&self.worker_pids));
+        anyhow::ensure!(
+            r.adds_up(),
+            "{} at {rate}/s: the outcomes do not add up to the requests sent: {} sent, {} completed, {} failed, {} refused, {} unfinished, {} unknown",
+            self.label,
+            r.sent,
+            r.completed,
+            r.failed,
+            r.refused,
+            r.unfinished,
+            r.unknown
+        );
+        let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / r.sent.max(1) as f64;
+        Ok(CurvePoint {
+            mode: self.mode.to_string(),
+            workers: self.workers,
+            slots: self.slots,
+            transport: spec.transport.as_str().to_owned(),
+            target_rate: rate,
+            offered_rate: r.offered_rate,
+            completed_rate: r.completed_rate,
+            rate_ok: r.rate_ok,
+            sent: r.sent,
+            completed: r.completed,
+            p50_ms: r.p50_ms,
+            p99_ms: r.p99_ms,
+            generator_us: r.generator_cpu_ms * 1e3 / r.sent.max(1) as f64,
+            dispatcher_us: per(d1.saturating_sub(d0)),
+            worker_us: per(w1.saturating_sub(w0)),
+            floor_generator_us: 0.0,
+            floor_relay_us: 0.0,
+            floor_echo_us: 0.0,
+            floor_p50_ms: 0.0,
+            point: listed(),
+            verdict: spec
+                .highest
+                .as_ref()
+                .map(|h| h.slo.judge(&r).label())
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The highest rate meeting the search's SLO, from the listed points and probes above
+    /// them; `None` when no listed rate met it.
+    async fn highest(&self, search: &HighestSearch, listed: &[CurvePoint]) -> anyhow::Result<Option<CurvePoint>> {
+        let verdicts: Vec<(f64, bool)> = listed.iter().map(|p| (p.target_rate, p.passed())).collect();
+        let Some((lo, failed_above)) = bracket(&verdicts) else {
+            println!(
+                "{}: no listed rate met '{}', so no search for the highest",
+                self.label, search.slo
+            );
+            return Ok(None);
+        };
+        let mut best = listed
+            .iter()
+            .find(|p| p.target_rate == lo)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the bracket's rate {lo} is not a listed point"))?;
+        let hi = failed_above.unwrap_or(search.up_to);
+        if hi > lo * RESOLUTION {
+            let known = 1 + usize::from(failed_above.is_some());
+            let mut bisection = Bisection::new(lo, hi, RESOLUTION, known + search.probes)?;
+            bisection.record(lo, true);
+            if let Some(f) = failed_above {
+                bisection.record(f, false);
+            }
+            let mut probe = 0;
+            while let Some(rate) = bisection.next_rate() {
+                cool_down(&self.client, Duration::from_secs(1)).await?;
+                let rate = rate.round();
+                probe += 1;
+                let seed = self.spec.seed.wrapping_add((self.spec.rates.len() + probe) as u64);
+                let p = self.measure(rate, seed).await?;
+                println!(
+                    "{}: probe {probe} at {rate:.0}/s: offered {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} of {} completed: {}",
+                    self.label, p.offered_rate, p.p50_ms, p.p99_ms, p.completed, p.sent, p.verdict
+                );
+                bisection.record(rate, p.passed());
+                if p.passed() && p.target_rate > best.target_rate {
+                    best = p;
+                }
+            }
+            best.point = if bisection.capped() {
+                "highest-capped"
+            } else {
+                "highest"
+            }
+            .into();
+        } else {
+            best.point = "highest".into();
+        }
+        Ok(Some(best))
+    }
+}
+
+/// Where the search for the highest sustained rate starts, from the listed rates and
+/// their verdicts: the highest rate that passed, and the lowest above it that failed
+/// (`None`: every rate above it passed, or there is none). `None` when none passed.
+pub fn bracket(verdicts: &[(f64, bool)]) -> Option<(f64, Option<f64>)> {
+    let lo = verdicts
+        .iter()
+        .filter(|(_, pass)| *pass)
+        .map(|(r, _)| *r)
+        .max_by(f64::total_cmp)?;
+    let failed_above = verdicts
+        .iter()
+        .filter(|(r, pass)| !*pass && *r > lo)
+        .map(|(r, _)| *r)
+        .min_by(f64::total_cmp);
+    Some((lo, failed_above))
+}
+
+/// Prints a point's line.
+fn report(p: &CurvePoint) {
+    let (g, d, w) = p.over_floor();
+    let what = match p.point.as_str() {
+        "listed" => String::new(),
+        other => format!("  [{other}]"),
+    };
+    println!(
+        "{:<5} {}x{} {:>8.0}/s offered {:>8.0}/s  p50 {:>6.2} ms p99 {:>7.2} ms  CPU µs/task: generator {:>5.1} dispatcher {:>5.1} worker {:>5.1}  (× floor {g:.1} · {d:.1} · {w:.1}){}{what}",
+        p.mode,
+        p.workers,
+        p.slots,
+        p.target_rate,
+        p.offered_rate,
+        p.p50_ms,
+        p.p99_ms,
+        p.generator_us,
+        p.dispatcher_us,
+        p.worker_us,
+        if p.rate_ok { "" } else { "  (the generator fell short of the rate)" }
+    );
+}
+
+/// Runs every mode × shape × rate, then each cluster's search for its highest sustained
+/// rate, and appends each point to `out` as it is measured.
 pub async fn run_curve(spec: &CurveSpec, out: &Path) -> anyhow::Result<Vec<CurvePoint>> {
     use volley_testbed::cluster::{Cluster, ClusterSpec};
     let mut floors = Vec::new();
     for (i, &rate) in spec.rates.iter().enumerate() {
-        let (arrival, duration, seed) = (spec.arrival, spec.duration, spec.seed.wrapping_add(i as u64));
-        let floor = tokio::task::spawn_blocking(move || crate::studies::floor::measure(rate, arrival, duration, seed))
-            .await??;
-        println!("{}", crate::commands::floor::describe(&floor));
-        floors.push(floor);
+        floors.push(floor_at(spec, rate, spec.seed.wrapping_add(i as u64)).await?);
     }
     let mut points = Vec::new();
+    let keep = |p: CurvePoint, points: &mut Vec<CurvePoint>| -> anyhow::Result<()> {
+        report(&p);
+        crate::recording::tables::append_rows(out, std::slice::from_ref(&p))?;
+        points.push(p);
+        Ok(())
+    };
     for &mode in &spec.modes {
         for &(workers, slots) in &spec.shapes {
             let (procs, slots_each) = match mode {
@@ -126,76 +354,40 @@ pub async fn run_curve(spec: &CurveSpec, out: &Path) -> anyhow::Result<Vec<Curve
                     .log_level("warn"),
             )
             .await?;
-            let client = volley_client::connect(&cluster.grpc_url()).await?;
-            let dispatcher: Vec<u32> = cluster.dispatcher_pid().into_iter().collect();
-            let worker_pids = cluster.worker_pids();
+            let rig = Rig {
+                spec,
+                label,
+                mode,
+                workers,
+                slots,
+                client: volley_client::connect(&cluster.grpc_url()).await?,
+                dispatcher: cluster.dispatcher_pid().into_iter().collect(),
+                worker_pids: cluster.worker_pids(),
+            };
+            let mut listed = Vec::new();
             for (i, &rate) in spec.rates.iter().enumerate() {
-                let load = LoadSpec {
-                    rate,
-                    arrival: spec.arrival,
-                    optype: OpType::Noop,
-                    task_ms: 0,
-                    duration: spec.duration,
-                    warmup: spec.warmup,
-                    drain: spec.drain,
-                    seed: spec.seed.wrapping_add(i as u64),
-                    function: None,
-                    transport: spec.transport,
-                    follow: None,
-                };
-                let (d0, w0) = (cpu_of(&dispatcher), cpu_of(&worker_pids));
-                let r = run(&client, &load).await?;
-                let (d1, w1) = (cpu_of(&dispatcher), cpu_of(&worker_pids));
-                let per = |cpu: Duration| cpu.as_secs_f64() * 1e6 / r.sent.max(1) as f64;
-                let point = CurvePoint {
-                    mode: mode.to_string(),
-                    workers,
-                    slots,
-                    transport: spec.transport.as_str().to_owned(),
-                    target_rate: rate,
-                    offered_rate: r.offered_rate,
-                    completed_rate: r.completed_rate,
-                    rate_ok: r.rate_ok,
-                    sent: r.sent,
-                    completed: r.completed,
-                    p50_ms: r.p50_ms,
-                    p99_ms: r.p99_ms,
-                    generator_us: r.generator_cpu_ms * 1e3 / r.sent.max(1) as f64,
-                    dispatcher_us: per(d1.saturating_sub(d0)),
-                    worker_us: per(w1.saturating_sub(w0)),
-                    floor_generator_us: floors[i].generator_us,
-                    floor_relay_us: floors[i].relay_us,
-                    floor_echo_us: floors[i].echo_us,
-                    floor_p50_ms: floors[i].p50_ms,
-                };
-                anyhow::ensure!(
-                    r.adds_up(),
-                    "{label} at {rate}/s: the outcomes do not add up to the requests sent: {} sent, {} completed, {} failed, {} refused, {} unfinished, {} unknown",
-                    r.sent,
-                    r.completed,
-                    r.failed,
-                    r.refused,
-                    r.unfinished,
-                    r.unknown
-                );
-                let (g, d, w) = point.over_floor();
-                println!(
-                    "{mode:<5} {workers}x{slots} {:>8.0}/s offered {:>8.0}/s  p50 {:>6.2} ms p99 {:>7.2} ms  CPU µs/task: generator {:>5.1} dispatcher {:>5.1} worker {:>5.1}  (× floor {g:.1} · {d:.1} · {w:.1}){}",
-                    rate,
-                    point.offered_rate,
-                    point.p50_ms,
-                    point.p99_ms,
-                    point.generator_us,
-                    point.dispatcher_us,
-                    point.worker_us,
-                    if point.rate_ok { "" } else { "  (the generator fell short of the rate)" }
-                );
-                crate::recording::tables::append_rows(out, std::slice::from_ref(&point))?;
-                points.push(point);
+                let mut point = rig.measure(rate, spec.seed.wrapping_add(i as u64)).await?;
+                point.set_floor(&floors[i]);
+                listed.push(point.clone());
+                keep(point, &mut points)?;
                 // Let the last run's stragglers and timers settle before the next rate.
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
+            let highest = match &spec.highest {
+                Some(search) => rig.highest(search, &listed).await?,
+                None => None,
+            };
             cluster.stop().await?;
+            if let Some(mut best) = highest {
+                // A probe's floor is measured now, with the cluster gone, like the others.
+                if let Some(i) = spec.rates.iter().position(|r| *r == best.target_rate) {
+                    best.set_floor(&floors[i]);
+                } else {
+                    let seed = spec.seed.wrapping_add(spec.rates.len() as u64);
+                    best.set_floor(&floor_at(spec, best.target_rate, seed).await?);
+                }
+                keep(best, &mut points)?;
+            }
         }
     }
     Ok(points)
@@ -229,5 +421,19 @@ mod tests {
         assert!(parse_shapes("2").unwrap_err().to_string().contains("WORKERSxSLOTS"));
         assert!(parse_shapes("0x1").is_err());
         assert!(parse_shapes("1xa").unwrap_err().to_string().contains("slot count"));
+    }
+
+    #[test]
+    fn the_search_starts_above_the_highest_listed_rate_that_passed() {
+        assert_eq!(
+            bracket(&[(1e3, true), (5e3, true), (2e4, false), (4e4, false)]),
+            Some((5e3, Some(2e4)))
+        );
+        // Every rate passed: the ceiling bounds the search.
+        assert_eq!(bracket(&[(1e3, true), (5e3, true)]), Some((5e3, None)));
+        // A failure below a pass (a noisy moment) does not bound it.
+        assert_eq!(bracket(&[(1e3, false), (5e3, true)]), Some((5e3, None)));
+        assert_eq!(bracket(&[(1e3, false), (5e3, false)]), None);
+        assert_eq!(bracket(&[]), None);
     }
 }

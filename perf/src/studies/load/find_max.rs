@@ -3,6 +3,8 @@
 //! against offered rate is a hockey stick — flat, then a wall — so one crossing exists
 //! and bisection finds it in a handful of probes.
 
+use std::time::Duration;
+
 /// Where the search stands.
 #[derive(Debug, Clone)]
 pub struct Bisection {
@@ -74,6 +76,32 @@ impl Bisection {
     pub fn capped(&self) -> bool {
         self.pass == Some(self.hi)
     }
+}
+
+/// Waits until the dispatcher has nothing queued or running, then `pause` more: a probe
+/// past the knee leaves a backlog that would otherwise be charged to the next one.
+pub async fn cool_down(client: &volley_client::Client, pause: Duration) -> anyhow::Result<()> {
+    let mut client = client.clone();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let info = client
+            .cluster_info(volley_proto::api::ClusterInfoRequest {})
+            .await
+            .map_err(|s| volley_client::commands::status_error("ClusterInfo", s))?
+            .into_inner();
+        if info.queued + info.running == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the dispatcher still has {} queued and {} running after two minutes; probes would overlap",
+            info.queued,
+            info.running
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(pause).await;
+    Ok(())
 }
 
 /// Parses `lo..hi` (requests/s).
