@@ -93,10 +93,10 @@ pub struct LoadArgs {
     /// --curve: after the listed rates, search each cluster for the highest rate that
     /// meets --slo (default 'p99<50ms,success>=0.999'), to within 10 %, with at most this
     /// many more runs; 0: no search.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 6)]
     pub curve_probes: usize,
     /// --curve: the top of that search when every listed rate meets the SLO, requests/s.
-    #[arg(long, default_value_t = 200_000.0)]
+    #[arg(long, default_value_t = 300_000.0)]
     pub curve_up_to: f64,
     /// Rates: the grid's list (default 5,10,…,50) or --find-max's range (default 1000..100000).
     #[arg(long)]
