@@ -288,6 +288,9 @@ def cpu_curve(path):
             target += " (highest meeting the SLO)"
         elif point == "highest-capped":
             target += " (the search's ceiling met the SLO)"
+        steal = num(x.get("steal_pct") or "0")
+        if steal >= 1.0:
+            target += f" (steal {steal:.1f} %)"
         out.append(f"| {x['mode']} | {x['workers']} × {x['slots']} | {target} | "
                    f"{num(x['offered_rate']):,.0f}{short} | {num(x['p50_ms']):.2f} | {num(x['p99_ms']):.2f} | "
                    f"{mine[0]:.1f} | {mine[1]:.1f} | {mine[2]:.1f} | {floors} | {times} |")

@@ -93,6 +93,50 @@ fn sysconf(var: nix::unistd::SysconfVar, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The whole machine's CPU time so far, in clock ticks over every CPU: all of it, and what
+/// the hypervisor ran elsewhere while a virtual CPU wanted to run (steal). On a shared VM
+/// a benchmark's worst moments are often the host's, and steal says when.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MachineTimes {
+    /// Every state's ticks: user, nice, system, idle, iowait, irq, softirq, steal.
+    pub total: u64,
+    /// Steal's ticks.
+    pub steal: u64,
+}
+
+impl MachineTimes {
+    /// The aggregate `cpu` line of `/proc/stat`.
+    pub fn now() -> std::io::Result<Self> {
+        let stat = std::fs::read_to_string("/proc/stat")?;
+        parse_machine(&stat)
+            .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "no cpu line in /proc/stat"))
+    }
+
+    /// The share of the machine's CPU time stolen between `self` and `later`, in percent.
+    pub fn steal_pct_until(&self, later: &Self) -> f64 {
+        let total = later.total.saturating_sub(self.total);
+        if total == 0 {
+            return 0.0;
+        }
+        later.steal.saturating_sub(self.steal) as f64 * 100.0 / total as f64
+    }
+}
+
+/// The first eight fields of the `cpu` line (guest time is already counted in user).
+fn parse_machine(stat: &str) -> Option<MachineTimes> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    (fields.len() == 8).then(|| MachineTimes {
+        total: fields.iter().sum(),
+        steal: fields[7],
+    })
+}
+
 /// The children of `pid`, whichever of its threads started them (a worker's runtimes are
 /// started by its slot threads); empty once it is gone.
 pub fn children(pid: u32) -> Vec<u32> {
@@ -119,6 +163,19 @@ mod tests {
         let stat = "42 (a (b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 1 2 3";
         assert_eq!(parse_times(stat), Some((250, 75)));
         assert_eq!(parse_times("42 (x"), None);
+    }
+
+    #[test]
+    fn steal_is_read_from_the_cpu_line_and_shared_over_an_interval() {
+        let before = parse_machine("cpu  100 0 50 800 10 0 0 40 0 0\ncpu0 50 0 25 400 5 0 0 20 0 0\n");
+        let before = before.expect("a cpu line");
+        assert_eq!(before, MachineTimes { total: 1000, steal: 40 });
+        let later = MachineTimes { total: 1200, steal: 50 };
+        assert_eq!(before.steal_pct_until(&later), 5.0);
+        assert_eq!(before.steal_pct_until(&before), 0.0);
+        assert_eq!(parse_machine("cpu0 1 2 3 4 5 6 7 8\n"), None);
+        assert_eq!(parse_machine("cpu  1 2 3\n"), None);
+        assert!(MachineTimes::now().expect("/proc/stat").total > 0);
     }
 
     #[test]

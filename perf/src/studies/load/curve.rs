@@ -25,10 +25,14 @@ use std::path::Path;
 use std::time::Duration;
 use volley_client::Client;
 use volley_proto::Mode;
+use volley_testbed::procstat::MachineTimes;
 
 /// The search's resolution: it stops when the lowest failing rate is within 10 % of the
 /// highest passing one.
 const RESOLUTION: f64 = 1.10;
+
+/// Steal from this share (percent) up is printed beside a point.
+const STEAL_WORTH_SAYING: f64 = 1.0;
 
 /// What to measure.
 #[derive(Debug, Clone)]
@@ -115,6 +119,11 @@ pub struct CurvePoint {
     /// The SLO's verdict on this point (`pass` or `fail: …`); empty without a search.
     #[serde(default)]
     pub verdict: String,
+    /// The share of the machine's CPU time the hypervisor took elsewhere during the run
+    /// (steal), percent: a point's latency and CPU are the VM's as much as the code's
+    /// when it is high. Not in files from before it was recorded.
+    #[serde(default)]
+    pub steal_pct: f64,
 }
 
 fn listed() -> String {
@@ -189,9 +198,17 @@ impl Rig<'_> {
             transport: spec.transport,
             follow: None,
         };
-        let (d0, w0) = (cpu_of(&self.dispatcher), cpu_of(&self.worker_pids));
+        let (d0, w0, m0) = (
+            cpu_of(&self.dispatcher),
+            cpu_of(&self.worker_pids),
+            MachineTimes::now()?,
+        );
         let r = run(&self.client, &load).await?;
-        let (d1, w1) = (cpu_of(&self.dispatcher), cpu_of(&self.worker_pids));
+        let (d1, w1, m1) = (
+            cpu_of(&self.dispatcher),
+            cpu_of(&self.worker_pids),
+            MachineTimes::now()?,
+        );
         anyhow::ensure!(
             r.adds_up(),
             "{} at {rate}/s: the outcomes do not add up to the requests sent: {} sent, {} completed, {} failed, {} refused, {} unfinished, {} unknown",
@@ -230,6 +247,7 @@ impl Rig<'_> {
                 .as_ref()
                 .map(|h| h.slo.judge(&r).label())
                 .unwrap_or_default(),
+            steal_pct: m0.steal_pct_until(&m1),
         })
     }
 
@@ -265,8 +283,8 @@ impl Rig<'_> {
                 let seed = self.spec.seed.wrapping_add((self.spec.rates.len() + probe) as u64);
                 let p = self.measure(rate, seed).await?;
                 println!(
-                    "{}: probe {probe} at {rate:.0}/s: offered {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} of {} completed: {}",
-                    self.label, p.offered_rate, p.p50_ms, p.p99_ms, p.completed, p.sent, p.verdict
+                    "{}: probe {probe} at {rate:.0}/s: offered {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} of {} completed, steal {:.1} %: {}",
+                    self.label, p.offered_rate, p.p50_ms, p.p99_ms, p.completed, p.sent, p.steal_pct, p.verdict
                 );
                 bisection.record(rate, p.passed());
                 if p.passed() && p.target_rate > best.target_rate {
@@ -324,6 +342,12 @@ fn report(p: &CurvePoint) {
         p.worker_us,
         if p.rate_ok { "" } else { "  (the generator fell short of the rate)" }
     );
+    if p.steal_pct >= STEAL_WORTH_SAYING {
+        println!(
+            "      the hypervisor took {:.1} % of the machine's CPU time meanwhile (steal)",
+            p.steal_pct
+        );
+    }
 }
 
 /// Runs every mode × shape × rate, then each cluster's search for its highest sustained
