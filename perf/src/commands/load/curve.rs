@@ -20,6 +20,7 @@ pub(super) async fn curve(a: &LoadArgs) -> anyhow::Result<i32> {
         slo: a.slo.clone().unwrap_or_else(default_slo),
         up_to: a.curve_up_to,
         probes: a.curve_probes,
+        retry_steal_pct: a.curve_retry_steal,
     });
     let spec = CurveSpec {
         rates,

@@ -98,6 +98,10 @@ pub struct LoadArgs {
     /// --curve: the top of that search when every listed rate meets the SLO, requests/s.
     #[arg(long, default_value_t = 300_000.0)]
     pub curve_up_to: f64,
+    /// --curve: a probe of that search that fails while the hypervisor steals at least
+    /// this share of the machine's CPU time, percent, runs once more.
+    #[arg(long, default_value_t = 2.0)]
+    pub curve_retry_steal: f64,
     /// Rates: the grid's list (default 5,10,…,50) or --find-max's range (default 1000..100000).
     #[arg(long)]
     pub rates: Option<String>,

@@ -11,7 +11,7 @@
 //! - [`slo`], [`find_max`] — SLO verdicts and the search for the highest rate meeting one;
 //! - [`transport`] — requests and results on one `ExecuteStream` call, or unary calls;
 //! - [`grid`] — the rate × spin × arrival study;
-//! - [`curve`] — CPU per task by role against the offered rate.
+//! - [`curve`] — CPU per task by role against the offered rate, up to the highest rate sustained.
 
 pub mod arrivals;
 pub mod completions;

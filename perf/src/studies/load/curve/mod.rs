@@ -14,8 +14,9 @@
 //! the lowest above that did not (or the search's ceiling). That point is the curve's
 //! last, with its own floor: what an invocation costs when the system runs flat out.
 
-use super::find_max::{cool_down, Bisection};
-use super::slo::Slo;
+mod highest;
+pub use highest::{bracket, HighestSearch};
+
 use super::transport::Transport;
 use super::{run, Arrival, LoadSpec};
 use crate::studies::floor::FloorPoint;
@@ -57,17 +58,6 @@ pub struct CurveSpec {
     pub seed: u64,
     /// The search for the highest sustained rate, if any.
     pub highest: Option<HighestSearch>,
-}
-
-/// How the highest sustained rate is searched for.
-#[derive(Debug, Clone)]
-pub struct HighestSearch {
-    /// What sustaining a rate means.
-    pub slo: Slo,
-    /// The top of the range searched when every listed rate meets the SLO.
-    pub up_to: f64,
-    /// Probes at most, beyond the listed rates.
-    pub probes: usize,
 }
 
 /// One point of the curve.
@@ -250,75 +240,6 @@ impl Rig<'_> {
             steal_pct: m0.steal_pct_until(&m1),
         })
     }
-
-    /// The highest rate meeting the search's SLO, from the listed points and probes above
-    /// them; `None` when no listed rate met it.
-    async fn highest(&self, search: &HighestSearch, listed: &[CurvePoint]) -> anyhow::Result<Option<CurvePoint>> {
-        let verdicts: Vec<(f64, bool)> = listed.iter().map(|p| (p.target_rate, p.passed())).collect();
-        let Some((lo, failed_above)) = bracket(&verdicts) else {
-            println!(
-                "{}: no listed rate met '{}', so no search for the highest",
-                self.label, search.slo
-            );
-            return Ok(None);
-        };
-        let mut best = listed
-            .iter()
-            .find(|p| p.target_rate == lo)
-            .cloned()
-            .ok_or_else(|| anyhow::anyhow!("the bracket's rate {lo} is not a listed point"))?;
-        let hi = failed_above.unwrap_or(search.up_to);
-        if hi > lo * RESOLUTION {
-            let known = 1 + usize::from(failed_above.is_some());
-            let mut bisection = Bisection::new(lo, hi, RESOLUTION, known + search.probes)?;
-            bisection.record(lo, true);
-            if let Some(f) = failed_above {
-                bisection.record(f, false);
-            }
-            let mut probe = 0;
-            while let Some(rate) = bisection.next_rate() {
-                cool_down(&self.client, Duration::from_secs(1)).await?;
-                let rate = rate.round();
-                probe += 1;
-                let seed = self.spec.seed.wrapping_add((self.spec.rates.len() + probe) as u64);
-                let p = self.measure(rate, seed).await?;
-                println!(
-                    "{}: probe {probe} at {rate:.0}/s: offered {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} of {} completed, steal {:.1} %: {}",
-                    self.label, p.offered_rate, p.p50_ms, p.p99_ms, p.completed, p.sent, p.steal_pct, p.verdict
-                );
-                bisection.record(rate, p.passed());
-                if p.passed() && p.target_rate > best.target_rate {
-                    best = p;
-                }
-            }
-            best.point = if bisection.capped() {
-                "highest-capped"
-            } else {
-                "highest"
-            }
-            .into();
-        } else {
-            best.point = "highest".into();
-        }
-        Ok(Some(best))
-    }
-}
-
-/// Where the search for the highest sustained rate starts, from the listed rates and
-/// their verdicts: the highest rate that passed, and the lowest above it that failed
-/// (`None`: every rate above it passed, or there is none). `None` when none passed.
-pub fn bracket(verdicts: &[(f64, bool)]) -> Option<(f64, Option<f64>)> {
-    let lo = verdicts
-        .iter()
-        .filter(|(_, pass)| *pass)
-        .map(|(r, _)| *r)
-        .max_by(f64::total_cmp)?;
-    let failed_above = verdicts
-        .iter()
-        .filter(|(r, pass)| !*pass && *r > lo)
-        .map(|(r, _)| *r)
-        .min_by(f64::total_cmp);
-    Some((lo, failed_above))
 }
 
 /// Prints a point's line.
@@ -445,19 +366,5 @@ mod tests {
         assert!(parse_shapes("2").unwrap_err().to_string().contains("WORKERSxSLOTS"));
         assert!(parse_shapes("0x1").is_err());
         assert!(parse_shapes("1xa").unwrap_err().to_string().contains("slot count"));
-    }
-
-    #[test]
-    fn the_search_starts_above_the_highest_listed_rate_that_passed() {
-        assert_eq!(
-            bracket(&[(1e3, true), (5e3, true), (2e4, false), (4e4, false)]),
-            Some((5e3, Some(2e4)))
-        );
-        // Every rate passed: the ceiling bounds the search.
-        assert_eq!(bracket(&[(1e3, true), (5e3, true)]), Some((5e3, None)));
-        // A failure below a pass (a noisy moment) does not bound it.
-        assert_eq!(bracket(&[(1e3, false), (5e3, true)]), Some((5e3, None)));
-        assert_eq!(bracket(&[(1e3, false), (5e3, false)]), None);
-        assert_eq!(bracket(&[]), None);
     }
 }
