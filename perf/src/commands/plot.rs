@@ -21,6 +21,10 @@ pub struct PlotArgs {
     /// source, simulated and live side by side.
     #[arg(long)]
     pub policies: Vec<PathBuf>,
+    /// A CPU curve (`client load --curve`'s cpu-curve.csv): CPU per task by role and
+    /// latency against the offered rate, per mode and shape.
+    #[arg(long)]
+    pub curve: Option<PathBuf>,
     /// A results database: CPU and memory over time of a run's processes.
     #[arg(long)]
     pub db: Option<PathBuf>,
@@ -36,8 +40,8 @@ pub struct PlotArgs {
 pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
     let files_given = a.csv.is_some() || a.tasks.is_some() || a.load.is_some() || a.replay.is_some();
     anyhow::ensure!(
-        files_given || a.db.is_some() || !a.policies.is_empty(),
-        "nothing to plot: give a performance CSV, --tasks, --load, --replay, --policies or --db"
+        files_given || a.db.is_some() || !a.policies.is_empty() || a.curve.is_some(),
+        "nothing to plot: give a performance CSV, --tasks, --load, --replay, --curve, --policies or --db"
     );
     let mut files = if files_given {
         crate::presentation::plot::plot_all(
@@ -52,6 +56,11 @@ pub fn run(a: &PlotArgs) -> anyhow::Result<i32> {
     };
     if !a.policies.is_empty() {
         plot_policies(&a.policies, &a.out, &mut files)?;
+    }
+    if let Some(path) = &a.curve {
+        let points: Vec<crate::studies::load::curve::CurvePoint> = crate::presentation::plot::read_csv(path)?;
+        anyhow::ensure!(!points.is_empty(), "{} holds no curve points", path.display());
+        files.extend(crate::presentation::plot::plot_curve(&points, &a.out)?);
     }
     if let Some(path) = &a.db {
         use crate::presentation::html;

@@ -82,11 +82,58 @@ pub(super) struct Lines {
     pub(super) x_label: String,
     pub(super) y_label: String,
     pub(super) series: Vec<(String, Vec<(f64, f64)>)>,
-    /// Worker counts: drawn on a log2 axis labelled 1, 2, 4, 8, …
-    pub(super) workers_x: bool,
+    /// How x is drawn.
+    pub(super) x_scale: XScale,
     /// Fixed y range (e.g. efficiency zoomed to the data); otherwise 0 to the maximum.
     pub(super) y_range: Option<(f64, f64)>,
     pub(super) reference: Option<(String, Vec<(f64, f64)>)>,
+}
+
+/// How a line chart's x axis is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum XScale {
+    /// As the values are.
+    Linear,
+    /// Worker counts: a log2 axis labelled 1, 2, 4, 8, …
+    Workers,
+    /// Values over decades (rates from 1,000 to 200,000/s): a log10 axis labelled at 1, 2
+    /// and 5 of each decade.
+    Decades,
+}
+
+impl XScale {
+    fn to_axis(self, x: f64) -> f64 {
+        match self {
+            Self::Linear => x,
+            Self::Workers => x.max(1e-9).log2(),
+            Self::Decades => x.max(1e-9).log10(),
+        }
+    }
+}
+
+/// A log10 axis position's label: the value when it is 1, 2 or 5 of its decade (within
+/// the tick grid's rounding), else nothing.
+fn decade_label(x: &f64) -> String {
+    let v = 10f64.powf(*x);
+    let decade = 10f64.powf(v.log10().floor());
+    let m = v / decade;
+    match [1.0, 2.0, 5.0, 10.0].into_iter().find(|n| (m - n).abs() < 0.03 * n) {
+        Some(n) => thousands((n * decade).round() as u64),
+        None => String::new(),
+    }
+}
+
+/// 200000 as 200,000.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, d) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(d);
+    }
+    out
 }
 
 pub(super) fn bounds(points: impl Iterator<Item = (f64, f64)>) -> (f64, f64, f64, f64) {
@@ -107,16 +154,19 @@ pub(super) fn bounds(points: impl Iterator<Item = (f64, f64)>) -> (f64, f64, f64
 
 pub(super) fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &Lines) -> anyhow::Result<()> {
     root.fill(&WHITE).map_err(err)?;
-    let tx = |x: f64| if c.workers_x { x.max(1e-9).log2() } else { x };
+    let tx = |x: f64| c.x_scale.to_axis(x);
     let all = c
         .series
         .iter()
         .flat_map(|(_, p)| p.iter().copied())
         .chain(c.reference.iter().flat_map(|(_, p)| p.iter().copied()));
     let (mut x0, mut x1, mut y0, mut y1) = bounds(all.map(|(x, y)| (tx(x), y)));
-    if c.workers_x {
+    if c.x_scale == XScale::Workers {
         x0 -= 0.25;
         x1 += 0.25;
+    } else if c.x_scale == XScale::Decades {
+        x0 -= 0.05;
+        x1 += 0.05;
     } else if c.series.iter().all(|(_, p)| p.len() == 1) {
         // Lone points (one per series) would sit on the frame: give them room.
         let pad = (x1 - x0) * 0.06;
@@ -125,10 +175,11 @@ pub(super) fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &
     if let Some((lo, hi)) = c.y_range {
         (y0, y1) = (lo, hi);
     }
-    let ticks = if c.workers_x {
-        (x1 - x0).round() as usize + 1
-    } else {
-        10
+    let ticks = match c.x_scale {
+        XScale::Workers => (x1 - x0).round() as usize + 1,
+        // A tick every tenth of a decade, so that 2 and 5 (0.30 and 0.70) have one.
+        XScale::Decades => ((x1 - x0) * 10.0).round() as usize + 1,
+        XScale::Linear => 10,
     };
     let mut chart = ChartBuilder::on(root)
         .caption(&c.title, ("sans-serif", 22))
@@ -152,7 +203,11 @@ pub(super) fn draw_lines<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, c: &
     chart
         .configure_mesh()
         .x_labels(ticks.max(2))
-        .x_label_formatter(if c.workers_x { &workers_label } else { &plain_label })
+        .x_label_formatter(match c.x_scale {
+            XScale::Workers => &workers_label,
+            XScale::Decades => &decade_label,
+            XScale::Linear => &plain_label,
+        })
         .x_desc(c.x_label.as_str())
         .y_desc(c.y_label.as_str())
         .label_style(("sans-serif", 15))
@@ -365,5 +420,23 @@ pub(super) fn task_label(optype: &str, ms: u64) -> String {
         optype.to_owned()
     } else {
         format!("{optype} {ms} ms")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decade_axis_labels_one_two_and_five_of_each_decade_only() {
+        let at = |v: f64| decade_label(&v.log10());
+        assert_eq!(at(1_000.0), "1,000");
+        assert_eq!(at(20_000.0), "20,000");
+        assert_eq!(at(200_000.0), "200,000");
+        // A tick at 0.3 of a decade is 1.995 of it: labelled 2.
+        assert_eq!(decade_label(&4.3), "20,000");
+        assert_eq!(decade_label(&4.7), "50,000");
+        assert_eq!(at(30_000.0), "");
+        assert_eq!(decade_label(&4.5), "");
     }
 }

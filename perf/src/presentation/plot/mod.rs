@@ -25,7 +25,7 @@ fn time_lines(title: &str, x_label: &str, y_label: &str, series: Vec<(String, Ve
         x_label: x_label.to_owned(),
         y_label: y_label.to_owned(),
         series,
-        workers_x: false,
+        x_scale: draw::XScale::Linear,
         y_range: None,
         reference: None,
     }
@@ -178,7 +178,7 @@ fn plot_scaling(rows: &[PerfRow], out: &Path, written: &mut Vec<PathBuf>) -> any
             x_label: "workers".into(),
             y_label: y.into(),
             series,
-            workers_x: true,
+            x_scale: XScale::Workers,
             y_range: None,
             reference: None,
         };
@@ -297,7 +297,7 @@ fn plot_tasks(rows: &[TaskRow], out: &Path, written: &mut Vec<PathBuf>) -> anyho
             x_label: "latency (ms)".into(),
             y_label: "tasks at or below (%)".into(),
             series,
-            workers_x: false,
+            x_scale: XScale::Linear,
             y_range: None,
             reference: None,
         };

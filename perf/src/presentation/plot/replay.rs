@@ -94,7 +94,7 @@ pub fn plot_replay(path: &Path, out: &Path, written: &mut Vec<PathBuf>) -> anyho
                 minutes.iter().map(|m| (m.0, m.2)).collect(),
             ),
         ],
-        workers_x: false,
+        x_scale: XScale::Linear,
         y_range: None,
         reference: None,
     };
@@ -118,7 +118,7 @@ pub fn plot_replay(path: &Path, out: &Path, written: &mut Vec<PathBuf>) -> anyho
             x_label: "latency (ms)".into(),
             y_label: "invocations at or below (%)".into(),
             series,
-            workers_x: false,
+            x_scale: XScale::Linear,
             y_range: None,
             reference: None,
         };
@@ -151,7 +151,7 @@ pub fn plot_replay(path: &Path, out: &Path, written: &mut Vec<PathBuf>) -> anyho
             x_label: "log10 requested duration (ms)".into(),
             y_label: "slowdown".into(),
             series: vec![("p50".into(), p50), ("p99".into(), p99)],
-            workers_x: false,
+            x_scale: XScale::Linear,
             y_range: None,
             reference: None,
         };
@@ -181,7 +181,7 @@ pub fn plot_replay(path: &Path, out: &Path, written: &mut Vec<PathBuf>) -> anyho
                 ("requested (trace)".into(), histogram(&requested)),
                 ("emulated (worker)".into(), histogram(&actual)),
             ],
-            workers_x: false,
+            x_scale: XScale::Linear,
             y_range: None,
             reference: None,
         };
