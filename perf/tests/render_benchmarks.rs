@@ -76,8 +76,19 @@ fn every_question_renders_from_its_outputs_and_a_missing_one_says_so() {
     assert!(page.contains("| push | sleep | 5.032 s |"), "{page}");
     assert!(
         page.contains(
-            "| push | 1 × 1 | 5,000 | 5,020 | 0.24 | 0.80 | 43.4 | 47.4 | 18.3 | 32.1 · 21.0 · 10.2 | 1.4 · 2.3 · 1.8 |"
+            "| push | 1 × 1 | 5,000 | 5,020 | 0.25 | 0.60 | 42.4 | 47.2 | 17.7 | 28.2 · 16.6 · 9.6 | 1.5 · 2.8 · 1.8 |"
         ),
+        "{page}"
+    );
+    // The curve's last point per cluster: the highest rate its search found sustained.
+    assert!(
+        page.contains(
+            "| pull | 1 × 8 | 180,861 (highest meeting the SLO) | 180,735 | 1.17 | 34.37 | 4.1 | 4.7 | 0.7 | 2.4 · 1.8 · 0.5 | 1.7 · 2.6 · 1.2 |"
+        ),
+        "{page}"
+    );
+    assert!(
+        page.contains("| push | 1 × 1 | 200,000 (the search's ceiling met the SLO) | 199,983 |"),
         "{page}"
     );
     assert!(
