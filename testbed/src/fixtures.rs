@@ -166,12 +166,10 @@ fn dechunk(mut body: &str) -> String {
     out
 }
 
-/// A port that was free a moment ago, for a process that must be told its port.
+/// A port that was free a moment ago, for a process that must be told its port
+/// ([`crate::free_port`]).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port on 127.0.0.1")
+    crate::free_port().expect("a free port on 127.0.0.1")
 }
 
 /// Registers `spec` (e.g. `sleep:5`) under `name`; returns its id and the task arguments.
